@@ -1,0 +1,7 @@
+//! kafka-to-maxcompute: moves Kafka records into MaxCompute exactly once.
+//!
+//! The pipeline runs trigger → plan → fetch → transform → encode → stage → load → commit; see the
+//! README's Architecture section for the invariants. This crate holds the stages and the clients
+//! they use; `main.rs` is the `k2mc` binary (Lambda bootstrap and local CLI).
+
+pub mod maxcompute;

@@ -1,0 +1,365 @@
+//! Tunnel batch upload and download (brief §2): upload sessions per (table, partition), blocks
+//! PUT with chunked transfer and optional zlib `deflate`, the client-side block-list check before
+//! commit, and commits whose ambiguous failures are settled by reloading the session (`CLOSED`
+//! means committed). Downloads exist so that tests and the `status` command can read rows back.
+
+use std::io::Read;
+
+use bytes::Bytes;
+use flate2::Compression as Level;
+use flate2::read::ZlibDecoder;
+use flate2::write::ZlibEncoder;
+use reqwest::Method;
+use serde::Deserialize;
+
+use super::client::MaxComputeClient;
+use super::error::MaxComputeError;
+use super::http::{Call, Payload};
+use super::partition::PartitionSpec;
+use super::schema::{ColumnType, TableSchema};
+use super::value::Value;
+use super::wire::{RecordReader, RecordWriter};
+
+/// Block ids a session accepts: `0..MAX_BLOCKS`.
+pub const MAX_BLOCKS: u32 = 20_000;
+const TUNNEL_VERSION: &str = "6";
+
+/// How a block body is compressed on the wire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Compression {
+    None,
+    /// zlib (RFC 1950), sent as `Content-Encoding: deflate`.
+    #[default]
+    Deflate,
+}
+
+/// An encoded block, ready to stage or upload.
+#[derive(Debug, Clone)]
+pub struct Block {
+    pub data: Bytes,
+    pub compression: Compression,
+    pub rows: u64,
+}
+
+/// Encodes rows into one block (the pure part of the encode stage).
+pub fn encode_block(
+    schema: &[ColumnType],
+    rows: &[Vec<Value>],
+    compression: Compression,
+) -> Result<Block, MaxComputeError> {
+    let data = match compression {
+        Compression::None => {
+            let mut w = RecordWriter::new(schema, Vec::new());
+            for row in rows {
+                w.write(row)?;
+            }
+            w.finish()?
+        }
+        Compression::Deflate => {
+            let mut w = RecordWriter::new(schema, ZlibEncoder::new(Vec::new(), Level::fast()));
+            for row in rows {
+                w.write(row)?;
+            }
+            w.finish()?.finish().map_err(super::error::WireError::Io)?
+        }
+    };
+    Ok(Block {
+        data: data.into(),
+        compression,
+        rows: rows.len() as u64,
+    })
+}
+
+/// Decodes a block body as it came over the wire.
+pub fn decode_block(
+    schema: &[ColumnType],
+    data: &[u8],
+    compression: Compression,
+) -> Result<Vec<Vec<Value>>, MaxComputeError> {
+    let inflated;
+    let raw = match compression {
+        Compression::None => data,
+        Compression::Deflate => {
+            let mut out = Vec::new();
+            ZlibDecoder::new(data)
+                .read_to_end(&mut out)
+                .map_err(super::error::WireError::Io)?;
+            inflated = out;
+            &inflated
+        }
+    };
+    Ok(RecordReader::new(schema, raw).read_all()?)
+}
+
+/// An upload session as the Tunnel last described it.
+#[derive(Debug, Clone)]
+pub struct UploadSession {
+    pub id: String,
+    pub table: String,
+    pub partition: Option<PartitionSpec>,
+    /// Upper-cased: `NORMAL`, `CLOSING`, `CLOSED`, `CANCELED`, `EXPIRED`, `CRITICAL`.
+    pub status: String,
+    pub schema: TableSchema,
+    /// Blocks the server holds, sorted.
+    pub blocks: Vec<u32>,
+}
+
+impl UploadSession {
+    /// True once the session's rows are committed.
+    pub fn is_committed(&self) -> bool {
+        self.status == "CLOSED"
+    }
+}
+
+/// A download session: a snapshot of a table or partition.
+#[derive(Debug, Clone)]
+pub struct DownloadSession {
+    pub id: String,
+    pub table: String,
+    pub partition: Option<PartitionSpec>,
+    pub record_count: u64,
+    pub schema: TableSchema,
+}
+
+#[derive(Deserialize)]
+struct SessionJson {
+    #[serde(rename = "UploadID", alias = "DownloadID", default)]
+    id: String,
+    #[serde(rename = "Status", default)]
+    status: String,
+    #[serde(rename = "Schema", default)]
+    schema: TableSchema,
+    #[serde(rename = "UploadedBlockList", default)]
+    blocks: Vec<BlockJson>,
+    #[serde(rename = "RecordCount", default)]
+    record_count: u64,
+}
+
+#[derive(Deserialize)]
+struct BlockJson {
+    #[serde(rename = "BlockID")]
+    id: u32,
+}
+
+impl MaxComputeClient {
+    /// Opens an upload session for `table` (and `partition`, which must exist).
+    pub async fn create_upload_session(
+        &self,
+        table: &str,
+        partition: Option<&PartitionSpec>,
+        overwrite: bool,
+    ) -> Result<UploadSession, MaxComputeError> {
+        let mut call = self.tunnel_call("create upload session", Method::POST, table, partition).await?;
+        call.params.insert(0, ("uploads".into(), String::new()));
+        if overwrite {
+            call.params.push(("overwrite".into(), "true".into()));
+        }
+        let json = self.session_json(&call).await?;
+        Ok(upload_session(json, table, partition))
+    }
+
+    /// Reloads an upload session by id: its status and the blocks the server holds.
+    pub async fn reload_upload_session(
+        &self,
+        table: &str,
+        partition: Option<&PartitionSpec>,
+        upload_id: &str,
+    ) -> Result<UploadSession, MaxComputeError> {
+        let mut call = self.tunnel_call("reload upload session", Method::GET, table, partition).await?;
+        call.params.push(("uploadid".into(), upload_id.to_owned()));
+        let json = self.session_json(&call).await?;
+        let mut session = upload_session(json, table, partition);
+        if session.id.is_empty() {
+            session.id = upload_id.to_owned();
+        }
+        Ok(session)
+    }
+
+    /// PUTs one block; writing the same block id again replaces it.
+    pub async fn upload_block(
+        &self,
+        session: &UploadSession,
+        block_id: u32,
+        block: &Block,
+    ) -> Result<(), MaxComputeError> {
+        if block_id >= MAX_BLOCKS {
+            return Err(MaxComputeError::BlockId { block_id });
+        }
+        let mut call = self
+            .tunnel_call("upload block", Method::PUT, &session.table, session.partition.as_ref())
+            .await?;
+        call.operation = format!("upload block {block_id} of session {}", session.id);
+        call.params.push(("uploadid".into(), session.id.clone()));
+        call.params.push(("blockid".into(), block_id.to_string()));
+        call.payload = Payload::Chunked {
+            data: block.data.clone(),
+            content_encoding: match block.compression {
+                Compression::None => None,
+                Compression::Deflate => Some("deflate"),
+            },
+        };
+        self.transport.execute(&call).await.map(|_| ())
+    }
+
+    /// Commits a session holding exactly `blocks`. Idempotent: a session already `CLOSED` is
+    /// success, and a commit whose answer was lost or failed is settled by reloading the session.
+    pub async fn commit_upload(
+        &self,
+        session: &UploadSession,
+        blocks: &[u32],
+    ) -> Result<UploadSession, MaxComputeError> {
+        let (table, partition) = (&session.table, session.partition.as_ref());
+        let current = self.reload_upload_session(table, partition, &session.id).await?;
+        if current.is_committed() {
+            return Ok(current);
+        }
+        if current.status != "NORMAL" {
+            return Err(MaxComputeError::SessionNotWritable {
+                upload_id: session.id.clone(),
+                status: current.status,
+            });
+        }
+        let mut expected = blocks.to_vec();
+        expected.sort_unstable();
+        expected.dedup();
+        if current.blocks != expected {
+            return Err(MaxComputeError::Protocol {
+                operation: format!("commit session {}", session.id),
+                reason: format!(
+                    "server holds blocks {:?} but the batch wrote {:?}",
+                    current.blocks, expected
+                ),
+            });
+        }
+        let mut call = self.tunnel_call("commit upload session", Method::POST, table, partition).await?;
+        call.operation = format!("commit session {}", session.id);
+        call.params.push(("uploadid".into(), session.id.clone()));
+        match self.session_json(&call).await {
+            Ok(json) => {
+                let committed = upload_session(json, table, partition);
+                if committed.is_committed() || committed.status.is_empty() {
+                    return Ok(UploadSession {
+                        status: "CLOSED".into(),
+                        ..committed
+                    });
+                }
+                Err(MaxComputeError::SessionNotWritable {
+                    upload_id: session.id.clone(),
+                    status: committed.status,
+                })
+            }
+            Err(err) => {
+                // The commit may have happened even though we saw an error: ask the session.
+                tracing::warn!(upload_id = %session.id, error = %err, "Commit failed; reloading the session to settle it.");
+                let after = self.reload_upload_session(table, partition, &session.id).await?;
+                if after.is_committed() {
+                    Ok(after)
+                } else {
+                    Err(err)
+                }
+            }
+        }
+    }
+
+    /// Opens a download session over `table` (and `partition`).
+    pub async fn create_download_session(
+        &self,
+        table: &str,
+        partition: Option<&PartitionSpec>,
+    ) -> Result<DownloadSession, MaxComputeError> {
+        let mut call = self.tunnel_call("create download session", Method::POST, table, partition).await?;
+        call.params.insert(0, ("downloads".into(), String::new()));
+        let mut json = self.session_json(&call).await?;
+        while json.status.eq_ignore_ascii_case("INITIATING") {
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+            let mut reload = self.tunnel_call("reload download session", Method::GET, table, partition).await?;
+            reload.params.push(("downloadid".into(), json.id.clone()));
+            json = self.session_json(&reload).await?;
+        }
+        Ok(DownloadSession {
+            id: json.id,
+            table: table.to_owned(),
+            partition: partition.cloned(),
+            record_count: json.record_count,
+            schema: json.schema,
+        })
+    }
+
+    /// Reads rows `[start, start + count)` of a download session.
+    pub async fn download_rows(
+        &self,
+        session: &DownloadSession,
+        start: u64,
+        count: u64,
+    ) -> Result<Vec<Vec<Value>>, MaxComputeError> {
+        let mut call = self
+            .tunnel_call("download rows", Method::GET, &session.table, session.partition.as_ref())
+            .await?;
+        call.params.insert(0, ("data".into(), String::new()));
+        call.params.push(("downloadid".into(), session.id.clone()));
+        call.params.push(("rowrange".into(), format!("({start},{count})")));
+        call.headers.push(("Accept-Encoding", "deflate".into()));
+        let resp = self.transport.execute(&call).await?;
+        let compression = match resp.header("Content-Encoding") {
+            Some(enc) if enc.eq_ignore_ascii_case("deflate") => Compression::Deflate,
+            _ => Compression::None,
+        };
+        decode_block(&session.schema.column_types(), &resp.body, compression)
+    }
+
+    async fn tunnel_call(
+        &self,
+        operation: &str,
+        method: Method,
+        table: &str,
+        partition: Option<&PartitionSpec>,
+    ) -> Result<Call, MaxComputeError> {
+        let mut params = Vec::new();
+        if let Some(p) = partition {
+            params.push(("partition".into(), p.tunnel_form()));
+        }
+        Ok(Call {
+            operation: operation.to_owned(),
+            method,
+            base: self.tunnel_base().await?,
+            path: self.table_path(table),
+            params,
+            headers: vec![
+                ("x-odps-tunnel-version", TUNNEL_VERSION.into()),
+                ("odps-tunnel-date-transform", "v1".into()),
+            ],
+            payload: Payload::Empty,
+        })
+    }
+
+    async fn session_json(&self, call: &Call) -> Result<SessionJson, MaxComputeError> {
+        let resp = self.transport.execute(call).await?;
+        if resp.body.is_empty() {
+            return Ok(SessionJson {
+                id: String::new(),
+                status: String::new(),
+                schema: TableSchema::default(),
+                blocks: Vec::new(),
+                record_count: 0,
+            });
+        }
+        serde_json::from_slice(&resp.body).map_err(|e| MaxComputeError::Protocol {
+            operation: call.operation.clone(),
+            reason: format!("bad session JSON: {e}"),
+        })
+    }
+}
+
+fn upload_session(json: SessionJson, table: &str, partition: Option<&PartitionSpec>) -> UploadSession {
+    let mut blocks: Vec<u32> = json.blocks.iter().map(|b| b.id).collect();
+    blocks.sort_unstable();
+    blocks.dedup();
+    UploadSession {
+        id: json.id,
+        table: table.to_owned(),
+        partition: partition.cloned(),
+        status: json.status.to_ascii_uppercase(),
+        schema: json.schema,
+        blocks,
+    }
+}
