@@ -1,1 +1,218 @@
-//! h
+//! The local-stack harness shared by the integration tests, the demo and the benchmarks: builds
+//! and starts the real servers on loopback ports chosen at run time, and runs the pinned pyodps
+//! venv as the independent referee.
+//!
+//! Every process it starts dies with the harness: the emulator is started with
+//! `--exit-on-stdin-eof` and its stdin is a pipe that closes when the harness exits; owned
+//! handles also kill their process on drop.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::OnceLock;
+
+use anyhow::{Context, bail};
+
+/// AccessKey id the local stack signs with.
+pub const ACCESS_ID: &str = "k2mc-local-id";
+/// AccessKey secret the local stack signs with. A known value, so leak scans can look for it.
+pub const ACCESS_KEY: &str = "k2mc-local-secret-3f9a";
+/// The MaxCompute project the local stack uses.
+pub const PROJECT: &str = "k2mc_local";
+
+/// The repository root.
+pub fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+}
+
+/// The pinned Python venv's interpreter (created by `infra/local/setup`). Fails loudly when it is
+/// missing: the pyodps checks are never skipped.
+pub fn python() -> anyhow::Result<PathBuf> {
+    let path = std::env::var_os("K2MC_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join(".local/venv/bin/python"));
+    if !path.exists() {
+        bail!("no Python venv at {}: run infra/local/setup (it installs pyodps 0.13.2 from tests/pyodps/requirements.txt)", path.display());
+    }
+    Ok(path)
+}
+
+/// Returns the path of a workspace binary in the same profile as the running test, building the
+/// workspace first (once per process). The build is `cargo build --workspace --all-targets`,
+/// which resolves features exactly as `cargo test --workspace` does, so it never rebuilds what
+/// the test run just built.
+pub fn workspace_bin(bin: &str) -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let profile_dir = BUILT
+        .get_or_init(|| {
+            let exe = std::env::current_exe().map_err(|e| e.to_string())?;
+            // target/<profile>/deps/<test> or target/<profile>/<bin>
+            let profile_dir = exe
+                .ancestors()
+                .find(|p| p.file_name().is_some_and(|n| n == "debug" || n == "release"))
+                .ok_or("cannot find the cargo profile directory above the running executable")?
+                .to_owned();
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "--workspace", "--all-targets"]).current_dir(repo_root());
+            // `cargo test` gives the test process per-crate variables (CARGO_PKG_*, …); passed on,
+            // they would make the inner build look different and rebuild everything.
+            for (key, _) in std::env::vars_os() {
+                let key = key.to_string_lossy().into_owned();
+                if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
+                    cmd.env_remove(key);
+                }
+            }
+            if profile_dir.file_name().is_some_and(|n| n == "release") {
+                cmd.arg("--release");
+            }
+            let status = cmd.status().map_err(|e| format!("running cargo build: {e}"))?;
+            if !status.success() {
+                return Err("cargo build --workspace --all-targets failed".to_owned());
+            }
+            Ok(profile_dir)
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)?;
+    let path = profile_dir.join(bin);
+    if !path.exists() {
+        bail!("{} does not exist after building the workspace", path.display());
+    }
+    Ok(path)
+}
+
+/// A running `maxcompute-emulator`, killed on drop.
+#[derive(Debug)]
+pub struct Emulator {
+    pub addr: String,
+    pub data: PathBuf,
+    child: Child,
+    _stdin: ChildStdin,
+}
+
+impl Emulator {
+    /// Starts an emulator over `data` on a free loopback port.
+    pub fn start(data: &Path) -> anyhow::Result<Self> {
+        Self::start_with(data, &[])
+    }
+
+    /// Starts an emulator with extra flags.
+    pub fn start_with(data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        let bin = workspace_bin("maxcompute-emulator")?;
+        let mut child = Command::new(&bin)
+            .args(["--listen", "127.0.0.1:0", "--access-id", ACCESS_ID, "--access-key", ACCESS_KEY, "--exit-on-stdin-eof", "--data"])
+            .arg(data)
+            .args(extra)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+        let stdin = child.stdin.take().context("emulator stdin")?;
+        let stdout = child.stdout.take().context("emulator stdout")?;
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line)?;
+        let addr = line.trim().to_owned();
+        if addr.is_empty() {
+            let _ = child.kill();
+            bail!("the emulator exited before printing its address");
+        }
+        Ok(Emulator { addr, data: data.to_owned(), child, _stdin: stdin })
+    }
+
+    /// The REST endpoint, `http://127.0.0.1:PORT/api`.
+    pub fn endpoint(&self) -> String {
+        format!("http://{}/api", self.addr)
+    }
+
+    /// Kills the process at once (SIGKILL), as a crash would.
+    pub fn kill(mut self) -> anyhow::Result<PathBuf> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(self.data.clone())
+    }
+
+    /// Arms fault knobs (JSON object, see the emulator's `faults` module).
+    pub fn set_faults(&self, faults: &serde_json::Value) -> anyhow::Result<()> {
+        let body = faults.to_string();
+        let resp = http_request(&self.addr, "POST", "/_emulator/faults", &body)?;
+        if !resp.starts_with("HTTP/1.1 204") {
+            bail!("setting faults failed: {resp}");
+        }
+        Ok(())
+    }
+
+    /// The fault knobs and how often each fired.
+    pub fn faults(&self) -> anyhow::Result<serde_json::Value> {
+        let resp = http_request(&self.addr, "GET", "/_emulator/faults", "")?;
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
+        Ok(serde_json::from_str(body)?)
+    }
+
+    /// Runs the pyodps referee script against this emulator.
+    pub fn pyodps(&self, args: &[&str]) -> anyhow::Result<String> {
+        pyodps(Some(self), args)
+    }
+}
+
+impl Drop for Emulator {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A minimal HTTP/1.1 exchange for the unauthenticated admin endpoint.
+fn http_request(addr: &str, method: &str, path: &str, body: &str) -> anyhow::Result<String> {
+    use std::io::Read;
+    let mut stream = std::net::TcpStream::connect(addr)?;
+    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let mut out = String::new();
+    stream.read_to_string(&mut out)?;
+    Ok(out)
+}
+
+/// Runs `tests/pyodps/conformance.py` with `TZ=UTC`; with an emulator, against it.
+pub fn pyodps(emulator: Option<&Emulator>, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = Command::new(python()?);
+    cmd.arg(repo_root().join("tests/pyodps/conformance.py")).env("TZ", "UTC");
+    if let Some(e) = emulator {
+        cmd.args(["--endpoint", &e.endpoint(), "--project", PROJECT, "--access-id", ACCESS_ID, "--access-key", ACCESS_KEY]);
+    }
+    let out = cmd.args(args).output().context("running pyodps")?;
+    if !out.status.success() {
+        bail!("pyodps {args:?} failed: {}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// The emulator shared by all tests of one process, started on first use. Tests that share it
+/// use their own table names.
+pub fn shared_emulator() -> anyhow::Result<&'static Emulator> {
+    static SHARED: OnceLock<(tempfile::TempDir, Emulator)> = OnceLock::new();
+    if let Some((_, e)) = SHARED.get() {
+        return Ok(e);
+    }
+    let dir = tempfile::tempdir()?;
+    let emulator = Emulator::start(dir.path())?;
+    // Another thread may have won the race; its emulator is kept and ours is dropped (killed).
+    Ok(&SHARED.get_or_init(|| (dir, emulator)).1)
+}
+
+/// A client of the given emulator with fast retries, for tests.
+pub fn client(emulator: &Emulator) -> anyhow::Result<k2mc::maxcompute::MaxComputeClient> {
+    Ok(k2mc::maxcompute::MaxComputeClient::new(client_config(emulator, ACCESS_KEY)?)?)
+}
+
+/// The client configuration [`client`] uses, signing with `key` (a wrong key tests signature
+/// checks).
+pub fn client_config(emulator: &Emulator, key: &str) -> anyhow::Result<k2mc::maxcompute::ClientConfig> {
+    use k2mc::maxcompute::{ClientConfig, Credentials, RetryPolicy};
+    let mut config = ClientConfig::new(emulator.endpoint().parse()?, PROJECT, Credentials::new(ACCESS_ID, key));
+    config.retry = RetryPolicy {
+        base_delay: std::time::Duration::from_millis(5),
+        max_delay: std::time::Duration::from_millis(50),
+        ..RetryPolicy::default()
+    };
+    Ok(config)
+}
