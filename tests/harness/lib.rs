@@ -22,7 +22,10 @@ pub const PROJECT: &str = "k2mc_local";
 
 /// The repository root.
 pub fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_owned).unwrap_or_default()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_owned)
+        .unwrap_or_default()
 }
 
 /// The pinned Python venv's interpreter (created by `infra/local/setup`). Fails loudly when it is
@@ -32,7 +35,10 @@ pub fn python() -> anyhow::Result<PathBuf> {
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join(".local/venv/bin/python"));
     if !path.exists() {
-        bail!("no Python venv at {}: run infra/local/setup (it installs pyodps 0.13.2 from tests/pyodps/requirements.txt)", path.display());
+        bail!(
+            "no Python venv at {}: run infra/local/setup (it installs pyodps 0.13.2 from tests/pyodps/requirements.txt)",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -49,12 +55,16 @@ pub fn workspace_bin(bin: &str) -> anyhow::Result<PathBuf> {
             // target/<profile>/deps/<test> or target/<profile>/<bin>
             let profile_dir = exe
                 .ancestors()
-                .find(|p| p.file_name().is_some_and(|n| n == "debug" || n == "release"))
+                .find(|p| {
+                    p.file_name()
+                        .is_some_and(|n| n == "debug" || n == "release")
+                })
                 .ok_or("cannot find the cargo profile directory above the running executable")?
                 .to_owned();
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--quiet", "--workspace", "--all-targets"]).current_dir(repo_root());
+            cmd.args(["build", "--quiet", "--workspace", "--all-targets"])
+                .current_dir(repo_root());
             // `cargo test` gives the test process per-crate variables (CARGO_PKG_*, …); passed on,
             // they would make the inner build look different and rebuild everything.
             for (key, _) in std::env::vars_os() {
@@ -66,7 +76,9 @@ pub fn workspace_bin(bin: &str) -> anyhow::Result<PathBuf> {
             if profile_dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");
             }
-            let status = cmd.status().map_err(|e| format!("running cargo build: {e}"))?;
+            let status = cmd
+                .status()
+                .map_err(|e| format!("running cargo build: {e}"))?;
             if !status.success() {
                 return Err("cargo build --workspace --all-targets failed".to_owned());
             }
@@ -76,7 +88,10 @@ pub fn workspace_bin(bin: &str) -> anyhow::Result<PathBuf> {
         .map_err(anyhow::Error::msg)?;
     let path = profile_dir.join(bin);
     if !path.exists() {
-        bail!("{} does not exist after building the workspace", path.display());
+        bail!(
+            "{} does not exist after building the workspace",
+            path.display()
+        );
     }
     Ok(path)
 }
@@ -100,7 +115,16 @@ impl Emulator {
     pub fn start_with(data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let bin = workspace_bin("maxcompute-emulator")?;
         let mut child = Command::new(&bin)
-            .args(["--listen", "127.0.0.1:0", "--access-id", ACCESS_ID, "--access-key", ACCESS_KEY, "--exit-on-stdin-eof", "--data"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--access-id",
+                ACCESS_ID,
+                "--access-key",
+                ACCESS_KEY,
+                "--exit-on-stdin-eof",
+                "--data",
+            ])
             .arg(data)
             .args(extra)
             .stdin(Stdio::piped())
@@ -117,7 +141,12 @@ impl Emulator {
             let _ = child.kill();
             bail!("the emulator exited before printing its address");
         }
-        Ok(Emulator { addr, data: data.to_owned(), child, _stdin: stdin })
+        Ok(Emulator {
+            addr,
+            data: data.to_owned(),
+            child,
+            _stdin: stdin,
+        })
     }
 
     /// The REST endpoint, `http://127.0.0.1:PORT/api`.
@@ -166,7 +195,11 @@ impl Drop for Emulator {
 fn http_request(addr: &str, method: &str, path: &str, body: &str) -> anyhow::Result<String> {
     use std::io::Read;
     let mut stream = std::net::TcpStream::connect(addr)?;
-    write!(stream, "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )?;
     let mut out = String::new();
     stream.read_to_string(&mut out)?;
     Ok(out)
@@ -175,13 +208,27 @@ fn http_request(addr: &str, method: &str, path: &str, body: &str) -> anyhow::Res
 /// Runs `tests/pyodps/conformance.py` with `TZ=UTC`; with an emulator, against it.
 pub fn pyodps(emulator: Option<&Emulator>, args: &[&str]) -> anyhow::Result<String> {
     let mut cmd = Command::new(python()?);
-    cmd.arg(repo_root().join("tests/pyodps/conformance.py")).env("TZ", "UTC");
+    cmd.arg(repo_root().join("tests/pyodps/conformance.py"))
+        .env("TZ", "UTC");
     if let Some(e) = emulator {
-        cmd.args(["--endpoint", &e.endpoint(), "--project", PROJECT, "--access-id", ACCESS_ID, "--access-key", ACCESS_KEY]);
+        cmd.args([
+            "--endpoint",
+            &e.endpoint(),
+            "--project",
+            PROJECT,
+            "--access-id",
+            ACCESS_ID,
+            "--access-key",
+            ACCESS_KEY,
+        ]);
     }
     let out = cmd.args(args).output().context("running pyodps")?;
     if !out.status.success() {
-        bail!("pyodps {args:?} failed: {}{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+        bail!(
+            "pyodps {args:?} failed: {}{}",
+            String::from_utf8_lossy(&out.stderr),
+            String::from_utf8_lossy(&out.stdout)
+        );
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
@@ -201,14 +248,23 @@ pub fn shared_emulator() -> anyhow::Result<&'static Emulator> {
 
 /// A client of the given emulator with fast retries, for tests.
 pub fn client(emulator: &Emulator) -> anyhow::Result<k2mc::maxcompute::MaxComputeClient> {
-    Ok(k2mc::maxcompute::MaxComputeClient::new(client_config(emulator, ACCESS_KEY)?)?)
+    Ok(k2mc::maxcompute::MaxComputeClient::new(client_config(
+        emulator, ACCESS_KEY,
+    )?)?)
 }
 
 /// The client configuration [`client`] uses, signing with `key` (a wrong key tests signature
 /// checks).
-pub fn client_config(emulator: &Emulator, key: &str) -> anyhow::Result<k2mc::maxcompute::ClientConfig> {
+pub fn client_config(
+    emulator: &Emulator,
+    key: &str,
+) -> anyhow::Result<k2mc::maxcompute::ClientConfig> {
     use k2mc::maxcompute::{ClientConfig, Credentials, RetryPolicy};
-    let mut config = ClientConfig::new(emulator.endpoint().parse()?, PROJECT, Credentials::new(ACCESS_ID, key));
+    let mut config = ClientConfig::new(
+        emulator.endpoint().parse()?,
+        PROJECT,
+        Credentials::new(ACCESS_ID, key),
+    );
     config.retry = RetryPolicy {
         base_delay: std::time::Duration::from_millis(5),
         max_delay: std::time::Duration::from_millis(50),

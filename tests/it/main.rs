@@ -1,6 +1,9 @@
 //! The one integration test binary. Each module drives real processes on loopback: the
 //! MaxCompute emulator (shared by most tests, started once) and pyodps as the referee.
 
+// Tests state their expectations with unwrap; request paths elsewhere may not.
+#![allow(clippy::unwrap_used)]
+
 mod emulator;
 mod maxcompute;
 mod rows;

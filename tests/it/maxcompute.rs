@@ -2,7 +2,9 @@
 
 use harness::{ACCESS_KEY, client, client_config, pyodps, shared_emulator};
 use k2mc::maxcompute::MaxComputeClient;
-use k2mc::maxcompute::{Compression, MaxComputeError, PartitionSpec, RecordReader, RecordWriter, encode_block};
+use k2mc::maxcompute::{
+    Compression, MaxComputeError, PartitionSpec, RecordReader, RecordWriter, encode_block,
+};
 
 use crate::rows;
 
@@ -24,8 +26,16 @@ async fn client_upload_of_every_type_reads_back_equal_in_pyodps() -> anyhow::Res
     let emulator = shared_emulator()?;
     let mc = client(emulator)?;
     let table = "client_every_type";
-    mc.run_sql(&format!("DROP TABLE IF EXISTS {table}"), &[]).await?;
-    mc.run_sql(&format!("CREATE TABLE {table} ({}) PARTITIONED BY (ds string) LIFECYCLE 1", rows::ddl_columns()), &[]).await?;
+    mc.run_sql(&format!("DROP TABLE IF EXISTS {table}"), &[])
+        .await?;
+    mc.run_sql(
+        &format!(
+            "CREATE TABLE {table} ({}) PARTITIONED BY (ds string) LIFECYCLE 1",
+            rows::ddl_columns()
+        ),
+        &[],
+    )
+    .await?;
     let info = mc.get_table(table).await?;
     assert_eq!(info.schema, rows::schema());
 
@@ -40,22 +50,47 @@ async fn client_upload_of_every_type_reads_back_equal_in_pyodps() -> anyhow::Res
     all.extend(rows::random_rows(300, 7));
     let session = mc.create_upload_session(table, Some(&spec), false).await?;
     let (first, second) = all.split_at(150);
-    mc.upload_block(&session, 0, &encode_block(&types, first, Compression::None)?).await?;
-    mc.upload_block(&session, 1, &encode_block(&types, second, Compression::Deflate)?).await?;
+    mc.upload_block(
+        &session,
+        0,
+        &encode_block(&types, first, Compression::None)?,
+    )
+    .await?;
+    mc.upload_block(
+        &session,
+        1,
+        &encode_block(&types, second, Compression::Deflate)?,
+    )
+    .await?;
     // Re-PUT of block 1 overwrites it rather than adding rows.
-    mc.upload_block(&session, 1, &encode_block(&types, second, Compression::Deflate)?).await?;
+    mc.upload_block(
+        &session,
+        1,
+        &encode_block(&types, second, Compression::Deflate)?,
+    )
+    .await?;
     let committed = mc.commit_upload(&session, &[0, 1]).await?;
     assert!(committed.is_committed());
 
-    let got = rows::parse_lines(&emulator.pyodps(&["dump", table, "--partition", "ds=20240101"])?);
+    let got =
+        rows::parse_lines(&emulator.pyodps(&["dump", table, "--partition", "ds=20240101"])?);
     assert_eq!(got.len(), all.len());
     rows::assert_same(&got, &rows::canonical(&all));
 
     let download = mc.create_download_session(table, Some(&spec)).await?;
     assert_eq!(download.record_count, all.len() as u64);
-    assert_eq!(mc.download_rows(&download, 0, download.record_count).await?, all);
+    assert_eq!(
+        mc.download_rows(&download, 0, download.record_count)
+            .await?,
+        all
+    );
 
-    let result = mc.run_sql(&format!("SELECT count(*) FROM {table} WHERE ds='20240101'"), &[]).await?;
+    let result = mc
+        .run_sql(
+            &format!("SELECT count(*) FROM {table} WHERE ds='20240101'"),
+            &[],
+        )
+        .await?;
     assert_eq!(result.rows()?.1, vec![vec![all.len().to_string()]]);
     Ok(())
 }
@@ -76,22 +111,54 @@ fn pyodps_reader_decodes_our_bytes_and_rejects_a_flipped_byte() -> anyhow::Resul
     let dir = tempfile::tempdir()?;
     let good = dir.path().join("good.bin");
     std::fs::write(&good, &bytes)?;
-    let out = pyodps(None, &["decode-stream", "--schema", &rows::schema_json(), "--input", good.to_str().unwrap_or_default()])?;
+    let out = pyodps(
+        None,
+        &[
+            "decode-stream",
+            "--schema",
+            &rows::schema_json(),
+            "--input",
+            good.to_str().unwrap_or_default(),
+        ],
+    )?;
     rows::assert_same(&rows::parse_lines(&out), &rows::canonical(&all));
 
     let deflated = encode_block(&types, &all, Compression::Deflate)?;
     let zfile = dir.path().join("good.zlib");
     std::fs::write(&zfile, &deflated.data)?;
-    let out = pyodps(None, &["decode-stream", "--deflate", "--schema", &rows::schema_json(), "--input", zfile.to_str().unwrap_or_default()])?;
+    let out = pyodps(
+        None,
+        &[
+            "decode-stream",
+            "--deflate",
+            "--schema",
+            &rows::schema_json(),
+            "--input",
+            zfile.to_str().unwrap_or_default(),
+        ],
+    )?;
     assert_eq!(rows::parse_lines(&out).len(), all.len());
 
     // Flip one bit inside the first row's string payload.
-    let at = bytes.windows(4).position(|w| w == "ünï".as_bytes().get(..4).unwrap_or_default()).unwrap_or(bytes.len() / 2);
+    let at = bytes
+        .windows(4)
+        .position(|w| w == "ünï".as_bytes().get(..4).unwrap_or_default())
+        .unwrap_or(bytes.len() / 2);
     let mut bad = bytes.clone();
     bad[at] ^= 0x01;
     let bad_path = dir.path().join("bad.bin");
     std::fs::write(&bad_path, &bad)?;
-    let err = pyodps(None, &["decode-stream", "--schema", &rows::schema_json(), "--input", bad_path.to_str().unwrap_or_default()]).unwrap_err();
+    let err = pyodps(
+        None,
+        &[
+            "decode-stream",
+            "--schema",
+            &rows::schema_json(),
+            "--input",
+            bad_path.to_str().unwrap_or_default(),
+        ],
+    )
+    .unwrap_err();
     assert!(err.to_string().contains("Checksum"), "{err}");
     assert!(RecordReader::new(&types, &bad).read_all().is_err());
     Ok(())
@@ -104,10 +171,24 @@ fn our_reader_decodes_pyodps_bytes() -> anyhow::Result<()> {
     all.extend(rows::random_rows(200, 13));
     let dir = tempfile::tempdir()?;
     let input = dir.path().join("rows.jsonl");
-    let lines: Vec<String> = rows::canonical(&all).iter().map(|r| r.to_string()).collect();
+    let lines: Vec<String> = rows::canonical(&all)
+        .iter()
+        .map(|r| r.to_string())
+        .collect();
     std::fs::write(&input, lines.join("\n"))?;
     let out = dir.path().join("pyodps.bin");
-    pyodps(None, &["write-stream", "--schema", &rows::schema_json(), "--rows", input.to_str().unwrap_or_default(), "--out", out.to_str().unwrap_or_default()])?;
+    pyodps(
+        None,
+        &[
+            "write-stream",
+            "--schema",
+            &rows::schema_json(),
+            "--rows",
+            input.to_str().unwrap_or_default(),
+            "--out",
+            out.to_str().unwrap_or_default(),
+        ],
+    )?;
     let bytes = std::fs::read(&out)?;
     let types = rows::schema().column_types();
     let decoded = RecordReader::new(&types, &bytes).read_all()?;
@@ -132,10 +213,16 @@ async fn errors_carry_maxcompute_codes() -> anyhow::Result<()> {
         }
         other => panic!("expected a parse error, got {other:?}"),
     }
-    let err = mc.run_sql("SELECT count(*) FROM no_such_table", &[]).await.unwrap_err();
+    let err = mc
+        .run_sql("SELECT count(*) FROM no_such_table", &[])
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("ODPS-0130131"), "{err}");
     let err = mc.get_table("no_such_table").await.unwrap_err();
-    assert!(matches!(err, MaxComputeError::Service { status: 404, .. }), "{err}");
+    assert!(
+        matches!(err, MaxComputeError::Service { status: 404, .. }),
+        "{err}"
+    );
     assert_eq!(err.code(), Some("NoSuchObject"));
 
     let mut config = client_config(emulator, &format!("{ACCESS_KEY}-wrong"))?;
@@ -144,8 +231,14 @@ async fn errors_carry_maxcompute_codes() -> anyhow::Result<()> {
     let err = wrong.get_table("anything").await.unwrap_err();
     assert_eq!(err.code(), Some("SignatureNotMatch"), "{err}");
     assert!(!err.is_retryable());
-    assert!(!err.to_string().contains(ACCESS_KEY), "the secret leaked into an error: {err}");
-    let err = wrong.create_upload_session("anything", None, false).await.unwrap_err();
+    assert!(
+        !err.to_string().contains(ACCESS_KEY),
+        "the secret leaked into an error: {err}"
+    );
+    let err = wrong
+        .create_upload_session("anything", None, false)
+        .await
+        .unwrap_err();
     assert_eq!(err.code(), Some("SignatureDoesNotMatch"), "{err}");
     Ok(())
 }

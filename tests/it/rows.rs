@@ -31,7 +31,10 @@ pub const COLUMNS: &[(&str, &str)] = &[
 
 pub fn schema() -> TableSchema {
     TableSchema {
-        columns: COLUMNS.iter().map(|(n, t)| Column::new(*n, ColumnType::parse(t).unwrap())).collect(),
+        columns: COLUMNS
+            .iter()
+            .map(|(n, t)| Column::new(*n, ColumnType::parse(t).unwrap()))
+            .collect(),
         partition_keys: vec![Column::new("ds", ColumnType::String)],
     }
 }
@@ -43,7 +46,11 @@ pub fn schema_json() -> String {
 
 /// The DDL column list.
 pub fn ddl_columns() -> String {
-    COLUMNS.iter().map(|(n, t)| format!("`{n}` {t}")).collect::<Vec<_>>().join(", ")
+    COLUMNS
+        .iter()
+        .map(|(n, t)| format!("`{n}` {t}"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn s(text: &str) -> Value {
@@ -66,15 +73,37 @@ pub fn edge_rows() -> Vec<Vec<Value>> {
         Value::Binary(vec![0, 0xff, b'\n', 0x80]),
         Value::Date(-1),
         Value::Datetime(-301_233_600_877),
-        Value::Timestamp { seconds: 1_704_067_200, nanos: 123_456_789 },
-        Value::Timestamp { seconds: -2_208_988_800, nanos: 1 },
-        Value::Array(vec![Value::Array(vec![s("x"), Value::Null, s("")]), Value::Null, Value::Array(vec![])]),
+        Value::Timestamp {
+            seconds: 1_704_067_200,
+            nanos: 123_456_789,
+        },
+        Value::Timestamp {
+            seconds: -2_208_988_800,
+            nanos: 1,
+        },
+        Value::Array(vec![
+            Value::Array(vec![s("x"), Value::Null, s("")]),
+            Value::Null,
+            Value::Array(vec![]),
+        ]),
         Value::Map(vec![
-            (s("k"), Value::Struct(vec![Value::Int(7), Value::Array(vec![Value::Double(1.5), Value::Null])])),
+            (
+                s("k"),
+                Value::Struct(vec![
+                    Value::Int(7),
+                    Value::Array(vec![Value::Double(1.5), Value::Null]),
+                ]),
+            ),
             (s("null"), Value::Null),
             (s("empty"), Value::Struct(vec![Value::Null, Value::Null])),
         ]),
-        Value::Struct(vec![Value::Decimal("9".repeat(38)), Value::Timestamp { seconds: 0, nanos: 999_999_999 }]),
+        Value::Struct(vec![
+            Value::Decimal("9".repeat(38)),
+            Value::Timestamp {
+                seconds: 0,
+                nanos: 999_999_999,
+            },
+        ]),
     ];
     vec![full, vec![Value::Null; COLUMNS.len()]]
 }
@@ -92,18 +121,37 @@ pub fn random_rows(n: usize, seed: u64) -> Vec<Vec<Value>> {
                 Value::Int(rng.random()),
                 Value::Float(rng.random_range(-1e6f32..1e6)),
                 Value::Double(rng.random_range(-1e12..1e12)),
-                Value::Decimal(format!("{}.{:018}", rng.random::<i64>(), rng.random_range(0..1_000_000_000_000_000_000u64))),
+                Value::Decimal(format!(
+                    "{}.{:018}",
+                    rng.random::<i64>(),
+                    rng.random_range(0..1_000_000_000_000_000_000u64)
+                )),
                 s(&format!("v{}", rng.random_range(0..1_000_000))),
                 s("abcd"),
                 s(&format!("row {i} \u{4e2d}\u{6587} \"quoted\", comma")),
                 Value::Binary((0..rng.random_range(0..16)).map(|_| rng.random()).collect()),
                 Value::Date(rng.random_range(-100_000..100_000)),
                 Value::Datetime(rng.random_range(-2_000_000_000_000..4_000_000_000_000)),
-                Value::Timestamp { seconds: rng.random_range(-9_000_000_000..9_000_000_000), nanos: rng.random_range(0..1_000_000_000) },
-                Value::Timestamp { seconds: rng.random_range(0..2_000_000_000), nanos: rng.random_range(0..1_000_000_000) },
+                Value::Timestamp {
+                    seconds: rng.random_range(-9_000_000_000..9_000_000_000),
+                    nanos: rng.random_range(0..1_000_000_000),
+                },
+                Value::Timestamp {
+                    seconds: rng.random_range(0..2_000_000_000),
+                    nanos: rng.random_range(0..1_000_000_000),
+                },
                 Value::Array(vec![Value::Array(vec![s(&i.to_string())])]),
-                Value::Map(vec![(s("m"), Value::Struct(vec![Value::Int(i as i64), Value::Array(vec![Value::Double(0.5)])]))]),
-                Value::Struct(vec![Value::Decimal(rng.random::<u64>().to_string()), Value::Null]),
+                Value::Map(vec![(
+                    s("m"),
+                    Value::Struct(vec![
+                        Value::Int(i as i64),
+                        Value::Array(vec![Value::Double(0.5)]),
+                    ]),
+                )]),
+                Value::Struct(vec![
+                    Value::Decimal(rng.random::<u64>().to_string()),
+                    Value::Null,
+                ]),
             ];
             for cell in row.iter_mut() {
                 if rng.random_ratio(1, 10) {
@@ -117,12 +165,17 @@ pub fn random_rows(n: usize, seed: u64) -> Vec<Vec<Value>> {
 
 /// Rows in canonical JSON, for comparison with pyodps output.
 pub fn canonical(rows: &[Vec<Value>]) -> Vec<serde_json::Value> {
-    rows.iter().map(|r| serde_json::Value::Array(r.iter().map(Value::to_canonical_json).collect())).collect()
+    rows.iter()
+        .map(|r| serde_json::Value::Array(r.iter().map(Value::to_canonical_json).collect()))
+        .collect()
 }
 
 /// Parses pyodps output: one canonical JSON row per line.
 pub fn parse_lines(out: &str) -> Vec<serde_json::Value> {
-    out.lines().filter(|l| !l.trim().is_empty()).map(|l| serde_json::from_str(l).unwrap()).collect()
+    out.lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
 }
 
 /// Compares row lists one row at a time, so that a failure names the first differing row.

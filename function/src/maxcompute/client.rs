@@ -116,12 +116,13 @@ impl MaxComputeClient {
                 call.params.push(("service".into(), String::new()));
                 let resp = self.transport.execute(&call).await?;
                 let host = String::from_utf8_lossy(&resp.body).trim().to_owned();
-                let url = Url::parse(&format!("{}://{host}", self.endpoint.scheme())).map_err(|e| {
-                    MaxComputeError::Protocol {
-                        operation: call.operation.clone(),
-                        reason: format!("tunnel endpoint '{host}' is not a host: {e}"),
-                    }
-                })?;
+                let url =
+                    Url::parse(&format!("{}://{host}", self.endpoint.scheme())).map_err(|e| {
+                        MaxComputeError::Protocol {
+                            operation: call.operation.clone(),
+                            reason: format!("tunnel endpoint '{host}' is not a host: {e}"),
+                        }
+                    })?;
                 http::check_endpoint(&url, self.allow_insecure_http)?;
                 Ok(url)
             })

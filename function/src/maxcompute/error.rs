@@ -82,7 +82,9 @@ impl WireError {
 #[derive(Debug, Error)]
 #[non_exhaustive]
 pub enum MaxComputeError {
-    #[error("{operation}: MaxCompute answered {status} {code}: {message} (request id {request_id})")]
+    #[error(
+        "{operation}: MaxCompute answered {status} {code}: {message} (request id {request_id})"
+    )]
     Service {
         operation: String,
         status: u16,
@@ -139,9 +141,7 @@ impl MaxComputeError {
     /// The MaxCompute error code (`NoSuchTable`, `ODPS-0130131`, …) when the service sent one.
     pub fn code(&self) -> Option<&str> {
         match self {
-            MaxComputeError::Service { code, .. } | MaxComputeError::Sql { code, .. } => {
-                Some(code)
-            }
+            MaxComputeError::Service { code, .. } | MaxComputeError::Sql { code, .. } => Some(code),
             _ => None,
         }
     }

@@ -50,9 +50,15 @@ pub(crate) enum Payload {
     /// No body, `Content-Length: 0`.
     Empty,
     /// A small body with a signed content type (SQL task XML).
-    Fixed { data: Bytes, content_type: &'static str },
+    Fixed {
+        data: Bytes,
+        content_type: &'static str,
+    },
     /// A block streamed with `Transfer-Encoding: chunked`, as both SDKs send blocks.
-    Chunked { data: Bytes, content_encoding: Option<&'static str> },
+    Chunked {
+        data: Bytes,
+        content_encoding: Option<&'static str>,
+    },
 }
 
 /// One call, described well enough to be signed and sent again on retry.
@@ -129,7 +135,9 @@ impl Transport {
             let (retry_kind, err) = match outcome {
                 Ok(resp) => return Ok(resp),
                 Err(err) => match &err {
-                    MaxComputeError::Service { status: 308 | 429, .. } => (Some(true), err),
+                    MaxComputeError::Service {
+                        status: 308 | 429, ..
+                    } => (Some(true), err),
                     MaxComputeError::Service { status, .. } if *status == 408 || *status >= 500 => {
                         (Some(false), err)
                     }
@@ -152,7 +160,11 @@ impl Transport {
             }
             *used += 1;
             let exp = (server_retries + throttle_retries).min(16);
-            let delay = self.retry.base_delay.saturating_mul(1 << exp).min(self.retry.max_delay);
+            let delay = self
+                .retry
+                .base_delay
+                .saturating_mul(1 << exp)
+                .min(self.retry.max_delay);
             tracing::warn!(operation = %call.operation, error = %err, ?delay, "MaxCompute call failed, retrying.");
             tokio::time::sleep(delay).await;
         }
@@ -225,9 +237,9 @@ impl Transport {
                     .step_by(64 * 1024)
                     .map(|at| Ok(data.slice(at..(at + 64 * 1024).min(data.len()))))
                     .collect();
-                let mut req = req
-                    .header("Content-Type", "application/octet-stream")
-                    .body(reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)));
+                let mut req = req.header("Content-Type", "application/octet-stream").body(
+                    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)),
+                );
                 if let Some(enc) = content_encoding {
                     req = req.header("Content-Encoding", *enc);
                 }
@@ -239,10 +251,7 @@ impl Transport {
         let headers = resp.headers().clone();
         let body = resp.bytes().await.map_err(transport_err)?;
         if status.is_success() {
-            return Ok(Response {
-                headers,
-                body,
-            });
+            return Ok(Response { headers, body });
         }
         Err(parse_error(&call.operation, status, &headers, &body))
     }
@@ -258,7 +267,10 @@ fn build_url(base: &Url, path: &str, params: &[(String, String)], project: &str)
     let base_path = base.path().trim_end_matches('/');
     url.set_path(&format!("{base_path}{}", segments.join("/")));
     let mut query: Vec<String> = Vec::new();
-    for (k, v) in params.iter().chain([&("curr_project".to_owned(), project.to_owned())]) {
+    for (k, v) in params
+        .iter()
+        .chain([&("curr_project".to_owned(), project.to_owned())])
+    {
         let k: String = url::form_urlencoded::byte_serialize(k.as_bytes()).collect();
         if v.is_empty() {
             query.push(k);
@@ -289,7 +301,12 @@ struct ErrorBody {
 }
 
 /// Parses a REST XML `<Error>` or a Tunnel JSON `{"Code","Message"}` body.
-fn parse_error(operation: &str, status: StatusCode, headers: &HeaderMap, body: &[u8]) -> MaxComputeError {
+fn parse_error(
+    operation: &str,
+    status: StatusCode,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> MaxComputeError {
     let text = String::from_utf8_lossy(body);
     let parsed: Option<ErrorBody> = serde_json::from_slice(body)
         .ok()
@@ -303,10 +320,17 @@ fn parse_error(operation: &str, status: StatusCode, headers: &HeaderMap, body: &
         Some(e) if !e.code.is_empty() => (
             e.code,
             e.message,
-            if e.request_id.is_empty() { header_id } else { e.request_id },
+            if e.request_id.is_empty() {
+                header_id
+            } else {
+                e.request_id
+            },
         ),
         _ => (
-            status.canonical_reason().unwrap_or("HttpError").replace(' ', ""),
+            status
+                .canonical_reason()
+                .unwrap_or("HttpError")
+                .replace(' ', ""),
             text.chars().take(512).collect(),
             header_id,
         ),
@@ -321,7 +345,10 @@ fn parse_error(operation: &str, status: StatusCode, headers: &HeaderMap, body: &
 }
 
 /// Refuses to send credentials over plain HTTP to anything but loopback unless allowed.
-pub(crate) fn check_endpoint(endpoint: &Url, allow_insecure_http: bool) -> Result<(), MaxComputeError> {
+pub(crate) fn check_endpoint(
+    endpoint: &Url,
+    allow_insecure_http: bool,
+) -> Result<(), MaxComputeError> {
     let bad = |reason: &str| MaxComputeError::Endpoint {
         endpoint: endpoint.to_string(),
         reason: reason.to_owned(),
@@ -338,7 +365,9 @@ pub(crate) fn check_endpoint(endpoint: &Url, allow_insecure_http: bool) -> Resul
             if loopback || allow_insecure_http {
                 Ok(())
             } else {
-                Err(bad("plain http would send signed credentials unencrypted; use https or set allow_insecure_http = true"))
+                Err(bad(
+                    "plain http would send signed credentials unencrypted; use https or set allow_insecure_http = true",
+                ))
             }
         }
         _ => Err(bad("the scheme must be http or https")),
@@ -355,7 +384,10 @@ mod tests {
         let url = build_url(
             &base,
             "/projects/p/tables/t",
-            &[("uploads".into(), String::new()), ("partition".into(), "ds=1,hr=2".into())],
+            &[
+                ("uploads".into(), String::new()),
+                ("partition".into(), "ds=1,hr=2".into()),
+            ],
             "p",
         );
         assert_eq!(
@@ -380,7 +412,10 @@ mod tests {
     #[test]
     fn refuses_plain_http_off_loopback() {
         let ok = |u: &str, allow| check_endpoint(&Url::parse(u).unwrap(), allow).is_ok();
-        assert!(ok("https://service.cn-hangzhou.maxcompute.aliyun.com/api", false));
+        assert!(ok(
+            "https://service.cn-hangzhou.maxcompute.aliyun.com/api",
+            false
+        ));
         assert!(ok("http://127.0.0.1:1/api", false));
         assert!(ok("http://localhost:1/api", false));
         assert!(!ok("http://example.com/api", false));

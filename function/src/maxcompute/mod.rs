@@ -6,6 +6,7 @@
 mod client;
 mod error;
 mod http;
+mod json;
 mod partition;
 mod schema;
 mod sign;
@@ -17,6 +18,7 @@ mod wire;
 pub use client::{ClientConfig, DEFAULT_REQUEST_TIMEOUT, MaxComputeClient};
 pub use error::{MaxComputeError, SchemaError, WireError};
 pub use http::{DEFAULT_MAX_RETRY_DELAY, DEFAULT_MAX_SERVER_RETRIES, RetryPolicy};
+pub use json::{display_json, value_from_json};
 pub use partition::PartitionSpec;
 pub use schema::{Column, ColumnType, TableSchema};
 pub use sign::{

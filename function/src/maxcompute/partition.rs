@@ -103,7 +103,11 @@ mod tests {
 
     #[test]
     fn parses_and_formats_each_form() {
-        for text in ["ds=20240101,hr=00", "ds='20240101', hr='00'", "ds=20240101/hr=00"] {
+        for text in [
+            "ds=20240101,hr=00",
+            "ds='20240101', hr='00'",
+            "ds=20240101/hr=00",
+        ] {
             let spec = PartitionSpec::parse(text).unwrap();
             assert_eq!(spec.tunnel_form(), "ds=20240101,hr=00");
             assert_eq!(spec.quoted_form(), "ds='20240101',hr='00'");

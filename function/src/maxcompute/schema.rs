@@ -214,7 +214,9 @@ impl TypeParser<'_> {
                     let s = if self.eat(',') { self.number()? } else { 0 };
                     self.expect(')')?;
                     if !(1..=38).contains(&p) || s > p {
-                        return Err(self.error("decimal precision must be 1..=38 and scale <= precision"));
+                        return Err(
+                            self.error("decimal precision must be 1..=38 and scale <= precision")
+                        );
                     }
                     ColumnType::Decimal(Some((p as u8, s as u8)))
                 } else {
@@ -335,7 +337,10 @@ mod tests {
         check("decimal(38, 18)", "decimal(38,18)");
         check("decimal", "decimal");
         check("varchar(10)", "varchar(10)");
-        check("array<map<string,array<int>>>", "array<map<string,array<int>>>");
+        check(
+            "array<map<string,array<int>>>",
+            "array<map<string,array<int>>>",
+        );
         check(
             "struct<a:bigint, `b c`:struct<d:timestamp_ntz>>",
             "struct<a:bigint,`b c`:struct<d:timestamp_ntz>>",
@@ -344,7 +349,14 @@ mod tests {
 
     #[test]
     fn rejects_bad_types() {
-        for bad in ["", "bigin", "decimal(39,1)", "array<string", "map<string>", "int extra"] {
+        for bad in [
+            "",
+            "bigin",
+            "decimal(39,1)",
+            "array<string",
+            "map<string>",
+            "int extra",
+        ] {
             assert!(ColumnType::parse(bad).is_err(), "{bad}");
         }
     }

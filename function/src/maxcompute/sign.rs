@@ -209,7 +209,12 @@ mod tests {
         Credentials::new("test-access-id", "test-secret-key")
     }
 
-    fn request(method: &str, raw: &str, content_type: &str, headers: &[(&str, &str)]) -> CanonicalRequest {
+    fn request(
+        method: &str,
+        raw: &str,
+        content_type: &str,
+        headers: &[(&str, &str)],
+    ) -> CanonicalRequest {
         let (path, params) = decode_path_and_query(raw);
         CanonicalRequest {
             method: method.into(),
@@ -234,7 +239,12 @@ mod tests {
 
     #[test]
     fn brief_vectors_v1_to_v6() {
-        let v1 = request("GET", "/projects/my_proj/tables/my_table?curr_project=my_proj", "", &[UA]);
+        let v1 = request(
+            "GET",
+            "/projects/my_proj/tables/my_table?curr_project=my_proj",
+            "",
+            &[UA],
+        );
         check(
             &v1,
             SignatureVersion::V2,
@@ -242,7 +252,12 @@ mod tests {
             "ODPS test-access-id:wY1laQmT9snT8E/W+4TQ0+oAnV4=",
         );
         check(
-            &request("POST", "/projects/my_proj/instances?curr_project=my_proj", "application/xml", &[UA]),
+            &request(
+                "POST",
+                "/projects/my_proj/instances?curr_project=my_proj",
+                "application/xml",
+                &[UA],
+            ),
             SignatureVersion::V2,
             "POST\\n\\napplication/xml\\nMon, 01 Jan 2024 00:00:00 GMT\\nx-odps-user-agent:test-agent\\n/projects/my_proj/instances?curr_project=my_proj",
             "ODPS test-access-id:PR4U5uSOIG/O7PF/YmpnObkX+9U=",
@@ -278,7 +293,9 @@ mod tests {
         );
         check(
             &v1,
-            SignatureVersion::V4 { region: "cn-hangzhou".into() },
+            SignatureVersion::V4 {
+                region: "cn-hangzhou".into(),
+            },
             "GET\\n\\n\\nMon, 01 Jan 2024 00:00:00 GMT\\nx-odps-user-agent:test-agent\\n/projects/my_proj/tables/my_table?curr_project=my_proj",
             "ODPS test-access-id/20240101/cn-hangzhou/odps/aliyun_v4_request:xwo6g9G7qqNu0f7TXdvm7bjV0Uo=",
         );
@@ -288,13 +305,20 @@ mod tests {
     fn picks_v4_for_region_endpoints_like_pyodps() {
         assert_eq!(
             SignatureVersion::for_host("service.cn-hangzhou.maxcompute.aliyun.com"),
-            SignatureVersion::V4 { region: "cn-hangzhou".into() }
+            SignatureVersion::V4 {
+                region: "cn-hangzhou".into()
+            }
         );
         assert_eq!(
             SignatureVersion::for_host("service.cn-shanghai.maxcompute.aliyun-inc.com"),
-            SignatureVersion::V4 { region: "cn-shanghai".into() }
+            SignatureVersion::V4 {
+                region: "cn-shanghai".into()
+            }
         );
-        assert_eq!(SignatureVersion::for_host("127.0.0.1"), SignatureVersion::V2);
+        assert_eq!(
+            SignatureVersion::for_host("127.0.0.1"),
+            SignatureVersion::V2
+        );
     }
 
     #[test]

@@ -36,7 +36,12 @@ impl SqlResult {
             operation: format!("read result of instance {}", self.instance),
             reason: e.to_string(),
         };
-        let header = reader.headers().map_err(bad)?.iter().map(str::to_owned).collect();
+        let header = reader
+            .headers()
+            .map_err(bad)?
+            .iter()
+            .map(str::to_owned)
+            .collect();
         let mut rows = Vec::new();
         for record in reader.records() {
             rows.push(record.map_err(bad)?.iter().map(str::to_owned).collect());
@@ -205,12 +210,11 @@ impl MaxComputeClient {
     pub async fn get_table(&self, table: &str) -> Result<TableInfo, MaxComputeError> {
         let call = self.rest_call("read table metadata", Method::GET, self.table_path(table));
         let xml: TableXml = self.get_xml(&call).await?;
-        let schema = serde_json::from_str(&xml.schema.json).map_err(|e| {
-            MaxComputeError::Protocol {
+        let schema =
+            serde_json::from_str(&xml.schema.json).map_err(|e| MaxComputeError::Protocol {
                 operation: call.operation,
                 reason: format!("table schema JSON: {e}"),
-            }
-        })?;
+            })?;
         Ok(TableInfo {
             name: xml.name,
             schema,
@@ -278,7 +282,9 @@ fn decode_result(result: ResultXml) -> Result<String, MaxComputeError> {
 pub fn split_odps_error(text: &str) -> (String, String) {
     let text = text.trim();
     match text.split_once(':') {
-        Some((code, rest)) if code.starts_with("ODPS-") => (code.to_owned(), rest.trim().to_owned()),
+        Some((code, rest)) if code.starts_with("ODPS-") => {
+            (code.to_owned(), rest.trim().to_owned())
+        }
         _ => ("SQLFailed".to_owned(), text.to_owned()),
     }
 }
@@ -296,7 +302,10 @@ mod tests {
     fn splits_odps_codes() {
         assert_eq!(
             split_odps_error("ODPS-0130161:[1,1] Parse exception - invalid token"),
-            ("ODPS-0130161".into(), "[1,1] Parse exception - invalid token".into())
+            (
+                "ODPS-0130161".into(),
+                "[1,1] Parse exception - invalid token".into()
+            )
         );
         assert_eq!(split_odps_error("boom").0, "SQLFailed");
     }
@@ -307,8 +316,21 @@ mod tests {
 3
 ]]></Result></Task></Tasks></Instance>"#;
         let parsed: InstanceXml = quick_xml::de::from_str(xml).unwrap();
-        let text = decode_result(parsed.tasks.task.into_iter().next().unwrap().result.unwrap()).unwrap();
-        let result = SqlResult { instance: "i".into(), text };
+        let text = decode_result(
+            parsed
+                .tasks
+                .task
+                .into_iter()
+                .next()
+                .unwrap()
+                .result
+                .unwrap(),
+        )
+        .unwrap();
+        let result = SqlResult {
+            instance: "i".into(),
+            text,
+        };
         let (header, rows) = result.rows().unwrap();
         assert_eq!(header, vec!["_c0"]);
         assert_eq!(rows, vec![vec!["3"]]);

@@ -149,7 +149,9 @@ impl MaxComputeClient {
         partition: Option<&PartitionSpec>,
         overwrite: bool,
     ) -> Result<UploadSession, MaxComputeError> {
-        let mut call = self.tunnel_call("create upload session", Method::POST, table, partition).await?;
+        let mut call = self
+            .tunnel_call("create upload session", Method::POST, table, partition)
+            .await?;
         call.params.insert(0, ("uploads".into(), String::new()));
         if overwrite {
             call.params.push(("overwrite".into(), "true".into()));
@@ -165,7 +167,9 @@ impl MaxComputeClient {
         partition: Option<&PartitionSpec>,
         upload_id: &str,
     ) -> Result<UploadSession, MaxComputeError> {
-        let mut call = self.tunnel_call("reload upload session", Method::GET, table, partition).await?;
+        let mut call = self
+            .tunnel_call("reload upload session", Method::GET, table, partition)
+            .await?;
         call.params.push(("uploadid".into(), upload_id.to_owned()));
         let json = self.session_json(&call).await?;
         let mut session = upload_session(json, table, partition);
@@ -186,7 +190,12 @@ impl MaxComputeClient {
             return Err(MaxComputeError::BlockId { block_id });
         }
         let mut call = self
-            .tunnel_call("upload block", Method::PUT, &session.table, session.partition.as_ref())
+            .tunnel_call(
+                "upload block",
+                Method::PUT,
+                &session.table,
+                session.partition.as_ref(),
+            )
             .await?;
         call.operation = format!("upload block {block_id} of session {}", session.id);
         call.params.push(("uploadid".into(), session.id.clone()));
@@ -209,7 +218,9 @@ impl MaxComputeClient {
         blocks: &[u32],
     ) -> Result<UploadSession, MaxComputeError> {
         let (table, partition) = (&session.table, session.partition.as_ref());
-        let current = self.reload_upload_session(table, partition, &session.id).await?;
+        let current = self
+            .reload_upload_session(table, partition, &session.id)
+            .await?;
         if current.is_committed() {
             return Ok(current);
         }
@@ -231,7 +242,9 @@ impl MaxComputeClient {
                 ),
             });
         }
-        let mut call = self.tunnel_call("commit upload session", Method::POST, table, partition).await?;
+        let mut call = self
+            .tunnel_call("commit upload session", Method::POST, table, partition)
+            .await?;
         call.operation = format!("commit session {}", session.id);
         call.params.push(("uploadid".into(), session.id.clone()));
         match self.session_json(&call).await {
@@ -251,7 +264,9 @@ impl MaxComputeClient {
             Err(err) => {
                 // The commit may have happened even though we saw an error: ask the session.
                 tracing::warn!(upload_id = %session.id, error = %err, "Commit failed; reloading the session to settle it.");
-                let after = self.reload_upload_session(table, partition, &session.id).await?;
+                let after = self
+                    .reload_upload_session(table, partition, &session.id)
+                    .await?;
                 if after.is_committed() {
                     Ok(after)
                 } else {
@@ -267,12 +282,16 @@ impl MaxComputeClient {
         table: &str,
         partition: Option<&PartitionSpec>,
     ) -> Result<DownloadSession, MaxComputeError> {
-        let mut call = self.tunnel_call("create download session", Method::POST, table, partition).await?;
+        let mut call = self
+            .tunnel_call("create download session", Method::POST, table, partition)
+            .await?;
         call.params.insert(0, ("downloads".into(), String::new()));
         let mut json = self.session_json(&call).await?;
         while json.status.eq_ignore_ascii_case("INITIATING") {
             tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-            let mut reload = self.tunnel_call("reload download session", Method::GET, table, partition).await?;
+            let mut reload = self
+                .tunnel_call("reload download session", Method::GET, table, partition)
+                .await?;
             reload.params.push(("downloadid".into(), json.id.clone()));
             json = self.session_json(&reload).await?;
         }
@@ -293,11 +312,17 @@ impl MaxComputeClient {
         count: u64,
     ) -> Result<Vec<Vec<Value>>, MaxComputeError> {
         let mut call = self
-            .tunnel_call("download rows", Method::GET, &session.table, session.partition.as_ref())
+            .tunnel_call(
+                "download rows",
+                Method::GET,
+                &session.table,
+                session.partition.as_ref(),
+            )
             .await?;
         call.params.insert(0, ("data".into(), String::new()));
         call.params.push(("downloadid".into(), session.id.clone()));
-        call.params.push(("rowrange".into(), format!("({start},{count})")));
+        call.params
+            .push(("rowrange".into(), format!("({start},{count})")));
         call.headers.push(("Accept-Encoding", "deflate".into()));
         let resp = self.transport.execute(&call).await?;
         let compression = match resp.header("Content-Encoding") {
@@ -350,7 +375,11 @@ impl MaxComputeClient {
     }
 }
 
-fn upload_session(json: SessionJson, table: &str, partition: Option<&PartitionSpec>) -> UploadSession {
+fn upload_session(
+    json: SessionJson,
+    table: &str,
+    partition: Option<&PartitionSpec>,
+) -> UploadSession {
     let mut blocks: Vec<u32> = json.blocks.iter().map(|b| b.id).collect();
     blocks.sort_unstable();
     blocks.dedup();

@@ -24,9 +24,15 @@ pub enum Value {
     /// Milliseconds since the epoch (MaxCompute DATETIME has millisecond precision).
     Datetime(i64),
     /// TIMESTAMP and TIMESTAMP_NTZ: seconds since the epoch and nanoseconds within the second.
-    Timestamp { seconds: i64, nanos: i32 },
+    Timestamp {
+        seconds: i64,
+        nanos: i32,
+    },
     /// INTERVAL_DAY_TIME as seconds and nanoseconds.
-    IntervalDayTime { seconds: i64, nanos: i32 },
+    IntervalDayTime {
+        seconds: i64,
+        nanos: i32,
+    },
     /// INTERVAL_YEAR_MONTH as months.
     IntervalYearMonth(i64),
     Array(Vec<Value>),
@@ -105,7 +111,9 @@ pub fn is_plain_decimal(text: &str, precision_scale: Option<(u8, u8)>) -> bool {
     let digits = text.strip_prefix(['-', '+']).unwrap_or(text);
     let (int_part, frac_part) = digits.split_once('.').unwrap_or((digits, ""));
     let all_digits = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
-    if int_part.is_empty() && frac_part.is_empty() || !all_digits(int_part) || !all_digits(frac_part)
+    if int_part.is_empty() && frac_part.is_empty()
+        || !all_digits(int_part)
+        || !all_digits(frac_part)
     {
         return false;
     }

@@ -101,8 +101,7 @@ impl<'s, W: Write> RecordWriter<'s, W> {
             let field = i as u32 + 1;
             put_tag(&mut self.buf, field, wire_type(ty));
             self.crc = crc32c::crc32c_append(self.crc, &field.to_le_bytes());
-            self.encode_value(ty, value)
-                .map_err(|e| e.in_column(i))?;
+            self.encode_value(ty, value).map_err(|e| e.in_column(i))?;
         }
         Ok(())
     }
@@ -170,7 +169,10 @@ impl<'s, W: Write> RecordWriter<'s, W> {
             (ColumnType::Date, Value::Date(n))
             | (ColumnType::Datetime, Value::Datetime(n))
             | (ColumnType::IntervalYearMonth, Value::IntervalYearMonth(n)) => self.put_long(*n),
-            (ColumnType::Timestamp | ColumnType::TimestampNtz, Value::Timestamp { seconds, nanos })
+            (
+                ColumnType::Timestamp | ColumnType::TimestampNtz,
+                Value::Timestamp { seconds, nanos },
+            )
             | (ColumnType::IntervalDayTime, Value::IntervalDayTime { seconds, nanos }) => {
                 if !(0..1_000_000_000).contains(nanos) {
                     return Err(WireError::OutOfRange {

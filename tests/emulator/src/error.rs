@@ -22,7 +22,12 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        ApiError { status, code: code.to_owned(), message: message.into(), api: Api::Rest }
+        ApiError {
+            status,
+            code: code.to_owned(),
+            message: message.into(),
+            api: Api::Rest,
+        }
     }
 
     pub fn for_api(mut self, api: Api) -> Self {
@@ -57,7 +62,11 @@ impl IntoResponse for ApiError {
         let mut resp = match self.api {
             Api::Rest => {
                 // REST tables answer `NoSuchObject`, the code pyodps maps a missing object to.
-                let code = if self.code == "NoSuchTable" { "NoSuchObject" } else { &self.code };
+                let code = if self.code == "NoSuchTable" {
+                    "NoSuchObject"
+                } else {
+                    &self.code
+                };
                 let body = format!(
                     "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<Error><Code>{}</Code><Message>{}</Message><RequestId>{request_id}</RequestId><HostId>localhost</HostId></Error>",
                     quick_xml::escape::escape(code),
@@ -67,7 +76,12 @@ impl IntoResponse for ApiError {
             }
             Api::Tunnel => {
                 let body = serde_json::json!({"Code": self.code, "Message": self.message, "RequestId": request_id});
-                (self.status, [("Content-Type", "application/json")], body.to_string()).into_response()
+                (
+                    self.status,
+                    [("Content-Type", "application/json")],
+                    body.to_string(),
+                )
+                    .into_response()
             }
         };
         if let Ok(v) = HeaderValue::from_str(&request_id) {

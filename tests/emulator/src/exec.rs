@@ -14,7 +14,12 @@ const SEMANTIC_ERROR: &str = "ODPS-0130071";
 const NO_SUCH_TABLE: &str = "ODPS-0130131";
 
 /// Runs one statement in `project` with the task's `settings`; `Err` is the failure text.
-pub fn execute(store: &Store, project: &str, query: &str, settings: &HashMap<String, String>) -> Result<String, String> {
+pub fn execute(
+    store: &Store,
+    project: &str,
+    query: &str,
+    settings: &HashMap<String, String>,
+) -> Result<String, String> {
     let stmt = sql::parse(query).map_err(|e| e.to_result_text())?;
     run(store, project, stmt, settings).map_err(|e| match e {
         Failure::Sql(text) => text,
@@ -34,30 +39,56 @@ impl From<ApiError> for Failure {
 }
 
 fn semantic(message: String) -> Failure {
-    Failure::Sql(format!("{SEMANTIC_ERROR}:[1,1] Semantic analysis exception - {message}"))
+    Failure::Sql(format!(
+        "{SEMANTIC_ERROR}:[1,1] Semantic analysis exception - {message}"
+    ))
 }
 
 fn resolve<'a>(project: &'a str, name: &'a TableName) -> (&'a str, &'a str) {
-    (name.project.as_deref().unwrap_or(project), name.table.as_str())
+    (
+        name.project.as_deref().unwrap_or(project),
+        name.table.as_str(),
+    )
 }
 
 fn require(store: &Store, project: &str, table: &str) -> Result<TableMeta, Failure> {
     store.table(project, table)?.ok_or_else(|| {
-        Failure::Sql(format!("{NO_SUCH_TABLE}:[1,1] Table not found - table {project}.{table} cannot be resolved"))
+        Failure::Sql(format!(
+            "{NO_SUCH_TABLE}:[1,1] Table not found - table {project}.{table} cannot be resolved"
+        ))
     })
 }
 
-fn run(store: &Store, project: &str, stmt: Statement, settings: &HashMap<String, String>) -> Result<String, Failure> {
+fn run(
+    store: &Store,
+    project: &str,
+    stmt: Statement,
+    settings: &HashMap<String, String>,
+) -> Result<String, Failure> {
     match stmt {
-        Statement::CreateTable { name, if_not_exists, columns, partition_keys, comment, lifecycle } => {
+        Statement::CreateTable {
+            name,
+            if_not_exists,
+            columns,
+            partition_keys,
+            comment,
+            lifecycle,
+        } => {
             let (p, t) = resolve(project, &name);
             if store.table(p, t)?.is_some() {
-                return if if_not_exists { Ok(String::new()) } else { Err(semantic(format!("Table or view already exists - {p}.{t}"))) };
+                return if if_not_exists {
+                    Ok(String::new())
+                } else {
+                    Err(semantic(format!("Table or view already exists - {p}.{t}")))
+                };
             }
             let now = now_ms();
             let meta = TableMeta {
                 name: t.to_owned(),
-                schema: TableSchema { columns, partition_keys },
+                schema: TableSchema {
+                    columns,
+                    partition_keys,
+                },
                 comment,
                 lifecycle,
                 created_ms: now,
@@ -70,12 +101,22 @@ fn run(store: &Store, project: &str, stmt: Statement, settings: &HashMap<String,
         Statement::DropTable { name, if_exists } => {
             let (p, t) = resolve(project, &name);
             if store.table(p, t)?.is_none() {
-                return if if_exists { Ok(String::new()) } else { Err(require(store, p, t).err().unwrap_or_else(|| semantic(String::new()))) };
+                return if if_exists {
+                    Ok(String::new())
+                } else {
+                    Err(require(store, p, t)
+                        .err()
+                        .unwrap_or_else(|| semantic(String::new())))
+                };
             }
             store.drop_table(p, t)?;
             Ok(String::new())
         }
-        Statement::AddPartitions { name, if_not_exists, partitions } => {
+        Statement::AddPartitions {
+            name,
+            if_not_exists,
+            partitions,
+        } => {
             let (p, t) = resolve(project, &name);
             let mut meta = require(store, p, t)?;
             if meta.schema.partition_keys.is_empty() {
@@ -86,7 +127,10 @@ fn run(store: &Store, project: &str, stmt: Statement, settings: &HashMap<String,
                 let form = spec.tunnel_form();
                 if meta.partitions.contains(&form) {
                     if !if_not_exists {
-                        return Err(semantic(format!("Partition already exists - {}", spec.quoted_form())));
+                        return Err(semantic(format!(
+                            "Partition already exists - {}",
+                            spec.quoted_form()
+                        )));
                     }
                 } else {
                     meta.partitions.push(form);
@@ -108,7 +152,12 @@ fn run(store: &Store, project: &str, stmt: Statement, settings: &HashMap<String,
             }
             Ok(out)
         }
-        Statement::Select { name, projection, filter, limit } => {
+        Statement::Select {
+            name,
+            projection,
+            filter,
+            limit,
+        } => {
             let (p, t) = resolve(project, &name);
             let meta = require(store, p, t)?;
             select(store, p, &meta, &projection, &filter, limit, settings)
@@ -128,18 +177,28 @@ fn select(
     let keys = &meta.schema.partition_keys;
     for (col, _) in filter {
         if !keys.iter().any(|k| k.name.eq_ignore_ascii_case(col)) {
-            return Err(semantic(format!("the emulator filters on partition columns only, and {col} is not one")));
+            return Err(semantic(format!(
+                "the emulator filters on partition columns only, and {col} is not one"
+            )));
         }
     }
-    let full_scan_allowed = settings.get("odps.sql.allow.fullscan").is_some_and(|v| v == "true");
-    if !keys.is_empty() && filter.is_empty() && !full_scan_allowed && !matches!(projection, Projection::CountStar) {
+    let full_scan_allowed = settings
+        .get("odps.sql.allow.fullscan")
+        .is_some_and(|v| v == "true");
+    if !keys.is_empty()
+        && filter.is_empty()
+        && !full_scan_allowed
+        && !matches!(projection, Projection::CountStar)
+    {
         return Err(semantic(format!(
             "{project}.{}: full scan with all partitions, please specify partition predicates.",
             meta.name
         )));
     }
     let keep = |spec: Option<&PartitionSpec>| {
-        filter.iter().all(|(col, want)| spec.and_then(|s| s.get(col)) == Some(want.as_str()))
+        filter
+            .iter()
+            .all(|(col, want)| spec.and_then(|s| s.get(col)) == Some(want.as_str()))
     };
     let sets = store.data_sets(project, meta, &keep)?;
     if let Projection::CountStar = projection {
@@ -148,7 +207,13 @@ fn select(
     }
     let names: Vec<String> = match projection {
         Projection::Columns(cols) => cols.clone(),
-        _ => meta.schema.columns.iter().chain(keys).map(|c| c.name.clone()).collect(),
+        _ => meta
+            .schema
+            .columns
+            .iter()
+            .chain(keys)
+            .map(|c| c.name.clone())
+            .collect(),
     };
     let mut picks = Vec::new();
     for name in &names {
@@ -161,28 +226,39 @@ fn select(
         }
     }
     let types = meta.schema.column_types();
-    let mut out = csv::WriterBuilder::new().quote_style(csv::QuoteStyle::Always).from_writer(Vec::new());
+    let mut out = csv::WriterBuilder::new()
+        .quote_style(csv::QuoteStyle::Always)
+        .from_writer(Vec::new());
     let csv_err = |e: csv::Error| Failure::Api(ApiError::internal(e.to_string()));
     out.write_record(&names).map_err(csv_err)?;
     let mut emitted = 0u64;
     'sets: for set in &sets {
         for file in Store::data_files(set) {
             let bytes = std::fs::read(&file).map_err(ApiError::io)?;
-            let rows = RecordReader::new(&types, &bytes).read_all().map_err(|e| ApiError::internal(e.to_string()))?;
+            let rows = RecordReader::new(&types, &bytes)
+                .read_all()
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             for row in rows {
                 if limit.is_some_and(|l| emitted >= l) {
                     break 'sets;
                 }
                 let cells = picks.iter().map(|pick| match pick {
                     Pick::Data(i) => render(&row[*i]),
-                    Pick::Partition(k) => set.partition.as_ref().and_then(|s| s.get(k)).unwrap_or_default().to_owned(),
+                    Pick::Partition(k) => set
+                        .partition
+                        .as_ref()
+                        .and_then(|s| s.get(k))
+                        .unwrap_or_default()
+                        .to_owned(),
                 });
                 out.write_record(cells).map_err(csv_err)?;
                 emitted += 1;
             }
         }
     }
-    let bytes = out.into_inner().map_err(|e| ApiError::internal(e.to_string()))?;
+    let bytes = out
+        .into_inner()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(String::from_utf8_lossy(&bytes).into_owned())
 }
 
@@ -200,8 +276,10 @@ fn render(value: &Value) -> String {
         Value::Boolean(b) => b.to_string(),
         Value::Double(d) => d.to_string(),
         Value::Float(f) => f.to_string(),
-        Value::Datetime(ms) => chrono::DateTime::from_timestamp_millis(*ms)
-            .map_or_else(|| ms.to_string(), |d| d.format("%Y-%m-%d %H:%M:%S").to_string()),
+        Value::Datetime(ms) => chrono::DateTime::from_timestamp_millis(*ms).map_or_else(
+            || ms.to_string(),
+            |d| d.format("%Y-%m-%d %H:%M:%S").to_string(),
+        ),
         other => other.to_canonical_json().to_string(),
     }
 }

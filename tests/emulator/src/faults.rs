@@ -41,7 +41,11 @@ pub struct FaultState {
 
 impl FaultState {
     /// Takes one shot of a counter knob, returning whether it fired.
-    pub fn take(&mut self, pick: fn(&mut Faults) -> &mut u32, count: fn(&mut Fired) -> &mut u64) -> bool {
+    pub fn take(
+        &mut self,
+        pick: fn(&mut Faults) -> &mut u32,
+        count: fn(&mut Fired) -> &mut u64,
+    ) -> bool {
         let knob = pick(&mut self.armed);
         if *knob == 0 {
             return false;

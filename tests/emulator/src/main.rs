@@ -34,7 +34,10 @@ use crate::store::Store;
 
 /// Command-line options.
 #[derive(Debug, Parser)]
-#[command(version, about = "A local MaxCompute REST + Tunnel emulator for development and tests")]
+#[command(
+    version,
+    about = "A local MaxCompute REST + Tunnel emulator for development and tests"
+)]
 struct Args {
     /// Address to listen on; port 0 picks a free port. Keep it on loopback.
     #[arg(long, default_value = "127.0.0.1:0")]
@@ -80,7 +83,10 @@ async fn main() -> anyhow::Result<()> {
         .init();
     let args = Args::parse();
     if !args.listen.ip().is_loopback() {
-        anyhow::bail!("refusing to listen on {}: the emulator is for loopback only", args.listen);
+        anyhow::bail!(
+            "refusing to listen on {}: the emulator is for loopback only",
+            args.listen
+        );
     }
     let store = Store::open(&args.data, Duration::from_secs(args.session_ttl_secs))?;
     let listener = tokio::net::TcpListener::bind(args.listen).await?;
@@ -90,7 +96,10 @@ async fn main() -> anyhow::Result<()> {
         credentials: Credentials::new(args.access_id, args.access_key),
         addr,
         faults: Mutex::new(FaultState {
-            armed: Faults { latency_ms: args.latency_ms, ..Faults::default() },
+            armed: Faults {
+                latency_ms: args.latency_ms,
+                ..Faults::default()
+            },
             ..FaultState::default()
         }),
         meta_lock: tokio::sync::Mutex::new(()),
@@ -113,12 +122,22 @@ async fn main() -> anyhow::Result<()> {
 }
 
 /// Routes every request: admin, REST (`/api`) or Tunnel, after faults and signature checks.
-async fn dispatch(State(state): State<Arc<AppState>>, method: Method, uri: Uri, headers: HeaderMap, body: Bytes) -> Response {
+async fn dispatch(
+    State(state): State<Arc<AppState>>,
+    method: Method,
+    uri: Uri,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let path = uri.path().to_owned();
     if let Some(rest) = path.strip_prefix("/_emulator/") {
         return admin(&state, &method, rest, &body).unwrap_or_else(IntoResponse::into_response);
     }
-    let api = if path.starts_with("/api/") || path == "/api" { Api::Rest } else { Api::Tunnel };
+    let api = if path.starts_with("/api/") || path == "/api" {
+        Api::Rest
+    } else {
+        Api::Tunnel
+    };
     let latency = lock(&state.faults).armed.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -134,7 +153,11 @@ async fn dispatch(State(state): State<Arc<AppState>>, method: Method, uri: Uri, 
         Api::Rest => rest::handle(&state, &method, &uri, &headers, body).await,
         Api::Tunnel => {
             if lock(&state.faults).take(|f| &mut f.throttle, |f| &mut f.throttle) {
-                Err(ApiError::new(StatusCode::TOO_MANY_REQUESTS, "SlowDown", "too many requests; throttled by the emulator's fault knob"))
+                Err(ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "SlowDown",
+                    "too many requests; throttled by the emulator's fault knob",
+                ))
             } else {
                 tunnel::handle(&state, &method, &uri, &headers, body).await
             }
@@ -157,18 +180,29 @@ fn admin(state: &AppState, method: &Method, path: &str, body: &[u8]) -> Result<R
             Ok(([("Content-Type", "application/json")], body).into_response())
         }
         (&Method::POST, ["faults"]) => {
-            let armed: Faults = serde_json::from_slice(body).map_err(|e| ApiError::invalid(format!("bad faults JSON: {e}")))?;
+            let armed: Faults = serde_json::from_slice(body)
+                .map_err(|e| ApiError::invalid(format!("bad faults JSON: {e}")))?;
             lock(&state.faults).armed = armed;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
         (&Method::POST, ["uploads", id, "expire"]) => {
-            let mut meta = state.store.upload(id)?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NoSuchUpload", format!("no upload session {id}")))?;
+            let mut meta = state.store.upload(id)?.ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::NOT_FOUND,
+                    "NoSuchUpload",
+                    format!("no upload session {id}"),
+                )
+            })?;
             meta.force_expired = true;
             state.store.save_upload(&meta)?;
             lock(&state.faults).fired.expired_sessions += 1;
             Ok(StatusCode::NO_CONTENT.into_response())
         }
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "NoSuchObject", format!("no admin endpoint {method} /_emulator/{path}"))),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchObject",
+            format!("no admin endpoint {method} /_emulator/{path}"),
+        )),
     }
 }
 
@@ -179,5 +213,7 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 
 /// Parses a request's query into a map of decoded parameters (bare flags map to "").
 pub fn query_params(uri: &Uri) -> HashMap<String, String> {
-    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes()).into_owned().collect()
+    url::form_urlencoded::parse(uri.query().unwrap_or("").as_bytes())
+        .into_owned()
+        .collect()
 }

@@ -68,10 +68,23 @@ struct PropertyBody {
     value: String,
 }
 
-pub async fn handle(state: &AppState, method: &Method, uri: &Uri, _headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn handle(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    _headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = query_params(uri);
     let path = uri.path().trim_start_matches("/api").trim_matches('/');
-    let parts: Vec<String> = path.split('/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
+    let parts: Vec<String> = path
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     match (method, parts.as_slice()) {
         (&Method::GET, ["logview", "host"]) => Ok("http://127.0.0.1/logview".into_response()),
@@ -80,29 +93,45 @@ pub async fn handle(state: &AppState, method: &Method, uri: &Uri, _headers: &Hea
             "<Project><Name>{}</Name><Owner>ALIYUN$emulator</Owner><State>AVAILABLE</State><Comment/><Properties/></Project>",
             escape(*p)
         ))),
-        (&Method::GET, ["projects", _, "tunnel"]) if params.contains_key("service") => Ok(state.addr.to_string().into_response()),
+        (&Method::GET, ["projects", _, "tunnel"]) if params.contains_key("service") => {
+            Ok(state.addr.to_string().into_response())
+        }
         (&Method::POST, ["projects", p, "instances"]) => submit(state, p, &body).await,
         (&Method::GET, ["projects", p, "instances", id]) => instance(state, p, id, &params),
         (&Method::GET, ["projects", p, "tables", t]) => table(state, p, t, &params),
-        _ => Err(ApiError::new(StatusCode::NOT_FOUND, "NoSuchObject", format!("the emulator does not serve {method} /api/{path}"))),
+        _ => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchObject",
+            format!("the emulator does not serve {method} /api/{path}"),
+        )),
     }
 }
 
 fn xml(body: String) -> Response {
-    ([("Content-Type", "application/xml")], format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}")).into_response()
+    (
+        [("Content-Type", "application/xml")],
+        format!("<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n{body}"),
+    )
+        .into_response()
 }
 
 async fn submit(state: &AppState, project: &str, body: &[u8]) -> Result<Response, ApiError> {
     let text = String::from_utf8_lossy(body).into_owned();
-    let parsed: InstanceBody = quick_xml::de::from_str(&text).map_err(|e| ApiError::invalid(format!("bad instance XML: {e}")))?;
-    let task = parsed.job.tasks.sql.ok_or_else(|| ApiError::invalid("the emulator runs SQL tasks only"))?;
+    let parsed: InstanceBody = quick_xml::de::from_str(&text)
+        .map_err(|e| ApiError::invalid(format!("bad instance XML: {e}")))?;
+    let task = parsed
+        .job
+        .tasks
+        .sql
+        .ok_or_else(|| ApiError::invalid("the emulator runs SQL tasks only"))?;
     let mut settings = HashMap::new();
     for prop in &task.config.property {
-        if prop.name == "settings" {
-            if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&prop.value) {
-                for (k, v) in map {
-                    settings.insert(k, v.as_str().map_or_else(|| v.to_string(), str::to_owned));
-                }
+        if prop.name != "settings" {
+            continue;
+        }
+        if let Ok(serde_json::Value::Object(map)) = serde_json::from_str(&prop.value) {
+            for (k, v) in map {
+                settings.insert(k, v.as_str().map_or_else(|| v.to_string(), str::to_owned));
             }
         }
     }
@@ -114,10 +143,23 @@ async fn submit(state: &AppState, project: &str, body: &[u8]) -> Result<Response
     if let Err(text) = &outcome {
         tracing::info!(query = %task.query, error = %text, "SQL failed.");
     }
-    let id = format!("{}{:08x}", chrono::Utc::now().format("%Y%m%d%H%M%S%3f"), rand::random::<u32>());
-    let instance = Instance { task_name: task.name, source: text, start_ms, end_ms: now_ms(), outcome };
+    let id = format!(
+        "{}{:08x}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S%3f"),
+        rand::random::<u32>()
+    );
+    let instance = Instance {
+        task_name: task.name,
+        source: text,
+        start_ms,
+        end_ms: now_ms(),
+        outcome,
+    };
     lock(&state.instances).insert(id.clone(), instance);
-    let location = format!("http://{}/api/projects/{project}/instances/{id}", state.addr);
+    let location = format!(
+        "http://{}/api/projects/{project}/instances/{id}",
+        state.addr
+    );
     Ok((StatusCode::CREATED, [("Location", location)], "").into_response())
 }
 
@@ -126,9 +168,18 @@ fn rfc1123(ms: i64) -> String {
     httpdate::fmt_http_date(t)
 }
 
-fn instance(state: &AppState, project: &str, id: &str, params: &HashMap<String, String>) -> Result<Response, ApiError> {
+fn instance(
+    state: &AppState,
+    project: &str,
+    id: &str,
+    params: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let inst = lock(&state.instances).get(id).cloned().ok_or_else(|| {
-        ApiError::new(StatusCode::NOT_FOUND, "NoSuchObject", format!("instance {project}/{id} does not exist"))
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchObject",
+            format!("instance {project}/{id} does not exist"),
+        )
     })?;
     let name = escape(&inst.task_name).into_owned();
     let (task_status, text) = match &inst.outcome {
@@ -157,7 +208,11 @@ fn instance(state: &AppState, project: &str, id: &str, params: &HashMap<String, 
         "<Instance><Status>Terminated</Status></Instance>".to_owned()
     };
     let mut resp = xml(body);
-    for (k, v) in [("x-odps-owner", "ALIYUN$emulator".to_owned()), ("x-odps-start-time", rfc1123(inst.start_ms)), ("x-odps-end-time", rfc1123(inst.end_ms))] {
+    for (k, v) in [
+        ("x-odps-owner", "ALIYUN$emulator".to_owned()),
+        ("x-odps-start-time", rfc1123(inst.start_ms)),
+        ("x-odps-end-time", rfc1123(inst.end_ms)),
+    ] {
         if let Ok(v) = v.parse() {
             resp.headers_mut().insert(k, v);
         }
@@ -165,7 +220,12 @@ fn instance(state: &AppState, project: &str, id: &str, params: &HashMap<String, 
     Ok(resp)
 }
 
-fn table(state: &AppState, project: &str, table: &str, params: &HashMap<String, String>) -> Result<Response, ApiError> {
+fn table(
+    state: &AppState,
+    project: &str,
+    table: &str,
+    params: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let meta = state.store.require_table(project, table)?;
     if params.contains_key("partitions") {
         return Ok(list_partitions(&meta));
@@ -177,25 +237,42 @@ fn table(state: &AppState, project: &str, table: &str, params: &HashMap<String, 
 }
 
 fn partition(state: &AppState, meta: &TableMeta, spec: &str) -> Result<Response, ApiError> {
-    let missing = || ApiError::new(StatusCode::NOT_FOUND, "NoSuchObject", format!("partition {spec} of table {} does not exist", meta.name));
+    let missing = || {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchObject",
+            format!("partition {spec} of table {} does not exist", meta.name),
+        )
+    };
     let spec = PartitionSpec::parse(spec).map_err(|e| ApiError::invalid(e.to_string()))?;
-    let spec = state.store.check_partition(meta, &spec).map_err(|_| missing())?;
+    let spec = state
+        .store
+        .check_partition(meta, &spec)
+        .map_err(|_| missing())?;
     if !meta.partitions.contains(&spec.tunnel_form()) {
         return Err(missing());
     }
     let secs = meta.last_modified_ms / 1000;
     let json = serde_json::json!({"createTime": secs, "lastDDLTime": secs, "lastModifiedTime": secs, "partitionSize": 0});
-    Ok(xml(format!("<Partition><Schema format=\"json\"><![CDATA[{json}]]></Schema></Partition>")))
+    Ok(xml(format!(
+        "<Partition><Schema format=\"json\"><![CDATA[{json}]]></Schema></Partition>"
+    )))
 }
 
 /// `?partitions`: every partition in one page (an empty `Marker` ends the listing).
 fn list_partitions(meta: &TableMeta) -> Response {
     let mut body = String::from("<Partitions><Marker></Marker><MaxItems>10000</MaxItems>");
     for form in &meta.partitions {
-        let Ok(spec) = PartitionSpec::parse(form) else { continue };
+        let Ok(spec) = PartitionSpec::parse(form) else {
+            continue;
+        };
         body.push_str("<Partition>");
         for (k, v) in spec.pairs() {
-            body.push_str(&format!("<Column Name=\"{}\" Value=\"{}\"/>", escape(k), escape(v)));
+            body.push_str(&format!(
+                "<Column Name=\"{}\" Value=\"{}\"/>",
+                escape(k),
+                escape(v)
+            ));
         }
         body.push_str("</Partition>");
     }
@@ -205,9 +282,7 @@ fn list_partitions(meta: &TableMeta) -> Response {
 
 /// The `<Table>` document with its JSON schema, as pyodps reads it.
 fn table_xml(project: &str, meta: &TableMeta) -> String {
-    let column = |c: &k2mc::maxcompute::Column| {
-        serde_json::json!({"name": c.name, "type": c.ty.to_string(), "comment": c.comment, "isNullable": c.nullable, "label": ""})
-    };
+    let column = |c: &k2mc::maxcompute::Column| serde_json::json!({"name": c.name, "type": c.ty.to_string(), "comment": c.comment, "isNullable": c.nullable, "label": ""});
     let secs = meta.created_ms / 1000;
     let schema = serde_json::json!({
         "tableName": meta.name,

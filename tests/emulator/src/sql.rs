@@ -83,7 +83,11 @@ struct Token {
 /// Parses one statement (a trailing `;` is allowed).
 pub fn parse(sql: &str) -> Result<Statement, SqlError> {
     let tokens = tokenize(sql)?;
-    let mut p = Parser { sql, tokens, pos: 0 };
+    let mut p = Parser {
+        sql,
+        tokens,
+        pos: 0,
+    };
     let stmt = p.statement()?;
     p.eat_sym(';');
     if p.pos < p.tokens.len() {
@@ -129,23 +133,40 @@ fn tokenize(sql: &str) -> Result<Vec<Token>, SqlError> {
                 }
             }
             out.push(Token {
-                tok: if c == '`' { Tok::Quoted(text) } else { Tok::Str(text) },
+                tok: if c == '`' {
+                    Tok::Quoted(text)
+                } else {
+                    Tok::Str(text)
+                },
                 at: start,
             });
         } else if c.is_alphabetic() || c == '_' {
-            while i < bytes.len() && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] >= 0x80) {
+            while i < bytes.len()
+                && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] >= 0x80)
+            {
                 i += 1;
             }
-            out.push(Token { tok: Tok::Word(sql[start..i].to_owned()), at: start });
-        } else if c.is_ascii_digit() || (c == '-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit)) {
+            out.push(Token {
+                tok: Tok::Word(sql[start..i].to_owned()),
+                at: start,
+            });
+        } else if c.is_ascii_digit()
+            || (c == '-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
+        {
             i += 1;
             while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
                 i += 1;
             }
-            out.push(Token { tok: Tok::Num(sql[start..i].to_owned()), at: start });
+            out.push(Token {
+                tok: Tok::Num(sql[start..i].to_owned()),
+                at: start,
+            });
         } else if "(),;<>=.*:".contains(c) {
             i += 1;
-            out.push(Token { tok: Tok::Sym(c), at: start });
+            out.push(Token {
+                tok: Tok::Sym(c),
+                at: start,
+            });
         } else {
             return Err(error_at(sql, start, &format!("unexpected character '{c}'")));
         }
@@ -193,7 +214,11 @@ impl Parser<'_> {
     }
 
     fn kw(&mut self, kw: &str) -> Result<(), SqlError> {
-        if self.eat_kw(kw) { Ok(()) } else { Err(self.error(&format!("expected {kw}"))) }
+        if self.eat_kw(kw) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("expected {kw}")))
+        }
     }
 
     fn eat_sym(&mut self, c: char) -> bool {
@@ -206,7 +231,11 @@ impl Parser<'_> {
     }
 
     fn sym(&mut self, c: char) -> Result<(), SqlError> {
-        if self.eat_sym(c) { Ok(()) } else { Err(self.error(&format!("expected '{c}'"))) }
+        if self.eat_sym(c) {
+            Ok(())
+        } else {
+            Err(self.error(&format!("expected '{c}'")))
+        }
     }
 
     fn ident(&mut self) -> Result<String, SqlError> {
@@ -235,9 +264,15 @@ impl Parser<'_> {
         let first = self.ident()?;
         if self.eat_sym('.') {
             let table = self.ident()?;
-            Ok(TableName { project: Some(first), table })
+            Ok(TableName {
+                project: Some(first),
+                table,
+            })
         } else {
-            Ok(TableName { project: None, table: first })
+            Ok(TableName {
+                project: None,
+                table: first,
+            })
         }
     }
 
@@ -251,7 +286,10 @@ impl Parser<'_> {
             if if_exists {
                 self.kw("EXISTS")?;
             }
-            Ok(Statement::DropTable { name: self.table_name()?, if_exists })
+            Ok(Statement::DropTable {
+                name: self.table_name()?,
+                if_exists,
+            })
         } else if self.eat_kw("ALTER") {
             self.kw("TABLE")?;
             let name = self.table_name()?;
@@ -264,10 +302,16 @@ impl Parser<'_> {
             if partitions.is_empty() {
                 return Err(self.error("expected PARTITION"));
             }
-            Ok(Statement::AddPartitions { name, if_not_exists, partitions })
+            Ok(Statement::AddPartitions {
+                name,
+                if_not_exists,
+                partitions,
+            })
         } else if self.eat_kw("SHOW") {
             self.kw("PARTITIONS")?;
-            Ok(Statement::ShowPartitions { name: self.table_name()? })
+            Ok(Statement::ShowPartitions {
+                name: self.table_name()?,
+            })
         } else if self.eat_kw("SELECT") {
             self.select()
         } else {
@@ -300,12 +344,22 @@ impl Parser<'_> {
                 partition_keys = self.column_list()?;
             } else if self.eat_kw("LIFECYCLE") {
                 let n = self.literal()?;
-                lifecycle = Some(n.parse().map_err(|_| self.error("LIFECYCLE takes a whole number of days"))?);
+                lifecycle = Some(
+                    n.parse()
+                        .map_err(|_| self.error("LIFECYCLE takes a whole number of days"))?,
+                );
             } else {
                 break;
             }
         }
-        Ok(Statement::CreateTable { name, if_not_exists, columns, partition_keys, comment, lifecycle })
+        Ok(Statement::CreateTable {
+            name,
+            if_not_exists,
+            columns,
+            partition_keys,
+            comment,
+            lifecycle,
+        })
     }
 
     fn column_list(&mut self) -> Result<Vec<Column>, SqlError> {
@@ -321,7 +375,13 @@ impl Parser<'_> {
                     Tok::Sym('<' | '(') => depth += 1,
                     Tok::Sym('>' | ')') if depth > 0 => depth -= 1,
                     Tok::Sym(',' | ')') if depth == 0 => break,
-                    Tok::Word(w) if depth == 0 && (w.eq_ignore_ascii_case("COMMENT") || w.eq_ignore_ascii_case("NOT")) => break,
+                    Tok::Word(w)
+                        if depth == 0
+                            && (w.eq_ignore_ascii_case("COMMENT")
+                                || w.eq_ignore_ascii_case("NOT")) =>
+                    {
+                        break;
+                    }
                     _ => {}
                 }
                 match tok {
@@ -402,9 +462,17 @@ impl Parser<'_> {
         let mut limit = None;
         if self.eat_kw("LIMIT") {
             let n = self.literal()?;
-            limit = Some(n.parse().map_err(|_| self.error("LIMIT takes a whole number"))?);
+            limit = Some(
+                n.parse()
+                    .map_err(|_| self.error("LIMIT takes a whole number"))?,
+            );
         }
-        Ok(Statement::Select { name, projection, filter, limit })
+        Ok(Statement::Select {
+            name,
+            projection,
+            filter,
+            limit,
+        })
     }
 }
 
@@ -415,11 +483,21 @@ mod tests {
     #[test]
     fn parses_pyodps_create_table() {
         let sql = "CREATE TABLE IF NOT EXISTS p.`t` (\n  `id` BIGINT COMMENT 'the id',\n  `m` MAP<STRING,STRUCT<`a`:DECIMAL(38,18),b:ARRAY<INT>>> NOT NULL\n)\nCOMMENT 'x'\nPARTITIONED BY (\n  `ds` STRING\n)\nLIFECYCLE 7;";
-        let Statement::CreateTable { name, columns, partition_keys, lifecycle, .. } = parse(sql).unwrap() else {
+        let Statement::CreateTable {
+            name,
+            columns,
+            partition_keys,
+            lifecycle,
+            ..
+        } = parse(sql).unwrap()
+        else {
             panic!()
         };
         assert_eq!(name.project.as_deref(), Some("p"));
-        assert_eq!(columns[1].ty.to_string(), "map<string,struct<a:decimal(38,18),b:array<int>>>");
+        assert_eq!(
+            columns[1].ty.to_string(),
+            "map<string,struct<a:decimal(38,18),b:array<int>>>"
+        );
         assert!(!columns[1].nullable);
         assert_eq!(partition_keys[0].name, "ds");
         assert_eq!(lifecycle, Some(7));
@@ -427,16 +505,29 @@ mod tests {
 
     #[test]
     fn parses_the_rest_of_the_subset() {
-        assert!(matches!(parse("drop table if exists t").unwrap(), Statement::DropTable { if_exists: true, .. }));
-        let Statement::AddPartitions { partitions, if_not_exists, .. } =
-            parse("ALTER TABLE p.`t` ADD IF NOT EXISTS PARTITION (ds='1',hr='2');").unwrap()
+        assert!(matches!(
+            parse("drop table if exists t").unwrap(),
+            Statement::DropTable {
+                if_exists: true,
+                ..
+            }
+        ));
+        let Statement::AddPartitions {
+            partitions,
+            if_not_exists,
+            ..
+        } = parse("ALTER TABLE p.`t` ADD IF NOT EXISTS PARTITION (ds='1',hr='2');").unwrap()
         else {
             panic!()
         };
         assert!(if_not_exists);
         assert_eq!(partitions[0].tunnel_form(), "ds=1,hr=2");
-        let Statement::Select { projection, filter, limit, .. } =
-            parse("SELECT count(*) FROM t WHERE ds='20240101' AND hr='00' LIMIT 5").unwrap()
+        let Statement::Select {
+            projection,
+            filter,
+            limit,
+            ..
+        } = parse("SELECT count(*) FROM t WHERE ds='20240101' AND hr='00' LIMIT 5").unwrap()
         else {
             panic!()
         };
@@ -447,7 +538,15 @@ mod tests {
 
     #[test]
     fn errors_carry_code_and_position() {
-        for bad in ["SELEC 1", "select * from", "create table t (a bigin)", "select * from t where", "'", "insert into t values (1)", "select a from t; drop"] {
+        for bad in [
+            "SELEC 1",
+            "select * from",
+            "create table t (a bigin)",
+            "select * from t where",
+            "'",
+            "insert into t values (1)",
+            "select a from t; drop",
+        ] {
             let err = parse(bad).unwrap_err();
             assert_eq!(err.code, PARSE_ERROR, "{bad}");
             assert!(err.message.starts_with('['), "{bad}: {}", err.message);

@@ -76,7 +76,10 @@ impl Store {
     pub fn open(root: &Path, session_ttl: Duration) -> std::io::Result<Self> {
         std::fs::create_dir_all(root.join("projects"))?;
         std::fs::create_dir_all(root.join("uploads"))?;
-        Ok(Store { root: root.to_owned(), session_ttl })
+        Ok(Store {
+            root: root.to_owned(),
+            session_ttl,
+        })
     }
 
     fn table_dir(&self, project: &str, table: &str) -> PathBuf {
@@ -116,13 +119,20 @@ impl Store {
     }
 
     /// Normalizes a spec against the table's partition keys: every key, in key order.
-    pub fn check_partition(&self, meta: &TableMeta, spec: &PartitionSpec) -> Result<PartitionSpec, String> {
+    pub fn check_partition(
+        &self,
+        meta: &TableMeta,
+        spec: &PartitionSpec,
+    ) -> Result<PartitionSpec, String> {
         let keys = &meta.schema.partition_keys;
         if spec.pairs().len() != keys.len() {
             return Err(format!(
                 "partition spec '{spec}' must name every partition column of {} ({})",
                 meta.name,
-                keys.iter().map(|k| k.name.as_str()).collect::<Vec<_>>().join(", ")
+                keys.iter()
+                    .map(|k| k.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
             ));
         }
         let mut pairs = Vec::new();
@@ -188,7 +198,13 @@ impl Store {
     /// Makes a session's rows visible. `rows` is the total the blocks hold.
     pub fn commit(&self, meta: &UploadMeta, rows: u64) -> Result<(), ApiError> {
         let blocks = self.upload_dir(&meta.id).join("blocks");
-        write_json(&blocks.join("commit.json"), &CommitRecord { rows, committed_ms: now_ms() })?;
+        write_json(
+            &blocks.join("commit.json"),
+            &CommitRecord {
+                rows,
+                committed_ms: now_ms(),
+            },
+        )?;
         let target = self.committed_dir(meta);
         let parent = target.parent().unwrap_or(&self.root).to_owned();
         std::fs::create_dir_all(&parent).map_err(ApiError::io)?;
@@ -227,17 +243,31 @@ impl Store {
             meta.partitions.iter().cloned().map(Some).collect()
         };
         for partition in partitions {
-            let spec = partition.as_deref().map(PartitionSpec::parse).transpose().map_err(|e| ApiError::internal(e.to_string()))?;
+            let spec = partition
+                .as_deref()
+                .map(PartitionSpec::parse)
+                .transpose()
+                .map_err(|e| ApiError::internal(e.to_string()))?;
             if !keep(spec.as_ref()) {
                 continue;
             }
             let dir = self.partition_dir(project, &meta.name, partition.as_deref());
-            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                continue;
+            };
             let mut found = Vec::new();
             for entry in entries.flatten() {
                 let commit: Option<CommitRecord> = read_json(&entry.path().join("commit.json"))?;
                 if let Some(c) = commit {
-                    found.push((c.committed_ms, entry.file_name(), DataSet { partition: spec.clone(), dir: entry.path(), rows: c.rows }));
+                    found.push((
+                        c.committed_ms,
+                        entry.file_name(),
+                        DataSet {
+                            partition: spec.clone(),
+                            dir: entry.path(),
+                            rows: c.rows,
+                        },
+                    ));
                 }
             }
             found.sort_by(|a, b| (a.0, &a.1).cmp(&(b.0, &b.1)));
@@ -248,7 +278,10 @@ impl Store {
 
     /// The block files of a committed data set, by block id.
     pub fn data_files(set: &DataSet) -> Vec<PathBuf> {
-        block_ids(&set.dir).into_iter().map(|id| set.dir.join(format!("{id}.bin"))).collect()
+        block_ids(&set.dir)
+            .into_iter()
+            .map(|id| set.dir.join(format!("{id}.bin")))
+            .collect()
     }
 }
 

@@ -9,7 +9,9 @@ use std::path::PathBuf;
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
-use k2mc::maxcompute::{ColumnType, MAX_BLOCKS, PartitionSpec, RecordReader, RecordWriter, TableSchema, Value};
+use k2mc::maxcompute::{
+    ColumnType, MAX_BLOCKS, PartitionSpec, RecordReader, RecordWriter, TableSchema, Value,
+};
 
 use crate::error::ApiError;
 use crate::store::{Store, TableMeta, UploadMeta, now_ms};
@@ -26,12 +28,38 @@ pub struct Download {
     schema: TableSchema,
 }
 
-pub async fn handle(state: &AppState, method: &Method, uri: &Uri, headers: &HeaderMap, body: Bytes) -> Result<Response, ApiError> {
+pub async fn handle(
+    state: &AppState,
+    method: &Method,
+    uri: &Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
     let params = query_params(uri);
-    let parts: Vec<String> = uri.path().trim_matches('/').split('/').map(|s| percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()).collect();
-    let (project, table) = match parts.iter().map(String::as_str).collect::<Vec<_>>().as_slice() {
+    let parts: Vec<String> = uri
+        .path()
+        .trim_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect();
+    let (project, table) = match parts
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
         ["projects", p, "tables", t] => ((*p).to_owned(), (*t).to_owned()),
-        _ => return Err(ApiError::new(StatusCode::NOT_FOUND, "InvalidURI", format!("the tunnel does not serve {}", uri.path()))),
+        _ => {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                "InvalidURI",
+                format!("the tunnel does not serve {}", uri.path()),
+            ));
+        }
     };
     let has = |k: &str| params.contains_key(k);
     match *method {
@@ -40,32 +68,72 @@ pub async fn handle(state: &AppState, method: &Method, uri: &Uri, headers: &Head
             let meta = upload(state, &params)?;
             Ok(session_json(state, &meta)?)
         }
-        Method::PUT if has("uploadid") && has("blockid") => put_block(state, &params, headers, &body).await,
+        Method::PUT if has("uploadid") && has("blockid") => {
+            put_block(state, &params, headers, &body).await
+        }
         Method::POST if has("uploadid") => commit(state, &params).await,
         Method::POST if has("downloads") => create_download(state, &project, &table, &params),
         Method::GET if has("downloadid") && has("data") => read_data(state, &params),
         Method::GET if has("downloadid") => {
             let id = &params["downloadid"];
-            let dl = lock(&state.downloads).get(id).cloned().ok_or_else(|| no_such_download(id))?;
+            let dl = lock(&state.downloads)
+                .get(id)
+                .cloned()
+                .ok_or_else(|| no_such_download(id))?;
             Ok(download_json(id, &dl))
         }
-        _ => Err(ApiError::new(StatusCode::BAD_REQUEST, "InvalidArgument", format!("unsupported tunnel call {method} {uri}"))),
+        _ => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            format!("unsupported tunnel call {method} {uri}"),
+        )),
     }
 }
 
-fn table_and_partition(state: &AppState, project: &str, table: &str, params: &HashMap<String, String>, create: bool) -> Result<(TableMeta, Option<PartitionSpec>), ApiError> {
+fn table_and_partition(
+    state: &AppState,
+    project: &str,
+    table: &str,
+    params: &HashMap<String, String>,
+    create: bool,
+) -> Result<(TableMeta, Option<PartitionSpec>), ApiError> {
     let mut meta = state.store.require_table(project, table)?;
     let partitioned = !meta.schema.partition_keys.is_empty();
     let spec = match params.get("partition").filter(|s| !s.is_empty()) {
-        None if partitioned => return Err(ApiError::new(StatusCode::BAD_REQUEST, "InvalidPartitionSpec", format!("table {table} is partitioned; a partition spec is required"))),
+        None if partitioned => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidPartitionSpec",
+                format!("table {table} is partitioned; a partition spec is required"),
+            ));
+        }
         None => None,
-        Some(_) if !partitioned => return Err(ApiError::new(StatusCode::BAD_REQUEST, "InvalidPartitionSpec", format!("table {table} is not partitioned"))),
+        Some(_) if !partitioned => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidPartitionSpec",
+                format!("table {table} is not partitioned"),
+            ));
+        }
         Some(text) => {
-            let spec = PartitionSpec::parse(text).map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "InvalidPartitionSpec", e.to_string()))?;
-            let spec = state.store.check_partition(&meta, &spec).map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "InvalidPartitionSpec", m))?;
+            let spec = PartitionSpec::parse(text).map_err(|e| {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "InvalidPartitionSpec",
+                    e.to_string(),
+                )
+            })?;
+            let spec = state
+                .store
+                .check_partition(&meta, &spec)
+                .map_err(|m| ApiError::new(StatusCode::BAD_REQUEST, "InvalidPartitionSpec", m))?;
             if !meta.partitions.contains(&spec.tunnel_form()) {
                 if !create {
-                    return Err(ApiError::new(StatusCode::NOT_FOUND, "NoSuchPartition", format!("The specified partition does not exist: {spec}")));
+                    return Err(ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        "NoSuchPartition",
+                        format!("The specified partition does not exist: {spec}"),
+                    ));
                 }
                 meta.partitions.push(spec.tunnel_form());
                 meta.last_modified_ms = now_ms();
@@ -77,12 +145,23 @@ fn table_and_partition(state: &AppState, project: &str, table: &str, params: &Ha
     Ok((meta, spec))
 }
 
-async fn create_upload(state: &AppState, project: &str, table: &str, params: &HashMap<String, String>) -> Result<Response, ApiError> {
+async fn create_upload(
+    state: &AppState,
+    project: &str,
+    table: &str,
+    params: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let _guard = state.meta_lock.lock().await;
-    let create = params.get("create_partition").is_some_and(|v| v.is_empty() || v == "true");
+    let create = params
+        .get("create_partition")
+        .is_some_and(|v| v.is_empty() || v == "true");
     let (meta, spec) = table_and_partition(state, project, table, params, create)?;
     let upload = UploadMeta {
-        id: format!("{}{:016x}", chrono::Utc::now().format("%Y%m%d%H%M%S"), rand::random::<u64>()),
+        id: format!(
+            "{}{:016x}",
+            chrono::Utc::now().format("%Y%m%d%H%M%S"),
+            rand::random::<u64>()
+        ),
         project: project.to_owned(),
         table: meta.name.clone(),
         partition: spec.map(|s| s.tunnel_form()),
@@ -98,13 +177,27 @@ async fn create_upload(state: &AppState, project: &str, table: &str, params: &Ha
 }
 
 fn upload(state: &AppState, params: &HashMap<String, String>) -> Result<UploadMeta, ApiError> {
-    let id = params.get("uploadid").map(String::as_str).unwrap_or_default();
-    state.store.upload(id)?.ok_or_else(|| ApiError::new(StatusCode::NOT_FOUND, "NoSuchUpload", format!("upload session {id} does not exist")))
+    let id = params
+        .get("uploadid")
+        .map(String::as_str)
+        .unwrap_or_default();
+    state.store.upload(id)?.ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            "NoSuchUpload",
+            format!("upload session {id} does not exist"),
+        )
+    })
 }
 
 fn session_json(state: &AppState, meta: &UploadMeta) -> Result<Response, ApiError> {
     let table = state.store.require_table(&meta.project, &meta.table)?;
-    let blocks: Vec<serde_json::Value> = state.store.blocks(meta).into_iter().map(|b| serde_json::json!({"BlockID": b})).collect();
+    let blocks: Vec<serde_json::Value> = state
+        .store
+        .blocks(meta)
+        .into_iter()
+        .map(|b| serde_json::json!({"BlockID": b}))
+        .collect();
     let body = serde_json::json!({
         "UploadID": meta.id,
         "Status": state.store.upload_status(meta),
@@ -121,32 +214,77 @@ fn session_json(state: &AppState, meta: &UploadMeta) -> Result<Response, ApiErro
 fn require_normal(state: &AppState, meta: &UploadMeta) -> Result<(), ApiError> {
     match state.store.upload_status(meta) {
         "NORMAL" => Ok(()),
-        "CLOSED" => Err(ApiError::new(StatusCode::CONFLICT, "CloseUploadSessionStatusConflict", format!("upload session {} is already committed (CLOSED)", meta.id))),
-        status => Err(ApiError::new(StatusCode::BAD_REQUEST, "StatusConflict", format!("upload session {} is {status}", meta.id))),
+        "CLOSED" => Err(ApiError::new(
+            StatusCode::CONFLICT,
+            "CloseUploadSessionStatusConflict",
+            format!("upload session {} is already committed (CLOSED)", meta.id),
+        )),
+        status => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "StatusConflict",
+            format!("upload session {} is {status}", meta.id),
+        )),
     }
 }
 
-async fn put_block(state: &AppState, params: &HashMap<String, String>, headers: &HeaderMap, body: &[u8]) -> Result<Response, ApiError> {
+async fn put_block(
+    state: &AppState,
+    params: &HashMap<String, String>,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<Response, ApiError> {
     let meta = upload(state, params)?;
-    let block_id: u32 = params["blockid"].parse().ok().filter(|b| *b < MAX_BLOCKS).ok_or_else(|| {
-        ApiError::new(StatusCode::BAD_REQUEST, "InvalidBlockId", format!("block id '{}' is outside 0..{MAX_BLOCKS}", params["blockid"]))
-    })?;
+    let block_id: u32 = params["blockid"]
+        .parse()
+        .ok()
+        .filter(|b| *b < MAX_BLOCKS)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidBlockId",
+                format!(
+                    "block id '{}' is outside 0..{MAX_BLOCKS}",
+                    params["blockid"]
+                ),
+            )
+        })?;
     require_normal(state, &meta)?;
     if lock(&state.faults).take(|f| &mut f.fail_blocks, |f| &mut f.fail_blocks) {
-        return Err(ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable", "block dropped by the emulator's fault knob"));
+        return Err(ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "ServiceUnavailable",
+            "block dropped by the emulator's fault knob",
+        ));
     }
-    let encoding = headers.get("content-encoding").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let encoding = headers
+        .get("content-encoding")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     let raw = match encoding {
         "" | "identity" => body.to_vec(),
         "deflate" => {
             let mut out = Vec::new();
-            flate2::read::ZlibDecoder::new(body).read_to_end(&mut out).map_err(|e| ApiError::invalid(format!("block {block_id}: bad deflate (zlib) body: {e}")))?;
+            flate2::read::ZlibDecoder::new(body)
+                .read_to_end(&mut out)
+                .map_err(|e| {
+                    ApiError::invalid(format!("block {block_id}: bad deflate (zlib) body: {e}"))
+                })?;
             out
         }
-        other => return Err(ApiError::new(StatusCode::BAD_REQUEST, "InvalidArgument", format!("the emulator does not support Content-Encoding '{other}'; use deflate or none"))),
+        other => {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidArgument",
+                format!(
+                    "the emulator does not support Content-Encoding '{other}'; use deflate or none"
+                ),
+            ));
+        }
     };
     let table = state.store.require_table(&meta.project, &meta.table)?;
-    let rows = RecordReader::new(&table.schema.column_types(), &raw).read_all().map_err(|e| ApiError::invalid(format!("block {block_id}: {e}")))?;
+    let rows = RecordReader::new(&table.schema.column_types(), &raw)
+        .read_all()
+        .map_err(|e| ApiError::invalid(format!("block {block_id}: {e}")))?;
     check_field_sizes(&rows).map_err(|m| ApiError::invalid(format!("block {block_id}: {m}")))?;
     state.store.put_block(&meta, block_id, &raw)?;
     Ok(StatusCode::OK.into_response())
@@ -165,7 +303,10 @@ fn check_field_sizes(rows: &[Vec<Value>]) -> Result<(), String> {
     for (r, row) in rows.iter().enumerate() {
         for (c, cell) in row.iter().enumerate() {
             if size(cell) > MAX_FIELD_SIZE {
-                return Err(format!("row {r} column {c} is {} bytes, over the field size limit of {MAX_FIELD_SIZE}", size(cell)));
+                return Err(format!(
+                    "row {r} column {c} is {} bytes, over the field size limit of {MAX_FIELD_SIZE}",
+                    size(cell)
+                ));
             }
         }
     }
@@ -177,7 +318,9 @@ async fn commit(state: &AppState, params: &HashMap<String, String>) -> Result<Re
     let meta = upload(state, params)?;
     require_normal(state, &meta)?;
     if lock(&state.faults).take(|f| &mut f.fail_commits, |f| &mut f.fail_commits) {
-        return Err(ApiError::internal("commit failed by the emulator's fault knob".into()));
+        return Err(ApiError::internal(
+            "commit failed by the emulator's fault knob".into(),
+        ));
     }
     let table = state.store.require_table(&meta.project, &meta.table)?;
     let types = table.schema.column_types();
@@ -189,7 +332,9 @@ async fn commit(state: &AppState, params: &HashMap<String, String>) -> Result<Re
     state.store.commit(&meta, rows)?;
     tracing::info!(upload_id = %meta.id, rows, "Upload session committed.");
     if lock(&state.faults).take(|f| &mut f.ambiguous_commits, |f| &mut f.ambiguous_commits) {
-        return Err(ApiError::internal("committed, but the emulator's fault knob lost the answer".into()));
+        return Err(ApiError::internal(
+            "committed, but the emulator's fault knob lost the answer".into(),
+        ));
     }
     session_json(state, &meta)
 }
@@ -197,26 +342,46 @@ async fn commit(state: &AppState, params: &HashMap<String, String>) -> Result<Re
 fn count_rows(types: &[ColumnType], bytes: &[u8]) -> Result<u64, ApiError> {
     let mut reader = RecordReader::new(types, bytes);
     let mut n = 0;
-    while reader.next_row().map_err(|e| ApiError::internal(e.to_string()))?.is_some() {
+    while reader
+        .next_row()
+        .map_err(|e| ApiError::internal(e.to_string()))?
+        .is_some()
+    {
         n += 1;
     }
     Ok(n)
 }
 
 fn no_such_download(id: &str) -> ApiError {
-    ApiError::new(StatusCode::NOT_FOUND, "NoSuchDownload", format!("download session {id} does not exist"))
+    ApiError::new(
+        StatusCode::NOT_FOUND,
+        "NoSuchDownload",
+        format!("download session {id} does not exist"),
+    )
 }
 
-fn create_download(state: &AppState, project: &str, table: &str, params: &HashMap<String, String>) -> Result<Response, ApiError> {
+fn create_download(
+    state: &AppState,
+    project: &str,
+    table: &str,
+    params: &HashMap<String, String>,
+) -> Result<Response, ApiError> {
     let (meta, spec) = table_and_partition(state, project, table, params, false)?;
     let keep = |p: Option<&PartitionSpec>| spec.is_none() || p == spec.as_ref();
     let sets = state.store.data_sets(project, &meta, &keep)?;
     let download = Download {
         files: sets.iter().flat_map(Store::data_files).collect(),
         count: sets.iter().map(|s| s.rows).sum(),
-        schema: TableSchema { columns: meta.schema.columns.clone(), partition_keys: meta.schema.partition_keys.clone() },
+        schema: TableSchema {
+            columns: meta.schema.columns.clone(),
+            partition_keys: meta.schema.partition_keys.clone(),
+        },
     };
-    let id = format!("{}{:016x}", chrono::Utc::now().format("%Y%m%d%H%M%S"), rand::random::<u64>());
+    let id = format!(
+        "{}{:016x}",
+        chrono::Utc::now().format("%Y%m%d%H%M%S"),
+        rand::random::<u64>()
+    );
     let resp = download_json(&id, &download);
     lock(&state.downloads).insert(id, download);
     Ok((StatusCode::CREATED, resp).into_response())
@@ -229,20 +394,33 @@ fn download_json(id: &str, dl: &Download) -> Response {
 
 fn read_data(state: &AppState, params: &HashMap<String, String>) -> Result<Response, ApiError> {
     let id = &params["downloadid"];
-    let dl = lock(&state.downloads).get(id).cloned().ok_or_else(|| no_such_download(id))?;
+    let dl = lock(&state.downloads)
+        .get(id)
+        .cloned()
+        .ok_or_else(|| no_such_download(id))?;
     let range = params.get("rowrange").map(String::as_str).unwrap_or("");
     let (start, count) = range
         .trim_matches(|c| c == '(' || c == ')')
         .split_once(',')
         .and_then(|(s, c)| Some((s.trim().parse::<u64>().ok()?, c.trim().parse::<u64>().ok()?)))
         .filter(|(s, c)| s + c <= dl.count)
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "InvalidRowRange", format!("row range '{range}' is not within 0..{}", dl.count)))?;
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "InvalidRowRange",
+                format!("row range '{range}' is not within 0..{}", dl.count),
+            )
+        })?;
     let all_types = dl.schema.column_types();
     let picks: Vec<usize> = match params.get("columns").filter(|c| !c.is_empty()) {
         None => (0..all_types.len()).collect(),
         Some(cols) => cols
             .split(',')
-            .map(|c| dl.schema.column_index(c.trim()).ok_or_else(|| ApiError::invalid(format!("no column '{c}'"))))
+            .map(|c| {
+                dl.schema
+                    .column_index(c.trim())
+                    .ok_or_else(|| ApiError::invalid(format!("no column '{c}'")))
+            })
             .collect::<Result<_, _>>()?,
     };
     let out_types: Vec<ColumnType> = picks.iter().map(|&i| all_types[i].clone()).collect();
@@ -251,17 +429,24 @@ fn read_data(state: &AppState, params: &HashMap<String, String>) -> Result<Respo
     'files: for file in &dl.files {
         let bytes = std::fs::read(file).map_err(ApiError::io)?;
         let mut reader = RecordReader::new(&all_types, &bytes);
-        while let Some(row) = reader.next_row().map_err(|e| ApiError::internal(e.to_string()))? {
+        while let Some(row) = reader
+            .next_row()
+            .map_err(|e| ApiError::internal(e.to_string()))?
+        {
             if seen >= end {
                 break 'files;
             }
             if seen >= start {
                 let projected: Vec<Value> = picks.iter().map(|&i| row[i].clone()).collect();
-                writer.write(&projected).map_err(|e| ApiError::internal(e.to_string()))?;
+                writer
+                    .write(&projected)
+                    .map_err(|e| ApiError::internal(e.to_string()))?;
             }
             seen += 1;
         }
     }
-    let body = writer.finish().map_err(|e| ApiError::internal(e.to_string()))?;
+    let body = writer
+        .finish()
+        .map_err(|e| ApiError::internal(e.to_string()))?;
     Ok(([("Content-Type", "application/octet-stream")], body).into_response())
 }

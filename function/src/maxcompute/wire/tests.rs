@@ -56,7 +56,10 @@ fn writes_the_brief_vector_in_canonical_form() {
     let mut expected = hex(PYODPS_BYTES);
     // Same bytes but the second record CRC in its 5-byte canonical form.
     let long = hex("87 ca 8b bb f9 ff ff ff ff 01");
-    let at = expected.windows(long.len()).position(|w| w == long).unwrap();
+    let at = expected
+        .windows(long.len())
+        .position(|w| w == long)
+        .unwrap();
     expected.splice(at..at + long.len(), hex("87 ca 8b bb 09"));
     assert_eq!(bytes.len(), 71);
     assert_eq!(bytes, expected);
@@ -65,7 +68,9 @@ fn writes_the_brief_vector_in_canonical_form() {
 #[test]
 fn reads_pyodps_bytes_with_ten_byte_crc_varints() {
     let schema = vector_schema();
-    let rows = RecordReader::new(&schema, &hex(PYODPS_BYTES)).read_all().unwrap();
+    let rows = RecordReader::new(&schema, &hex(PYODPS_BYTES))
+        .read_all()
+        .unwrap();
     assert_eq!(rows, vector_rows());
 }
 
@@ -80,7 +85,11 @@ fn every_flipped_byte_is_rejected() {
         // A flip may still decode to the same values (e.g. inside the redundant high bytes of the
         // sign-extended varint); it must never decode to different values without an error.
         if let Ok(rows) = result {
-            assert_eq!(rows, vector_rows(), "byte {i} flipped decoded to other rows");
+            assert_eq!(
+                rows,
+                vector_rows(),
+                "byte {i} flipped decoded to other rows"
+            );
         }
     }
 }
@@ -88,12 +97,32 @@ fn every_flipped_byte_is_rejected() {
 #[test]
 fn round_trips_every_type() {
     let types = [
-        "boolean", "tinyint", "smallint", "int", "bigint", "float", "double", "decimal(38,18)",
-        "varchar(4)", "char(2)", "string", "binary", "json", "date", "datetime", "timestamp",
-        "timestamp_ntz", "interval_day_time", "interval_year_month", "array<array<int>>",
+        "boolean",
+        "tinyint",
+        "smallint",
+        "int",
+        "bigint",
+        "float",
+        "double",
+        "decimal(38,18)",
+        "varchar(4)",
+        "char(2)",
+        "string",
+        "binary",
+        "json",
+        "date",
+        "datetime",
+        "timestamp",
+        "timestamp_ntz",
+        "interval_day_time",
+        "interval_year_month",
+        "array<array<int>>",
         "map<string,struct<a:bigint,b:array<string>>>",
     ];
-    let schema: Vec<ColumnType> = types.iter().map(|t| ColumnType::parse(t).unwrap()).collect();
+    let schema: Vec<ColumnType> = types
+        .iter()
+        .map(|t| ColumnType::parse(t).unwrap())
+        .collect();
     let full = vec![
         Value::Boolean(false),
         Value::Int(-128),
@@ -110,15 +139,30 @@ fn round_trips_every_type() {
         Value::String("{\"a\":1}".into()),
         Value::Date(-719_162),
         Value::Datetime(-62_135_596_800_000),
-        Value::Timestamp { seconds: -1, nanos: 999_999_999 },
-        Value::Timestamp { seconds: 253_402_300_799, nanos: 1 },
-        Value::IntervalDayTime { seconds: 86_400, nanos: 5 },
+        Value::Timestamp {
+            seconds: -1,
+            nanos: 999_999_999,
+        },
+        Value::Timestamp {
+            seconds: 253_402_300_799,
+            nanos: 1,
+        },
+        Value::IntervalDayTime {
+            seconds: 86_400,
+            nanos: 5,
+        },
         Value::IntervalYearMonth(-13),
-        Value::Array(vec![Value::Array(vec![Value::Int(1), Value::Null]), Value::Null]),
+        Value::Array(vec![
+            Value::Array(vec![Value::Int(1), Value::Null]),
+            Value::Null,
+        ]),
         Value::Map(vec![
             (
                 Value::String("k".into()),
-                Value::Struct(vec![Value::Null, Value::Array(vec![Value::String("v".into())])]),
+                Value::Struct(vec![
+                    Value::Null,
+                    Value::Array(vec![Value::String("v".into())]),
+                ]),
             ),
             (Value::String("n".into()), Value::Null),
         ]),
@@ -138,13 +182,30 @@ fn rejects_values_that_do_not_fit_and_stays_usable() {
     let mut w = RecordWriter::new(&schema, Vec::new());
     let err = w.write(&[Value::Int(128), Value::Null]).unwrap_err();
     assert!(err.to_string().contains("column 0"), "{err}");
-    let err = w.write(&[Value::Null, Value::String("abc".into())]).unwrap_err();
+    let err = w
+        .write(&[Value::Null, Value::String("abc".into())])
+        .unwrap_err();
     assert!(err.to_string().contains("varchar(2)"), "{err}");
-    let err = w.write(&[Value::String("1".into()), Value::Null]).unwrap_err();
-    assert!(matches!(err, WireError::TypeMismatch { column: Some(0), .. }), "{err}");
-    w.write(&[Value::Int(1), Value::String("ok".into())]).unwrap();
+    let err = w
+        .write(&[Value::String("1".into()), Value::Null])
+        .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            WireError::TypeMismatch {
+                column: Some(0),
+                ..
+            }
+        ),
+        "{err}"
+    );
+    w.write(&[Value::Int(1), Value::String("ok".into())])
+        .unwrap();
     let bytes = w.finish().unwrap();
-    assert_eq!(RecordReader::new(&schema, &bytes).read_all().unwrap().len(), 1);
+    assert_eq!(
+        RecordReader::new(&schema, &bytes).read_all().unwrap().len(),
+        1
+    );
 }
 
 #[test]
@@ -152,6 +213,9 @@ fn truncated_streams_are_errors() {
     let schema = vector_schema();
     let good = hex(PYODPS_BYTES);
     for len in 0..good.len() {
-        assert!(RecordReader::new(&schema, &good[..len]).read_all().is_err(), "len {len}");
+        assert!(
+            RecordReader::new(&schema, &good[..len]).read_all().is_err(),
+            "len {len}"
+        );
     }
 }
