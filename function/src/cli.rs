@@ -8,8 +8,8 @@ use std::path::PathBuf;
 use anyhow::{Context, bail};
 use clap::{Parser, Subcommand};
 use k2mc::maxcompute::{
-    ClientConfig, Compression, Credentials, MaxComputeClient, PartitionSpec, Secret, display_json,
-    encode_block, value_from_json,
+    ClientConfig, ColumnType, Compression, Credentials, MaxComputeClient, PartitionSpec, Secret,
+    UploadSession, Value, display_json, encode_block, value_from_json,
 };
 
 /// Command-line arguments.
@@ -232,30 +232,11 @@ async fn upload(
             .collect::<anyhow::Result<Vec<_>>>()?;
         rows.push(row);
         if rows.len() >= block_rows.max(1) {
-            let id = blocks.len() as u32;
-            client
-                .upload_block(
-                    &session,
-                    id,
-                    &encode_block(&types, &rows, Compression::Deflate)?,
-                )
-                .await?;
-            blocks.push(id);
-            total += rows.len();
-            rows.clear();
+            total += flush_block(client, &session, &types, &mut rows, &mut blocks).await?;
         }
     }
     if !rows.is_empty() || blocks.is_empty() {
-        let id = blocks.len() as u32;
-        client
-            .upload_block(
-                &session,
-                id,
-                &encode_block(&types, &rows, Compression::Deflate)?,
-            )
-            .await?;
-        blocks.push(id);
-        total += rows.len();
+        total += flush_block(client, &session, &types, &mut rows, &mut blocks).await?;
     }
     client.commit_upload(&session, &blocks).await?;
     eprintln!(
@@ -264,4 +245,21 @@ async fn upload(
         partition.map(|p| format!(" ({p})")).unwrap_or_default()
     );
     Ok(())
+}
+
+/// Uploads `rows` as the next block of `session` and empties it; returns the rows sent.
+async fn flush_block(
+    client: &MaxComputeClient,
+    session: &UploadSession,
+    types: &[ColumnType],
+    rows: &mut Vec<Vec<Value>>,
+    blocks: &mut Vec<u32>,
+) -> anyhow::Result<usize> {
+    let id = blocks.len() as u32;
+    let block = encode_block(types, rows, Compression::Deflate)?;
+    client.upload_block(session, id, &block).await?;
+    blocks.push(id);
+    let sent = rows.len();
+    rows.clear();
+    Ok(sent)
 }

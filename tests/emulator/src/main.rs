@@ -217,3 +217,15 @@ pub fn query_params(uri: &Uri) -> HashMap<String, String> {
         .into_owned()
         .collect()
 }
+
+/// The percent-decoded segments of a request path, without leading and trailing slashes.
+pub fn path_segments(path: &str) -> Vec<String> {
+    path.trim_matches('/')
+        .split('/')
+        .map(|s| {
+            percent_encoding::percent_decode_str(s)
+                .decode_utf8_lossy()
+                .into_owned()
+        })
+        .collect()
+}

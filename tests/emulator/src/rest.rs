@@ -13,7 +13,7 @@ use serde::Deserialize;
 
 use crate::error::ApiError;
 use crate::store::{TableMeta, now_ms};
-use crate::{AppState, exec, lock, query_params};
+use crate::{AppState, exec, lock, path_segments, query_params};
 
 /// A finished SQL instance.
 #[derive(Debug, Clone)]
@@ -77,14 +77,7 @@ pub async fn handle(
 ) -> Result<Response, ApiError> {
     let params = query_params(uri);
     let path = uri.path().trim_start_matches("/api").trim_matches('/');
-    let parts: Vec<String> = path
-        .split('/')
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
+    let parts = path_segments(path);
     let parts: Vec<&str> = parts.iter().map(String::as_str).collect();
     match (method, parts.as_slice()) {
         (&Method::GET, ["logview", "host"]) => Ok("http://127.0.0.1/logview".into_response()),

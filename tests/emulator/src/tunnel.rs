@@ -15,7 +15,7 @@ use k2mc::maxcompute::{
 
 use crate::error::ApiError;
 use crate::store::{Store, TableMeta, UploadMeta, now_ms};
-use crate::{AppState, lock, query_params};
+use crate::{AppState, lock, path_segments, query_params};
 
 /// MaxCompute's default largest STRING/BINARY cell.
 const MAX_FIELD_SIZE: usize = 8 * 1024 * 1024;
@@ -36,16 +36,7 @@ pub async fn handle(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let params = query_params(uri);
-    let parts: Vec<String> = uri
-        .path()
-        .trim_matches('/')
-        .split('/')
-        .map(|s| {
-            percent_encoding::percent_decode_str(s)
-                .decode_utf8_lossy()
-                .into_owned()
-        })
-        .collect();
+    let parts = path_segments(uri.path());
     let (project, table) = match parts
         .iter()
         .map(String::as_str)
