@@ -5,3 +5,4 @@
 //! they use; `main.rs` is the `k2mc` binary (Lambda bootstrap and local CLI).
 
 pub mod maxcompute;
+pub mod transform;

@@ -65,14 +65,7 @@ pub fn workspace_bin(bin: &str) -> anyhow::Result<PathBuf> {
             let mut cmd = Command::new(cargo);
             cmd.args(["build", "--quiet", "--workspace", "--all-targets"])
                 .current_dir(repo_root());
-            // `cargo test` gives the test process per-crate variables (CARGO_PKG_*, …); passed on,
-            // they would make the inner build look different and rebuild everything.
-            for (key, _) in std::env::vars_os() {
-                let key = key.to_string_lossy().into_owned();
-                if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
-                    cmd.env_remove(key);
-                }
-            }
+            clean_cargo_env(&mut cmd);
             if profile_dir.file_name().is_some_and(|n| n == "release") {
                 cmd.arg("--release");
             }
@@ -94,6 +87,43 @@ pub fn workspace_bin(bin: &str) -> anyhow::Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// Builds the transform components (`transforms/`, a separate workspace for wasm32-wasip2) once
+/// per process and returns the path of `<name>.wasm`.
+pub fn transform_wasm(name: &str) -> anyhow::Result<PathBuf> {
+    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let dir = BUILT
+        .get_or_init(|| {
+            let root = repo_root().join("transforms");
+            let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+            let mut cmd = Command::new(cargo);
+            cmd.args(["build", "--quiet", "--release", "--target-dir", "target"]).current_dir(&root);
+            clean_cargo_env(&mut cmd);
+            let status = cmd.status().map_err(|e| format!("running cargo build in transforms/: {e}"))?;
+            if !status.success() {
+                return Err("building transforms/ failed (is the wasm32-wasip2 target installed? run infra/local/setup)".to_owned());
+            }
+            Ok(root.join("target/wasm32-wasip2/release"))
+        })
+        .clone()
+        .map_err(anyhow::Error::msg)?;
+    let path = dir.join(format!("{}.wasm", name.replace('-', "_")));
+    if !path.exists() {
+        bail!("{} was not built", path.display());
+    }
+    Ok(path)
+}
+
+/// Removes the per-crate variables `cargo test` gives a test process; passed on to an inner
+/// cargo they would make it rebuild everything.
+fn clean_cargo_env(cmd: &mut Command) {
+    for (key, _) in std::env::vars_os() {
+        let key = key.to_string_lossy().into_owned();
+        if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {
+            cmd.env_remove(key);
+        }
+    }
 }
 
 /// A running `maxcompute-emulator`, killed on drop.

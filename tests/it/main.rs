@@ -7,3 +7,4 @@
 mod emulator;
 mod maxcompute;
 mod rows;
+mod transforms;

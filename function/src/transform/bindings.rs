@@ -1,0 +1,32 @@
+//! Host bindings generated from `wit/transform.wit`: one module per world, sharing the `types`
+//! and `host` interfaces so that a row from the parser stage is the same Rust type a row stage
+//! takes.
+
+#![allow(missing_debug_implementations, clippy::all)]
+
+/// The `parser-stage` world (Kafka records → rows).
+pub mod parser {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "parser-stage",
+        additional_derives: [PartialEq],
+    });
+}
+
+/// The `row-stage` world (rows → rows).
+pub mod row {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "row-stage",
+        with: {
+            "kafka2mc:transform/types": super::parser::kafka2mc::transform::types,
+            "kafka2mc:transform/host": super::parser::kafka2mc::transform::host,
+        },
+    });
+}
+
+pub use parser::kafka2mc::transform::host::Level;
+pub use parser::kafka2mc::transform::types::{
+    BatchOutput, Cell, Column, ColumnType, DecimalType, ErrorKind, Header, Instant, KafkaRecord,
+    RecordBatch, RecordError, Row, StageInfo,
+};

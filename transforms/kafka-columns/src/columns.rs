@@ -1,0 +1,356 @@
+//! The configuration of `kafka-columns` and the per-record extraction, free of WIT types so that
+//! it is unit-tested natively and reused by the native benchmark baseline.
+
+use base64::Engine as _;
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+use serde_json::Value as Json;
+
+use crate::path::{self, Step};
+
+/// A declared output type, reduced to what extraction needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Kind {
+    Boolean,
+    Int {
+        min: i64,
+        max: i64,
+    },
+    Float,
+    Double,
+    Decimal {
+        precision: u8,
+        scale: u8,
+    },
+    Text {
+        max_chars: Option<u32>,
+    },
+    Binary,
+    Json,
+    Date,
+    Datetime,
+    Timestamp,
+    /// ARRAY/MAP/STRUCT: JSON text, converted by the host.
+    Complex(String),
+}
+
+/// Where a column's value comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Source {
+    Key,
+    Value,
+    Partition,
+    Headers,
+    Offset,
+    Timestamp,
+    Topic,
+    Path(Vec<Step>),
+    Constant(String),
+}
+
+/// How the key or value bytes are decoded (DataWorks `keyType`/`valueType`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BytesType {
+    ByteArray,
+    Double,
+    Float,
+    Integer,
+    Long,
+    Short,
+    String,
+}
+
+impl BytesType {
+    pub fn parse(key: &str, text: &str) -> Result<Self, String> {
+        Ok(match text.to_ascii_uppercase().as_str() {
+            "BYTEARRAY" => BytesType::ByteArray,
+            "DOUBLE" => BytesType::Double,
+            "FLOAT" => BytesType::Float,
+            "INTEGER" => BytesType::Integer,
+            "LONG" => BytesType::Long,
+            "SHORT" => BytesType::Short,
+            "STRING" => BytesType::String,
+            _ => {
+                return Err(format!(
+                    "{key} = '{text}': use BYTEARRAY, DOUBLE, FLOAT, INTEGER, LONG, SHORT or STRING"
+                ));
+            }
+        })
+    }
+
+    /// Decodes Kafka serializer bytes (big-endian numbers, UTF-8 text) to JSON.
+    pub fn decode(self, bytes: &[u8]) -> Result<Json, String> {
+        let fixed = |n: usize| -> Result<&[u8], String> {
+            if bytes.len() == n {
+                Ok(bytes)
+            } else {
+                Err(format!(
+                    "expected {n} bytes for {self:?}, found {}",
+                    bytes.len()
+                ))
+            }
+        };
+        Ok(match self {
+            BytesType::ByteArray => {
+                Json::String(base64::engine::general_purpose::STANDARD.encode(bytes))
+            }
+            BytesType::String => Json::String(
+                std::str::from_utf8(bytes)
+                    .map_err(|e| format!("not UTF-8: {e}"))?
+                    .to_owned(),
+            ),
+            BytesType::Long => {
+                Json::from(i64::from_be_bytes(fixed(8)?.try_into().unwrap_or_default()))
+            }
+            BytesType::Integer => {
+                Json::from(i32::from_be_bytes(fixed(4)?.try_into().unwrap_or_default()))
+            }
+            BytesType::Short => {
+                Json::from(i16::from_be_bytes(fixed(2)?.try_into().unwrap_or_default()))
+            }
+            BytesType::Double => {
+                Json::from(f64::from_be_bytes(fixed(8)?.try_into().unwrap_or_default()))
+            }
+            BytesType::Float => Json::from(f64::from(f32::from_be_bytes(
+                fixed(4)?.try_into().unwrap_or_default(),
+            ))),
+        })
+    }
+}
+
+/// Parses the source notation of a column.
+pub fn parse_source(text: &str) -> Result<Source, String> {
+    Ok(match text {
+        "__key__" => Source::Key,
+        "__value__" => Source::Value,
+        "__partition__" => Source::Partition,
+        "__headers__" => Source::Headers,
+        "__offset__" => Source::Offset,
+        "__timestamp__" => Source::Timestamp,
+        "__topic__" => Source::Topic,
+        t if t.len() >= 2 && t.starts_with('\'') && t.ends_with('\'') => {
+            Source::Constant(t[1..t.len() - 1].to_owned())
+        }
+        t => Source::Path(path::parse(t)?),
+    })
+}
+
+/// A cell value before it becomes a WIT cell.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Out {
+    Null,
+    Bool(bool),
+    Int(i64),
+    Double(f64),
+    Decimal(String),
+    Text(String),
+    Binary(Vec<u8>),
+    Date(i32),
+    Datetime(i64),
+    Timestamp(i64, u32),
+    Json(String),
+}
+
+/// Converts a JSON value to `kind`; the error says what was expected.
+pub fn coerce(kind: &Kind, value: &Json) -> Result<Out, String> {
+    if value.is_null() {
+        return Ok(Out::Null);
+    }
+    let show = || {
+        let s = value.to_string();
+        if s.chars().count() > 64 {
+            format!("{}…", s.chars().take(64).collect::<String>())
+        } else {
+            s
+        }
+    };
+    let expected = |what: &str| format!("expected {what}, found {}", show());
+    let text = value.as_str();
+    Ok(match kind {
+        Kind::Boolean => match (value, text) {
+            (Json::Bool(b), _) => Out::Bool(*b),
+            (_, Some("true")) => Out::Bool(true),
+            (_, Some("false")) => Out::Bool(false),
+            _ => return Err(expected("true or false")),
+        },
+        Kind::Int { min, max } => {
+            let n = value
+                .as_i64()
+                .or_else(|| text.and_then(|t| t.trim().parse().ok()))
+                .ok_or_else(|| expected("an integer"))?;
+            if n < *min || n > *max {
+                return Err(format!("{n} is outside {min}..={max}"));
+            }
+            Out::Int(n)
+        }
+        Kind::Float | Kind::Double => Out::Double(
+            value
+                .as_f64()
+                .or_else(|| text.and_then(|t| t.trim().parse().ok()))
+                .ok_or_else(|| expected("a number"))?,
+        ),
+        Kind::Decimal { precision, scale } => {
+            let t = match value {
+                Json::Number(n) => n.to_string(),
+                Json::String(s) => s.trim().to_owned(),
+                _ => return Err(expected("a decimal")),
+            };
+            if !plain_decimal_fits(&t, *precision, *scale) {
+                return Err(format!(
+                    "{} does not fit decimal({precision},{scale})",
+                    show()
+                ));
+            }
+            Out::Decimal(t)
+        }
+        Kind::Text { max_chars } => {
+            let s = text.map_or_else(|| value.to_string(), str::to_owned);
+            if let Some(max) = max_chars
+                && s.chars().count() > *max as usize
+            {
+                return Err(format!("{} is longer than {max} characters", show()));
+            }
+            Out::Text(s)
+        }
+        Kind::Binary => match text {
+            Some(t) => Out::Binary(t.as_bytes().to_vec()),
+            None => return Err(expected("a string")),
+        },
+        Kind::Json | Kind::Complex(_) => Out::Json(value.to_string()),
+        Kind::Date => {
+            let t = text.ok_or_else(|| expected("a date YYYY-MM-DD"))?;
+            let d = NaiveDate::parse_from_str(t.trim(), "%Y-%m-%d")
+                .map_err(|_| expected("a date YYYY-MM-DD"))?;
+            Out::Date(d.signed_duration_since(NaiveDate::default()).num_days() as i32)
+        }
+        Kind::Datetime | Kind::Timestamp => {
+            let (secs, nanos) = match (value.as_i64(), text) {
+                (Some(ms), _) => (
+                    ms.div_euclid(1000),
+                    (ms.rem_euclid(1000) * 1_000_000) as u32,
+                ),
+                (None, Some(t)) => parse_instant(t).ok_or_else(|| {
+                    expected("epoch milliseconds or 'YYYY-MM-DD HH:MM:SS[.f]' or RFC 3339")
+                })?,
+                _ => return Err(expected("a date-time")),
+            };
+            if *kind == Kind::Datetime {
+                Out::Datetime(secs * 1000 + i64::from(nanos / 1_000_000))
+            } else {
+                Out::Timestamp(secs, nanos)
+            }
+        }
+    })
+}
+
+fn parse_instant(text: &str) -> Option<(i64, u32)> {
+    let t = text.trim();
+    let dt = DateTime::parse_from_rfc3339(t)
+        .map(|d| d.naive_utc())
+        .ok()
+        .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok())
+        .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok())?;
+    let utc = dt.and_utc();
+    Some((utc.timestamp(), utc.timestamp_subsec_nanos()))
+}
+
+fn plain_decimal_fits(t: &str, precision: u8, scale: u8) -> bool {
+    let digits = t.strip_prefix('-').unwrap_or(t);
+    let (int, frac) = digits.split_once('.').unwrap_or((digits, ""));
+    let ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
+    !(int.is_empty() && frac.is_empty())
+        && ok(int)
+        && ok(frac)
+        && frac.len() <= usize::from(scale)
+        && int.trim_start_matches('0').len() <= usize::from(precision - scale)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn coerces_with_errors_naming_the_value() {
+        assert_eq!(
+            coerce(
+                &Kind::Int {
+                    min: -128,
+                    max: 127
+                },
+                &json!("12")
+            )
+            .unwrap(),
+            Out::Int(12)
+        );
+        assert!(
+            coerce(
+                &Kind::Int {
+                    min: -128,
+                    max: 127
+                },
+                &json!(300)
+            )
+            .unwrap_err()
+            .contains("300")
+        );
+        assert!(
+            coerce(&Kind::Int { min: 0, max: 9 }, &json!("x"))
+                .unwrap_err()
+                .contains("\"x\"")
+        );
+        assert_eq!(
+            coerce(
+                &Kind::Decimal {
+                    precision: 5,
+                    scale: 2
+                },
+                &json!(12.5)
+            )
+            .unwrap(),
+            Out::Decimal("12.5".into())
+        );
+        assert!(
+            coerce(
+                &Kind::Decimal {
+                    precision: 3,
+                    scale: 2
+                },
+                &json!("12.5")
+            )
+            .is_err()
+        );
+        assert_eq!(
+            coerce(&Kind::Datetime, &json!("2024-01-01 00:00:01.5")).unwrap(),
+            Out::Datetime(1_704_067_201_500)
+        );
+        assert_eq!(
+            coerce(&Kind::Timestamp, &json!(-1)).unwrap(),
+            Out::Timestamp(-1, 999_000_000)
+        );
+        assert_eq!(
+            coerce(&Kind::Date, &json!("1969-12-31")).unwrap(),
+            Out::Date(-1)
+        );
+        assert_eq!(
+            coerce(&Kind::Text { max_chars: None }, &json!({"a": 1})).unwrap(),
+            Out::Text("{\"a\":1}".into())
+        );
+        assert!(coerce(&Kind::Text { max_chars: Some(2) }, &json!("abc")).is_err());
+        assert_eq!(coerce(&Kind::Boolean, &Json::Null).unwrap(), Out::Null);
+    }
+
+    #[test]
+    fn decodes_kafka_serializer_bytes() {
+        assert_eq!(
+            BytesType::Long.decode(&7i64.to_be_bytes()).unwrap(),
+            json!(7)
+        );
+        assert_eq!(BytesType::String.decode(b"hi").unwrap(), json!("hi"));
+        assert_eq!(
+            BytesType::ByteArray.decode(&[0, 255]).unwrap(),
+            json!("AP8=")
+        );
+        assert!(BytesType::Integer.decode(&[1]).is_err());
+        assert!(BytesType::String.decode(&[0xff]).is_err());
+    }
+}

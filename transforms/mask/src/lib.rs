@@ -1,0 +1,113 @@
+//! `mask`: a row-transform stage that masks or pseudonymizes columns, deterministically.
+//!
+//! Configuration (string map):
+//! - `column.<name>` = `phone` | `email` | `id-number` | `sha256` | `hmac-sha256` | `drop` | `null`
+//! - `hmac-key` = the key for `hmac-sha256` (required when a column uses it)
+//!
+//! Rules (characters are Unicode scalar values, so JavaScript and Python ports agree):
+//! - `phone`: keep the first 3 and the last 4 characters, `*` in between; 7 or fewer: all `*`.
+//! - `email`: keep the first character of the local part, `*` for the rest of it, keep `@domain`;
+//!   no `@`: all `*`.
+//! - `id-number`: keep the first 6 and the last 4 characters, `*` in between; 10 or fewer: all `*`.
+//! - `sha256`, `hmac-sha256`: lower-case hex of the digest of the UTF-8 value; the column
+//!   becomes STRING.
+//! - `drop`: the column is removed; `null`: every value becomes NULL.
+
+pub mod rules;
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "row-stage",
+});
+
+use std::sync::Mutex;
+
+use exports::kafka2mc::transform::row_transform::Guest;
+use kafka2mc::transform::types::{BatchOutput, Cell, Column, ColumnType, Row, StageInfo};
+
+use rules::{Plan, Rule};
+
+static PLAN: Mutex<Option<Plan>> = Mutex::new(None);
+
+struct Mask;
+
+impl Guest for Mask {
+    fn configure(config: Vec<(String, String)>, input: Vec<Column>) -> Result<StageInfo, String> {
+        let names: Vec<(String, bool)> = input
+            .iter()
+            .map(|c| {
+                (
+                    c.name.clone(),
+                    matches!(
+                        c.ty,
+                        ColumnType::String | ColumnType::Varchar(_) | ColumnType::FixedChar(_)
+                    ),
+                )
+            })
+            .collect();
+        let plan = Plan::new(&config, &names)?;
+        let mut output = Vec::new();
+        for (column, rule) in input.into_iter().zip(&plan.rules) {
+            match rule {
+                Some(Rule::Drop) => {}
+                Some(Rule::Sha256 | Rule::HmacSha256) => output.push(Column {
+                    ty: ColumnType::String,
+                    ..column
+                }),
+                Some(Rule::Null) => output.push(Column {
+                    nullable: true,
+                    ..column
+                }),
+                _ => output.push(column),
+            }
+        }
+        *PLAN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan);
+        Ok(StageInfo {
+            name: "mask".into(),
+            version: env!("CARGO_PKG_VERSION").into(),
+            output,
+        })
+    }
+
+    fn transform(rows: Vec<Row>) -> BatchOutput {
+        let guard = PLAN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(plan) = guard.as_ref() else {
+            // The host always configures first; without a plan, pass rows through unchanged.
+            return BatchOutput {
+                rows,
+                errors: Vec::new(),
+            };
+        };
+        let rows = rows
+            .into_iter()
+            .map(|row| {
+                let cells = row
+                    .cells
+                    .into_iter()
+                    .zip(&plan.rules)
+                    .filter_map(|(cell, rule)| match (rule, cell) {
+                        (None, cell) => Some(cell),
+                        (Some(Rule::Drop), _) => None,
+                        (Some(Rule::Null), _) => Some(Cell::Null),
+                        (Some(rule), Cell::String(s)) => Some(Cell::String(plan.apply(*rule, &s))),
+                        (Some(_), other) => Some(other),
+                    })
+                    .collect();
+                Row {
+                    source: row.source,
+                    cells,
+                }
+            })
+            .collect();
+        BatchOutput {
+            rows,
+            errors: Vec::new(),
+        }
+    }
+}
+
+export!(Mask);

@@ -1,0 +1,188 @@
+//! The masking rules as plain functions, so that they are tested natively and shared with the
+//! native baseline of the transform benchmark.
+
+use hmac::{Hmac, Mac};
+use sha2::{Digest, Sha256};
+
+/// What to do with one column.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Rule {
+    Phone,
+    Email,
+    IdNumber,
+    Sha256,
+    HmacSha256,
+    Drop,
+    Null,
+}
+
+/// The validated configuration: a rule (or none) per input column, and the HMAC key.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub rules: Vec<Option<Rule>>,
+    hmac_key: Vec<u8>,
+}
+
+impl Plan {
+    /// Validates `config` against the input columns `(name, is_string)`. Errors name the key and
+    /// the fix.
+    pub fn new(config: &[(String, String)], columns: &[(String, bool)]) -> Result<Self, String> {
+        let mut rules = vec![None; columns.len()];
+        let mut hmac_key = None;
+        for (key, value) in config {
+            if key == "hmac-key" {
+                hmac_key = Some(value.as_bytes().to_vec());
+                continue;
+            }
+            let Some(name) = key.strip_prefix("column.") else {
+                return Err(format!(
+                    "unknown key '{key}': use column.<name> = <rule> or hmac-key"
+                ));
+            };
+            let rule = match value.as_str() {
+                "phone" => Rule::Phone,
+                "email" => Rule::Email,
+                "id-number" => Rule::IdNumber,
+                "sha256" => Rule::Sha256,
+                "hmac-sha256" => Rule::HmacSha256,
+                "drop" => Rule::Drop,
+                "null" => Rule::Null,
+                other => {
+                    return Err(format!(
+                        "{key} = '{other}': the rule must be phone, email, id-number, sha256, hmac-sha256, drop or null"
+                    ));
+                }
+            };
+            let index = columns
+                .iter()
+                .position(|(n, _)| n.eq_ignore_ascii_case(name))
+                .ok_or_else(|| format!("{key}: the input has no column '{name}'"))?;
+            if !matches!(rule, Rule::Drop | Rule::Null) && !columns[index].1 {
+                return Err(format!(
+                    "{key}: column '{name}' is not a string column, so it cannot be masked as {value}"
+                ));
+            }
+            rules[index] = Some(rule);
+        }
+        let uses_hmac = rules.contains(&Some(Rule::HmacSha256));
+        let hmac_key = match (uses_hmac, hmac_key) {
+            (true, None) => return Err("a column uses hmac-sha256 but hmac-key is not set".into()),
+            (true, Some(k)) if k.is_empty() => return Err("hmac-key is empty".into()),
+            (_, k) => k.unwrap_or_default(),
+        };
+        Ok(Plan { rules, hmac_key })
+    }
+
+    /// Applies a value-rewriting rule to a string.
+    pub fn apply(&self, rule: Rule, value: &str) -> String {
+        match rule {
+            Rule::Phone => keep_ends(value, 3, 4),
+            Rule::IdNumber => keep_ends(value, 6, 4),
+            Rule::Email => email(value),
+            Rule::Sha256 => hex(&Sha256::digest(value.as_bytes())),
+            Rule::HmacSha256 => {
+                // HMAC takes keys of any length.
+                let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.hmac_key)
+                    .unwrap_or_else(|_| unreachable!());
+                mac.update(value.as_bytes());
+                hex(&mac.finalize().into_bytes())
+            }
+            Rule::Drop | Rule::Null => String::new(),
+        }
+    }
+}
+
+/// Keeps `head` leading and `tail` trailing characters, `*` between; all `*` when too short.
+pub fn keep_ends(value: &str, head: usize, tail: usize) -> String {
+    let chars: Vec<char> = value.chars().collect();
+    if chars.len() <= head + tail {
+        return "*".repeat(chars.len());
+    }
+    let mut out = String::with_capacity(value.len());
+    out.extend(&chars[..head]);
+    out.extend(std::iter::repeat_n('*', chars.len() - head - tail));
+    out.extend(&chars[chars.len() - tail..]);
+    out
+}
+
+/// `alice@example.com` → `a****@example.com`; no `@` → all `*`.
+pub fn email(value: &str) -> String {
+    match value.split_once('@') {
+        Some((local, domain)) => {
+            let mut chars = local.chars();
+            let first: String = chars.next().map(String::from).unwrap_or_default();
+            format!("{first}{}@{domain}", "*".repeat(chars.count()))
+        }
+        None => "*".repeat(value.chars().count()),
+    }
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan(pairs: &[(&str, &str)]) -> Result<Plan, String> {
+        let config: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).into(), (*v).into()))
+            .collect();
+        Plan::new(
+            &config,
+            &[
+                ("phone".into(), true),
+                ("mail".into(), true),
+                ("n".into(), false),
+            ],
+        )
+    }
+
+    #[test]
+    fn masks_values() {
+        assert_eq!(keep_ends("13800138000", 3, 4), "138****8000");
+        assert_eq!(keep_ends("1234567", 3, 4), "*******");
+        assert_eq!(keep_ends("110101199003077777", 6, 4), "110101********7777");
+        assert_eq!(email("alice@example.com"), "a****@example.com");
+        assert_eq!(email("ü@x"), "ü@x");
+        assert_eq!(email("nobody"), "******");
+        let p = plan(&[("column.phone", "hmac-sha256"), ("hmac-key", "k")]).unwrap();
+        assert_eq!(
+            p.apply(Rule::Sha256, "abc"),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        assert_eq!(p.apply(Rule::HmacSha256, "abc").len(), 64);
+    }
+
+    #[test]
+    fn configuration_errors_name_the_key() {
+        assert!(
+            plan(&[("column.phone", "blur")])
+                .unwrap_err()
+                .contains("column.phone")
+        );
+        assert!(
+            plan(&[("column.missing", "phone")])
+                .unwrap_err()
+                .contains("no column 'missing'")
+        );
+        assert!(
+            plan(&[("column.n", "phone")])
+                .unwrap_err()
+                .contains("not a string column")
+        );
+        assert!(
+            plan(&[("column.mail", "hmac-sha256")])
+                .unwrap_err()
+                .contains("hmac-key")
+        );
+        assert!(
+            plan(&[("colum.phone", "phone")])
+                .unwrap_err()
+                .contains("unknown key")
+        );
+        assert!(plan(&[("column.n", "drop")]).is_ok());
+    }
+}
