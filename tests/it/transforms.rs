@@ -333,3 +333,91 @@ fn precompiled_artifacts_load_and_stale_ones_recompile() -> anyhow::Result<()> {
     assert_eq!(parser(&cache)?[1].2, Origin::Cached);
     Ok(())
 }
+
+/// The three built-in stages in one chain, on the seeds' vehicle example.
+#[test]
+fn three_stage_chain_golden() -> anyhow::Result<()> {
+    let host = TransformHost::new()?;
+    let cache = tempfile::tempdir()?;
+    let chain = host.load_chain(
+        vec![
+            spec(
+                "kafka-columns",
+                "kafka-columns",
+                &[("columns", VEHICLE_COLUMNS)],
+            ),
+            spec(
+                "mask",
+                "mask",
+                &[
+                    ("column.owner_phone", "hmac-sha256"),
+                    ("hmac-key", "k2mc-test-key"),
+                ],
+            ),
+            spec(
+                "filter",
+                "filter",
+                &[("predicate", "average_speed <= 90 && total_miles <= 200000")],
+            ),
+        ],
+        cache.path(),
+    )?;
+    let event = |id: &str, speed: f64, miles: i64| {
+        format!(
+            r#"{{"vehicle":{{"id":"{id}"}},"average_speed":{speed},"total_miles":{miles},"ts":"2024-01-01T08:00:00Z","owner":{{"phone":"13800138000"}}}}"#
+        )
+    };
+    let records = vec![
+        record(0, &event("V1", 62.5, 12_000)),
+        record(1, &event("V2", 95.0, 58_000)),
+        record(2, &event("V3", 88.2, 210_000)),
+        record(3, &event("V4", 45.0, 3_100)),
+    ];
+    let mut run = chain.start_run();
+    let out = run.run(&batch(records))?;
+    let kept: Vec<(u32, Cell)> = out
+        .rows
+        .iter()
+        .map(|r| (r.source, r.cells[0].clone()))
+        .collect();
+    assert_eq!(
+        kept,
+        [
+            (0, Cell::String("V1".into())),
+            (3, Cell::String("V4".into()))
+        ]
+    );
+    // HMAC-SHA-256("13800138000", key "k2mc-test-key") as Python's hmac module computes it.
+    assert_eq!(
+        out.rows[0].cells[4],
+        Cell::String("fa42b8b8fe8af9756db5e2625fffcb4ee6ccf5d0dd571103fb62f787f38e3b58".into())
+    );
+    let m = run.metrics();
+    assert_eq!((m[2].records_in, m[2].rows_out, m[2].filtered), (4, 2, 2));
+    assert!(out.dead_letters.is_empty());
+    Ok(())
+}
+
+#[test]
+fn a_bad_predicate_fails_at_configure_with_its_position() {
+    let host = TransformHost::new().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let err = host
+        .load_chain(
+            vec![
+                spec(
+                    "kafka-columns",
+                    "kafka-columns",
+                    &[("columns", VEHICLE_COLUMNS)],
+                ),
+                spec(
+                    "filter",
+                    "filter",
+                    &[("predicate", "average_speed <= && total_miles")],
+                ),
+            ],
+            cache.path(),
+        )
+        .unwrap_err();
+    assert!(err.to_string().contains("position 18"), "{err}");
+}
