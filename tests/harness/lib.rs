@@ -115,6 +115,69 @@ pub fn transform_wasm(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// Builds (when its sources are newer) and returns a transform written in another language:
+/// `mask-js` (componentize-js) or `mask-py` (componentize-py).
+pub fn foreign_wasm(name: &str) -> anyhow::Result<PathBuf> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    let _guard = LOCK
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let root = repo_root().join("transforms");
+    let out = root
+        .join("target")
+        .join(format!("{}.wasm", name.replace('-', "_")));
+    let (dir, sources, mut cmd) = match name {
+        "mask-js" => {
+            let mut cmd = Command::new("node");
+            cmd.arg("build.mjs").arg(&out);
+            (root.join("mask-js"), vec!["mask.js", "build.mjs"], cmd)
+        }
+        "mask-py" => {
+            let venv = python()?.parent().map(Path::to_owned).unwrap_or_default();
+            let mut cmd = Command::new(venv.join("componentize-py"));
+            cmd.args([
+                "-d",
+                "../../wit",
+                "-w",
+                "row-stage",
+                "componentize",
+                "app",
+                "-o",
+            ])
+            .arg(&out);
+            (root.join("mask-py"), vec!["app.py"], cmd)
+        }
+        other => bail!("no foreign transform '{other}'"),
+    };
+    let built = std::fs::metadata(&out).and_then(|m| m.modified()).ok();
+    let newest = sources
+        .iter()
+        .map(|s| dir.join(s))
+        .chain([repo_root().join("wit/transform.wit")])
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max();
+    if built.is_none() || newest > built {
+        std::fs::create_dir_all(root.join("target"))?;
+        let output = cmd
+            .current_dir(&dir)
+            .output()
+            .with_context(|| format!("building {name}"))?;
+        if !output.status.success() {
+            bail!(
+                "building {name} failed (run infra/local/setup): {}",
+                String::from_utf8_lossy(&output.stderr)
+            );
+        }
+    }
+    Ok(out)
+}
+
+/// A compiled-artifact cache shared by test runs, so that the JavaScript and Python components
+/// (seconds of JIT each) compile once per change.
+pub fn artifact_cache() -> PathBuf {
+    repo_root().join("transforms/target/cwasm-cache")
+}
+
 /// Removes the per-crate variables `cargo test` gives a test process; passed on to an inner
 /// cargo they would make it rebuild everything.
 fn clean_cargo_env(cmd: &mut Command) {

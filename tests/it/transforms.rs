@@ -421,3 +421,80 @@ fn a_bad_predicate_fails_at_configure_with_its_position() {
         .unwrap_err();
     assert!(err.to_string().contains("position 18"), "{err}");
 }
+
+/// The same `mask` written in Rust, JavaScript and Python gives identical rows on the shared
+/// golden input (`transforms/golden/mask-input.jsonl`); the digest rules agree between Rust and
+/// Python (the JavaScript runtime has no synchronous SHA-256, so that port refuses them at
+/// configure time).
+#[test]
+fn mask_in_rust_javascript_and_python_agree() -> anyhow::Result<()> {
+    let host = TransformHost::new()?;
+    let cache = harness::artifact_cache();
+    let input =
+        std::fs::read_to_string(harness::repo_root().join("transforms/golden/mask-input.jsonl"))?;
+    let records: Vec<KafkaRecord> = input
+        .lines()
+        .enumerate()
+        .map(|(i, l)| record(i as i64, l))
+        .collect();
+    let parser = || {
+        spec(
+            "kafka-columns",
+            "kafka-columns",
+            &[(
+                "columns",
+                r#"[{"name":"phone","type":"string"},{"name":"mail","type":"string"},{"name":"id","type":"varchar(32)"},{"name":"note","type":"string"}]"#,
+            )],
+        )
+    };
+    let run_with = |wasm: std::path::PathBuf,
+                    config: &[(&str, &str)]|
+     -> anyhow::Result<Vec<k2mc::transform::bindings::Row>> {
+        let mut mask = spec("mask", "mask", config);
+        mask.wasm = wasm;
+        let chain = host.load_chain(vec![parser(), mask], &cache)?;
+        let out = chain.start_run().run(&batch(records.clone()))?;
+        anyhow::ensure!(
+            out.dead_letters.is_empty(),
+            "dead letters: {:?}",
+            out.dead_letters
+        );
+        Ok(out.rows)
+    };
+    let masks = [
+        ("column.phone", "phone"),
+        ("column.mail", "email"),
+        ("column.id", "id-number"),
+        ("column.note", "drop"),
+    ];
+    let rust = run_with(transform_wasm("mask")?, &masks)?;
+    let js = run_with(harness::foreign_wasm("mask-js")?, &masks)?;
+    let py = run_with(harness::foreign_wasm("mask-py")?, &masks)?;
+    assert_eq!(rust.len(), 5);
+    assert_eq!(
+        rust[0].cells,
+        [
+            Cell::String("138****8000".into()),
+            Cell::String("a****@example.com".into()),
+            Cell::String("110101********7777".into())
+        ]
+    );
+    assert_eq!(rust[2].cells[1], Cell::String("ü@例え.jp".into()));
+    assert_eq!(js, rust, "JavaScript differs from Rust");
+    assert_eq!(py, rust, "Python differs from Rust");
+
+    let digests = [
+        ("column.phone", "sha256"),
+        ("column.mail", "hmac-sha256"),
+        ("hmac-key", "k2mc-test-key"),
+    ];
+    let rust = run_with(transform_wasm("mask")?, &digests)?;
+    let py = run_with(harness::foreign_wasm("mask-py")?, &digests)?;
+    assert_eq!(py, rust, "Python digests differ from Rust");
+    let err = run_with(harness::foreign_wasm("mask-js")?, &digests).unwrap_err();
+    assert!(
+        err.to_string().contains("does not support digests"),
+        "{err}"
+    );
+    Ok(())
+}
