@@ -29,6 +29,36 @@ enum Command {
     /// Work with a MaxCompute project directly (SQL, schemas, Tunnel upload and download).
     #[command(name = "maxcompute")]
     MaxCompute(McArgs),
+    /// Try and package transform components.
+    #[command(subcommand)]
+    Transforms(TransformsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TransformsCommand {
+    /// Run a chain on records from a JSON lines file and print the rows and dead letters.
+    ///
+    /// Each line is {"value": <JSON or text>, "key"?: text, "offset"?: n, "timestamp"?: ms,
+    /// "headers"?: {name: text}}. Stages are given in order: the first is the parser.
+    Run {
+        /// A stage: PATH.wasm, or PATH.wasm={"key": "value", …} with its settings (repeat --stage).
+        #[arg(long = "stage", required = true)]
+        stages: Vec<String>,
+        /// JSON lines of records.
+        #[arg(long)]
+        input: PathBuf,
+        /// Topic name the records claim to come from.
+        #[arg(long, default_value = "sample")]
+        topic: String,
+    },
+    /// Precompile components to .cwasm artifacts with manifests, for packaging.
+    Precompile {
+        #[arg(required = true)]
+        wasm: Vec<PathBuf>,
+        /// Directory for the artifacts.
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Debug, clap::Args)]
@@ -103,6 +133,7 @@ fn parse_hint(text: &str) -> Result<(String, String), String> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::MaxCompute(mc) => maxcompute(mc).await,
+        Command::Transforms(t) => crate::transforms::run(t),
     }
 }
 

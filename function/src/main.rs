@@ -2,6 +2,7 @@
 //! everything the commands do is in the library.
 
 mod cli;
+mod transforms;
 
 use clap::Parser;
 

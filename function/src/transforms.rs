@@ -1,0 +1,162 @@
+//! `k2mc transforms …`: run a chain on sample records (the quickest way to test a transform you
+//! are writing) and precompile components for packaging.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use k2mc::transform::bindings::{Cell, Header, KafkaRecord, RecordBatch};
+use k2mc::transform::{Grants, Limits, StageSpec, TransformHost, precompile};
+use serde_json::{Value as Json, json};
+
+use crate::cli::TransformsCommand;
+
+/// Runs a `k2mc transforms` command.
+pub fn run(command: TransformsCommand) -> anyhow::Result<()> {
+    match command {
+        TransformsCommand::Run {
+            stages,
+            input,
+            topic,
+        } => run_chain(&stages, &input, &topic),
+        TransformsCommand::Precompile { wasm, out } => {
+            let host = TransformHost::new()?;
+            std::fs::create_dir_all(&out)?;
+            for path in wasm {
+                let name = path
+                    .file_stem()
+                    .and_then(|s| s.to_str())
+                    .unwrap_or("stage")
+                    .to_owned();
+                let artifact = precompile(host.engine(), &name, &path, &out)?;
+                eprintln!("{} -> {}", path.display(), artifact.display());
+            }
+            Ok(())
+        }
+    }
+}
+
+/// `PATH.wasm` or `PATH.wasm={"key": "value", …}` (settings as a JSON object of strings).
+fn parse_stage(text: &str) -> anyhow::Result<StageSpec> {
+    let (path, settings) = match text.split_once(".wasm=") {
+        Some((stem, json)) => (format!("{stem}.wasm"), Some(json)),
+        None => (text.to_owned(), None),
+    };
+    let mut config = Vec::new();
+    if let Some(json) = settings {
+        let map: serde_json::Map<String, Json> = serde_json::from_str(json)
+            .with_context(|| format!("stage settings of {path} must be a JSON object"))?;
+        for (k, v) in map {
+            config.push((k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)));
+        }
+    }
+    let wasm = PathBuf::from(path);
+    let name = wasm
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("stage")
+        .replace('_', "-");
+    Ok(StageSpec {
+        name,
+        wasm,
+        config,
+        grants: Grants::default(),
+        limits: Limits::default(),
+    })
+}
+
+fn read_records(path: &Path) -> anyhow::Result<Vec<KafkaRecord>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut records = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let at = || format!("{} line {}", path.display(), n + 1);
+        let obj: Json = serde_json::from_str(line).with_context(at)?;
+        let bytes = |v: Option<&Json>| match v {
+            None | Some(Json::Null) => None,
+            Some(Json::String(s)) => Some(s.clone().into_bytes()),
+            Some(other) => Some(other.to_string().into_bytes()),
+        };
+        let headers = obj
+            .get("headers")
+            .and_then(Json::as_object)
+            .map(|h| {
+                h.iter()
+                    .map(|(k, v)| Header {
+                        key: k.clone(),
+                        value: bytes(Some(v)),
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        records.push(KafkaRecord {
+            offset: obj.get("offset").and_then(Json::as_i64).unwrap_or(n as i64),
+            timestamp_ms: obj.get("timestamp").and_then(Json::as_i64).unwrap_or(0),
+            key: bytes(obj.get("key")),
+            value: bytes(obj.get("value")),
+            headers,
+        });
+    }
+    Ok(records)
+}
+
+fn run_chain(stages: &[String], input: &Path, topic: &str) -> anyhow::Result<()> {
+    let host = TransformHost::new()?;
+    let specs = stages
+        .iter()
+        .map(|s| parse_stage(s))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let cache = std::env::temp_dir().join("k2mc-cwasm-cache");
+    let chain = host.load_chain(specs, &cache)?;
+    let columns: Vec<String> = chain
+        .output_columns()
+        .iter()
+        .map(|c| c.name.clone())
+        .collect();
+    let records = read_records(input)?;
+    let mut run = chain.start_run();
+    let out = run.run(&RecordBatch {
+        topic: topic.to_owned(),
+        partition: 0,
+        records,
+    })?;
+    for row in &out.rows {
+        let obj: serde_json::Map<String, Json> = columns
+            .iter()
+            .cloned()
+            .zip(row.cells.iter().map(cell_json))
+            .collect();
+        println!("{}", Json::Object(obj));
+    }
+    for dead in &out.dead_letters {
+        eprintln!(
+            "dead letter: record {} at stage {}: {}: {}",
+            dead.source, dead.stage, dead.code, dead.message
+        );
+    }
+    for m in run.metrics() {
+        eprintln!(
+            "stage {}: {} in, {} rows out, {} filtered, {} errors, {} traps, {:?}",
+            m.stage, m.records_in, m.rows_out, m.filtered, m.errors, m.traps, m.time
+        );
+    }
+    Ok(())
+}
+
+fn cell_json(cell: &Cell) -> Json {
+    match cell {
+        Cell::Null => Json::Null,
+        Cell::Boolean(b) => json!(b),
+        Cell::Int(n) => json!(n),
+        Cell::Double(x) => json!(x),
+        Cell::Decimal(s) | Cell::String(s) | Cell::Json(s) => json!(s),
+        Cell::Binary(b) => json!(b),
+        Cell::Date(d) => json!(d),
+        Cell::Datetime(ms) => json!(ms),
+        Cell::Timestamp(t) | Cell::IntervalDayTime(t) => json!([t.seconds, t.nanos]),
+        Cell::IntervalYearMonth(m) => json!(m),
+    }
+}
