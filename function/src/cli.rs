@@ -28,7 +28,7 @@ pub struct Args {
 enum Command {
     /// Work with a MaxCompute project directly (SQL, schemas, Tunnel upload and download).
     #[command(name = "maxcompute")]
-    MaxCompute(McArgs),
+    MaxCompute(Box<McArgs>),
     /// Try and package transform components.
     #[command(subcommand)]
     Transforms(TransformsCommand),
@@ -132,7 +132,7 @@ fn parse_hint(text: &str) -> Result<(String, String), String> {
 /// Runs a parsed command line.
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
-        Command::MaxCompute(mc) => maxcompute(mc).await,
+        Command::MaxCompute(mc) => maxcompute(*mc).await,
         Command::Transforms(t) => crate::transforms::run(t),
     }
 }
