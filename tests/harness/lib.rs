@@ -130,7 +130,11 @@ pub fn foreign_wasm(name: &str) -> anyhow::Result<PathBuf> {
         "mask-js" => {
             let mut cmd = Command::new("node");
             cmd.arg("build.mjs").arg(&out);
-            (root.join("mask-js"), vec!["mask.js", "build.mjs"], cmd)
+            (
+                root.join("mask-js"),
+                vec!["mask.js", "build.mjs", "package-lock.json"],
+                cmd,
+            )
         }
         "mask-py" => {
             let venv = python()?.parent().map(Path::to_owned).unwrap_or_default();

@@ -1,10 +1,14 @@
-// The `mask` row stage in JavaScript: the same rules as transforms/mask (Rust) for phone, email,
-// id-number, drop and null, character for character (strings are split into code points, as the
-// Rust version splits them into Unicode scalar values). The digest rules (sha256, hmac-sha256)
-// need a synchronous SHA-256, which this runtime's WebCrypto does not offer; configuring them is an
-// error that says so.
+// The `mask` row stage in JavaScript: the same rules and messages as transforms/mask (Rust),
+// character for character (strings are split into code points, as the Rust version splits them
+// into Unicode scalar values). The runtime's WebCrypto is asynchronous, so the digests come from
+// @noble/hashes (synchronous, audited), bundled into one module by build.mjs.
+
+import { hmac } from "@noble/hashes/hmac";
+import { sha256 } from "@noble/hashes/sha256";
+import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils";
 
 let plan = null;
+let hmacKey = null;
 
 const RULES = ["phone", "email", "id-number", "sha256", "hmac-sha256", "drop", "null"];
 
@@ -30,14 +34,14 @@ export const rowTransform = {
   configure(config, input) {
     const rules = input.map(() => null);
     for (const [key, value] of config) {
-      if (key === "hmac-key") continue;
+      if (key === "hmac-key") {
+        hmacKey = utf8ToBytes(value);
+        continue;
+      }
       if (!key.startsWith("column.")) throw `unknown key '${key}': use column.<name> = <rule> or hmac-key`;
       const name = key.slice("column.".length);
       if (!RULES.includes(value)) {
         throw `${key} = '${value}': the rule must be phone, email, id-number, sha256, hmac-sha256, drop or null`;
-      }
-      if (value === "sha256" || value === "hmac-sha256") {
-        throw `${key} = '${value}': the JavaScript port does not support digests; use the Rust mask component`;
       }
       const index = input.findIndex((c) => c.name.toLowerCase() === name.toLowerCase());
       if (index < 0) throw `${key}: the input has no column '${name}'`;
@@ -46,11 +50,16 @@ export const rowTransform = {
       }
       rules[index] = value;
     }
+    if (rules.includes("hmac-sha256")) {
+      if (hmacKey === null) throw "a column uses hmac-sha256 but hmac-key is not set";
+      if (hmacKey.length === 0) throw "hmac-key is empty";
+    }
     plan = rules;
     const output = [];
     input.forEach((column, i) => {
       if (rules[i] === "drop") return;
-      output.push(rules[i] === "null" ? { ...column, nullable: true } : column);
+      if (rules[i] === "sha256" || rules[i] === "hmac-sha256") output.push({ ...column, ty: { tag: "string" } });
+      else output.push(rules[i] === "null" ? { ...column, nullable: true } : column);
     });
     return { name: "mask", version: "1.0.0-js", output };
   },
@@ -67,7 +76,10 @@ export const rowTransform = {
         else if (cell.tag !== "string") cells.push(cell);
         else if (rule === "phone") cells.push({ tag: "string", val: keepEnds(cell.val, 3, 4) });
         else if (rule === "id-number") cells.push({ tag: "string", val: keepEnds(cell.val, 6, 4) });
-        else cells.push({ tag: "string", val: email(cell.val) });
+        else if (rule === "sha256") cells.push({ tag: "string", val: bytesToHex(sha256(utf8ToBytes(cell.val))) });
+        else if (rule === "hmac-sha256") {
+          cells.push({ tag: "string", val: bytesToHex(hmac(sha256, hmacKey, utf8ToBytes(cell.val))) });
+        } else cells.push({ tag: "string", val: email(cell.val) });
       });
       return { source: row.source, cells };
     });

@@ -18,9 +18,7 @@ use wasmtime::{Config, Engine, Store};
 use super::artifact::{self, Origin};
 use super::bindings::parser::{ParserStage, ParserStagePre};
 use super::bindings::row::{RowStage, RowStagePre};
-use super::bindings::{
-    BatchOutput, Column, ErrorKind, KafkaRecord, RecordBatch, RecordError, Row, StageInfo,
-};
+use super::bindings::{BatchOutput, Column, ErrorKind, RecordBatch, RecordError, Row, StageInfo};
 use super::error::TransformError;
 use super::sandbox::{Grants, Limits, StageState};
 
@@ -337,44 +335,55 @@ impl std::fmt::Debug for ChainRun<'_> {
     }
 }
 
-/// Items a stage takes: Kafka records (first stage) or rows.
-#[derive(Clone)]
+/// Items a stage takes: Kafka records (first stage) or rows, as a window of the stage's input.
+#[derive(Clone, Copy)]
 enum Items<'a> {
     Records {
-        topic: &'a str,
-        partition: i32,
-        records: &'a [KafkaRecord],
+        batch: &'a RecordBatch,
+        start: usize,
+        end: usize,
     },
-    Rows(&'a [Row]),
+    /// Rows whose `source` equals their position in the full slice.
+    Rows {
+        rows: &'a [Row],
+        start: usize,
+        end: usize,
+    },
 }
 
 impl Items<'_> {
     fn len(&self) -> usize {
         match self {
-            Items::Records { records, .. } => records.len(),
-            Items::Rows(rows) => rows.len(),
+            Items::Records { start, end, .. } | Items::Rows { start, end, .. } => end - start,
         }
     }
 
     fn split(&self, mid: usize) -> (Self, Self) {
-        match self {
-            Items::Records {
-                topic,
-                partition,
-                records,
-            } => (
+        match *self {
+            Items::Records { batch, start, end } => (
                 Items::Records {
-                    topic,
-                    partition: *partition,
-                    records: &records[..mid],
+                    batch,
+                    start,
+                    end: start + mid,
                 },
                 Items::Records {
-                    topic,
-                    partition: *partition,
-                    records: &records[mid..],
+                    batch,
+                    start: start + mid,
+                    end,
                 },
             ),
-            Items::Rows(rows) => (Items::Rows(&rows[..mid]), Items::Rows(&rows[mid..])),
+            Items::Rows { rows, start, end } => (
+                Items::Rows {
+                    rows,
+                    start,
+                    end: start + mid,
+                },
+                Items::Rows {
+                    rows,
+                    start: start + mid,
+                    end,
+                },
+            ),
         }
     }
 }
@@ -389,12 +398,16 @@ impl ChainRun<'_> {
         for stage in 0..self.chain.stages.len() {
             let items = if stage == 0 {
                 Items::Records {
-                    topic: &batch.topic,
-                    partition: batch.partition,
-                    records: &batch.records,
+                    batch,
+                    start: 0,
+                    end: batch.records.len(),
                 }
             } else {
-                Items::Rows(&items_rows)
+                Items::Rows {
+                    rows: &items_rows,
+                    start: 0,
+                    end: items_rows.len(),
+                }
             };
             let n = items.len();
             let started = Instant::now();
@@ -543,35 +556,39 @@ impl ChainRun<'_> {
         live.store.data_mut().start_call();
         live.store
             .set_epoch_deadline(deadline_ticks(loaded.spec.limits.call_deadline));
-        let result = match (&live.bound, items) {
-            (
-                Bound::Parser(p),
-                Items::Records {
-                    topic,
-                    partition,
-                    records,
-                },
-            ) => {
-                let batch = RecordBatch {
-                    topic: (*topic).to_owned(),
-                    partition: *partition,
-                    records: records.to_vec(),
-                };
-                p.kafka2mc_transform_parser()
-                    .call_parse(&mut live.store, &batch)
+        // The whole input goes as it is; only a bisected half is copied (and renumbered, since
+        // sources are indices into the batch as the call sees it).
+        let result = match (&live.bound, *items) {
+            (Bound::Parser(p), Items::Records { batch, start, end }) => {
+                if start == 0 && end == batch.records.len() {
+                    p.kafka2mc_transform_parser()
+                        .call_parse(&mut live.store, batch)
+                } else {
+                    let half = RecordBatch {
+                        topic: batch.topic.clone(),
+                        partition: batch.partition,
+                        records: batch.records[start..end].to_vec(),
+                    };
+                    p.kafka2mc_transform_parser()
+                        .call_parse(&mut live.store, &half)
+                }
             }
-            (Bound::Row(r), Items::Rows(rows)) => {
-                // Sources are indices into the batch as this call sees it, so a half renumbers.
-                let local: Vec<Row> = rows
-                    .iter()
-                    .enumerate()
-                    .map(|(i, row)| Row {
-                        source: i as u32,
-                        cells: row.cells.clone(),
-                    })
-                    .collect();
-                r.kafka2mc_transform_row_transform()
-                    .call_transform(&mut live.store, &local)
+            (Bound::Row(r), Items::Rows { rows, start, end }) => {
+                if start == 0 && end == rows.len() {
+                    r.kafka2mc_transform_row_transform()
+                        .call_transform(&mut live.store, rows)
+                } else {
+                    let half: Vec<Row> = rows[start..end]
+                        .iter()
+                        .enumerate()
+                        .map(|(i, row)| Row {
+                            source: i as u32,
+                            cells: row.cells.clone(),
+                        })
+                        .collect();
+                    r.kafka2mc_transform_row_transform()
+                        .call_transform(&mut live.store, &half)
+                }
             }
             _ => {
                 return Err(contract(

@@ -15,302 +15,310 @@
 pub mod columns;
 pub mod path;
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "parser-stage",
-});
+/// The component glue: WIT bindings and the exported stage. Only built for WebAssembly, so
+/// the pure logic above also compiles natively (unit tests, the benchmark's native baseline).
+#[cfg(target_arch = "wasm32")]
+mod component {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "parser-stage",
+    });
 
-use std::sync::Mutex;
+    use std::sync::Mutex;
 
-use columns::{BytesType, Kind, Out, Source};
-use exports::kafka2mc::transform::parser::Guest;
-use kafka2mc::transform::types::{
-    BatchOutput, Cell, Column, ColumnType, DecimalType, ErrorKind, Instant, KafkaRecord,
-    RecordBatch, RecordError, Row, StageInfo,
-};
-use serde_json::Value as Json;
-
-struct Spec {
-    name: String,
-    kind: Kind,
-    source: Source,
-    nullable: bool,
-}
-
-struct Plan {
-    columns: Vec<Spec>,
-    key_type: BytesType,
-    value_type: BytesType,
-    needs_json: bool,
-}
-
-static PLAN: Mutex<Option<Plan>> = Mutex::new(None);
-
-const DEFAULT_COLUMNS: &str = r#"[{"name":"__key__","type":"string"},{"name":"__value__","type":"string"},
-{"name":"__partition__","type":"bigint"},{"name":"__headers__","type":"string"},
-{"name":"__offset__","type":"bigint"},{"name":"__timestamp__","type":"bigint"}]"#;
-
-fn column_type(text: &str) -> Result<(ColumnType, Kind), String> {
-    let t = text.trim().to_ascii_lowercase();
-    let args = |prefix: &str| -> Option<Vec<u32>> {
-        let inner = t
-            .strip_prefix(prefix)?
-            .strip_prefix('(')?
-            .strip_suffix(')')?;
-        inner.split(',').map(|n| n.trim().parse().ok()).collect()
+    use crate::columns::{BytesType, Kind, Out, Source};
+    use exports::kafka2mc::transform::parser::Guest;
+    use kafka2mc::transform::types::{
+        BatchOutput, Cell, Column, ColumnType, DecimalType, ErrorKind, Instant, KafkaRecord,
+        RecordBatch, RecordError, Row, StageInfo,
     };
-    let int = |min: i64, max: i64| Kind::Int { min, max };
-    Ok(match t.as_str() {
-        "boolean" => (ColumnType::Boolean, Kind::Boolean),
-        "tinyint" => (ColumnType::Tinyint, int(i8::MIN.into(), i8::MAX.into())),
-        "smallint" => (ColumnType::Smallint, int(i16::MIN.into(), i16::MAX.into())),
-        "int" => (ColumnType::Int, int(i32::MIN.into(), i32::MAX.into())),
-        "bigint" => (ColumnType::Bigint, int(i64::MIN, i64::MAX)),
-        "float" => (ColumnType::Float, Kind::Float),
-        "double" => (ColumnType::Double, Kind::Double),
-        "string" => (ColumnType::String, Kind::Text { max_chars: None }),
-        "binary" => (ColumnType::Binary, Kind::Binary),
-        "json" => (ColumnType::Json, Kind::Json),
-        "date" => (ColumnType::Date, Kind::Date),
-        "datetime" => (ColumnType::Datetime, Kind::Datetime),
-        "timestamp" => (ColumnType::Timestamp, Kind::Timestamp),
-        "timestamp_ntz" => (ColumnType::TimestampNtz, Kind::Timestamp),
-        _ if t.starts_with("decimal") => match args("decimal").as_deref() {
-            Some([p, s]) if (1..=38).contains(p) && s <= p => (
-                ColumnType::Decimal(DecimalType {
-                    precision: *p as u8,
-                    scale: *s as u8,
-                }),
-                Kind::Decimal {
-                    precision: *p as u8,
-                    scale: *s as u8,
-                },
-            ),
-            _ => {
-                return Err(format!(
-                    "type '{text}': write decimal(p,s) with 1 <= p <= 38 and s <= p"
-                ));
-            }
-        },
-        _ if t.starts_with("varchar") || t.starts_with("char") => {
-            let is_varchar = t.starts_with("varchar");
-            match args(if is_varchar { "varchar" } else { "char" }).as_deref() {
-                Some([n]) => (
-                    if is_varchar {
-                        ColumnType::Varchar(*n)
-                    } else {
-                        ColumnType::FixedChar(*n)
-                    },
-                    Kind::Text {
-                        max_chars: Some(*n),
+    use serde_json::Value as Json;
+
+    struct Spec {
+        name: String,
+        kind: Kind,
+        source: Source,
+        nullable: bool,
+    }
+
+    struct Plan {
+        columns: Vec<Spec>,
+        key_type: BytesType,
+        value_type: BytesType,
+        needs_json: bool,
+    }
+
+    static PLAN: Mutex<Option<Plan>> = Mutex::new(None);
+
+    const DEFAULT_COLUMNS: &str = r#"[{"name":"__key__","type":"string"},{"name":"__value__","type":"string"},
+    {"name":"__partition__","type":"bigint"},{"name":"__headers__","type":"string"},
+    {"name":"__offset__","type":"bigint"},{"name":"__timestamp__","type":"bigint"}]"#;
+
+    fn column_type(text: &str) -> Result<(ColumnType, Kind), String> {
+        let t = text.trim().to_ascii_lowercase();
+        let args = |prefix: &str| -> Option<Vec<u32>> {
+            let inner = t
+                .strip_prefix(prefix)?
+                .strip_prefix('(')?
+                .strip_suffix(')')?;
+            inner.split(',').map(|n| n.trim().parse().ok()).collect()
+        };
+        let int = |min: i64, max: i64| Kind::Int { min, max };
+        Ok(match t.as_str() {
+            "boolean" => (ColumnType::Boolean, Kind::Boolean),
+            "tinyint" => (ColumnType::Tinyint, int(i8::MIN.into(), i8::MAX.into())),
+            "smallint" => (ColumnType::Smallint, int(i16::MIN.into(), i16::MAX.into())),
+            "int" => (ColumnType::Int, int(i32::MIN.into(), i32::MAX.into())),
+            "bigint" => (ColumnType::Bigint, int(i64::MIN, i64::MAX)),
+            "float" => (ColumnType::Float, Kind::Float),
+            "double" => (ColumnType::Double, Kind::Double),
+            "string" => (ColumnType::String, Kind::Text { max_chars: None }),
+            "binary" => (ColumnType::Binary, Kind::Binary),
+            "json" => (ColumnType::Json, Kind::Json),
+            "date" => (ColumnType::Date, Kind::Date),
+            "datetime" => (ColumnType::Datetime, Kind::Datetime),
+            "timestamp" => (ColumnType::Timestamp, Kind::Timestamp),
+            "timestamp_ntz" => (ColumnType::TimestampNtz, Kind::Timestamp),
+            _ if t.starts_with("decimal") => match args("decimal").as_deref() {
+                Some([p, s]) if (1..=38).contains(p) && s <= p => (
+                    ColumnType::Decimal(DecimalType {
+                        precision: *p as u8,
+                        scale: *s as u8,
+                    }),
+                    Kind::Decimal {
+                        precision: *p as u8,
+                        scale: *s as u8,
                     },
                 ),
-                _ => return Err(format!("type '{text}': write varchar(n) or char(n)")),
+                _ => {
+                    return Err(format!(
+                        "type '{text}': write decimal(p,s) with 1 <= p <= 38 and s <= p"
+                    ));
+                }
+            },
+            _ if t.starts_with("varchar") || t.starts_with("char") => {
+                let is_varchar = t.starts_with("varchar");
+                match args(if is_varchar { "varchar" } else { "char" }).as_deref() {
+                    Some([n]) => (
+                        if is_varchar {
+                            ColumnType::Varchar(*n)
+                        } else {
+                            ColumnType::FixedChar(*n)
+                        },
+                        Kind::Text {
+                            max_chars: Some(*n),
+                        },
+                    ),
+                    _ => return Err(format!("type '{text}': write varchar(n) or char(n)")),
+                }
             }
-        }
-        _ if t.starts_with("array<") || t.starts_with("map<") || t.starts_with("struct<") => {
-            (ColumnType::Complex(t.clone()), Kind::Complex(t.clone()))
-        }
-        _ => return Err(format!("type '{text}' is not a MaxCompute type")),
-    })
-}
-
-fn configure(config: Vec<(String, String)>) -> Result<(Plan, Vec<Column>), String> {
-    let (mut columns_json, mut key_type, mut value_type) =
-        (None, BytesType::String, BytesType::String);
-    for (key, value) in &config {
-        match key.as_str() {
-            "columns" => columns_json = Some(value.clone()),
-            "key-type" => key_type = BytesType::parse(key, value)?,
-            "value-type" => value_type = BytesType::parse(key, value)?,
-            "encoding"
-                if value.eq_ignore_ascii_case("utf-8") || value.eq_ignore_ascii_case("utf8") => {}
-            "encoding" => return Err(format!("encoding = '{value}': only UTF-8 is supported")),
-            other => {
-                return Err(format!(
-                    "unknown key '{other}': use columns, key-type, value-type or encoding"
-                ));
+            _ if t.starts_with("array<") || t.starts_with("map<") || t.starts_with("struct<") => {
+                (ColumnType::Complex(t.clone()), Kind::Complex(t.clone()))
             }
-        }
-    }
-    let list: Vec<Json> = serde_json::from_str(columns_json.as_deref().unwrap_or(DEFAULT_COLUMNS))
-        .map_err(|e| format!("columns is not a JSON array: {e}"))?;
-    let (mut specs, mut out) = (Vec::new(), Vec::new());
-    for (i, item) in list.iter().enumerate() {
-        let field = |k: &str| item.get(k).and_then(Json::as_str);
-        let name = field("name").ok_or_else(|| format!("columns[{i}] needs a \"name\""))?;
-        let ty = field("type").ok_or_else(|| format!("columns[{i}] ({name}) needs a \"type\""))?;
-        let (wit_type, kind) =
-            column_type(ty).map_err(|e| format!("columns[{i}] ({name}): {e}"))?;
-        let source = columns::parse_source(field("source").unwrap_or(name))
-            .map_err(|e| format!("columns[{i}] ({name}): {e}"))?;
-        let nullable = item.get("nullable").and_then(Json::as_bool).unwrap_or(true);
-        if out
-            .iter()
-            .any(|c: &Column| c.name.eq_ignore_ascii_case(name))
-        {
-            return Err(format!("columns[{i}]: column '{name}' is declared twice"));
-        }
-        out.push(Column {
-            name: name.to_owned(),
-            ty: wit_type,
-            nullable,
-        });
-        specs.push(Spec {
-            name: name.to_owned(),
-            kind,
-            source,
-            nullable,
-        });
-    }
-    if specs.is_empty() {
-        return Err("columns is empty: declare at least one column".into());
-    }
-    let needs_json = specs.iter().any(|s| matches!(s.source, Source::Path(_)));
-    Ok((
-        Plan {
-            columns: specs,
-            key_type,
-            value_type,
-            needs_json,
-        },
-        out,
-    ))
-}
-
-fn extract(
-    plan: &Plan,
-    topic: &str,
-    partition: i32,
-    record: &KafkaRecord,
-) -> Result<Vec<Cell>, (String, String)> {
-    let value_json = match (&record.value, plan.needs_json) {
-        (Some(bytes), true) => {
-            let parsed = match plan.value_type {
-                BytesType::String => serde_json::from_slice(bytes)
-                    .map_err(|e| ("bad-json".to_owned(), format!("value is not JSON: {e}")))?,
-                other => other
-                    .decode(bytes)
-                    .map_err(|e| ("bad-value".to_owned(), e))?,
-            };
-            Some(parsed)
-        }
-        _ => None,
-    };
-    let decoded = |ty: BytesType, bytes: &Option<Vec<u8>>| -> Result<Json, (String, String)> {
-        bytes.as_ref().map_or(Ok(Json::Null), |b| {
-            ty.decode(b).map_err(|e| ("bad-encoding".to_owned(), e))
+            _ => return Err(format!("type '{text}' is not a MaxCompute type")),
         })
-    };
-    let mut cells = Vec::with_capacity(plan.columns.len());
-    for spec in &plan.columns {
-        let raw = match (&spec.source, &spec.kind) {
-            (Source::Key, Kind::Binary) => record.key.clone().map(Out::Binary),
-            (Source::Value, Kind::Binary) => record.value.clone().map(Out::Binary),
+    }
+
+    fn configure(config: Vec<(String, String)>) -> Result<(Plan, Vec<Column>), String> {
+        let (mut columns_json, mut key_type, mut value_type) =
+            (None, BytesType::String, BytesType::String);
+        for (key, value) in &config {
+            match key.as_str() {
+                "columns" => columns_json = Some(value.clone()),
+                "key-type" => key_type = BytesType::parse(key, value)?,
+                "value-type" => value_type = BytesType::parse(key, value)?,
+                "encoding"
+                    if value.eq_ignore_ascii_case("utf-8")
+                        || value.eq_ignore_ascii_case("utf8") => {}
+                "encoding" => return Err(format!("encoding = '{value}': only UTF-8 is supported")),
+                other => {
+                    return Err(format!(
+                        "unknown key '{other}': use columns, key-type, value-type or encoding"
+                    ));
+                }
+            }
+        }
+        let list: Vec<Json> =
+            serde_json::from_str(columns_json.as_deref().unwrap_or(DEFAULT_COLUMNS))
+                .map_err(|e| format!("columns is not a JSON array: {e}"))?;
+        let (mut specs, mut out) = (Vec::new(), Vec::new());
+        for (i, item) in list.iter().enumerate() {
+            let field = |k: &str| item.get(k).and_then(Json::as_str);
+            let name = field("name").ok_or_else(|| format!("columns[{i}] needs a \"name\""))?;
+            let ty =
+                field("type").ok_or_else(|| format!("columns[{i}] ({name}) needs a \"type\""))?;
+            let (wit_type, kind) =
+                column_type(ty).map_err(|e| format!("columns[{i}] ({name}): {e}"))?;
+            let source = crate::columns::parse_source(field("source").unwrap_or(name))
+                .map_err(|e| format!("columns[{i}] ({name}): {e}"))?;
+            let nullable = item.get("nullable").and_then(Json::as_bool).unwrap_or(true);
+            if out
+                .iter()
+                .any(|c: &Column| c.name.eq_ignore_ascii_case(name))
+            {
+                return Err(format!("columns[{i}]: column '{name}' is declared twice"));
+            }
+            out.push(Column {
+                name: name.to_owned(),
+                ty: wit_type,
+                nullable,
+            });
+            specs.push(Spec {
+                name: name.to_owned(),
+                kind,
+                source,
+                nullable,
+            });
+        }
+        if specs.is_empty() {
+            return Err("columns is empty: declare at least one column".into());
+        }
+        let needs_json = specs.iter().any(|s| matches!(s.source, Source::Path(_)));
+        Ok((
+            Plan {
+                columns: specs,
+                key_type,
+                value_type,
+                needs_json,
+            },
+            out,
+        ))
+    }
+
+    fn extract(
+        plan: &Plan,
+        topic: &str,
+        partition: i32,
+        record: &KafkaRecord,
+    ) -> Result<Vec<Cell>, (String, String)> {
+        let value_json = match (&record.value, plan.needs_json) {
+            (Some(bytes), true) => {
+                let parsed = match plan.value_type {
+                    BytesType::String => serde_json::from_slice(bytes)
+                        .map_err(|e| ("bad-json".to_owned(), format!("value is not JSON: {e}")))?,
+                    other => other
+                        .decode(bytes)
+                        .map_err(|e| ("bad-value".to_owned(), e))?,
+                };
+                Some(parsed)
+            }
             _ => None,
         };
-        let out = match raw {
-            Some(out) => out,
-            None => {
-                let json = match &spec.source {
-                    Source::Key => decoded(plan.key_type, &record.key)?,
-                    Source::Value => decoded(plan.value_type, &record.value)?,
-                    Source::Partition => Json::from(partition),
-                    Source::Offset => Json::from(record.offset),
-                    Source::Timestamp => Json::from(record.timestamp_ms),
-                    Source::Topic => Json::from(topic),
-                    Source::Headers => Json::Array(
-                        record
-                            .headers
-                            .iter()
-                            .map(|h| serde_json::json!({"key": h.key, "value": h.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())}))
-                            .collect(),
-                    ),
-                    Source::Constant(c) => Json::from(c.as_str()),
-                    Source::Path(steps) => value_json.as_ref().and_then(|v| path::get(v, steps)).cloned().unwrap_or(Json::Null),
-                };
-                columns::coerce(&spec.kind, &json).map_err(|e| {
-                    (
-                        "type-mismatch".to_owned(),
-                        format!("column {}: {e}", spec.name),
-                    )
-                })?
-            }
+        let decoded = |ty: BytesType, bytes: &Option<Vec<u8>>| -> Result<Json, (String, String)> {
+            bytes.as_ref().map_or(Ok(Json::Null), |b| {
+                ty.decode(b).map_err(|e| ("bad-encoding".to_owned(), e))
+            })
         };
-        if out == Out::Null && !spec.nullable {
-            return Err((
-                "null-value".into(),
-                format!(
-                    "column {} is NOT NULL but the record has no value for it",
-                    spec.name
-                ),
-            ));
-        }
-        cells.push(match out {
-            Out::Null => Cell::Null,
-            Out::Bool(b) => Cell::Boolean(b),
-            Out::Int(n) => Cell::Int(n),
-            Out::Double(x) => Cell::Double(x),
-            Out::Decimal(d) => Cell::Decimal(d),
-            Out::Text(s) => Cell::String(s),
-            Out::Binary(b) => Cell::Binary(b),
-            Out::Date(d) => Cell::Date(d),
-            Out::Datetime(ms) => Cell::Datetime(ms),
-            Out::Timestamp(seconds, nanos) => Cell::Timestamp(Instant { seconds, nanos }),
-            Out::Json(j) => Cell::Json(j),
-        });
-    }
-    Ok(cells)
-}
-
-struct KafkaColumns;
-
-impl Guest for KafkaColumns {
-    fn configure(config: Vec<(String, String)>) -> Result<StageInfo, String> {
-        let (plan, output) = configure(config)?;
-        *PLAN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan);
-        Ok(StageInfo {
-            name: "kafka-columns".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            output,
-        })
-    }
-
-    fn parse(batch: RecordBatch) -> BatchOutput {
-        let guard = PLAN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(plan) = guard.as_ref() else {
-            let errors = vec![RecordError {
-                source: 0,
-                kind: ErrorKind::Fatal,
-                code: "not-configured".into(),
-                message: "parse was called before configure".into(),
-            }];
-            return BatchOutput {
-                rows: Vec::new(),
-                errors,
+        let mut cells = Vec::with_capacity(plan.columns.len());
+        for spec in &plan.columns {
+            let raw = match (&spec.source, &spec.kind) {
+                (Source::Key, Kind::Binary) => record.key.clone().map(Out::Binary),
+                (Source::Value, Kind::Binary) => record.value.clone().map(Out::Binary),
+                _ => None,
             };
-        };
-        let (mut rows, mut errors) = (Vec::with_capacity(batch.records.len()), Vec::new());
-        for (i, record) in batch.records.iter().enumerate() {
-            match extract(plan, &batch.topic, batch.partition, record) {
-                Ok(cells) => rows.push(Row {
-                    source: i as u32,
-                    cells,
-                }),
-                Err((code, message)) => errors.push(RecordError {
-                    source: i as u32,
-                    kind: ErrorKind::InvalidInput,
-                    code,
-                    message,
-                }),
+            let out = match raw {
+                Some(out) => out,
+                None => {
+                    let json = match &spec.source {
+                        Source::Key => decoded(plan.key_type, &record.key)?,
+                        Source::Value => decoded(plan.value_type, &record.value)?,
+                        Source::Partition => Json::from(partition),
+                        Source::Offset => Json::from(record.offset),
+                        Source::Timestamp => Json::from(record.timestamp_ms),
+                        Source::Topic => Json::from(topic),
+                        Source::Headers => Json::Array(
+                            record
+                                .headers
+                                .iter()
+                                .map(|h| serde_json::json!({"key": h.key, "value": h.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())}))
+                                .collect(),
+                        ),
+                        Source::Constant(c) => Json::from(c.as_str()),
+                        Source::Path(steps) => value_json.as_ref().and_then(|v| crate::path::get(v, steps)).cloned().unwrap_or(Json::Null),
+                    };
+                    crate::columns::coerce(&spec.kind, &json).map_err(|e| {
+                        (
+                            "type-mismatch".to_owned(),
+                            format!("column {}: {e}", spec.name),
+                        )
+                    })?
+                }
+            };
+            if out == Out::Null && !spec.nullable {
+                return Err((
+                    "null-value".into(),
+                    format!(
+                        "column {} is NOT NULL but the record has no value for it",
+                        spec.name
+                    ),
+                ));
             }
+            cells.push(match out {
+                Out::Null => Cell::Null,
+                Out::Bool(b) => Cell::Boolean(b),
+                Out::Int(n) => Cell::Int(n),
+                Out::Double(x) => Cell::Double(x),
+                Out::Decimal(d) => Cell::Decimal(d),
+                Out::Text(s) => Cell::String(s),
+                Out::Binary(b) => Cell::Binary(b),
+                Out::Date(d) => Cell::Date(d),
+                Out::Datetime(ms) => Cell::Datetime(ms),
+                Out::Timestamp(seconds, nanos) => Cell::Timestamp(Instant { seconds, nanos }),
+                Out::Json(j) => Cell::Json(j),
+            });
         }
-        BatchOutput { rows, errors }
+        Ok(cells)
     }
-}
 
-export!(KafkaColumns);
+    struct KafkaColumns;
+
+    impl Guest for KafkaColumns {
+        fn configure(config: Vec<(String, String)>) -> Result<StageInfo, String> {
+            let (plan, output) = configure(config)?;
+            *PLAN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan);
+            Ok(StageInfo {
+                name: "kafka-columns".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                output,
+            })
+        }
+
+        fn parse(batch: RecordBatch) -> BatchOutput {
+            let guard = PLAN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(plan) = guard.as_ref() else {
+                let errors = vec![RecordError {
+                    source: 0,
+                    kind: ErrorKind::Fatal,
+                    code: "not-configured".into(),
+                    message: "parse was called before configure".into(),
+                }];
+                return BatchOutput {
+                    rows: Vec::new(),
+                    errors,
+                };
+            };
+            let (mut rows, mut errors) = (Vec::with_capacity(batch.records.len()), Vec::new());
+            for (i, record) in batch.records.iter().enumerate() {
+                match extract(plan, &batch.topic, batch.partition, record) {
+                    Ok(cells) => rows.push(Row {
+                        source: i as u32,
+                        cells,
+                    }),
+                    Err((code, message)) => errors.push(RecordError {
+                        source: i as u32,
+                        kind: ErrorKind::InvalidInput,
+                        code,
+                        message,
+                    }),
+                }
+            }
+            BatchOutput { rows, errors }
+        }
+    }
+
+    export!(KafkaColumns);
+}

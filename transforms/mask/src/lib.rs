@@ -15,99 +15,109 @@
 
 pub mod rules;
 
-wit_bindgen::generate!({
-    path: "../../wit",
-    world: "row-stage",
-});
+/// The component glue: WIT bindings and the exported stage. Only built for WebAssembly, so
+/// the pure logic above also compiles natively (unit tests, the benchmark's native baseline).
+#[cfg(target_arch = "wasm32")]
+mod component {
+    wit_bindgen::generate!({
+        path: "../../wit",
+        world: "row-stage",
+    });
 
-use std::sync::Mutex;
+    use std::sync::Mutex;
 
-use exports::kafka2mc::transform::row_transform::Guest;
-use kafka2mc::transform::types::{BatchOutput, Cell, Column, ColumnType, Row, StageInfo};
+    use exports::kafka2mc::transform::row_transform::Guest;
+    use kafka2mc::transform::types::{BatchOutput, Cell, Column, ColumnType, Row, StageInfo};
 
-use rules::{Plan, Rule};
+    use crate::rules::{Plan, Rule};
 
-static PLAN: Mutex<Option<Plan>> = Mutex::new(None);
+    static PLAN: Mutex<Option<Plan>> = Mutex::new(None);
 
-struct Mask;
+    struct Mask;
 
-impl Guest for Mask {
-    fn configure(config: Vec<(String, String)>, input: Vec<Column>) -> Result<StageInfo, String> {
-        let names: Vec<(String, bool)> = input
-            .iter()
-            .map(|c| {
-                (
-                    c.name.clone(),
-                    matches!(
-                        c.ty,
-                        ColumnType::String | ColumnType::Varchar(_) | ColumnType::FixedChar(_)
-                    ),
-                )
-            })
-            .collect();
-        let plan = Plan::new(&config, &names)?;
-        let mut output = Vec::new();
-        for (column, rule) in input.into_iter().zip(&plan.rules) {
-            match rule {
-                Some(Rule::Drop) => {}
-                Some(Rule::Sha256 | Rule::HmacSha256) => output.push(Column {
-                    ty: ColumnType::String,
-                    ..column
-                }),
-                Some(Rule::Null) => output.push(Column {
-                    nullable: true,
-                    ..column
-                }),
-                _ => output.push(column),
+    impl Guest for Mask {
+        fn configure(
+            config: Vec<(String, String)>,
+            input: Vec<Column>,
+        ) -> Result<StageInfo, String> {
+            let names: Vec<(String, bool)> = input
+                .iter()
+                .map(|c| {
+                    (
+                        c.name.clone(),
+                        matches!(
+                            c.ty,
+                            ColumnType::String | ColumnType::Varchar(_) | ColumnType::FixedChar(_)
+                        ),
+                    )
+                })
+                .collect();
+            let plan = Plan::new(&config, &names)?;
+            let mut output = Vec::new();
+            for (column, rule) in input.into_iter().zip(&plan.rules) {
+                match rule {
+                    Some(Rule::Drop) => {}
+                    Some(Rule::Sha256 | Rule::HmacSha256) => output.push(Column {
+                        ty: ColumnType::String,
+                        ..column
+                    }),
+                    Some(Rule::Null) => output.push(Column {
+                        nullable: true,
+                        ..column
+                    }),
+                    _ => output.push(column),
+                }
             }
+            *PLAN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan);
+            Ok(StageInfo {
+                name: "mask".into(),
+                version: env!("CARGO_PKG_VERSION").into(),
+                output,
+            })
         }
-        *PLAN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(plan);
-        Ok(StageInfo {
-            name: "mask".into(),
-            version: env!("CARGO_PKG_VERSION").into(),
-            output,
-        })
-    }
 
-    fn transform(rows: Vec<Row>) -> BatchOutput {
-        let guard = PLAN
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let Some(plan) = guard.as_ref() else {
-            // The host always configures first; without a plan, pass rows through unchanged.
-            return BatchOutput {
+        fn transform(rows: Vec<Row>) -> BatchOutput {
+            let guard = PLAN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let Some(plan) = guard.as_ref() else {
+                // The host always configures first; without a plan, pass rows through unchanged.
+                return BatchOutput {
+                    rows,
+                    errors: Vec::new(),
+                };
+            };
+            let rows = rows
+                .into_iter()
+                .map(|row| {
+                    let cells = row
+                        .cells
+                        .into_iter()
+                        .zip(&plan.rules)
+                        .filter_map(|(cell, rule)| match (rule, cell) {
+                            (None, cell) => Some(cell),
+                            (Some(Rule::Drop), _) => None,
+                            (Some(Rule::Null), _) => Some(Cell::Null),
+                            (Some(rule), Cell::String(s)) => {
+                                Some(Cell::String(plan.apply(*rule, &s)))
+                            }
+                            (Some(_), other) => Some(other),
+                        })
+                        .collect();
+                    Row {
+                        source: row.source,
+                        cells,
+                    }
+                })
+                .collect();
+            BatchOutput {
                 rows,
                 errors: Vec::new(),
-            };
-        };
-        let rows = rows
-            .into_iter()
-            .map(|row| {
-                let cells = row
-                    .cells
-                    .into_iter()
-                    .zip(&plan.rules)
-                    .filter_map(|(cell, rule)| match (rule, cell) {
-                        (None, cell) => Some(cell),
-                        (Some(Rule::Drop), _) => None,
-                        (Some(Rule::Null), _) => Some(Cell::Null),
-                        (Some(rule), Cell::String(s)) => Some(Cell::String(plan.apply(*rule, &s))),
-                        (Some(_), other) => Some(other),
-                    })
-                    .collect();
-                Row {
-                    source: row.source,
-                    cells,
-                }
-            })
-            .collect();
-        BatchOutput {
-            rows,
-            errors: Vec::new(),
+            }
         }
     }
-}
 
-export!(Mask);
+    export!(Mask);
+}
