@@ -5,13 +5,12 @@
 //!
 //! `cargo run --release -p k2mc-it --bin bench-transforms -- [--records N] [--reps R] [--out FILE]`
 
-use std::path::Path;
 use std::time::Instant;
 
 use anyhow::Context;
-use harness::transform_wasm;
+use harness::{stage_spec, transform_wasm};
 use k2mc::transform::bindings::{KafkaRecord, RecordBatch};
-use k2mc::transform::{Grants, Limits, StageSpec, TransformHost, precompile};
+use k2mc::transform::{TransformHost, precompile};
 use kafka_columns::columns::{Kind, Out, Source, coerce, parse_source};
 use mask::rules::{Plan, Rule};
 use serde_json::json;
@@ -49,19 +48,6 @@ fn records(n: usize) -> Vec<KafkaRecord> {
             }
         })
         .collect()
-}
-
-fn stage(name: &str, wasm: &Path, config: &[(&str, &str)]) -> StageSpec {
-    StageSpec {
-        name: name.to_owned(),
-        wasm: wasm.to_owned(),
-        config: config
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        grants: Grants::default(),
-        limits: Limits::default(),
-    }
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -165,8 +151,8 @@ fn main() -> anyhow::Result<()> {
     let cache = dir.path().join("cache");
     let chain = host.load_chain(
         vec![
-            stage("kafka-columns", &wasm[0], &[("columns", COLUMNS)]),
-            stage(
+            stage_spec("kafka-columns", &wasm[0], &[("columns", COLUMNS)]),
+            stage_spec(
                 "mask",
                 &wasm[1],
                 &[
@@ -216,9 +202,9 @@ fn main() -> anyhow::Result<()> {
             let host = TransformHost::new()?;
             let chain = host.load_chain(
                 vec![
-                    stage("kafka-columns", &wasm[0], &[("columns", COLUMNS)]),
-                    stage("mask", &wasm[1], &[("column.owner_phone", "phone")]),
-                    stage("filter", &wasm[2], &[("predicate", "average_speed <= 90")]),
+                    stage_spec("kafka-columns", &wasm[0], &[("columns", COLUMNS)]),
+                    stage_spec("mask", &wasm[1], &[("column.owner_phone", "phone")]),
+                    stage_spec("filter", &wasm[2], &[("predicate", "average_speed <= 90")]),
                 ],
                 &cache,
             )?;

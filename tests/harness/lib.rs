@@ -115,6 +115,20 @@ pub fn transform_wasm(name: &str) -> anyhow::Result<PathBuf> {
     Ok(path)
 }
 
+/// A chain stage with default grants and limits.
+pub fn stage_spec(name: &str, wasm: &Path, config: &[(&str, &str)]) -> k2mc::transform::StageSpec {
+    k2mc::transform::StageSpec {
+        name: name.to_owned(),
+        wasm: wasm.to_owned(),
+        config: config
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect(),
+        grants: k2mc::transform::Grants::default(),
+        limits: k2mc::transform::Limits::default(),
+    }
+}
+
 /// Builds (when its sources are newer) and returns a transform written in another language:
 /// `mask-js` (componentize-js) or `mask-py` (componentize-py).
 pub fn foreign_wasm(name: &str) -> anyhow::Result<PathBuf> {

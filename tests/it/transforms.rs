@@ -10,16 +10,7 @@ use k2mc::transform::{
 };
 
 fn spec(name: &str, wasm: &str, config: &[(&str, &str)]) -> StageSpec {
-    StageSpec {
-        name: name.to_owned(),
-        wasm: transform_wasm(wasm).unwrap(),
-        config: config
-            .iter()
-            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-            .collect(),
-        grants: Grants::default(),
-        limits: Limits::default(),
-    }
+    harness::stage_spec(name, &transform_wasm(wasm).unwrap(), config)
 }
 
 fn record(offset: i64, value: &str) -> KafkaRecord {
