@@ -184,6 +184,8 @@ fn an_infinite_loop_is_interrupted_within_the_deadline() -> anyhow::Result<()> {
         ..Limits::default()
     };
     let chain = hostile_chain(&host, "loop", "", limits)?;
+    // The chain keeps the epoch ticker alive on its own.
+    drop(host);
     let mut run = chain.start_run();
     let started = Instant::now();
     let out = run.run(&batch(vec![record(0, "a")]))?;

@@ -39,7 +39,18 @@ pub struct StageSpec {
 #[derive(Debug)]
 pub struct TransformHost {
     engine: Engine,
-    stop: Arc<AtomicBool>,
+    ticker: Arc<Ticker>,
+}
+
+/// Stops the epoch ticker when the last holder (the host or a chain) is dropped: without ticks,
+/// no deadline would ever fire.
+#[derive(Debug)]
+struct Ticker(Arc<AtomicBool>);
+
+impl Drop for Ticker {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
 }
 
 impl TransformHost {
@@ -65,7 +76,10 @@ impl TransformHost {
                 stage: "engine".into(),
                 reason: format!("epoch ticker: {e}"),
             })?;
-        Ok(TransformHost { engine, stop })
+        Ok(TransformHost {
+            engine,
+            ticker: Arc::new(Ticker(stop)),
+        })
     }
 
     /// The engine, for precompiling artifacts.
@@ -129,14 +143,9 @@ impl TransformHost {
         }
         Ok(Chain {
             engine: self.engine.clone(),
+            _ticker: Arc::clone(&self.ticker),
             stages,
         })
-    }
-}
-
-impl Drop for TransformHost {
-    fn drop(&mut self) {
-        self.stop.store(true, Ordering::Relaxed);
     }
 }
 
@@ -233,6 +242,7 @@ fn deadline_ticks(deadline: Duration) -> u64 {
 /// A loaded chain: shared by every range an invocation runs.
 pub struct Chain {
     engine: Engine,
+    _ticker: Arc<Ticker>,
     stages: Vec<LoadedStage>,
 }
 
