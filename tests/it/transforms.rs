@@ -45,17 +45,22 @@ const VEHICLE_COLUMNS: &str = r#"[
   {"name": "src", "type": "string", "source": "'fleet-a'"}
 ]"#;
 
+/// The parser stage of the vehicle example.
+fn vehicle_parser() -> StageSpec {
+    spec(
+        "kafka-columns",
+        "kafka-columns",
+        &[("columns", VEHICLE_COLUMNS), ("value-type", "STRING")],
+    )
+}
+
 #[test]
 fn kafka_columns_then_mask_golden() -> anyhow::Result<()> {
     let host = TransformHost::new()?;
     let cache = tempfile::tempdir()?;
     let chain = host.load_chain(
         vec![
-            spec(
-                "kafka-columns",
-                "kafka-columns",
-                &[("columns", VEHICLE_COLUMNS), ("value-type", "STRING")],
-            ),
+            vehicle_parser(),
             spec(
                 "mask",
                 "mask",
@@ -334,11 +339,7 @@ fn three_stage_chain_golden() -> anyhow::Result<()> {
     let cache = tempfile::tempdir()?;
     let chain = host.load_chain(
         vec![
-            spec(
-                "kafka-columns",
-                "kafka-columns",
-                &[("columns", VEHICLE_COLUMNS)],
-            ),
+            vehicle_parser(),
             spec(
                 "mask",
                 "mask",
