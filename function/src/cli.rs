@@ -26,6 +26,20 @@ pub struct Args {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// One schedule tick, exactly as the Lambda handler runs it: every partition of the
+    /// configured topics, from the commit log to the high watermark.
+    Run(crate::sync::RunArgs),
+    /// Load a bounded offset or time range [from, to) of the configured topics.
+    Backfill(crate::sync::BackfillArgs),
+    /// Run the handler on a Lambda event JSON file (schedule, MSK or self-managed Kafka).
+    Invoke(crate::sync::InvokeArgs),
+    /// Per partition: committed offset, high watermark, lag, last commit, dead letters.
+    Status(crate::sync::RunArgs),
+    /// Check the config, transforms, table and connectivity; name every problem and its fix.
+    Validate(crate::sync::RunArgs),
+    /// Dead letters in the staging bucket.
+    #[command(name = "dead-letters", subcommand)]
+    DeadLetters(crate::sync::DeadLettersCommand),
     /// Work with a MaxCompute project directly (SQL, schemas, Tunnel upload and download).
     #[command(name = "maxcompute")]
     MaxCompute(Box<McArgs>),
@@ -133,6 +147,12 @@ fn parse_hint(text: &str) -> Result<(String, String), String> {
 pub async fn run(args: Args) -> anyhow::Result<()> {
     match args.command {
         Command::MaxCompute(mc) => maxcompute(*mc).await,
+        Command::Run(a) => crate::sync::run(a).await,
+        Command::Backfill(a) => crate::sync::backfill(a).await,
+        Command::Invoke(a) => crate::sync::invoke(a).await,
+        Command::Status(a) => crate::sync::status(a).await,
+        Command::Validate(a) => crate::sync::validate(a).await,
+        Command::DeadLetters(c) => crate::sync::dead_letters(c).await,
         Command::Transforms(t) => crate::transforms::run(t),
     }
 }

@@ -13,6 +13,8 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 
+pub mod stack;
+
 /// AccessKey id the local stack signs with.
 pub const ACCESS_ID: &str = "k2mc-local-id";
 /// AccessKey secret the local stack signs with. A known value, so leak scans can look for it.

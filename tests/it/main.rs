@@ -6,5 +6,6 @@
 
 mod emulator;
 mod maxcompute;
+mod pipeline;
 mod rows;
 mod transforms;

@@ -187,6 +187,15 @@ def cmd_dump(args):
     """read_table through a Tunnel download session; one canonical row per line."""
     o = connect(args)
     table = o.get_table(args.table)
+    if args.all_partitions:
+        # Every partition pyodps lists, each row tagged with its partition spec.
+        for part in table.iterate_partitions():
+            spec = str(part.partition_spec).replace("'", "")
+            with table.open_reader(partition=part.partition_spec) as reader:
+                records = list(reader)
+            for row in canonical_rows(records, table.table_schema.simple_columns):
+                print(json.dumps({"partition": spec, "row": row}, ensure_ascii=False))
+        return
     kw = {"partition": args.partition} if args.partition else {}
     with table.open_reader(**kw) as reader:
         records = list(reader)
@@ -306,6 +315,7 @@ def main():
     s = sub.add_parser("dump")
     s.add_argument("table")
     s.add_argument("--partition")
+    s.add_argument("--all-partitions", action="store_true")
     s = sub.add_parser("write-stream")
     s.add_argument("--schema", required=True, help='JSON [[name, type], ...]')
     s.add_argument("--rows", required=True, help="canonical JSON lines")

@@ -65,12 +65,13 @@ pub fn precompile(
 }
 
 /// Loads the component of `stage` from `wasm`, using a precompiled artifact when one matches.
+/// Also returns the component's SHA-256, which identifies the transform version in the log.
 pub fn load(
     engine: &Engine,
     stage: &str,
     wasm: &Path,
     cache_dir: &Path,
-) -> Result<(Component, Origin), TransformError> {
+) -> Result<(Component, Origin, String), TransformError> {
     let bytes = read(stage, wasm)?;
     let expected = expected_manifest(engine, &bytes);
     let shipped = wasm.with_extension("cwasm");
@@ -88,7 +89,7 @@ pub fn load(
         {
             Some(found) if found == expected => {
                 if let Ok(component) = deserialize(engine, path) {
-                    return Ok((component, origin));
+                    return Ok((component, origin, expected.wasm_sha256.clone()));
                 }
                 tracing::warn!(stage, artifact = %path.display(), "Precompiled artifact did not load; recompiling.");
             }
@@ -114,7 +115,7 @@ pub fn load(
     {
         tracing::warn!(stage, error = %e, "Could not cache the compiled artifact.");
     }
-    Ok((component, Origin::Compiled))
+    Ok((component, Origin::Compiled, expected.wasm_sha256))
 }
 
 /// Deserializes an artifact whose manifest matched.

@@ -107,7 +107,7 @@ impl TransformHost {
         let mut stages = Vec::with_capacity(specs.len());
         let mut columns: Vec<Column> = Vec::new();
         for (i, spec) in specs.into_iter().enumerate() {
-            let (component, origin) =
+            let (component, origin, sha256) =
                 artifact::load(&self.engine, &spec.name, &spec.wasm, cache_dir)?;
             let pre = if i == 0 {
                 let pre = parser_linker
@@ -128,6 +128,7 @@ impl TransformHost {
                 input: columns.clone(),
                 info: None,
                 origin,
+                sha256,
             };
             // Configure once now, so that bad configuration fails at load time.
             let live = stage.instantiate(&self.engine)?;
@@ -182,6 +183,7 @@ struct LoadedStage {
     input: Vec<Column>,
     info: Option<StageInfo>,
     origin: Origin,
+    sha256: String,
 }
 
 /// A live instance of a stage.
@@ -278,6 +280,24 @@ impl Chain {
                         .map(|i| i.version.clone())
                         .unwrap_or_default(),
                     s.origin,
+                )
+            })
+            .collect()
+    }
+
+    /// Each stage's name, declared version and component SHA-256: the transform versions a
+    /// commit-log entry records.
+    pub fn modules(&self) -> Vec<(String, String, String)> {
+        self.stages
+            .iter()
+            .map(|s| {
+                (
+                    s.spec.name.clone(),
+                    s.info
+                        .as_ref()
+                        .map(|i| i.version.clone())
+                        .unwrap_or_default(),
+                    s.sha256.clone(),
                 )
             })
             .collect()

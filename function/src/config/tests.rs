@@ -1,0 +1,91 @@
+use super::*;
+
+const MINIMAL: &str = r#"
+[kafka]
+bootstrap = ["127.0.0.1:9092"]
+topics = ["vehicles"]
+
+[maxcompute]
+endpoint = "http://127.0.0.1:8080/api"
+project = "p"
+table = "t"
+access_id = "env:ID"
+access_key = "env:KEY"
+
+[staging]
+bucket = "b"
+
+[[transforms]]
+name = "parse"
+wasm = "kafka_columns.wasm"
+settings = { columns = "id:bigint" }
+"#;
+
+#[test]
+fn minimal_config_gets_defaults() {
+    let c = Config::parse(MINIMAL, []).unwrap();
+    assert_eq!(c.kafka.cluster, "default");
+    assert_eq!(c.kafka.fetch_max_wait_ms, 10);
+    assert_eq!(c.limits.error_limit, ErrorLimit::Count(0));
+    assert_eq!(
+        c.transforms[0].settings["columns"].as_str(),
+        Some("id:bigint")
+    );
+    assert_eq!(c.maxcompute.access_key, SecretRef::Env("KEY".into()));
+}
+
+#[test]
+fn unknown_keys_are_errors_naming_the_key() {
+    let text = MINIMAL.replace("[staging]", "[staging]\nbuckit = \"x\"");
+    let err = Config::parse(&text, []).unwrap_err().to_string();
+    assert!(err.contains("buckit"), "{err}");
+}
+
+#[test]
+fn wrong_types_are_errors() {
+    let text = MINIMAL.replace("topics = [\"vehicles\"]", "topics = \"vehicles\"");
+    let err = Config::parse(&text, []).unwrap_err().to_string();
+    assert!(err.contains("topics") || err.contains("sequence"), "{err}");
+}
+
+#[test]
+fn environment_overrides() {
+    let env = [
+        (
+            "K2MC__KAFKA__TOPICS".to_owned(),
+            "[\"a\", \"b\"]".to_owned(),
+        ),
+        ("K2MC__STAGING__BUCKET".to_owned(), "other".to_owned()),
+        (
+            "K2MC__LIMITS__ERROR_LIMIT".to_owned(),
+            "\"2.5%\"".to_owned(),
+        ),
+        ("UNRELATED".to_owned(), "x".to_owned()),
+    ];
+    let c = Config::parse(MINIMAL, env).unwrap();
+    assert_eq!(c.kafka.topics, vec!["a", "b"]);
+    assert_eq!(c.staging.bucket, "other");
+    assert_eq!(c.limits.error_limit, ErrorLimit::Ratio(0.025));
+    let bad = [("K2MC__KAFKA__NOPE".to_owned(), "1".to_owned())];
+    assert!(
+        Config::parse(MINIMAL, bad)
+            .unwrap_err()
+            .to_string()
+            .contains("nope")
+    );
+}
+
+#[test]
+fn error_limits() {
+    assert!(!ErrorLimit::Count(0).exceeded(0, 10));
+    assert!(ErrorLimit::Count(0).exceeded(1, 10));
+    assert!(!ErrorLimit::Ratio(0.1).exceeded(1, 10));
+    assert!(ErrorLimit::Ratio(0.1).exceeded(2, 10));
+    let text = MINIMAL.replace("[staging]", "[limits]\nerror_limit = \"lots\"\n[staging]");
+    assert!(
+        Config::parse(&text, [])
+            .unwrap_err()
+            .to_string()
+            .contains("error_limit")
+    );
+}

@@ -1,0 +1,122 @@
+use super::*;
+use crate::maxcompute::{Column, Compression, decode_block};
+use crate::transform::bindings::{Column as WitColumn, ColumnType as W, Instant};
+
+fn table() -> TableSchema {
+    TableSchema {
+        columns: vec![
+            Column::new("id", ColumnType::Int),
+            Column::new("speed", ColumnType::Float),
+            Column::new("tags", ColumnType::parse("array<string>").unwrap()),
+            Column::new("name", ColumnType::Varchar(4)),
+        ],
+        partition_keys: vec![Column::new("ds", ColumnType::String)],
+    }
+}
+
+fn chain() -> Vec<WitColumn> {
+    let c = |name: &str, ty| WitColumn {
+        name: name.into(),
+        ty,
+        nullable: true,
+    };
+    vec![
+        c("id", W::Bigint),
+        c("speed", W::Double),
+        c("tags", W::Complex("array<string>".into())),
+        c("name", W::String),
+        c("ts", W::Timestamp),
+    ]
+}
+
+fn row(source: u32, id: i64, name: &str, secs: i64) -> Row {
+    Row {
+        source,
+        cells: vec![
+            Cell::Int(id),
+            Cell::Double(1.5),
+            Cell::Json("[\"a\",\"b\"]".into()),
+            Cell::String(name.into()),
+            Cell::Timestamp(Instant {
+                seconds: secs,
+                nanos: 0,
+            }),
+        ],
+    }
+}
+
+#[test]
+fn layout_lists_every_problem() {
+    let mut t = table();
+    t.columns.push(Column {
+        nullable: false,
+        ..Column::new("must", ColumnType::String)
+    });
+    let problems = Layout::new(&chain(), &t, &[]).unwrap_err();
+    assert!(problems.iter().any(|p| p.contains("must")), "{problems:?}");
+    assert!(problems.iter().any(|p| p.contains("ts")), "{problems:?}");
+}
+
+#[test]
+fn rows_route_convert_and_reject() {
+    let layout = Layout::new(&chain(), &table(), &["ts".into()]).unwrap();
+    let now = chrono::Utc::now();
+    let router = Router::new(
+        "ds={ts:%Y%m%d}",
+        &["ds".into()],
+        &chain().iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        now,
+    )
+    .unwrap();
+    let mut enc = Encoder::new(&layout, &router, 1 << 20);
+    let rows = vec![
+        row(0, 1, "ok", 0),
+        row(1, 1 << 40, "big", 0),       // INT overflow
+        row(2, 2, "toolong", 0),         // VARCHAR(4)
+        row(3, 3, "late", 86_400 * 400), // another day
+    ];
+    let (closed, rejected) = enc.add(&rows).unwrap();
+    assert!(closed.is_empty());
+    let codes: Vec<_> = rejected
+        .iter()
+        .map(|r| (r.source, r.code.as_str()))
+        .collect();
+    assert_eq!(codes, vec![(1, "out-of-range"), (2, "value-too-large")]);
+    let blocks = enc.finish().unwrap();
+    assert_eq!(blocks.len(), 2);
+    for b in &blocks {
+        enc.staged(b, format!("k{}", b.dest));
+    }
+    let dests = enc.destinations();
+    assert_eq!(dests[0].partition, "ds=19700101");
+    assert_eq!(dests[1].partition, "ds=19710205");
+    let back = decode_block(&layout.types, &blocks[0].data, Compression::Deflate).unwrap();
+    assert_eq!(back[0][0], Value::Int(1));
+    assert_eq!(back[0][1], Value::Float(1.5));
+    assert_eq!(
+        back[0][2],
+        Value::Array(vec![Value::String("a".into()), Value::String("b".into())])
+    );
+}
+
+#[test]
+fn blocks_close_at_the_size_limit_and_are_deterministic() {
+    let layout = Layout::new(&chain(), &table(), &["ts".into()]).unwrap();
+    let router = Router::new("ds=x", &["ds".into()], &[], chrono::Utc::now()).unwrap();
+    let rows: Vec<Row> = (0..5000).map(|i| row(i, i64::from(i), "abcd", 0)).collect();
+    let run = || {
+        let mut enc = Encoder::new(&layout, &router, 64 * 1024);
+        let (mut closed, _) = enc.add(&rows).unwrap();
+        closed.extend(enc.finish().unwrap());
+        closed
+    };
+    let a = run();
+    assert!(a.len() > 1, "expected several blocks");
+    assert_eq!(a.iter().map(|b| b.rows).sum::<u64>(), 5000);
+    let b = run();
+    assert!(
+        a.iter()
+            .zip(&b)
+            .all(|(x, y)| x.data == y.data && x.id == y.id)
+    );
+}

@@ -1,0 +1,151 @@
+//! The pipeline's errors, classified in one place: what the invocation reports, whether a retry
+//! can help, and which partition an error belongs to. Stage modules return these; only the
+//! binary turns them into exit codes or Lambda error responses.
+
+use std::path::PathBuf;
+
+use thiserror::Error;
+
+use crate::maxcompute::MaxComputeError;
+use crate::transform::TransformError;
+
+/// A configuration that cannot run. Every variant names the key and the fix.
+#[derive(Debug, Error)]
+pub enum ConfigError {
+    #[error("cannot read config {}: {source}", path.display())]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("config{}: {message}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
+    Invalid {
+        path: Option<PathBuf>,
+        message: String,
+    },
+    #[error("config key {key}: {fix}")]
+    Value { key: String, fix: String },
+    #[error("config key {key}: {reason}")]
+    Secret { key: String, reason: String },
+}
+
+impl ConfigError {
+    /// Names the file in a parse error.
+    pub fn in_file(self, file: &std::path::Path) -> Self {
+        match self {
+            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
+                path: Some(file.to_owned()),
+                message,
+            },
+            other => other,
+        }
+    }
+}
+
+/// Why a batch (or the whole invocation) did not complete.
+#[derive(Debug, Error)]
+#[non_exhaustive]
+pub enum PipelineError {
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+    #[error("kafka {operation} on {topic}-{partition}: {source}")]
+    Kafka {
+        operation: &'static str,
+        topic: String,
+        partition: i32,
+        #[source]
+        source: rskafka::client::error::Error,
+    },
+    #[error("kafka: cannot connect to {brokers}: {source}")]
+    KafkaConnect {
+        brokers: String,
+        #[source]
+        source: rskafka::client::error::Error,
+    },
+    #[error("kafka TLS setup: {reason}")]
+    KafkaTls { reason: String },
+    #[error("staging bucket {bucket}: {operation} {key}: {message}")]
+    Storage {
+        bucket: String,
+        operation: &'static str,
+        key: String,
+        message: String,
+    },
+    #[error("staged object {key} is not valid: {reason}")]
+    Corrupt { key: String, reason: String },
+    #[error(transparent)]
+    MaxCompute(#[from] MaxComputeError),
+    #[error(transparent)]
+    Transform(#[from] TransformError),
+    #[error(
+        "{topic}-{partition} [{start}, {end}): {dead} of {read} records were dead letters, over error_limit {limit}; nothing was committed. Fix the data or the transform, or raise limits.error_limit, then run again (dead letters: {dead_letters_key})"
+    )]
+    ErrorLimit {
+        topic: String,
+        partition: i32,
+        start: i64,
+        end: i64,
+        dead: u64,
+        read: u64,
+        limit: String,
+        dead_letters_key: String,
+    },
+    #[error(
+        "{topic}-{partition}: another invocation committed the batch starting at offset {start}; this one stopped without side effects"
+    )]
+    LostRace {
+        topic: String,
+        partition: i32,
+        start: i64,
+    },
+    #[error("the chain's output does not fit table {table}: {problems}")]
+    SchemaMismatch { table: String, problems: String },
+    #[error("destination partition: {reason}")]
+    Partition { reason: String },
+    #[error("event: {reason}")]
+    Event { reason: String },
+    #[error("topic {topic} is not in kafka.topics of the config; add it or remove the trigger")]
+    UnknownTopic { topic: String },
+    #[error(
+        "{topic}-{partition}: the commit log is at offset {next} but the oldest record Kafka still has is {earliest}; records in between were deleted by retention before they were synced"
+    )]
+    OffsetsLost {
+        topic: String,
+        partition: i32,
+        next: i64,
+        earliest: i64,
+    },
+}
+
+impl PipelineError {
+    /// True when running the same batch again may succeed without anyone changing anything.
+    pub fn is_retryable(&self) -> bool {
+        match self {
+            PipelineError::Kafka { .. }
+            | PipelineError::KafkaConnect { .. }
+            | PipelineError::Storage { .. } => true,
+            PipelineError::MaxCompute(e) => e.is_retryable(),
+            _ => false,
+        }
+    }
+
+    /// A short stable name for metrics and responses.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            PipelineError::Config(_) => "config",
+            PipelineError::Kafka { .. } | PipelineError::KafkaConnect { .. } => "kafka",
+            PipelineError::KafkaTls { .. } => "kafka-tls",
+            PipelineError::Storage { .. } => "storage",
+            PipelineError::Corrupt { .. } => "corrupt",
+            PipelineError::MaxCompute(_) => "maxcompute",
+            PipelineError::Transform(_) => "transform",
+            PipelineError::ErrorLimit { .. } => "error-limit",
+            PipelineError::LostRace { .. } => "lost-race",
+            PipelineError::SchemaMismatch { .. } => "schema-mismatch",
+            PipelineError::Partition { .. } => "partition",
+            PipelineError::Event { .. } => "event",
+            PipelineError::UnknownTopic { .. } => "unknown-topic",
+            PipelineError::OffsetsLost { .. } => "offsets-lost",
+        }
+    }
+}

@@ -1,0 +1,56 @@
+//! Crash points for the exactly-once tests. `K2MC_FAULT_POINT=<name>` (or `<name>:<n>` for the
+//! n-th time the point is reached) makes the process abort there, as a SIGKILL would, so a test
+//! can stop the pipeline at each step boundary and check that the next run repairs everything.
+//! Unset (always, outside tests) it costs one relaxed load per point.
+
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// The variable that arms a crash point.
+pub const ENV: &str = "K2MC_FAULT_POINT";
+
+/// Every point the pipeline passes, in order.
+pub const POINTS: &[&str] = &[
+    "after-fetch",
+    "after-stage",
+    "after-intent",
+    "after-session-open",
+    "after-block",
+    "after-maxcompute-commit",
+    "after-log-entry",
+];
+
+struct Armed {
+    name: String,
+    nth: u64,
+    seen: AtomicU64,
+}
+
+fn armed() -> Option<&'static Armed> {
+    static ARMED: OnceLock<Option<Armed>> = OnceLock::new();
+    ARMED
+        .get_or_init(|| {
+            let text = std::env::var(ENV).ok()?;
+            let (name, nth) = match text.split_once(':') {
+                Some((n, k)) => (n.to_owned(), k.parse().unwrap_or(1)),
+                None => (text, 1),
+            };
+            Some(Armed {
+                name,
+                nth,
+                seen: AtomicU64::new(0),
+            })
+        })
+        .as_ref()
+}
+
+/// Aborts the process if this point is armed and reached for the armed time.
+pub fn point(name: &str) {
+    if let Some(a) = armed()
+        && a.name == name
+        && a.seen.fetch_add(1, Ordering::Relaxed) + 1 == a.nth
+    {
+        eprintln!("k2mc: fault point {name} reached; aborting as armed by {ENV}");
+        std::process::abort();
+    }
+}

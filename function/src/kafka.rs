@@ -1,0 +1,361 @@
+//! The fetch stage: reads exactly `[start, end)` of a partition with rskafka, chunk by chunk, so
+//! memory is bounded by the fetch size and not by the range. Records an event source mapping
+//! already delivered are used as they are; only the gaps are fetched.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Duration;
+
+use rskafka::BackoffConfig;
+use rskafka::client::partition::{OffsetAt, PartitionClient, UnknownTopicHandling};
+use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+
+use crate::commitlog::TopicPartition;
+use crate::config::{KafkaConfig, SaslMechanism};
+use crate::error::PipelineError;
+use crate::maxcompute::Secret;
+use crate::transform::bindings::{Header, KafkaRecord};
+
+/// A connected Kafka cluster.
+pub struct Kafka {
+    client: Client,
+    fetch_max_bytes: i32,
+    fetch_max_wait_ms: i32,
+}
+
+impl std::fmt::Debug for Kafka {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Kafka").finish_non_exhaustive()
+    }
+}
+
+/// Resolved SASL credentials.
+#[derive(Debug, Clone)]
+pub struct SaslSecrets {
+    pub mechanism: SaslMechanism,
+    pub username: Secret,
+    pub password: Secret,
+}
+
+impl Kafka {
+    /// Connects to the bootstrap brokers.
+    pub async fn connect(
+        config: &KafkaConfig,
+        sasl: Option<SaslSecrets>,
+    ) -> Result<Kafka, PipelineError> {
+        let mut builder = ClientBuilder::new(config.bootstrap.clone())
+            .client_id(config.client_id.clone())
+            .backoff_config(BackoffConfig {
+                init_backoff: Duration::from_millis(100),
+                max_backoff: Duration::from_secs(5),
+                base: 2.0,
+                deadline: Some(Duration::from_secs(60)),
+            });
+        if let Some(tls) = &config.tls {
+            builder = builder.tls_config(Arc::new(tls_config(tls.ca_file.as_deref())?));
+        }
+        if let Some(s) = sasl {
+            let creds = Credentials::new(
+                s.username.expose().to_owned(),
+                s.password.expose().to_owned(),
+            );
+            builder = builder.sasl_config(match s.mechanism {
+                SaslMechanism::Plain => SaslConfig::Plain(creds),
+                SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(creds),
+                SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(creds),
+            });
+        }
+        let client = builder
+            .build()
+            .await
+            .map_err(|source| PipelineError::KafkaConnect {
+                brokers: config.bootstrap.join(","),
+                source,
+            })?;
+        Ok(Kafka {
+            client,
+            fetch_max_bytes: config.fetch_max_bytes,
+            fetch_max_wait_ms: config.fetch_max_wait_ms,
+        })
+    }
+
+    /// The partition numbers of `topic`.
+    pub async fn partitions(&self, topic: &str) -> Result<Vec<i32>, PipelineError> {
+        let topics = self
+            .client
+            .list_topics()
+            .await
+            .map_err(|source| PipelineError::Kafka {
+                operation: "list topics",
+                topic: topic.to_owned(),
+                partition: -1,
+                source,
+            })?;
+        let found = topics
+            .into_iter()
+            .find(|t| t.name == topic)
+            .ok_or_else(|| PipelineError::UnknownTopic {
+                topic: format!("{topic} (not on the brokers)"),
+            })?;
+        let mut parts: Vec<i32> = found.partitions.into_iter().collect();
+        parts.sort_unstable();
+        Ok(parts)
+    }
+
+    /// A client for one partition (follows leadership changes).
+    pub async fn partition(&self, tp: &TopicPartition) -> Result<PartitionReader, PipelineError> {
+        let client = self
+            .client
+            .partition_client(tp.topic.clone(), tp.partition, UnknownTopicHandling::Error)
+            .await
+            .map_err(|source| PipelineError::Kafka {
+                operation: "connect to partition leader",
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                source,
+            })?;
+        Ok(PartitionReader {
+            client,
+            tp: tp.clone(),
+            max_bytes: self.fetch_max_bytes,
+            max_wait_ms: self.fetch_max_wait_ms,
+        })
+    }
+}
+
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, PipelineError> {
+    use rustls_pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
+                PipelineError::KafkaTls {
+                    reason: format!("kafka.tls.ca_file {}: {e}", path.display()),
+                }
+            })?;
+            for cert in certs {
+                let cert = cert.map_err(|e| PipelineError::KafkaTls {
+                    reason: format!("kafka.tls.ca_file {}: {e}", path.display()),
+                })?;
+                roots.add(cert).map_err(|e| PipelineError::KafkaTls {
+                    reason: format!("kafka.tls.ca_file {}: {e}", path.display()),
+                })?;
+            }
+        }
+        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PipelineError::KafkaTls {
+            reason: e.to_string(),
+        })?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Reads one partition.
+pub struct PartitionReader {
+    client: PartitionClient,
+    tp: TopicPartition,
+    max_bytes: i32,
+    max_wait_ms: i32,
+}
+
+impl std::fmt::Debug for PartitionReader {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PartitionReader")
+            .field("tp", &self.tp)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PartitionReader {
+    fn err(&self, operation: &'static str, source: rskafka::client::error::Error) -> PipelineError {
+        PipelineError::Kafka {
+            operation,
+            topic: self.tp.topic.clone(),
+            partition: self.tp.partition,
+            source,
+        }
+    }
+
+    /// The partition this reader reads.
+    pub fn tp(&self) -> &TopicPartition {
+        &self.tp
+    }
+
+    /// The earliest offset still kept.
+    pub async fn earliest(&self) -> Result<i64, PipelineError> {
+        self.client
+            .get_offset(OffsetAt::Earliest)
+            .await
+            .map_err(|e| self.err("list earliest offset", e))
+    }
+
+    /// The first offset at or after `time`.
+    pub async fn offset_at(
+        &self,
+        time: chrono::DateTime<chrono::Utc>,
+    ) -> Result<i64, PipelineError> {
+        self.client
+            .get_offset(OffsetAt::Timestamp(time))
+            .await
+            .map_err(|e| self.err("list offset by time", e))
+    }
+
+    /// One fetch at `offset`: records at or after it, and the high watermark. The watermark of a
+    /// fetch is used rather than ListOffsets(latest), which some brokers answer wrongly.
+    pub async fn fetch(&self, offset: i64) -> Result<(Vec<KafkaRecord>, i64), PipelineError> {
+        let (records, hwm) = self
+            .client
+            .fetch_records(offset, 1..self.max_bytes, self.max_wait_ms)
+            .await
+            .map_err(|e| {
+                if matches!(
+                    e,
+                    rskafka::client::error::Error::ServerError {
+                        protocol_error: rskafka::client::error::ProtocolError::OffsetOutOfRange,
+                        ..
+                    }
+                ) {
+                    self.err("fetch (offset out of range)", e)
+                } else {
+                    self.err("fetch", e)
+                }
+            })?;
+        let out = records
+            .into_iter()
+            .filter(|r| r.offset >= offset)
+            .map(|r| KafkaRecord {
+                offset: r.offset,
+                timestamp_ms: r.record.timestamp.timestamp_millis(),
+                key: r.record.key,
+                value: r.record.value,
+                headers: r
+                    .record
+                    .headers
+                    .into_iter()
+                    .map(|(key, value)| Header {
+                        key,
+                        value: Some(value),
+                    })
+                    .collect(),
+            })
+            .collect();
+        Ok((out, hwm))
+    }
+
+    /// The high watermark (next offset to be written).
+    pub async fn high_watermark(&self) -> Result<i64, PipelineError> {
+        let earliest = self.earliest().await?;
+        Ok(self.fetch(earliest).await?.1)
+    }
+}
+
+/// Streams `[start, end)` in chunks: delivered records first where they cover the range, the
+/// broker for the rest.
+pub struct RangeReader<'r> {
+    /// `None` reads only the delivered records (dead-letter replay): gaps are skipped.
+    reader: Option<&'r PartitionReader>,
+    next: i64,
+    end: i64,
+    delivered: VecDeque<KafkaRecord>,
+}
+
+impl std::fmt::Debug for RangeReader<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeReader")
+            .field("next", &self.next)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r> RangeReader<'r> {
+    /// `delivered` are records an event already carried (any offsets; filtered to the range).
+    pub fn new(
+        reader: Option<&'r PartitionReader>,
+        start: i64,
+        end: i64,
+        delivered: &[KafkaRecord],
+    ) -> Self {
+        RangeReader {
+            reader,
+            next: start,
+            end,
+            delivered: delivered
+                .iter()
+                .filter(|r| r.offset >= start && r.offset < end)
+                .cloned()
+                .collect(),
+        }
+    }
+
+    /// The next records of the range, up to about `max` of them; `None` at the end.
+    pub async fn next_chunk(
+        &mut self,
+        max: usize,
+    ) -> Result<Option<Vec<KafkaRecord>>, PipelineError> {
+        if self.next >= self.end {
+            return Ok(None);
+        }
+        // Delivered records starting exactly here: take the contiguous run.
+        if self
+            .delivered
+            .front()
+            .is_some_and(|r| r.offset == self.next)
+        {
+            let mut out = Vec::new();
+            while out.len() < max {
+                match self.delivered.front() {
+                    Some(_) => {
+                        let r = self
+                            .delivered
+                            .pop_front()
+                            .ok_or_else(|| PipelineError::Event {
+                                reason: "delivered records changed while reading".into(),
+                            })?;
+                        self.next = r.offset + 1;
+                        out.push(r);
+                    }
+                    _ => break,
+                }
+            }
+            return Ok(Some(out));
+        }
+        // A gap: fetch up to the next delivered record (or the end).
+        let stop = self.delivered.front().map_or(self.end, |r| r.offset);
+        let Some(reader) = self.reader else {
+            self.next = stop;
+            return Ok(Some(Vec::new()));
+        };
+        let (records, hwm) = reader.fetch(self.next).await?;
+        let beyond = records.iter().any(|r| r.offset >= stop);
+        let mut out: Vec<KafkaRecord> = records
+            .into_iter()
+            .filter(|r| r.offset < stop)
+            .take(max)
+            .collect();
+        match out.last() {
+            Some(last) => self.next = last.offset + 1,
+            // Offsets with no record (compaction, transaction markers): skip to what exists.
+            None if beyond => self.next = stop,
+            None if hwm > self.next => self.next = stop.min(hwm),
+            None => {
+                return Err(PipelineError::Event {
+                    reason: format!(
+                        "{}: offset {} is beyond the high watermark {hwm}",
+                        reader.tp, self.next
+                    ),
+                });
+            }
+        }
+        if self.delivered.front().is_some_and(|r| r.offset < self.next) {
+            let next = self.next;
+            self.delivered.retain(|r| r.offset >= next);
+        }
+        out.shrink_to_fit();
+        Ok(Some(out))
+    }
+}

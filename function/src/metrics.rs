@@ -1,0 +1,126 @@
+//! Metrics in CloudWatch Embedded Metric Format: one JSON line per batch on stdout, which the
+//! Lambda runtime ships to CloudWatch Logs, where they become metrics in the `k2mc` namespace with
+//! topic and partition dimensions. The same counts are in the commit-log entry.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::commitlog::Counts;
+
+/// The namespace metrics are published under.
+pub const NAMESPACE: &str = "k2mc";
+
+/// Time spent in each stage of one batch.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StageTimes {
+    pub fetch: Duration,
+    pub transform: Duration,
+    pub encode: Duration,
+    pub stage: Duration,
+    pub load: Duration,
+    pub commit: Duration,
+}
+
+impl StageTimes {
+    /// The stages by name, in pipeline order.
+    pub fn named(&self) -> [(&'static str, Duration); 6] {
+        [
+            ("fetch", self.fetch),
+            ("transform", self.transform),
+            ("encode", self.encode),
+            ("stage", self.stage),
+            ("load", self.load),
+            ("commit", self.commit),
+        ]
+    }
+
+    /// Adds another batch's times.
+    pub fn add(&mut self, other: &StageTimes) {
+        self.fetch += other.fetch;
+        self.transform += other.transform;
+        self.encode += other.encode;
+        self.stage += other.stage;
+        self.load += other.load;
+        self.commit += other.commit;
+    }
+}
+
+/// The EMF document of one batch.
+pub fn batch_document(
+    topic: &str,
+    partition: i32,
+    counts: &Counts,
+    lag: i64,
+    times: &StageTimes,
+    timestamp_ms: i64,
+) -> serde_json::Value {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    let mut metrics = vec![
+        json!({"Name": "Read", "Unit": "Count"}),
+        json!({"Name": "Loaded", "Unit": "Count"}),
+        json!({"Name": "Filtered", "Unit": "Count"}),
+        json!({"Name": "DeadLettered", "Unit": "Count"}),
+        json!({"Name": "Bytes", "Unit": "Bytes"}),
+        json!({"Name": "Lag", "Unit": "Count"}),
+    ];
+    let mut doc = json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [["Topic"], ["Topic", "Partition"]],
+                "Metrics": [],
+            }],
+        },
+        "Topic": topic,
+        "Partition": partition.to_string(),
+        "Read": counts.read,
+        "Loaded": counts.loaded,
+        "Filtered": counts.filtered,
+        "DeadLettered": counts.dead_lettered,
+        "Bytes": counts.bytes,
+        "Lag": lag,
+    });
+    for (name, d) in times.named() {
+        let key = format!("{}Ms", capitalize(name));
+        metrics.push(json!({"Name": key, "Unit": "Milliseconds"}));
+        doc[key] = json!(ms(d));
+    }
+    doc["_aws"]["CloudWatchMetrics"][0]["Metrics"] = json!(metrics);
+    doc
+}
+
+fn capitalize(s: &str) -> String {
+    let mut c = s.chars();
+    c.next()
+        .map(|f| f.to_ascii_uppercase().to_string() + c.as_str())
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn emf_names_every_metric_it_sets() {
+        let counts = Counts {
+            read: 10,
+            loaded: 7,
+            filtered: 2,
+            dead_lettered: 1,
+            bytes: 900,
+        };
+        let doc = batch_document("t", 3, &counts, 5, &StageTimes::default(), 0);
+        let declared = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]
+            .as_array()
+            .unwrap();
+        assert_eq!(declared.len(), 12);
+        for m in declared {
+            let name = m["Name"].as_str().unwrap();
+            assert!(doc.get(name).is_some(), "{name} declared but not set");
+        }
+        assert_eq!(doc["Partition"], "3");
+        assert_eq!(doc["Loaded"], 7);
+    }
+}

@@ -1,0 +1,298 @@
+//! Destination partitions (architecture §4): a template such as `ds={event_time:%Y%m%d},hh={event_time:%H}`
+//! picks a row's partition from one of its columns (event time, so late records land where they
+//! belong), and `ds=${yyyymmdd}` (DataWorks' tokens, or `${bizdate}`) from the trigger time. Pure.
+
+use chrono::{DateTime, Duration, Utc};
+
+use crate::error::PipelineError;
+use crate::transform::bindings::Cell;
+
+/// One piece of a partition value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum Piece {
+    Text(String),
+    /// A row column (by index in the chain's output), with an optional strftime format.
+    Column {
+        index: usize,
+        name: String,
+        format: Option<String>,
+    },
+}
+
+/// A parsed template: partition keys and how each value is made.
+#[derive(Debug, Clone, Default)]
+pub struct Router {
+    keys: Vec<(String, Vec<Piece>)>,
+}
+
+fn err(reason: impl Into<String>) -> PipelineError {
+    PipelineError::Partition {
+        reason: reason.into(),
+    }
+}
+
+/// DataWorks time tokens in `${…}` replaced from `time`.
+fn dataworks(token: &str, time: DateTime<Utc>) -> Result<String, PipelineError> {
+    if token == "bizdate" {
+        return Ok((time - Duration::days(1)).format("%Y%m%d").to_string());
+    }
+    let mut out = String::new();
+    let mut rest = token;
+    while !rest.is_empty() {
+        let (piece, len) = if rest.starts_with("yyyy") {
+            (time.format("%Y").to_string(), 4)
+        } else if rest.starts_with("hh24") {
+            (time.format("%H").to_string(), 4)
+        } else if rest.starts_with("mm") {
+            (time.format("%m").to_string(), 2)
+        } else if rest.starts_with("dd") {
+            (time.format("%d").to_string(), 2)
+        } else if rest.starts_with("hh") {
+            (time.format("%H").to_string(), 2)
+        } else if rest.starts_with("mi") {
+            (time.format("%M").to_string(), 2)
+        } else if rest.starts_with("ss") {
+            (time.format("%S").to_string(), 2)
+        } else {
+            let c = rest.chars().next().unwrap_or('-');
+            if c.is_ascii_alphanumeric() {
+                return Err(err(format!(
+                    "${{{token}}}: unknown time token at {rest:?}; use yyyy, mm, dd, hh24, mi, ss or bizdate"
+                )));
+            }
+            (c.to_string(), c.len_utf8())
+        };
+        out.push_str(&piece);
+        rest = &rest[len..];
+    }
+    Ok(out)
+}
+
+impl Router {
+    /// Parses `template` against the table's partition keys and the chain's output columns;
+    /// `${…}` tokens are resolved now from the trigger time.
+    pub fn new(
+        template: &str,
+        partition_keys: &[String],
+        columns: &[String],
+        trigger_time: DateTime<Utc>,
+    ) -> Result<Router, PipelineError> {
+        let mut keys = Vec::new();
+        for part in template.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (key, value) = part
+                .split_once('=')
+                .ok_or_else(|| err(format!("{part:?} is not key=value in maxcompute.partition")))?;
+            let mut pieces = Vec::new();
+            let mut rest = value.trim();
+            while !rest.is_empty() {
+                if let Some(after) = rest.strip_prefix("${") {
+                    let end = after
+                        .find('}')
+                        .ok_or_else(|| err(format!("unclosed ${{ in {part:?}")))?;
+                    pieces.push(Piece::Text(dataworks(&after[..end], trigger_time)?));
+                    rest = &after[end + 1..];
+                } else if let Some(after) = rest.strip_prefix('{') {
+                    let end = after
+                        .find('}')
+                        .ok_or_else(|| err(format!("unclosed {{ in {part:?}")))?;
+                    let inner = &after[..end];
+                    let (name, format) = match inner.split_once(':') {
+                        Some((n, f)) => (n.trim(), Some(f.to_owned())),
+                        None => (inner.trim(), None),
+                    };
+                    let index = columns
+                        .iter()
+                        .position(|c| c.eq_ignore_ascii_case(name))
+                        .ok_or_else(|| {
+                            err(format!(
+                                "{{{name}}} in maxcompute.partition is not a column the transforms emit ({})",
+                                columns.join(", ")
+                            ))
+                        })?;
+                    pieces.push(Piece::Column {
+                        index,
+                        name: name.to_owned(),
+                        format,
+                    });
+                    rest = &after[end + 1..];
+                } else {
+                    let end = rest
+                        .find(['{', '$'])
+                        .filter(|&i| i > 0)
+                        .unwrap_or(rest.len());
+                    pieces.push(Piece::Text(rest[..end].to_owned()));
+                    rest = &rest[end..];
+                }
+            }
+            keys.push((key.trim().to_ascii_lowercase(), pieces));
+        }
+        let names: Vec<String> = keys.iter().map(|(k, _)| k.clone()).collect();
+        let want: Vec<String> = partition_keys
+            .iter()
+            .map(|k| k.to_ascii_lowercase())
+            .collect();
+        if names != want {
+            return Err(err(format!(
+                "maxcompute.partition names keys [{}] but the table is partitioned by [{}]; write {}",
+                names.join(", "),
+                want.join(", "),
+                if want.is_empty() {
+                    "an empty partition (\"\")".to_owned()
+                } else {
+                    want.iter()
+                        .map(|k| format!("{k}=…"))
+                        .collect::<Vec<_>>()
+                        .join(",")
+                }
+            )));
+        }
+        Ok(Router { keys })
+    }
+
+    /// The row columns the template reads.
+    pub fn columns(&self) -> Vec<String> {
+        self.keys
+            .iter()
+            .flat_map(|(_, p)| p.iter())
+            .filter_map(|p| match p {
+                Piece::Column { name, .. } => Some(name.clone()),
+                Piece::Text(_) => None,
+            })
+            .collect()
+    }
+
+    /// True when every row goes to the same partition.
+    pub fn is_static(&self) -> bool {
+        self.keys
+            .iter()
+            .all(|(_, p)| p.iter().all(|x| matches!(x, Piece::Text(_))))
+    }
+
+    /// The Tunnel-form partition spec of a row (`ds=20240501,hh=07`), or why there is none.
+    pub fn route(&self, cells: &[Cell]) -> Result<String, String> {
+        let mut out = String::new();
+        for (i, (key, pieces)) in self.keys.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            out.push_str(key);
+            out.push('=');
+            let start = out.len();
+            for piece in pieces {
+                match piece {
+                    Piece::Text(t) => out.push_str(t),
+                    Piece::Column {
+                        index,
+                        name,
+                        format,
+                    } => {
+                        let cell = cells.get(*index).unwrap_or(&Cell::Null);
+                        render(cell, format.as_deref(), &mut out)
+                            .map_err(|why| format!("partition column {name}: {why}"))?;
+                    }
+                }
+            }
+            let value = &out[start..];
+            if value.is_empty() || value.contains([',', '=', '/', '\'', '"']) {
+                return Err(format!(
+                    "partition value {value:?} for {key} is empty or has , = / or quotes"
+                ));
+            }
+        }
+        Ok(out)
+    }
+}
+
+fn render(cell: &Cell, format: Option<&str>, out: &mut String) -> Result<(), String> {
+    use std::fmt::Write as _;
+    let time = match cell {
+        Cell::Datetime(ms) => DateTime::from_timestamp_millis(*ms),
+        Cell::Timestamp(t) => DateTime::from_timestamp(t.seconds, t.nanos),
+        Cell::Date(d) => DateTime::from_timestamp(i64::from(*d) * 86_400, 0),
+        Cell::Int(n) if format.is_some() => DateTime::from_timestamp_millis(*n),
+        Cell::Null => return Err("is null".into()),
+        Cell::String(s) if format.is_none() => {
+            out.push_str(s);
+            return Ok(());
+        }
+        Cell::Int(n) => {
+            let _ = write!(out, "{n}");
+            return Ok(());
+        }
+        Cell::Boolean(b) => {
+            let _ = write!(out, "{b}");
+            return Ok(());
+        }
+        _ => {
+            return Err("cannot be a partition value (use a string, integer or time column)".into());
+        }
+    };
+    let time = time.ok_or("is out of the time range")?;
+    let format = format.unwrap_or("%Y%m%d");
+    write!(out, "{}", time.format(format)).map_err(|_| format!("bad time format {format:?}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transform::bindings::Instant;
+
+    fn t() -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339("2024-05-01T07:08:09Z")
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn dynamic_from_event_time() {
+        let r = Router::new(
+            "ds={ts:%Y%m%d},hh={ts:%H}",
+            &["ds".into(), "hh".into()],
+            &["id".into(), "ts".into()],
+            t(),
+        )
+        .unwrap();
+        assert!(!r.is_static());
+        let cells = [
+            Cell::Int(1),
+            Cell::Timestamp(Instant {
+                seconds: 1_700_000_000,
+                nanos: 0,
+            }),
+        ];
+        assert_eq!(r.route(&cells).unwrap(), "ds=20231114,hh=22");
+        assert!(
+            r.route(&[Cell::Int(1), Cell::Null])
+                .unwrap_err()
+                .contains("ts")
+        );
+    }
+
+    #[test]
+    fn static_dataworks_tokens() {
+        let r = Router::new(
+            "ds=${yyyymmdd},hh=${hh24}",
+            &["ds".into(), "hh".into()],
+            &[],
+            t(),
+        )
+        .unwrap();
+        assert!(r.is_static());
+        assert_eq!(r.route(&[]).unwrap(), "ds=20240501,hh=07");
+        let b = Router::new("ds=${bizdate}", &["ds".into()], &[], t()).unwrap();
+        assert_eq!(b.route(&[]).unwrap(), "ds=20240430");
+    }
+
+    #[test]
+    fn keys_must_match_the_table() {
+        let e = Router::new("dt=${yyyymmdd}", &["ds".into()], &[], t())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("[ds]"), "{e}");
+        assert!(Router::new("", &[], &[], t()).unwrap().is_static());
+        let e = Router::new("ds={nope}", &["ds".into()], &["a".into()], t())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("nope"), "{e}");
+    }
+}

@@ -1,0 +1,247 @@
+//! The staging bucket (S3, or OSS through its S3 API): the stage step writes blocks here, the load
+//! step reads them back, and the commit log, intents and dead letters live here too. Conditional
+//! writes are the whole concurrency story: create-only for log entries and intents
+//! (`If-None-Match: *`, or `x-oss-forbid-overwrite` on OSS), `If-Match` for intent updates.
+
+use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
+use aws_sdk_s3::primitives::ByteStream;
+use bytes::Bytes;
+
+use crate::config::{StagingConfig, StorageProvider};
+use crate::error::PipelineError;
+
+/// A handle on the staging bucket under the configured prefix.
+#[derive(Debug, Clone)]
+pub struct Staging {
+    client: aws_sdk_s3::Client,
+    bucket: String,
+    prefix: String,
+    provider: StorageProvider,
+}
+
+/// An object read back, with the entity tag a conditional update needs.
+#[derive(Debug, Clone)]
+pub struct Object {
+    pub data: Bytes,
+    pub etag: String,
+}
+
+/// The outcome of a conditional write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conditional {
+    Written,
+    /// The precondition failed: someone else created or changed the object first.
+    Conflict,
+}
+
+/// The AWS SDK configuration with an HTTPS client on rustls/ring (the one TLS stack we build).
+pub async fn sdk_config(region: Option<&str>) -> aws_config::SdkConfig {
+    use aws_smithy_http_client::tls;
+    let http = aws_smithy_http_client::Builder::new()
+        .tls_provider(tls::Provider::Rustls(
+            tls::rustls_provider::CryptoMode::Ring,
+        ))
+        .build_https();
+    let mut loader = aws_config::defaults(aws_config::BehaviorVersion::latest()).http_client(http);
+    if let Some(region) = region {
+        loader = loader.region(aws_config::Region::new(region.to_owned()));
+    }
+    loader.load().await
+}
+
+impl Staging {
+    /// A client for the configured bucket; `sdk` carries credentials and region.
+    pub fn new(sdk: &aws_config::SdkConfig, config: &StagingConfig) -> Self {
+        let mut builder = aws_sdk_s3::config::Builder::from(sdk);
+        if let Some(endpoint) = &config.endpoint {
+            builder = builder.endpoint_url(endpoint).force_path_style(true);
+        }
+        if let Some(region) = &config.region {
+            builder = builder.region(aws_sdk_s3::config::Region::new(region.clone()));
+        }
+        Staging {
+            client: aws_sdk_s3::Client::from_conf(builder.build()),
+            bucket: config.bucket.clone(),
+            prefix: config.prefix.trim_matches('/').to_owned(),
+            provider: config.provider,
+        }
+    }
+
+    /// The bucket name.
+    pub fn bucket(&self) -> &str {
+        &self.bucket
+    }
+
+    /// The full key of `relative` under the prefix.
+    pub fn key(&self, relative: &str) -> String {
+        if self.prefix.is_empty() {
+            relative.to_owned()
+        } else {
+            format!("{}/{relative}", self.prefix)
+        }
+    }
+
+    fn fail<E: std::error::Error + 'static>(
+        &self,
+        operation: &'static str,
+        key: &str,
+        err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+    ) -> PipelineError {
+        PipelineError::Storage {
+            bucket: self.bucket.clone(),
+            operation,
+            key: key.to_owned(),
+            message: DisplayErrorContext(err).to_string(),
+        }
+    }
+
+    /// Writes (or overwrites) an object.
+    pub async fn put(&self, relative: &str, data: Bytes) -> Result<(), PipelineError> {
+        let key = self.key(relative);
+        self.client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(data))
+            .send()
+            .await
+            .map_err(|e| self.fail("put", &key, &e))?;
+        Ok(())
+    }
+
+    /// Creates an object only if no object has the key.
+    pub async fn create(&self, relative: &str, data: Bytes) -> Result<Conditional, PipelineError> {
+        let key = self.key(relative);
+        let mut request = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .body(ByteStream::from(data));
+        if self.provider == StorageProvider::S3 {
+            request = request.if_none_match("*");
+        }
+        let result = match self.provider {
+            StorageProvider::S3 => request.send().await,
+            StorageProvider::Oss => {
+                request
+                    .customize()
+                    .mutate_request(|req| {
+                        req.headers_mut().insert("x-oss-forbid-overwrite", "true");
+                    })
+                    .send()
+                    .await
+            }
+        };
+        match result {
+            Ok(_) => Ok(Conditional::Written),
+            Err(e) if is_conflict(&e) => Ok(Conditional::Conflict),
+            Err(e) => Err(self.fail("create", &key, &e)),
+        }
+    }
+
+    /// Replaces an object only if it still has `etag`.
+    pub async fn replace(
+        &self,
+        relative: &str,
+        data: Bytes,
+        etag: &str,
+    ) -> Result<Conditional, PipelineError> {
+        let key = self.key(relative);
+        let result = self
+            .client
+            .put_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .if_match(etag)
+            .body(ByteStream::from(data))
+            .send()
+            .await;
+        match result {
+            Ok(_) => Ok(Conditional::Written),
+            Err(e) if is_conflict(&e) => Ok(Conditional::Conflict),
+            Err(e) => Err(self.fail("replace", &key, &e)),
+        }
+    }
+
+    /// Reads an object; `None` when there is none.
+    pub async fn get(&self, relative: &str) -> Result<Option<Object>, PipelineError> {
+        let key = self.key(relative);
+        let out = match self
+            .client
+            .get_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+        {
+            Ok(out) => out,
+            Err(e) if e.raw_response().map(|r| r.status().as_u16()) == Some(404) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(self.fail("get", &key, &e)),
+        };
+        let etag = out.e_tag().unwrap_or_default().to_owned();
+        let data = out
+            .body
+            .collect()
+            .await
+            .map_err(|e| PipelineError::Storage {
+                bucket: self.bucket.clone(),
+                operation: "read body of",
+                key: key.clone(),
+                message: e.to_string(),
+            })?
+            .into_bytes();
+        Ok(Some(Object { data, etag }))
+    }
+
+    /// Keys (relative to the prefix) under `relative_prefix`, in key order, after `start_after`.
+    pub async fn list(
+        &self,
+        relative_prefix: &str,
+        start_after: Option<&str>,
+        max: i32,
+    ) -> Result<Vec<String>, PipelineError> {
+        let prefix = self.key(relative_prefix);
+        let mut request = self
+            .client
+            .list_objects_v2()
+            .bucket(&self.bucket)
+            .prefix(&prefix)
+            .max_keys(max);
+        if let Some(after) = start_after {
+            request = request.start_after(self.key(after));
+        }
+        let out = request
+            .send()
+            .await
+            .map_err(|e| self.fail("list", &prefix, &e))?;
+        let strip = if self.prefix.is_empty() {
+            0
+        } else {
+            self.prefix.len() + 1
+        };
+        Ok(out
+            .contents()
+            .iter()
+            .filter_map(|o| o.key())
+            .map(|k| k[strip.min(k.len())..].to_owned())
+            .collect())
+    }
+
+    /// Checks that the bucket answers (for `k2mc validate`).
+    pub async fn check(&self) -> Result<(), PipelineError> {
+        self.list("", None, 1).await.map(|_| ())
+    }
+}
+
+/// 412 Precondition Failed, or 409 when a conditional write raced another.
+fn is_conflict<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> bool {
+    let status = err.raw_response().map(|r| r.status().as_u16());
+    if matches!(status, Some(412) | Some(409)) {
+        return true;
+    }
+    // OSS answers 409 FileAlreadyExists to a forbidden overwrite.
+    false
+}

@@ -1,0 +1,389 @@
+//! The rest of the local stack: tansu (Kafka), s3s-fs (S3) and a Lambda Runtime API stand-in,
+//! plus a config file for `k2mc` pointing at all of them. tansu and s3s-fs are not ours, so they
+//! run under a shell guard that kills them when the harness's pipe to it closes (the harness
+//! exited or crashed); owned handles also kill them on drop.
+
+use std::collections::{HashMap, VecDeque};
+use std::io::Write;
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, Command, Stdio};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+
+/// tansu version the stack runs (installed by infra/local/setup).
+pub const TANSU_VERSION: &str = "0.6.0";
+/// s3s-fs version the stack runs.
+pub const S3S_FS_VERSION: &str = "0.14.1";
+/// S3 credentials of the local s3s-fs.
+pub const S3_ACCESS_KEY: &str = "k2mc-s3-local";
+pub const S3_SECRET_KEY: &str = "k2mc-s3-secret-81c2";
+
+/// A tool installed by `cargo install` into ~/.cargo/bin (or on PATH). Fails loudly.
+pub fn cargo_tool(name: &str) -> anyhow::Result<PathBuf> {
+    let home = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cargo")))
+        .unwrap_or_default();
+    let candidate = home.join("bin").join(name);
+    if candidate.exists() {
+        return Ok(candidate);
+    }
+    bail!(
+        "{name} is not installed at {}: run infra/local/setup (it installs tansu {TANSU_VERSION} and s3s-fs {S3S_FS_VERSION})",
+        candidate.display()
+    )
+}
+
+/// A free loopback port (bound and released; the tiny race is acceptable for tests).
+pub fn free_port() -> anyhow::Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+fn wait_for_port(port: u16, within: Duration) -> anyhow::Result<()> {
+    let start = Instant::now();
+    while start.elapsed() < within {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    bail!("nothing listened on 127.0.0.1:{port} within {within:?}")
+}
+
+/// A foreign server under a guard shell: the shell starts it, waits for its stdin to close, then
+/// kills it.
+#[derive(Debug)]
+pub struct Guarded {
+    child: Child,
+    stdin: Option<ChildStdin>,
+    pub port: u16,
+}
+
+impl Guarded {
+    fn spawn(program: &Path, args: &[String], port: u16, log: &Path) -> anyhow::Result<Guarded> {
+        let script = r#"prog="$1"; shift; "$prog" "$@" & pid=$!; trap 'kill -9 $pid 2>/dev/null' EXIT INT TERM; read _; exit 0"#;
+        let log_file = std::fs::File::create(log)?;
+        let mut child = Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .arg("guard")
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file)
+            .spawn()
+            .with_context(|| format!("starting {}", program.display()))?;
+        let stdin = child.stdin.take();
+        if let Err(e) = wait_for_port(port, Duration::from_secs(30)) {
+            let _ = child.kill();
+            let tail = std::fs::read_to_string(log).unwrap_or_default();
+            bail!("{} did not start: {e}\n{tail}", program.display());
+        }
+        Ok(Guarded { child, stdin, port })
+    }
+
+    /// Stops the server (and waits for the guard).
+    pub fn stop(&mut self) {
+        self.stdin.take();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Guarded {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// A tansu broker on memory storage.
+pub fn start_tansu(dir: &Path) -> anyhow::Result<Guarded> {
+    let bin = cargo_tool("tansu")?;
+    let port = free_port()?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    let args = vec![
+        "broker".to_owned(),
+        "--listener-url".into(),
+        url.clone(),
+        "--advertised-listener-url".into(),
+        url,
+        "--storage-engine".into(),
+        "memory://tansu/".into(),
+    ];
+    Guarded::spawn(&bin, &args, port, &dir.join("tansu.log"))
+}
+
+/// An s3s-fs server over `root` with a `bucket` directory created.
+pub fn start_s3(root: &Path, bucket: &str) -> anyhow::Result<Guarded> {
+    let bin = cargo_tool("s3s-fs")?;
+    let data = root.join("s3");
+    std::fs::create_dir_all(data.join(bucket))?;
+    let port = free_port()?;
+    let args = vec![
+        "--host".to_owned(),
+        "127.0.0.1".into(),
+        "--port".into(),
+        port.to_string(),
+        "--access-key".into(),
+        S3_ACCESS_KEY.into(),
+        "--secret-key".into(),
+        S3_SECRET_KEY.into(),
+        data.display().to_string(),
+    ];
+    Guarded::spawn(&bin, &args, port, &root.join("s3s-fs.log"))
+}
+
+/// Environment for processes that talk to the local S3 (the AWS SDK reads these).
+pub fn s3_env() -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_ACCESS_KEY_ID", S3_ACCESS_KEY.to_owned()),
+        ("AWS_SECRET_ACCESS_KEY", S3_SECRET_KEY.to_owned()),
+        ("AWS_REGION", "us-east-1".to_owned()),
+        ("AWS_EC2_METADATA_DISABLED", "true".to_owned()),
+    ]
+}
+
+/// The whole local stack: Kafka, S3 and the MaxCompute emulator.
+#[derive(Debug)]
+pub struct Stack {
+    pub dir: PathBuf,
+    pub kafka: Guarded,
+    pub s3: Guarded,
+    pub bucket: String,
+}
+
+impl Stack {
+    /// Starts tansu and s3s-fs under `dir` (the emulator is shared, see `shared_emulator`).
+    pub fn start(dir: &Path) -> anyhow::Result<Stack> {
+        let bucket = "k2mc-staging".to_owned();
+        Ok(Stack {
+            dir: dir.to_owned(),
+            kafka: start_tansu(dir)?,
+            s3: start_s3(dir, &bucket)?,
+            bucket,
+        })
+    }
+
+    pub fn bootstrap(&self) -> String {
+        format!("127.0.0.1:{}", self.kafka.port)
+    }
+
+    pub fn s3_endpoint(&self) -> String {
+        format!("http://127.0.0.1:{}", self.s3.port)
+    }
+}
+
+/// The stack shared by every test of one process.
+pub fn shared_stack() -> anyhow::Result<&'static Stack> {
+    static SHARED: OnceLock<(tempfile::TempDir, Stack)> = OnceLock::new();
+    if let Some((_, s)) = SHARED.get() {
+        return Ok(s);
+    }
+    let dir = tempfile::tempdir()?;
+    let stack = Stack::start(dir.path())?;
+    Ok(&SHARED.get_or_init(|| (dir, stack)).1)
+}
+
+/// Writes a k2mc config for the stack; `extra` is appended TOML.
+pub fn write_config(
+    path: &Path,
+    stack: &Stack,
+    emulator_endpoint: &str,
+    cluster: &str,
+    topics: &[&str],
+    table: &str,
+    partition: &str,
+    transforms: &str,
+    extra: &str,
+) -> anyhow::Result<()> {
+    let topics: Vec<String> = topics.iter().map(|t| format!("{t:?}")).collect();
+    let text = format!(
+        r#"[kafka]
+bootstrap = ["{bootstrap}"]
+cluster = "{cluster}"
+topics = [{topics}]
+
+[maxcompute]
+endpoint = "{emulator_endpoint}"
+project = "{project}"
+table = "{table}"
+access_id = "{access_id}"
+access_key = "env:K2MC_TEST_MC_KEY"
+partition = "{partition}"
+
+[staging]
+bucket = "{bucket}"
+endpoint = "{s3}"
+region = "us-east-1"
+
+{transforms}
+{extra}
+"#,
+        bootstrap = stack.bootstrap(),
+        topics = topics.join(", "),
+        project = crate::PROJECT,
+        access_id = crate::ACCESS_ID,
+        bucket = stack.bucket,
+        s3 = stack.s3_endpoint(),
+    );
+    std::fs::write(path, text)?;
+    Ok(())
+}
+
+/// Environment a `k2mc` process needs for a config from [`write_config`].
+pub fn k2mc_env() -> Vec<(&'static str, String)> {
+    let mut env = s3_env();
+    env.push(("K2MC_TEST_MC_KEY", crate::ACCESS_KEY.to_owned()));
+    env.push((
+        "K2MC_ARTIFACT_CACHE",
+        crate::artifact_cache().display().to_string(),
+    ));
+    env
+}
+
+#[derive(Debug, Default)]
+struct RuntimeState {
+    queue: VecDeque<(String, serde_json::Value)>,
+    results: HashMap<String, Result<serde_json::Value, String>>,
+    init_error: Option<String>,
+    polls: u64,
+}
+
+/// A Lambda Runtime API stand-in: queue events, the function polls them, results come back.
+#[derive(Debug, Clone)]
+pub struct RuntimeApi {
+    pub addr: String,
+    state: Arc<(Mutex<RuntimeState>, Condvar)>,
+}
+
+impl RuntimeApi {
+    /// Serves on a free loopback port from a background thread.
+    pub fn start() -> anyhow::Result<RuntimeApi> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?.to_string();
+        let state: Arc<(Mutex<RuntimeState>, Condvar)> = Arc::default();
+        let shared = Arc::clone(&state);
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                let shared = Arc::clone(&shared);
+                std::thread::spawn(move || {
+                    let _ = serve_one(stream, &shared);
+                });
+            }
+        });
+        Ok(RuntimeApi { addr, state })
+    }
+
+    /// How many times the function asked for the next invocation.
+    pub fn polls(&self) -> u64 {
+        self.state.0.lock().map(|s| s.polls).unwrap_or(0)
+    }
+
+    /// Delivers `event` and waits for the function's answer.
+    pub fn invoke(
+        &self,
+        event: serde_json::Value,
+        within: Duration,
+    ) -> anyhow::Result<Result<serde_json::Value, String>> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let id = format!(
+            "req-{}",
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
+        );
+        let (lock, cv) = &*self.state;
+        let mut s = lock.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+        s.queue.push_back((id.clone(), event));
+        cv.notify_all();
+        let start = Instant::now();
+        loop {
+            if let Some(r) = s.results.remove(&id) {
+                return Ok(r);
+            }
+            if let Some(e) = &s.init_error {
+                bail!("the function failed to initialise: {e}");
+            }
+            let left = within
+                .checked_sub(start.elapsed())
+                .context("the function did not answer in time")?;
+            s = cv
+                .wait_timeout(s, left)
+                .map_err(|_| anyhow::anyhow!("poisoned"))?
+                .0;
+        }
+    }
+}
+
+fn serve_one(
+    stream: std::net::TcpStream,
+    state: &(Mutex<RuntimeState>, Condvar),
+) -> anyhow::Result<()> {
+    use std::io::{BufRead, BufReader, Read};
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut out = stream;
+    loop {
+        let mut request_line = String::new();
+        if reader.read_line(&mut request_line)? == 0 {
+            return Ok(());
+        }
+        let mut length = 0usize;
+        loop {
+            let mut h = String::new();
+            reader.read_line(&mut h)?;
+            let h = h.trim_end();
+            if h.is_empty() {
+                break;
+            }
+            if let Some((k, v)) = h.split_once(':')
+                && k.eq_ignore_ascii_case("content-length")
+            {
+                length = v.trim().parse().unwrap_or(0);
+            }
+        }
+        let mut body = vec![0; length];
+        reader.read_exact(&mut body)?;
+        let mut parts = request_line.split_whitespace();
+        let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+        let (lock, cv) = state;
+        if method == "GET" && path.ends_with("/runtime/invocation/next") {
+            let mut s = lock.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            s.polls += 1;
+            let (id, event) = loop {
+                if let Some(item) = s.queue.pop_front() {
+                    break item;
+                }
+                s = cv.wait(s).map_err(|_| anyhow::anyhow!("poisoned"))?;
+            };
+            drop(s);
+            let payload = event.to_string();
+            let deadline = chrono::Utc::now().timestamp_millis() + 300_000;
+            write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nLambda-Runtime-Aws-Request-Id: {id}\r\nLambda-Runtime-Deadline-Ms: {deadline}\r\nLambda-Runtime-Invoked-Function-Arn: arn:aws:lambda:us-east-1:000000000000:function:k2mc\r\nLambda-Runtime-Trace-Id: Root=1-00000000-000000000000000000000000\r\nContent-Length: {}\r\n\r\n{payload}",
+                payload.len()
+            )?;
+        } else if method == "POST" && (path.ends_with("/response") || path.ends_with("/error")) {
+            let segments: Vec<&str> = path.split('/').collect();
+            let text = String::from_utf8_lossy(&body).into_owned();
+            let mut s = lock.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
+            if path.contains("/init/error") {
+                s.init_error = Some(text);
+            } else if let Some(id) = segments.iter().rev().nth(1) {
+                let result = if path.ends_with("/response") {
+                    Ok(serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text)))
+                } else {
+                    Err(text)
+                };
+                s.results.insert((*id).to_owned(), result);
+            }
+            cv.notify_all();
+            drop(s);
+            write!(out, "HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n")?;
+        } else {
+            write!(out, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n")?;
+        }
+        out.flush()?;
+    }
+}
