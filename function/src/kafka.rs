@@ -341,7 +341,16 @@ impl<'r> RangeReader<'r> {
             Some(last) => self.next = last.offset + 1,
             // Offsets with no record (compaction, transaction markers): skip to what exists.
             None if beyond => self.next = stop,
-            None if hwm > self.next => self.next = stop.min(hwm),
+            // Never skip offsets on an empty answer: a broker that answers a fetch in the middle
+            // of a record batch with nothing (tansu 0.6 does) would otherwise lose records silently.
+            None if hwm > self.next => {
+                return Err(PipelineError::Event {
+                    reason: format!(
+                        "{}: a fetch at offset {} returned no records although the high watermark is {hwm}; refusing to skip them",
+                        reader.tp, self.next
+                    ),
+                });
+            }
             None => {
                 return Err(PipelineError::Event {
                     reason: format!(

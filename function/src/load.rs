@@ -132,7 +132,17 @@ pub async fn load(
                 compression: Compression::Deflate,
                 rows: block.rows,
             };
-            client.upload_block(&session, block.id, &block_data).await?;
+            if let Err(err) = client.upload_block(&session, block.id, &block_data).await {
+                // A racing invocation may have committed this recorded session meanwhile.
+                let now = client
+                    .reload_upload_session(table, partition.as_ref(), &session.id)
+                    .await?;
+                if now.is_committed() {
+                    tracing::info!(upload_id = %session.id, "session committed by another invocation");
+                    break;
+                }
+                return Err(err.into());
+            }
             report.blocks_uploaded += 1;
             ids.push(block.id);
             fault::point("after-block");

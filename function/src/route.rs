@@ -224,7 +224,9 @@ fn render(cell: &Cell, format: Option<&str>, out: &mut String) -> Result<(), Str
             return Ok(());
         }
         _ => {
-            return Err("cannot be a partition value (use a string, integer or time column)".into());
+            return Err(
+                "cannot be a partition value (use a string, integer or time column)".into(),
+            );
         }
     };
     let time = time.ok_or("is out of the time range")?;

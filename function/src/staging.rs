@@ -164,8 +164,25 @@ impl Staging {
         }
     }
 
-    /// Reads an object; `None` when there is none.
+    /// Reads an object; `None` when there is none. A body cut off mid-read (an object being
+    /// replaced concurrently) is read again.
     pub async fn get(&self, relative: &str) -> Result<Option<Object>, PipelineError> {
+        let mut attempt = 0;
+        loop {
+            match self.get_once(relative).await {
+                Err(PipelineError::Storage {
+                    operation: "read body of",
+                    ..
+                }) if attempt < 4 => {
+                    attempt += 1;
+                    tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn get_once(&self, relative: &str) -> Result<Option<Object>, PipelineError> {
         let key = self.key(relative);
         let out = match self
             .client

@@ -188,6 +188,7 @@ pub fn shared_stack() -> anyhow::Result<&'static Stack> {
 }
 
 /// Writes a k2mc config for the stack; `extra` is appended TOML.
+#[allow(clippy::too_many_arguments)]
 pub fn write_config(
     path: &Path,
     stack: &Stack,
