@@ -139,12 +139,14 @@ pub fn load_chain(config: &Config) -> Result<Chain, PipelineError> {
     Ok(host.load_chain(stage_specs(config), &artifact_cache_dir())?)
 }
 
-/// Matches the chain's output against the table; all problems in one error.
-pub fn check_layout(
+/// The destination-partition router of the config's template, for the table's partition keys
+/// and the chain's columns, with `${…}` tokens resolved from `time`.
+pub fn router(
     config: &Config,
     chain: &Chain,
     table: &TableInfo,
-) -> Result<Layout, PipelineError> {
+    time: chrono::DateTime<chrono::Utc>,
+) -> Result<Router, PipelineError> {
     let names: Vec<String> = chain
         .output_columns()
         .iter()
@@ -156,12 +158,16 @@ pub fn check_layout(
         .iter()
         .map(|c| c.name.clone())
         .collect();
-    let router = Router::new(
-        &config.maxcompute.partition,
-        &keys,
-        &names,
-        chrono::Utc::now(),
-    )?;
+    Router::new(&config.maxcompute.partition, &keys, &names, time)
+}
+
+/// Matches the chain's output against the table; all problems in one error.
+pub fn check_layout(
+    config: &Config,
+    chain: &Chain,
+    table: &TableInfo,
+) -> Result<Layout, PipelineError> {
+    let router = router(config, chain, table, chrono::Utc::now())?;
     Layout::new(chain.output_columns(), &table.schema, &router.columns()).map_err(|problems| {
         PipelineError::SchemaMismatch {
             table: table.name.clone(),
@@ -406,34 +412,20 @@ impl App {
         deadline: Instant,
         invocation: &str,
     ) -> InvocationReport {
-        let keys: Vec<String> = self
-            .table
-            .schema
-            .partition_keys
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        let names: Vec<String> = self
-            .chain
-            .output_columns()
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        let router = match Router::new(&self.config.maxcompute.partition, &keys, &names, time) {
+        let router = match router(&self.config, &self.chain, &self.table, time) {
             Ok(r) => r,
             Err(e) => {
                 let message = e.to_string();
                 return InvocationReport {
                     partitions: work
                         .into_iter()
-                        .map(|w| PartitionOutcome {
-                            tp: w.tp,
-                            batches: Vec::new(),
-                            next: None,
-                            high_watermark: None,
-                            error: Some(PipelineError::Partition {
-                                reason: message.clone(),
-                            }),
+                        .map(|w| {
+                            PartitionOutcome::failed(
+                                w.tp,
+                                PipelineError::Partition {
+                                    reason: message.clone(),
+                                },
+                            )
                         })
                         .collect(),
                 };
@@ -454,27 +446,11 @@ impl App {
             .map(|w| async move {
                 let reader = match self.kafka.partition(&w.tp).await {
                     Ok(r) => r,
-                    Err(e) => {
-                        return PartitionOutcome {
-                            tp: w.tp,
-                            batches: Vec::new(),
-                            next: None,
-                            high_watermark: None,
-                            error: Some(e),
-                        };
-                    }
+                    Err(e) => return PartitionOutcome::failed(w.tp, e),
                 };
                 let origin = match resolve(&reader, w.origin).await {
                     Ok(o) => o,
-                    Err(e) => {
-                        return PartitionOutcome {
-                            tp: w.tp,
-                            batches: Vec::new(),
-                            next: None,
-                            high_watermark: None,
-                            error: Some(e),
-                        };
-                    }
+                    Err(e) => return PartitionOutcome::failed(w.tp, e),
                 };
                 let outcome =
                     sync_partition(ctx, &reader, origin, w.target, &w.delivered, deadline).await;
@@ -587,25 +563,7 @@ impl App {
             self.log.staging().clone(),
             format!("{}~replay", self.config.kafka.cluster),
         );
-        let keys: Vec<String> = self
-            .table
-            .schema
-            .partition_keys
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        let names: Vec<String> = self
-            .chain
-            .output_columns()
-            .iter()
-            .map(|c| c.name.clone())
-            .collect();
-        let router = Router::new(
-            &self.config.maxcompute.partition,
-            &keys,
-            &names,
-            chrono::Utc::now(),
-        )?;
+        let router = router(&self.config, &self.chain, &self.table, chrono::Utc::now())?;
         let mut config = self.config.clone();
         config.kafka.cluster = scope.cluster().to_owned();
         let ctx = BatchContext {

@@ -3,7 +3,7 @@
 //! invariants of architecture §3 are kept here. [`sync_partition`] runs batches until the
 //! partition is caught up, the trigger's range is done, or the invocation's time runs short.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use base64::Engine as _;
 use serde_json::json;
@@ -56,6 +56,19 @@ pub struct PartitionOutcome {
     pub high_watermark: Option<i64>,
     /// Why the partition stopped early, if it did.
     pub error: Option<PipelineError>,
+}
+
+impl PartitionOutcome {
+    /// A partition that stopped before its first batch.
+    pub fn failed(tp: TopicPartition, error: PipelineError) -> Self {
+        PartitionOutcome {
+            tp,
+            batches: Vec::new(),
+            next: None,
+            high_watermark: None,
+            error: Some(error),
+        }
+    }
 }
 
 /// Where a partition's range ends for this invocation.
@@ -450,9 +463,4 @@ fn write_dead_letter(
     if serde_json::to_writer(&mut *out, &line).is_ok() {
         out.push(b'\n');
     }
-}
-
-/// Time left before `deadline`, for logs.
-pub fn remaining(deadline: Instant) -> Duration {
-    deadline.saturating_duration_since(Instant::now())
 }
