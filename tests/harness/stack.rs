@@ -152,6 +152,8 @@ pub struct Stack {
     pub dir: PathBuf,
     pub kafka: Guarded,
     pub s3: Guarded,
+    /// Port of the front that linearizes each object's requests (see `s3front`).
+    pub s3_front: u16,
     pub bucket: String,
 }
 
@@ -159,10 +161,13 @@ impl Stack {
     /// Starts tansu and s3s-fs under `dir` (the emulator is shared, see `shared_emulator`).
     pub fn start(dir: &Path) -> anyhow::Result<Stack> {
         let bucket = "k2mc-staging".to_owned();
+        let s3 = start_s3(dir, &bucket)?;
+        let s3_front = crate::s3front::start(s3.port)?;
         Ok(Stack {
             dir: dir.to_owned(),
             kafka: start_tansu(dir)?,
-            s3: start_s3(dir, &bucket)?,
+            s3,
+            s3_front,
             bucket,
         })
     }
@@ -172,7 +177,7 @@ impl Stack {
     }
 
     pub fn s3_endpoint(&self) -> String {
-        format!("http://127.0.0.1:{}", self.s3.port)
+        format!("http://127.0.0.1:{}", self.s3_front)
     }
 }
 

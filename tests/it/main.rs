@@ -8,4 +8,5 @@ mod emulator;
 mod maxcompute;
 mod pipeline;
 mod rows;
+mod stack;
 mod transforms;
