@@ -204,9 +204,55 @@ impl PartitionReader {
             .map_err(|e| self.err("list offset by time", e))
     }
 
-    /// One fetch at `offset`: records at or after it, and the high watermark. The watermark of a
-    /// fetch is used rather than ListOffsets(latest), which some brokers answer wrongly.
+    /// Records at or after `offset` (one fetch's worth, offsets strictly increasing), and the
+    /// high watermark. The watermark of a fetch is used rather than ListOffsets(latest), which
+    /// some brokers answer wrongly.
+    ///
+    /// Kafka answers a fetch that starts inside a record batch with the whole batch (rskafka drops
+    /// the records before `offset`), so an answer starts at `offset` unless offsets are missing
+    /// (compaction, transaction markers). An answer that starts later, or is empty below the
+    /// watermark, is checked rather than trusted: some brokers (tansu 0.6) skip the batch holding
+    /// `offset`, or answer with nothing. The check steps back (1, 2, 4 … offsets, not below the
+    /// earliest) until an answer starts at or before `offset`, walking forward by whole answers
+    /// (each ends where the next batch begins). Records are never skipped on an unchecked answer.
     pub async fn fetch(&self, offset: i64) -> Result<(Vec<KafkaRecord>, i64), PipelineError> {
+        let (records, hwm) = self.fetch_once(offset).await?;
+        if offset >= hwm || records.first().is_some_and(|r| r.offset == offset) {
+            return Ok((records, hwm));
+        }
+        let earliest = self.earliest().await?;
+        let mut back = 1i64;
+        let mut from = offset;
+        while from > earliest {
+            from = offset.saturating_sub(back).max(earliest);
+            back = back.saturating_mul(2);
+            let (mut found, _) = self.fetch_once(from).await?;
+            if found.first().is_none_or(|r| r.offset > offset) {
+                continue;
+            }
+            while let Some(last) = found.last().map(|r| r.offset) {
+                if last >= offset {
+                    break;
+                }
+                found = self.fetch_once(last + 1).await?.0;
+            }
+            found.retain(|r| r.offset >= offset);
+            if found.first().map(|r| r.offset) != records.first().map(|r| r.offset) {
+                tracing::warn!(
+                    offset,
+                    from,
+                    answered = ?records.first().map(|r| r.offset),
+                    checked = ?found.first().map(|r| r.offset),
+                    "the broker's answer skipped records; read them from the start of their batch"
+                );
+            }
+            return Ok((found, hwm));
+        }
+        // At the earliest offset: the missing offsets hold no records.
+        Ok((records, hwm))
+    }
+
+    async fn fetch_once(&self, offset: i64) -> Result<(Vec<KafkaRecord>, i64), PipelineError> {
         let (records, hwm) = self
             .client
             .fetch_records(offset, 1..self.max_bytes, self.max_wait_ms)
@@ -224,9 +270,16 @@ impl PartitionReader {
                     self.err("fetch", e)
                 }
             })?;
+        // Offsets strictly increase: a record repeated in an answer (tansu 0.6 repeats the last
+        // batch) is dropped.
+        let mut last = offset - 1;
         let out = records
             .into_iter()
-            .filter(|r| r.offset >= offset)
+            .filter(|r| {
+                let keep = r.offset > last;
+                last = last.max(r.offset);
+                keep
+            })
             .map(|r| KafkaRecord {
                 offset: r.offset,
                 timestamp_ms: r.record.timestamp.timestamp_millis(),
@@ -249,7 +302,17 @@ impl PartitionReader {
     /// The high watermark (next offset to be written).
     pub async fn high_watermark(&self) -> Result<i64, PipelineError> {
         let earliest = self.earliest().await?;
-        Ok(self.fetch(earliest).await?.1)
+        self.watermark_at(earliest).await
+    }
+
+    /// The high watermark as a minimal fetch at `offset` reports it (at most one batch is sent).
+    pub async fn watermark_at(&self, offset: i64) -> Result<i64, PipelineError> {
+        let (_, hwm) = self
+            .client
+            .fetch_records(offset, 1..2, 0)
+            .await
+            .map_err(|e| self.err("fetch the high watermark", e))?;
+        Ok(hwm)
     }
 }
 
@@ -309,7 +372,8 @@ impl<'r> RangeReader<'r> {
             let mut out = Vec::new();
             while out.len() < max {
                 match self.delivered.front() {
-                    Some(_) => {
+                    // Only the contiguous run: offsets missing from a payload are fetched.
+                    Some(r) if r.offset == self.next => {
                         let r = self
                             .delivered
                             .pop_front()
@@ -341,8 +405,7 @@ impl<'r> RangeReader<'r> {
             Some(last) => self.next = last.offset + 1,
             // Offsets with no record (compaction, transaction markers): skip to what exists.
             None if beyond => self.next = stop,
-            // Never skip offsets on an empty answer: a broker that answers a fetch in the middle
-            // of a record batch with nothing (tansu 0.6 does) would otherwise lose records silently.
+            // Never skip offsets on an empty answer: they may hold records not readable yet.
             None if hwm > self.next => {
                 return Err(PipelineError::Event {
                     reason: format!(

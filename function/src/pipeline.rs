@@ -118,8 +118,7 @@ pub async fn sync_partition(
                         earliest,
                     });
                 }
-                let (_, hwm) = reader.fetch(next.max(earliest)).await?;
-                hwm
+                reader.watermark_at(next.max(earliest)).await?
             }
         };
         outcome.high_watermark = Some(end);

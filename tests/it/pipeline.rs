@@ -107,9 +107,9 @@ impl Case {
                     timestamp: chrono::Utc::now(),
                 })
                 .collect();
-            // One record per produce request: tansu 0.6 answers a fetch that starts inside a
-            // multi-record batch with nothing, which the pipeline refuses (see kafka.rs).
-            for chunk in records.chunks(1) {
+            // Record batches of four, so that batches and fetches start inside them (tansu 0.6
+            // answers such a fetch with nothing; the reader steps back, see kafka.rs).
+            for chunk in records.chunks(4) {
                 pc.produce(chunk.to_vec(), Compression::NoCompression).await.unwrap();
             }
         });
@@ -366,7 +366,17 @@ fn redelivered_and_overlapping_msk_payloads_load_once_and_gaps_are_fetched() {
     // A payload starting after a gap: offsets 20..25 are fetched from Kafka.
     let gap = call(msk_event(&case, 0, 25..30));
     assert_eq!(gap["k2mc"]["partitions"][0]["read"], 10, "{gap}");
-    case.assert_exactly_once(30);
+    // A payload with a hole in the middle: 33..36 are fetched too.
+    case.produce(0, 30..40, 1);
+    let mut holey = msk_event(&case, 0, 30..40);
+    let key = format!("{}-0", case.topic);
+    holey["records"][&key]
+        .as_array_mut()
+        .unwrap()
+        .retain(|r| !(33..36).contains(&r["offset"].as_i64().unwrap()));
+    let holey = call(holey);
+    assert_eq!(holey["k2mc"]["partitions"][0]["read"], 10, "{holey}");
+    case.assert_exactly_once(40);
 }
 
 #[test]
@@ -555,4 +565,32 @@ fn validate_names_each_problem() {
         "{out}"
     );
     let _ = Stack::start; // the stack type is shared with the demo
+}
+
+/// tansu 0.6 answers a fetch that starts inside a record batch by skipping that batch and repeating
+/// the last one (seen: a fetch at 25 of batches [24..27], [28, 29] answers 28, 29, 28, 29). The
+/// reader checks such answers: from every offset it reads each record once, in order.
+#[test]
+fn fetches_inside_record_batches_read_every_record_once() {
+    let case = Case::new("midbatch", 1, "");
+    case.produce(0, 0..30, 1);
+    let config = k2mc::config::Config::load(&case.config, std::iter::empty()).unwrap();
+    let tp = k2mc::commitlog::TopicPartition {
+        topic: case.topic.clone(),
+        partition: 0,
+    };
+    rt().block_on(async move {
+        let kafka = k2mc::kafka::Kafka::connect(&config.kafka, None)
+            .await
+            .unwrap();
+        let reader = kafka.partition(&tp).await.unwrap();
+        for at in 0..30i64 {
+            let (records, hwm) = reader.fetch(at).await.unwrap();
+            assert_eq!(hwm, 30);
+            let offsets: Vec<i64> = records.iter().map(|r| r.offset).collect();
+            assert_eq!(offsets, (at..30).collect::<Vec<_>>(), "fetch at {at}");
+        }
+        let (records, _) = reader.fetch(30).await.unwrap();
+        assert!(records.is_empty());
+    });
 }
