@@ -204,7 +204,7 @@ pub async fn status(args: RunArgs) -> anyhow::Result<()> {
     let kafka = Kafka::connect(&config.kafka, conns.sasl).await?;
     let log = CommitLog::new(conns.staging.clone(), config.kafka.cluster.clone());
     println!(
-        "{:<24} {:>5} {:>12} {:>14} {:>10} {:<26} {:>12}",
+        "{:<24} {:>5} {:>12} {:>14} {:>10} {:<20} {:>12}",
         "topic", "part", "committed", "high_watermark", "lag", "last_commit", "dead_letters"
     );
     for topic in &config.kafka.topics {
@@ -218,12 +218,18 @@ pub async fn status(args: RunArgs) -> anyhow::Result<()> {
             let dead = dead_letter_count(&conns.staging, &config.kafka.cluster, &tp).await?;
             let committed = position.next.map_or("-".to_owned(), |n| n.to_string());
             let lag = hwm - position.next.unwrap_or(hwm);
-            let last = position
-                .last
-                .as_ref()
-                .map_or("-".to_owned(), |e| e.committed_at.clone());
+            let last = position.last.as_ref().map_or("-".to_owned(), |e| {
+                chrono::DateTime::parse_from_rfc3339(&e.committed_at).map_or_else(
+                    |_| e.committed_at.clone(),
+                    |t| {
+                        t.with_timezone(&chrono::Utc)
+                            .format("%Y-%m-%dT%H:%M:%SZ")
+                            .to_string()
+                    },
+                )
+            });
             println!(
-                "{topic:<24} {partition:>5} {committed:>12} {hwm:>14} {lag:>10} {last:<26} {dead:>12}"
+                "{topic:<24} {partition:>5} {committed:>12} {hwm:>14} {lag:>10} {last:<20} {dead:>12}"
             );
         }
     }

@@ -13,10 +13,77 @@ use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
 
-const COLUMNS: &str = r#"[{"name": "vehicle_id", "type": "string", "nullable": false},
+const VEHICLE_COLUMNS: &str = r#"[{"name": "vehicle_id", "type": "string", "nullable": false},
  {"name": "brand", "type": "string"}, {"name": "average_speed", "type": "double"},
  {"name": "total_miles", "type": "bigint"}, {"name": "event_time", "type": "datetime"},
  {"name": "owner_phone", "type": "string"}]"#;
+
+const CLICK_COLUMNS: &str = r#"[{"name": "user_hash", "type": "string", "source": "user.id", "nullable": false},
+ {"name": "session_id", "type": "string", "source": "session"}, {"name": "url", "type": "string"},
+ {"name": "referrer", "type": "string"}, {"name": "device", "type": "string"},
+ {"name": "click_time", "type": "datetime", "source": "ts"},
+ {"name": "kafka_offset", "type": "bigint", "source": "__offset__"}]"#;
+
+/// One sample stream: a topic, a table and the transform chain that fills it.
+struct Sample {
+    file: &'static str,
+    topic: &'static str,
+    table: &'static str,
+    ddl: &'static str,
+    partition: &'static str,
+    transforms: String,
+    extra: &'static str,
+}
+
+/// A `[[transforms]]` entry of the config.
+fn stage(name: &str, settings: &str) -> anyhow::Result<String> {
+    let wasm = transform_wasm(name)?.display().to_string();
+    Ok(format!(
+        "[[transforms]]\nname = \"{name}\"\nwasm = {wasm:?}\nsettings = {{ {settings} }}\n\n"
+    ))
+}
+
+fn samples() -> anyhow::Result<Vec<Sample>> {
+    let columns = |json: &str| format!("columns = '''{}'''", json.replace('\n', " "));
+    Ok(vec![
+        Sample {
+            file: "vehicle.jsonl",
+            topic: "vehicles",
+            table: "vehicle",
+            ddl: "CREATE TABLE IF NOT EXISTS vehicle (vehicle_id string, brand string, average_speed double, total_miles bigint, event_time datetime, owner_phone string) PARTITIONED BY (ds string)",
+            partition: "ds={event_time:%Y%m%d}",
+            // The DataWorks seed's filter, then the phone mask (keep the first 3 and last 4).
+            transforms: [
+                stage("kafka-columns", &columns(VEHICLE_COLUMNS))?,
+                stage(
+                    "filter",
+                    r#"predicate = "average_speed <= 90 && total_miles <= 200000""#,
+                )?,
+                stage("mask", r#""column.owner_phone" = "phone""#)?,
+            ]
+            .concat(),
+            extra: "",
+        },
+        Sample {
+            file: "click.jsonl",
+            topic: "clicks",
+            table: "click",
+            ddl: "CREATE TABLE IF NOT EXISTS click (user_hash string, session_id string, url string, referrer string, device string, click_time datetime, kafka_offset bigint) PARTITIONED BY (ds string, hh string)",
+            partition: "ds={click_time:%Y%m%d},hh={click_time:%H}",
+            // User ids become a keyed hash (stable, so joins still work); a click whose time does
+            // not parse is a dead letter, tolerated up to the error limit.
+            transforms: [
+                stage("kafka-columns", &columns(CLICK_COLUMNS))?,
+                stage(
+                    "mask",
+                    r#""column.user_hash" = "hmac-sha256", "hmac-key" = "local-demo-key""#,
+                )?,
+            ]
+            .concat(),
+            extra: "[limits]\nerror_limit = 1\n",
+        },
+    ])
+}
 
 fn main() -> anyhow::Result<()> {
     let dir = tempfile::tempdir()?;
@@ -29,48 +96,70 @@ fn main() -> anyhow::Result<()> {
         emulator.endpoint()
     );
     let rt = tokio::runtime::Runtime::new()?;
-    let sample = std::fs::read_to_string(repo_root().join("infra/local/sample/vehicle.jsonl"))?;
-    let lines: Vec<String> = sample
+    let mc = harness::client(&emulator)?;
+    for sample in samples()? {
+        run_sample(&rt, &mc, &stack, &emulator, dir.path(), &sample)
+            .with_context(|| format!("the {} sample", sample.topic))?;
+    }
+    Ok(())
+}
+
+/// Produces a sample to its topic, runs one tick, prints the rows, the status and dead letters.
+fn run_sample(
+    rt: &tokio::runtime::Runtime,
+    mc: &k2mc::maxcompute::MaxComputeClient,
+    stack: &Stack,
+    emulator: &Emulator,
+    dir: &std::path::Path,
+    sample: &Sample,
+) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(repo_root().join("infra/local/sample").join(sample.file))?;
+    let lines: Vec<String> = text
         .lines()
         .filter(|l| !l.trim().is_empty())
         .map(str::to_owned)
         .collect();
-    let mc = harness::client(&emulator)?;
     rt.block_on(async {
-        mc.run_sql("CREATE TABLE IF NOT EXISTS vehicle (vehicle_id string, brand string, average_speed double, total_miles bigint, event_time datetime, owner_phone string) PARTITIONED BY (ds string)", &[]).await?;
+        mc.run_sql(sample.ddl, &[]).await?;
         let client = ClientBuilder::new(vec![stack.bootstrap()]).build().await?;
-        client.controller_client()?.create_topic("vehicles", 2, 1, 5_000).await?;
+        client
+            .controller_client()?
+            .create_topic(sample.topic, 2, 1, 5_000)
+            .await?;
         for (p, chunk) in lines.chunks(lines.len().div_ceil(2)).enumerate() {
-            let pc = client.partition_client("vehicles", p as i32, UnknownTopicHandling::Retry).await?;
+            let pc = client
+                .partition_client(sample.topic, p as i32, UnknownTopicHandling::Retry)
+                .await?;
             let records = chunk
                 .iter()
-                .map(|l| Record { key: None, value: Some(l.clone().into_bytes()), headers: BTreeMap::new(), timestamp: chrono::Utc::now() })
+                .map(|l| Record {
+                    key: None,
+                    value: Some(l.clone().into_bytes()),
+                    headers: BTreeMap::new(),
+                    timestamp: chrono::Utc::now(),
+                })
                 .collect();
             pc.produce(records, Compression::NoCompression).await?;
         }
         anyhow::Ok(())
     })?;
     println!(
-        "== produced {} sample vehicle events to topic vehicles (2 partitions)",
-        lines.len()
+        "\n== produced {} events of infra/local/sample/{} to topic {} (2 partitions)",
+        lines.len(),
+        sample.file,
+        sample.topic
     );
-    let transforms = format!(
-        "[[transforms]]\nname = \"kafka-columns\"\nwasm = {:?}\nsettings = {{ columns = '''{}''' }}\n\n[[transforms]]\nname = \"mask\"\nwasm = {:?}\nsettings = {{ \"column.owner_phone\" = \"phone\" }}\n",
-        transform_wasm("kafka-columns")?.display().to_string(),
-        COLUMNS.replace('\n', " "),
-        transform_wasm("mask")?.display().to_string(),
-    );
-    let config = dir.path().join("k2mc.toml");
+    let config = dir.join(format!("{}.toml", sample.topic));
     write_config(
         &config,
-        &stack,
+        stack,
         &emulator.endpoint(),
         "local",
-        &["vehicles"],
-        "vehicle",
-        "ds={event_time:%Y%m%d}",
-        &transforms,
-        "",
+        &[sample.topic],
+        sample.table,
+        sample.partition,
+        &sample.transforms,
+        sample.extra,
     )?;
     println!(
         "== config {}:\n{}",
@@ -89,14 +178,19 @@ fn main() -> anyhow::Result<()> {
     };
     println!("== k2mc run (one schedule tick)");
     k2mc(&["run"])?;
-    println!("== rows pyodps 0.13.2 reads from MaxCompute (vehicle, every partition)");
+    println!(
+        "== rows pyodps 0.13.2 reads from MaxCompute ({}, every partition)",
+        sample.table
+    );
     print!(
         "{}",
         emulator
-            .pyodps(&["dump", "vehicle", "--all-partitions"])
+            .pyodps(&["dump", sample.table, "--all-partitions"])
             .context("pyodps dump")?
     );
     println!("== k2mc status");
     k2mc(&["status"])?;
+    println!("== k2mc dead-letters list");
+    k2mc(&["dead-letters", "list"])?;
     Ok(())
 }
