@@ -23,6 +23,7 @@ use crate::secrets::{SecretRef, SecretResolver};
 use crate::staging::{Staging, sdk_config};
 use crate::transform::{Chain, Grants, Limits, StageSpec, TransformHost};
 use crate::trigger::Trigger;
+use sha2::Digest as _;
 
 /// A cold-started function.
 #[derive(Debug)]
@@ -248,6 +249,17 @@ pub enum Origin {
     Time(chrono::DateTime<chrono::Utc>),
 }
 
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Origin::Earliest => f.write_str("earliest"),
+            Origin::Latest => f.write_str("latest"),
+            Origin::Offset(o) => write!(f, "offset:{o}"),
+            Origin::Time(t) => write!(f, "time:{}", t.to_rfc3339()),
+        }
+    }
+}
+
 impl App {
     /// Cold start: everything that can fail before a record is read fails here.
     pub async fn start(config: Config) -> Result<App, PipelineError> {
@@ -321,6 +333,9 @@ impl App {
             StartFrom::Earliest => Origin::Earliest,
             StartFrom::Latest => Origin::Latest,
         };
+        // Partitions of an event the config does not cover fail alone (their item failures tell
+        // the event source mapping), so a misrouted topic never holds the others back.
+        let mut refused = Vec::new();
         let work = match trigger {
             Trigger::Schedule {
                 topics, partitions, ..
@@ -348,7 +363,13 @@ impl App {
             Trigger::Kafka { records, .. } => {
                 let mut work = Vec::new();
                 for (tp, list) in records {
-                    self.check_topic(&tp.topic)?;
+                    if let Err(e) = self.check_topic(&tp.topic) {
+                        tracing::error!(topic = %tp.topic, partition = tp.partition, error = %e, "refusing a partition of the event");
+                        let mut failed = PartitionOutcome::failed(tp.clone(), e);
+                        failed.next = list.first().map(|r| r.offset);
+                        refused.push(failed);
+                        continue;
+                    }
                     let end = list.iter().map(|r| r.offset).max().map_or(0, |m| m + 1);
                     // A partition never synced starts at the first delivered record, as the
                     // event source mapping's own starting position decided.
@@ -363,9 +384,12 @@ impl App {
                 work
             }
         };
-        Ok(self
+        let mut report = self
             .run_work(work, trigger.time(), deadline, invocation)
-            .await)
+            .await;
+        report.partitions.extend(refused);
+        report.partitions.sort_by(|a, b| a.tp.cmp(&b.tp));
+        Ok(report)
     }
 
     /// A bounded range `[from, to)` of every partition of `topics`, under its own log scope.
@@ -380,7 +404,17 @@ impl App {
             let reader = self.kafka.partition(&tp).await?;
             let start = resolve(&reader, from).await?;
             let end = resolve(&reader, to).await?;
-            out.push((tp, start, end.max(start)));
+            if start > end {
+                return Err(PipelineError::BackfillRange {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    from: from.to_string(),
+                    to: to.to_string(),
+                    start,
+                    end,
+                });
+            }
+            out.push((tp, start, end));
         }
         Ok(out)
     }
@@ -444,13 +478,21 @@ impl App {
         let ctx = &ctx;
         let partitions: Vec<PartitionOutcome> = futures_util::stream::iter(work)
             .map(|w| async move {
+                // A partition failing before its first batch is redelivered from its origin.
+                let failed = |e| {
+                    let mut f = PartitionOutcome::failed(w.tp.clone(), e);
+                    if let Origin::Offset(o) = w.origin {
+                        f.next = Some(o);
+                    }
+                    f
+                };
                 let reader = match self.kafka.partition(&w.tp).await {
                     Ok(r) => r,
-                    Err(e) => return PartitionOutcome::failed(w.tp, e),
+                    Err(e) => return failed(e),
                 };
                 let origin = match resolve(&reader, w.origin).await {
                     Ok(o) => o,
-                    Err(e) => return PartitionOutcome::failed(w.tp, e),
+                    Err(e) => return failed(e),
                 };
                 let outcome =
                     sync_partition(ctx, &reader, origin, w.target, &w.delivered, deadline).await;
@@ -542,8 +584,8 @@ pub fn parse_dead_letters(
 
 impl App {
     /// Loads the records of a dead-letter object again through the current chain, exactly once:
-    /// under the `<cluster>~replay` log scope, keyed by the object's first offset. Records that
-    /// still fail become dead letters of the replay.
+    /// under a log scope of its own (`<cluster>~replay-<hash of the key>`), keyed by the object's
+    /// first offset. Records that still fail become dead letters of the replay.
     pub async fn replay(
         &self,
         key: &str,
@@ -559,9 +601,16 @@ impl App {
                 reason: "no such dead-letter object; list them with k2mc dead-letters list".into(),
             })?;
         let groups = parse_dead_letters(key, &obj.data)?;
+        // Each dead-letter object replays in a log of its own, so it loads at most once, and a
+        // replay's own dead letters (records still failing) can be replayed in their turn.
+        let object_id: String = sha2::Sha256::digest(key.as_bytes())
+            .iter()
+            .take(8)
+            .map(|b| format!("{b:02x}"))
+            .collect();
         let scope = CommitLog::new(
             self.log.staging().clone(),
-            format!("{}~replay", self.config.kafka.cluster),
+            format!("{}~replay-{object_id}", self.config.kafka.cluster),
         );
         let router = router(&self.config, &self.chain, &self.table, chrono::Utc::now())?;
         let mut config = self.config.clone();
@@ -603,6 +652,10 @@ pub async fn resolve(reader: &PartitionReader, origin: Origin) -> Result<i64, Pi
         Origin::Offset(o) => Ok(o),
         Origin::Earliest => reader.earliest().await,
         Origin::Latest => reader.high_watermark().await,
-        Origin::Time(t) => reader.offset_at(t).await,
+        // No record at or after the time: the range starts (or ends) at the high watermark.
+        Origin::Time(t) => match reader.offset_at(t).await? {
+            o if o < 0 => reader.high_watermark().await,
+            o => Ok(o),
+        },
     }
 }

@@ -104,6 +104,17 @@ pub enum PipelineError {
     Partition { reason: String },
     #[error("event: {reason}")]
     Event { reason: String },
+    #[error(
+        "{topic}-{partition}: the backfill range starts at {from} (offset {start}), after its end {to} (offset {end}); give --from the earlier point"
+    )]
+    BackfillRange {
+        topic: String,
+        partition: i32,
+        from: String,
+        to: String,
+        start: i64,
+        end: i64,
+    },
     #[error("topic {topic} is not in kafka.topics of the config; add it or remove the trigger")]
     UnknownTopic { topic: String },
     #[error(
@@ -145,6 +156,7 @@ impl PipelineError {
             PipelineError::Partition { .. } => "partition",
             PipelineError::Event { .. } => "event",
             PipelineError::UnknownTopic { .. } => "unknown-topic",
+            PipelineError::BackfillRange { .. } => "backfill-range",
             PipelineError::OffsetsLost { .. } => "offsets-lost",
         }
     }

@@ -181,6 +181,32 @@ impl Stack {
     }
 }
 
+/// A staging client on the stack's bucket under `prefix` (what `k2mc` sees with that prefix).
+pub async fn staging_client(stack: &Stack, prefix: &str) -> k2mc::staging::Staging {
+    use aws_sdk_s3::config::{Credentials, SharedCredentialsProvider};
+    let sdk = k2mc::staging::sdk_config(Some("us-east-1"))
+        .await
+        .into_builder()
+        .credentials_provider(SharedCredentialsProvider::new(Credentials::new(
+            S3_ACCESS_KEY,
+            S3_SECRET_KEY,
+            None,
+            None,
+            "local-stack",
+        )))
+        .build();
+    k2mc::staging::Staging::new(
+        &sdk,
+        &k2mc::config::StagingConfig {
+            bucket: stack.bucket.clone(),
+            prefix: prefix.to_owned(),
+            endpoint: Some(stack.s3_endpoint()),
+            region: Some("us-east-1".into()),
+            provider: k2mc::config::StorageProvider::S3,
+        },
+    )
+}
+
 /// The stack shared by every test of one process.
 pub fn shared_stack() -> anyhow::Result<&'static Stack> {
     static SHARED: OnceLock<(tempfile::TempDir, Stack)> = OnceLock::new();

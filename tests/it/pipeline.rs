@@ -50,6 +50,11 @@ fn transforms_toml() -> String {
 
 impl Case {
     fn new(name: &str, partitions: i32, extra: &str) -> Case {
+        Case::with_partition(name, partitions, extra, "ds={event_time:%Y%m%d}")
+    }
+
+    /// A case whose destination partition template is `partition`.
+    fn with_partition(name: &str, partitions: i32, extra: &str, partition: &str) -> Case {
         let stack = shared_stack().unwrap();
         let emulator = shared_emulator().unwrap();
         let dir = tempfile::tempdir().unwrap();
@@ -66,7 +71,7 @@ impl Case {
             name,
             &[&case.topic],
             &case.table,
-            "ds={event_time:%Y%m%d}",
+            partition,
             &transforms_toml(),
             extra,
         )
@@ -593,4 +598,157 @@ fn fetches_inside_record_batches_read_every_record_once() {
         let (records, _) = reader.fetch(30).await.unwrap();
         assert!(records.is_empty());
     });
+}
+
+/// The offsets of the rows that landed, sorted.
+fn offsets(rows: &[(String, String, i64, String)]) -> Vec<i64> {
+    let mut o: Vec<i64> = rows.iter().map(|r| r.2).collect();
+    o.sort_unstable();
+    o
+}
+
+#[test]
+fn backfill_loads_a_bounded_range_once_and_resumes_by_name() {
+    let case = Case::new("backfill", 1, "[limits]\nbatch_records = 5\n");
+    case.produce(0, 0..30, 1);
+    let range = ["backfill", "--from", "offset:5", "--to", "offset:17"];
+    let (ok, _, stderr) = case.k2mc(&range, &[]);
+    assert!(ok, "{stderr}");
+    assert!(stderr.contains("12 records"), "{stderr}");
+    assert_eq!(offsets(&case.landed()), (5..17).collect::<Vec<_>>());
+    // The same backfill again: its log says it is done; nothing loads twice.
+    let (ok, _, stderr) = case.k2mc(&range, &[]);
+    assert!(ok && stderr.contains("0 records"), "{stderr}");
+    assert_eq!(case.landed().len(), 12);
+    // A time range: from a moment between two produce calls to the latest offset.
+    std::thread::sleep(Duration::from_millis(1100));
+    let since = chrono::Utc::now().to_rfc3339();
+    case.produce(0, 30..40, 1);
+    let (ok, _, stderr) = case.k2mc(
+        &[
+            "backfill",
+            "--from",
+            &format!("time:{since}"),
+            "--to",
+            "latest",
+            "--name",
+            "recent",
+        ],
+        &[],
+    );
+    assert!(ok, "{stderr}");
+    let mut want: Vec<i64> = (5..17).collect();
+    want.extend(30..40);
+    assert_eq!(offsets(&case.landed()), want);
+    // A range that is not one: named in the error.
+    let (ok, _, stderr) = case.k2mc(&["backfill", "--from", "offset:9", "--to", "offset:3"], &[]);
+    assert!(!ok && stderr.contains("offset:9"), "{stderr}");
+}
+
+#[test]
+fn dead_letters_replay_once_after_the_data_is_fixed() {
+    let case = Case::new("replay", 1, "[limits]\nerror_limit = 5\n");
+    case.produce(0, 0..3, 1);
+    case.produce_raw(0, &[r#"{"vehicle":{"id":"V3"},"average_speed":1.5,"total_miles":30,"ts":"yesterday","owner":{"phone":"13800138000"}}"#]);
+    let (ok, _, stderr) = case.k2mc(&["run"], &[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(case.landed().len(), 3);
+    let list = |case: &Case| -> Vec<String> {
+        let (ok, out, stderr) = case.k2mc(&["dead-letters", "list"], &[]);
+        assert!(ok, "{stderr}");
+        out.lines()
+            .map(|l| l.split('\t').next().unwrap().to_owned())
+            .collect()
+    };
+    let first = list(&case);
+    assert_eq!(first.len(), 1, "{first:?}");
+    // Replayed unchanged, the record fails again and becomes a dead letter of the replay.
+    let (ok, _, stderr) = case.k2mc(&["dead-letters", "replay", "--key", &first[0]], &[]);
+    assert!(ok, "{stderr}");
+    assert_eq!(case.landed().len(), 3);
+    let second: Vec<String> = list(&case)
+        .into_iter()
+        .filter(|k| !first.contains(k))
+        .collect();
+    assert_eq!(second.len(), 1, "the replay's own dead letters: {second:?}");
+    // Fix the data in the replay's dead-letter object and replay it: the row lands once.
+    let stack = shared_stack().unwrap();
+    rt().block_on(async {
+        use base64::Engine as _;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let staging = harness::stack::staging_client(stack, "k2mc").await;
+        let obj = staging.get(&second[0]).await.unwrap().unwrap();
+        let mut line: serde_json::Value = serde_json::from_slice(&obj.data).unwrap();
+        let value =
+            String::from_utf8(b64.decode(line["value"].as_str().unwrap()).unwrap()).unwrap();
+        let fixed = value.replace("yesterday", "2024-01-01 09:00:00");
+        line["value"] = b64.encode(fixed).into();
+        staging
+            .put(&second[0], format!("{line}\n").into())
+            .await
+            .unwrap();
+    });
+    for _ in 0..2 {
+        let (ok, _, stderr) = case.k2mc(&["dead-letters", "replay", "--key", &second[0]], &[]);
+        assert!(ok, "{stderr}");
+    }
+    let rows = case.landed();
+    assert_eq!(offsets(&rows), vec![0, 1, 2, 3]);
+    assert!(rows.iter().any(|r| r.1 == "V3" && r.0 == "ds=20240101"));
+    // Replaying the original object again changes nothing either.
+    let (ok, _, _) = case.k2mc(&["dead-letters", "replay", "--key", &first[0]], &[]);
+    assert!(ok);
+    assert_eq!(case.landed().len(), 4);
+}
+
+#[test]
+fn invoke_runs_self_managed_kafka_payloads_and_fan_out_schedule_events() {
+    let case = Case::with_partition("invoke", 2, "", "ds=${yyyymmdd}");
+    case.produce(0, 0..6, 1);
+    case.produce(1, 6..10, 1);
+    let dir = tempfile::tempdir().unwrap();
+    // A self-managed Kafka payload for partition 0, offsets 0..4 (a header included).
+    let mut event = msk_event(&case, 0, 0..4);
+    event["eventSource"] = "SelfManagedKafka".into();
+    event["time"] = "2024-05-01T10:00:00Z".into();
+    let key = format!("{}-0", case.topic);
+    event["records"][&key][0]["headers"] = serde_json::json!([{"trace": [97, 98]}]);
+    let file = dir.path().join("smk.json");
+    std::fs::write(&file, event.to_string()).unwrap();
+    let (ok, out, stderr) = case.k2mc(&["invoke", "--event", file.to_str().unwrap()], &[]);
+    assert!(ok, "{stderr}");
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([]),
+        "{answer}"
+    );
+    // A schedule event for partition 1 only (one of several schedules fanning out a topic).
+    let file = dir.path().join("tick.json");
+    std::fs::write(
+        &file,
+        serde_json::json!({"time": "2024-05-02T00:30:00Z", "topics": [case.topic], "partitions": [1]}).to_string(),
+    )
+    .unwrap();
+    let (ok, _, stderr) = case.k2mc(&["invoke", "--event", file.to_str().unwrap()], &[]);
+    assert!(ok, "{stderr}");
+    let rows = case.landed();
+    // Static partitions come from the trigger's time (DataWorks' ${yyyymmdd}).
+    let by_partition = |p: &str| rows.iter().filter(|r| r.0 == p).count();
+    assert_eq!(by_partition("ds=20240501"), 4, "{rows:?}");
+    assert_eq!(by_partition("ds=20240502"), 4, "{rows:?}");
+    assert_eq!(rows.len(), 8);
+    // A payload naming a partition that is not in the config's topics fails that partition only.
+    let mut stray = msk_event(&case, 0, 4..6);
+    let records = stray["records"][&key].take();
+    stray["records"] = serde_json::json!({ key.clone(): records, "elsewhere-0": [{"topic": "elsewhere", "partition": 0, "offset": 0, "timestamp": 0, "value": "e30=", "headers": []}] });
+    std::fs::write(&file, stray.to_string()).unwrap();
+    let (_, out, _) = case.k2mc(&["invoke", "--event", file.to_str().unwrap()], &[]);
+    let answer: serde_json::Value = serde_json::from_str(&out).unwrap_or_default();
+    assert_eq!(
+        answer["batchItemFailures"],
+        serde_json::json!([{"itemIdentifier": {"partition": "elsewhere-0", "offset": 0}}]),
+        "{out}"
+    );
+    assert_eq!(case.landed().len(), 10);
 }

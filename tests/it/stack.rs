@@ -2,29 +2,11 @@
 //! writes of one key exactly one wins, and of racing `If-Match` replaces from one ETag exactly one
 //! wins. (s3s-fs alone does not; the stack's front makes it so, see `harness::s3front`.)
 
-use harness::stack::{S3_ACCESS_KEY, S3_SECRET_KEY, shared_stack};
-use k2mc::config::{StagingConfig, StorageProvider};
+use harness::stack::{shared_stack, staging_client};
 use k2mc::staging::{Conditional, Staging};
 
 async fn staging() -> Staging {
-    let stack = shared_stack().unwrap();
-    let sdk = k2mc::staging::sdk_config(Some("us-east-1"))
-        .await
-        .into_builder()
-        .credentials_provider(aws_sdk_s3::config::SharedCredentialsProvider::new(
-            aws_sdk_s3::config::Credentials::new(S3_ACCESS_KEY, S3_SECRET_KEY, None, None, "test"),
-        ))
-        .build();
-    Staging::new(
-        &sdk,
-        &StagingConfig {
-            bucket: stack.bucket.clone(),
-            prefix: "stack-test".into(),
-            endpoint: Some(stack.s3_endpoint()),
-            region: Some("us-east-1".into()),
-            provider: StorageProvider::S3,
-        },
-    )
+    staging_client(shared_stack().unwrap(), "stack-test").await
 }
 
 /// A body big enough that a server's check-then-write window is wide (s3s-fs streams it to a
