@@ -54,13 +54,13 @@ pub enum PipelineError {
         topic: String,
         partition: i32,
         #[source]
-        source: rskafka::client::error::Error,
+        source: Box<rskafka::client::error::Error>,
     },
     #[error("kafka: cannot connect to {brokers}: {source}")]
     KafkaConnect {
         brokers: String,
         #[source]
-        source: rskafka::client::error::Error,
+        source: Box<rskafka::client::error::Error>,
     },
     #[error("kafka TLS setup: {reason}")]
     KafkaTls { reason: String },

@@ -70,7 +70,7 @@ impl Kafka {
             .await
             .map_err(|source| PipelineError::KafkaConnect {
                 brokers: config.bootstrap.join(","),
-                source,
+                source: Box::new(source),
             })?;
         Ok(Kafka {
             client,
@@ -89,7 +89,7 @@ impl Kafka {
                 operation: "list topics",
                 topic: topic.to_owned(),
                 partition: -1,
-                source,
+                source: Box::new(source),
             })?;
         let found = topics
             .into_iter()
@@ -112,7 +112,7 @@ impl Kafka {
                 operation: "connect to partition leader",
                 topic: tp.topic.clone(),
                 partition: tp.partition,
-                source,
+                source: Box::new(source),
             })?;
         Ok(PartitionReader {
             client,
@@ -176,7 +176,7 @@ impl PartitionReader {
             operation,
             topic: self.tp.topic.clone(),
             partition: self.tp.partition,
-            source,
+            source: Box::new(source),
         }
     }
 

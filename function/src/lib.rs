@@ -6,7 +6,6 @@
 
 // PipelineError carries rskafka and MaxCompute errors with their context; boxing them is on the
 // list (issue #4 notes), until then the large Err variant is accepted crate-wide.
-#![allow(clippy::result_large_err)]
 
 pub mod app;
 pub mod commitlog;

@@ -1,8 +1,6 @@
 //! `k2mc`: the Lambda `bootstrap` and the local CLI. Only argument parsing and wiring live here;
 //! everything the commands do is in the library.
 
-#![allow(clippy::result_large_err)]
-
 mod cli;
 mod lambda;
 mod sync;
