@@ -24,6 +24,7 @@ use crate::staging::{Staging, sdk_config};
 use crate::transform::{Chain, Grants, Limits, StageSpec, TransformHost};
 use crate::trigger::Trigger;
 use sha2::Digest as _;
+use tracing::Instrument as _;
 
 /// A cold-started function.
 #[derive(Debug)]
@@ -329,6 +330,18 @@ impl App {
         deadline: Instant,
         invocation: &str,
     ) -> Result<InvocationReport, PipelineError> {
+        let span = tracing::info_span!("invocation", invocation, trigger = trigger.kind());
+        self.invoke_in_span(trigger, deadline, invocation)
+            .instrument(span)
+            .await
+    }
+
+    async fn invoke_in_span(
+        &self,
+        trigger: &Trigger,
+        deadline: Instant,
+        invocation: &str,
+    ) -> Result<InvocationReport, PipelineError> {
         let default_origin = match self.config.kafka.start_from {
             StartFrom::Earliest => Origin::Earliest,
             StartFrom::Latest => Origin::Latest,
@@ -435,7 +448,9 @@ impl App {
                 delivered: Vec::new(),
             })
             .collect();
+        let span = tracing::info_span!("invocation", invocation, trigger = "backfill");
         self.run_work(work, chrono::Utc::now(), deadline, invocation)
+            .instrument(span)
             .await
     }
 
@@ -587,6 +602,15 @@ impl App {
     /// under a log scope of its own (`<cluster>~replay-<hash of the key>`), keyed by the object's
     /// first offset. Records that still fail become dead letters of the replay.
     pub async fn replay(
+        &self,
+        key: &str,
+        invocation: &str,
+    ) -> Result<Vec<crate::pipeline::BatchReport>, PipelineError> {
+        let span = tracing::info_span!("invocation", invocation, trigger = "replay", key);
+        self.replay_in_span(key, invocation).instrument(span).await
+    }
+
+    async fn replay_in_span(
         &self,
         key: &str,
         invocation: &str,

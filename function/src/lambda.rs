@@ -58,19 +58,10 @@ pub async fn handle(
     invocation: &str,
 ) -> anyhow::Result<Value> {
     let trigger = parse_event(event, chrono::Utc::now())?;
-    let span = tracing::info_span!(
-        "invocation",
-        invocation,
-        trigger = match &trigger {
-            Trigger::Schedule { .. } => "schedule",
-            Trigger::Kafka { source, .. } => source.as_str(),
-        }
-    );
-    let _enter = span.enter();
     let report = app.invoke(&trigger, deadline, invocation).await?;
     let failures = report.failures();
     for (tp, next, err) in &failures {
-        tracing::error!(topic = %tp.topic, partition = tp.partition, next, error = %err, kind = err.kind(), "partition failed");
+        tracing::error!(invocation, topic = %tp.topic, partition = tp.partition, next, error = %err, kind = err.kind(), "partition failed");
     }
     match trigger {
         Trigger::Kafka { .. } => {

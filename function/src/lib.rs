@@ -4,9 +4,6 @@
 //! README's Architecture section for the invariants. This crate holds the stages and the clients
 //! they use; `main.rs` is the `k2mc` binary (Lambda bootstrap and local CLI).
 
-// PipelineError carries rskafka and MaxCompute errors with their context; boxing them is on the
-// list (issue #4 notes), until then the large Err variant is accepted crate-wide.
-
 pub mod app;
 pub mod commitlog;
 pub mod config;

@@ -5,6 +5,8 @@
 
 use std::time::Instant;
 
+use tracing::Instrument as _;
+
 use base64::Engine as _;
 use serde_json::json;
 
@@ -91,7 +93,6 @@ pub async fn sync_partition(
 ) -> PartitionOutcome {
     let tp = reader.tp().clone();
     let span = tracing::info_span!("partition", topic = %tp.topic, partition = tp.partition);
-    let _enter = span.enter();
     let mut outcome = PartitionOutcome {
         tp: tp.clone(),
         batches: Vec::new(),
@@ -157,9 +158,10 @@ pub async fn sync_partition(
         }
         Ok(())
     }
+    .instrument(span.clone())
     .await;
     if let Err(e) = result {
-        tracing::error!(error = %e, "partition stopped");
+        span.in_scope(|| tracing::error!(error = %e, kind = e.kind(), "partition stopped"));
         outcome.error = Some(e);
     }
     outcome
@@ -168,6 +170,28 @@ pub async fn sync_partition(
 /// One batch: fixes `[start, end)` (or resumes the intent found), moves it into MaxCompute and
 /// commits it to the log. Without a `reader` only `delivered` records are read (replay).
 pub async fn run_batch(
+    ctx: &BatchContext<'_>,
+    reader: Option<&PartitionReader>,
+    tp: &TopicPartition,
+    planned: (i64, i64),
+    delivered: &[KafkaRecord],
+    resumable: Option<(Intent, String)>,
+) -> Result<BatchReport, PipelineError> {
+    // `end` is the batch's fixed end, known once its intent is (a byte limit or an adopted intent
+    // may end it before the planned end).
+    let span = tracing::info_span!(
+        "batch",
+        start = planned.0,
+        planned_end = planned.1,
+        end = tracing::field::Empty,
+        resumed = resumable.is_some()
+    );
+    run_batch_in_span(ctx, reader, tp, planned, delivered, resumable)
+        .instrument(span)
+        .await
+}
+
+async fn run_batch_in_span(
     ctx: &BatchContext<'_>,
     reader: Option<&PartitionReader>,
     tp: &TopicPartition,
@@ -191,13 +215,8 @@ pub async fn run_batch(
             (intent, etag, false)
         }
     };
-    let span = tracing::info_span!(
-        "batch",
-        start = intent.batch.start,
-        end = intent.batch.end,
-        resumed
-    );
-    let _enter = span.enter();
+    tracing::Span::current().record("end", intent.batch.end);
+    tracing::debug!(resumed, "batch fixed");
 
     let t = Instant::now();
     let (intent, report) = load(

@@ -32,6 +32,14 @@ pub enum Trigger {
 }
 
 impl Trigger {
+    /// `schedule`, `aws:kafka` or `SelfManagedKafka`, for logs.
+    pub fn kind(&self) -> &str {
+        match self {
+            Trigger::Schedule { .. } => "schedule",
+            Trigger::Kafka { source, .. } => source,
+        }
+    }
+
     /// The trigger time, for static (DataWorks-style) partition templates.
     pub fn time(&self) -> DateTime<Utc> {
         match self {

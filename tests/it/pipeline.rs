@@ -275,12 +275,15 @@ fn lambda_env(api: &RuntimeApi) -> Vec<(&'static str, String)> {
     ]
 }
 
-/// Starts the real binary as a Lambda function behind a Runtime API stand-in.
+/// Starts the real binary as a Lambda function behind a Runtime API stand-in; its stdout (metrics)
+/// and stderr (logs) go to `lambda.out` and `lambda.err` beside the config.
 fn start_lambda(config: &Path) -> (RuntimeApi, std::process::Child) {
     let api = RuntimeApi::start().unwrap();
+    let dir = config.parent().unwrap();
     let mut cmd = Command::new(workspace_bin("k2mc").unwrap());
     cmd.env("K2MC_CONFIG", config)
-        .stdout(std::process::Stdio::null());
+        .stdout(std::fs::File::create(dir.join("lambda.out")).unwrap())
+        .stderr(std::fs::File::create(dir.join("lambda.err")).unwrap());
     for (k, v) in k2mc_env().into_iter().chain(lambda_env(&api)) {
         cmd.env(k, v);
     }
@@ -335,6 +338,48 @@ fn a_schedule_tick_through_the_lambda_runtime_loads_every_record_once() {
         "{again}"
     );
     case.assert_exactly_once(70);
+
+    // Observability: JSON log lines carry the invocation, topic, partition and range; each batch
+    // emits a CloudWatch Embedded Metric Format document whose counts reconcile.
+    let dir = case.config.parent().unwrap();
+    let logs = std::fs::read_to_string(dir.join("lambda.err")).unwrap();
+    let committed: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["fields"]["message"] == "batch committed")
+        .collect();
+    assert_eq!(committed.len(), 2, "{logs}");
+    for line in &committed {
+        let spans = line["spans"].as_array().unwrap();
+        let field = |name: &str| spans.iter().find_map(|s| s.get(name).cloned());
+        assert!(
+            field("invocation").is_some_and(|v| v.as_str().is_some_and(|i| i.starts_with("req-"))),
+            "{line}"
+        );
+        assert_eq!(field("topic").unwrap(), case.topic.as_str(), "{line}");
+        assert!(
+            field("partition").is_some() && field("start").is_some() && field("end").is_some(),
+            "{line}"
+        );
+    }
+    let metrics = std::fs::read_to_string(dir.join("lambda.out")).unwrap();
+    let docs: Vec<serde_json::Value> = metrics
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| v["_aws"]["CloudWatchMetrics"].is_array())
+        .collect();
+    assert_eq!(docs.len(), 2, "{metrics}");
+    let total = |k: &str| docs.iter().map(|d| d[k].as_u64().unwrap()).sum::<u64>();
+    assert_eq!(total("Read"), 70);
+    assert_eq!(
+        total("Read"),
+        total("Loaded") + total("Filtered") + total("DeadLettered")
+    );
+    assert!(
+        docs.iter()
+            .all(|d| d["Lag"] == 0 && d["LoadMs"].is_number()),
+        "{metrics}"
+    );
 }
 
 fn msk_event(case: &Case, partition: i32, offsets: std::ops::Range<i64>) -> serde_json::Value {
