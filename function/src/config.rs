@@ -76,11 +76,14 @@ pub struct SaslConfig {
     pub password: SecretRef,
 }
 
+/// The SASL mechanism, named as Kafka names it (`SCRAM-SHA-512`) or in lower case.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "kebab-case")]
 pub enum SaslMechanism {
+    #[serde(rename = "plain", alias = "PLAIN")]
     Plain,
+    #[serde(rename = "scram-sha-256", alias = "SCRAM-SHA-256")]
     ScramSha256,
+    #[serde(rename = "scram-sha-512", alias = "SCRAM-SHA-512")]
     ScramSha512,
 }
 

@@ -89,3 +89,19 @@ fn error_limits() {
             .contains("error_limit")
     );
 }
+
+/// The README's example config is a valid config.
+#[test]
+fn the_readme_example_parses() {
+    let readme = include_str!("../../../README.md");
+    let start = readme.find("```toml\n").map(|i| i + "```toml\n".len());
+    let text = start.and_then(|s| readme[s..].find("```").map(|e| &readme[s..s + e]));
+    let c = Config::parse(text.unwrap_or_default(), []).unwrap();
+    assert_eq!(
+        c.kafka.sasl.map(|s| s.mechanism),
+        Some(SaslMechanism::ScramSha512)
+    );
+    assert!(c.kafka.tls.is_some_and(|t| t.ca_file.is_none()));
+    assert_eq!(c.limits.error_limit, ErrorLimit::Ratio(0.001));
+    assert_eq!(c.transforms.len(), 2);
+}
