@@ -1,6 +1,7 @@
 //! Metrics in CloudWatch Embedded Metric Format: one JSON line per batch on stdout, which the
-//! Lambda runtime ships to CloudWatch Logs, where they become metrics in the `k2mc` namespace with
-//! topic and partition dimensions. The same counts are in the commit-log entry.
+//! Lambda runtime ships to CloudWatch Logs, where they become metrics in the `k2mc` namespace:
+//! totals over everything (what the deployment's alarms watch) and by topic and by partition.
+//! The same counts are in the commit-log entry.
 
 use std::time::Duration;
 
@@ -69,7 +70,7 @@ pub fn batch_document(
             "Timestamp": timestamp_ms,
             "CloudWatchMetrics": [{
                 "Namespace": NAMESPACE,
-                "Dimensions": [["Topic"], ["Topic", "Partition"]],
+                "Dimensions": [[], ["Topic"], ["Topic", "Partition"]],
                 "Metrics": [],
             }],
         },

@@ -27,6 +27,11 @@ pub struct Object {
 }
 
 /// The outcome of a conditional write.
+/// The IAM actions these calls need: `get` (GetObject), `put`/`create`/`replace` (PutObject, with
+/// or without a condition), `list` (ListBucket). The deployment template grants exactly these, on
+/// the prefix only; a test compares the two.
+pub const S3_ACTIONS: &[&str] = &["s3:GetObject", "s3:PutObject", "s3:ListBucket"];
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Conditional {
     Written,

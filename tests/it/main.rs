@@ -4,6 +4,7 @@
 // Tests state their expectations with unwrap; request paths elsewhere may not.
 #![allow(clippy::unwrap_used)]
 
+mod deploy;
 mod emulator;
 mod maxcompute;
 mod pipeline;

@@ -1,0 +1,313 @@
+//! The deployment template against what the function really needs: every `K2MC__…` variable it
+//! sets is a config key (the config rejects unknown keys), the packaged config plus those
+//! variables is a complete config, every secret reference has exactly its `GetSecretValue`
+//! grant, the bucket grants are exactly the actions the staging code calls, on its prefix only,
+//! and nothing is granted on `*` but the network-interface actions EC2 cannot scope. The template
+//! is read with cfn-lint's own parser (the one `cfn-lint` checks it with).
+
+use std::collections::BTreeSet;
+use std::process::Command;
+
+use harness::{python, repo_root};
+use serde_json::{Value, json};
+
+const DECODE: &str = "import json, sys\nfrom cfnlint.decode import decode\ntemplate, problems = decode(sys.argv[1])\nassert not problems, problems\nprint(json.dumps(template))";
+
+fn template() -> Value {
+    let path = repo_root().join("infra/sam/template.yaml");
+    let out = Command::new(python().unwrap())
+        .args(["-c", DECODE])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+/// Every string inside `v` (through intrinsic functions), with `${Param}` of `Fn::Sub` kept.
+fn strings(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| strings(i, out)),
+        Value::Object(map) => map.values().for_each(|i| strings(i, out)),
+        _ => {}
+    }
+}
+
+/// The literal strings of a value: what could end up in the variable (not the names of `Ref`s
+/// or of `Fn::If` conditions).
+fn literals(v: &Value, out: &mut Vec<String>) {
+    match v {
+        Value::String(s) => out.push(s.clone()),
+        Value::Array(items) => items.iter().for_each(|i| literals(i, out)),
+        Value::Object(map) if map.contains_key("Ref") => {}
+        Value::Object(map) => {
+            for (k, i) in map {
+                match (k.as_str(), i) {
+                    ("Fn::If", Value::Array(branches)) => {
+                        branches.iter().skip(1).for_each(|b| literals(b, out))
+                    }
+                    _ => literals(i, out),
+                }
+            }
+        }
+        _ => {}
+    }
+}
+
+/// The names a value refers to with `Ref` (and `${Name}` inside `Fn::Sub`).
+fn refs(v: &Value, out: &mut BTreeSet<String>) {
+    match v {
+        Value::Object(map) => {
+            if let Some(Value::String(name)) = map.get("Ref") {
+                out.insert(name.clone());
+            }
+            if let Some(sub) = map.get("Fn::Sub") {
+                let mut texts = Vec::new();
+                strings(sub, &mut texts);
+                for t in texts {
+                    for piece in t.split("${").skip(1) {
+                        if let Some((name, _)) = piece.split_once('}') {
+                            out.insert(name.to_owned());
+                        }
+                    }
+                }
+            }
+            map.values().for_each(|i| refs(i, out));
+        }
+        Value::Array(items) => items.iter().for_each(|i| refs(i, out)),
+        _ => {}
+    }
+}
+
+/// A sample value for a variable, as the template would set it (references are references).
+fn sample(name: &str, value: &Value) -> String {
+    let mut texts = Vec::new();
+    strings(value, &mut texts);
+    if let Some(t) = texts.iter().find(|t| t.starts_with("secretsmanager:")) {
+        return t.replace("${", "").replace('}', "");
+    }
+    match name {
+        "K2MC__KAFKA__TOPICS" | "K2MC__KAFKA__BOOTSTRAP" => r#"["x:9092"]"#.into(),
+        "K2MC__KAFKA__SASL__MECHANISM" => "scram-sha-512".into(),
+        "K2MC__MAXCOMPUTE__ENDPOINT" => {
+            "https://service.cn-hangzhou.maxcompute.aliyun.com/api".into()
+        }
+        _ => "from-the-template".into(),
+    }
+}
+
+/// `(actions, resources)` of every statement of the function's role, through `Fn::If`.
+fn statements(t: &Value) -> Vec<(Vec<String>, Value)> {
+    fn collect(v: &Value, out: &mut Vec<(Vec<String>, Value)>) {
+        match v {
+            Value::Object(map) if map.contains_key("Action") => {
+                let mut actions = Vec::new();
+                strings(&map["Action"], &mut actions);
+                out.push((actions, map.get("Resource").cloned().unwrap_or(Value::Null)));
+            }
+            Value::Object(map) => map.values().for_each(|i| collect(i, out)),
+            Value::Array(items) => items.iter().for_each(|i| collect(i, out)),
+            _ => {}
+        }
+    }
+    let mut out = Vec::new();
+    collect(
+        &t["Resources"]["FunctionRole"]["Properties"]["Policies"],
+        &mut out,
+    );
+    out
+}
+
+#[test]
+fn the_template_sets_only_config_keys_and_completes_the_packaged_config() {
+    let t = template();
+    let vars = t["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+        .as_object()
+        .unwrap();
+    let mut env = Vec::new();
+    for (name, value) in vars {
+        if name.starts_with(k2mc::config::ENV_PREFIX) {
+            env.push((name.clone(), sample(name, value)));
+        } else {
+            // Variables the binary itself reads.
+            assert!(
+                ["K2MC_CONFIG", "RUST_LOG"].contains(&name.as_str()),
+                "{name}: the function does not read this variable"
+            );
+        }
+        // Secrets are never values in the environment, only references to them.
+        let mut texts = Vec::new();
+        literals(value, &mut texts);
+        if name.contains("ACCESS") || name.contains("PASSWORD") || name.contains("TOKEN") {
+            assert!(
+                !texts.is_empty() && texts.iter().all(|t| t.starts_with("secretsmanager:")),
+                "{name} is not a secret reference: {value}"
+            );
+        }
+    }
+    let packaged = std::fs::read_to_string(repo_root().join("infra/sam/k2mc.toml")).unwrap();
+    // An unknown key is an error that names it.
+    let config =
+        k2mc::config::Config::parse(&packaged, env.clone()).unwrap_or_else(|e| panic!("{e}"));
+    assert!(
+        config.kafka.sasl.is_some(),
+        "the SASL variables build kafka.sasl"
+    );
+    assert_eq!(config.staging.bucket, "from-the-template");
+    // The config names its transforms relative to itself; the package puts them there.
+    for stage in &config.transforms {
+        assert!(
+            stage.wasm.starts_with("transforms"),
+            "{}",
+            stage.wasm.display()
+        );
+    }
+}
+
+#[test]
+fn the_role_grants_what_the_function_uses_and_no_more() {
+    let t = template();
+    let statements = statements(&t);
+
+    // The bucket: exactly the staging code's actions, on the prefix (objects) or with a prefix
+    // condition (list).
+    let granted: BTreeSet<String> = statements
+        .iter()
+        .flat_map(|(a, _)| a.iter().filter(|a| a.starts_with("s3:")).cloned())
+        .collect();
+    let used: BTreeSet<String> = k2mc::staging::S3_ACTIONS
+        .iter()
+        .map(|a| (*a).to_owned())
+        .collect();
+    assert_eq!(granted, used, "S3 grants differ from what staging.rs calls");
+    let staging = &t["Resources"]["FunctionRole"]["Properties"]["Policies"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["PolicyName"] == "staging")
+        .unwrap()["PolicyDocument"]["Statement"];
+    let mut texts = Vec::new();
+    strings(&staging[0]["Resource"], &mut texts);
+    assert!(
+        texts.iter().any(|t| t.ends_with("/${StagingPrefix}/*")),
+        "{texts:?}"
+    );
+    assert_eq!(
+        staging[1]["Condition"]["StringLike"]["s3:prefix"],
+        json!({"Fn::Sub": "${StagingPrefix}/*"})
+    );
+
+    // Secrets: every reference the function resolves, and every secret an event source mapping
+    // uses, has its grant; nothing else is granted.
+    let mut referenced = BTreeSet::new();
+    for value in t["Resources"]["Function"]["Properties"]["Environment"]["Variables"]
+        .as_object()
+        .unwrap()
+        .values()
+    {
+        let mut texts = Vec::new();
+        strings(value, &mut texts);
+        if texts.iter().any(|t| t.starts_with("secretsmanager:")) {
+            refs(value, &mut referenced);
+        }
+    }
+    for mapping in ["MskTrigger", "SelfManagedTrigger"] {
+        refs(
+            &t["Resources"][mapping]["Properties"]["SourceAccessConfigurations"],
+            &mut referenced,
+        );
+    }
+    referenced.retain(|name| name.ends_with("SecretArn"));
+    let mut secret_grants = BTreeSet::new();
+    for (actions, resource) in &statements {
+        if actions.iter().any(|a| a.starts_with("secretsmanager:")) {
+            assert_eq!(actions, &["secretsmanager:GetSecretValue"]);
+            refs(resource, &mut secret_grants);
+        }
+    }
+    assert_eq!(
+        secret_grants, referenced,
+        "secret grants differ from the secrets used"
+    );
+
+    // Logs: only the function's own log group. Kafka: only the one cluster.
+    for (actions, resource) in &statements {
+        if actions.iter().any(|a| a.starts_with("logs:")) {
+            assert_eq!(
+                resource,
+                &json!({"Fn::GetAtt": ["FunctionLogGroup", "Arn"]})
+            );
+        }
+        if actions.iter().any(|a| a.starts_with("kafka:")) {
+            assert_eq!(resource, &json!({"Ref": "MskClusterArn"}));
+        }
+        // No wildcard actions; `*` resources only where EC2 cannot scope the action.
+        assert!(actions.iter().all(|a| !a.contains('*')), "{actions:?}");
+        if resource == &json!("*") {
+            assert!(
+                actions.iter().all(|a| a.starts_with("ec2:")),
+                "{actions:?} granted on *"
+            );
+        }
+    }
+    let services: BTreeSet<&str> = statements
+        .iter()
+        .flat_map(|(a, _)| a.iter().filter_map(|a| a.split_once(':').map(|s| s.0)))
+        .collect();
+    assert_eq!(
+        services,
+        ["ec2", "kafka", "logs", "s3", "secretsmanager", "sns"]
+            .into_iter()
+            .collect(),
+        "a service the function does not use"
+    );
+}
+
+#[test]
+fn the_bucket_is_private_encrypted_tls_only_and_keeps_the_log() {
+    let t = template();
+    let bucket = &t["Resources"]["StagingBucket"]["Properties"];
+    assert!(
+        bucket["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]
+            ["ServerSideEncryptionByDefault"]["SSEAlgorithm"]
+            .is_string()
+    );
+    for flag in [
+        "BlockPublicAcls",
+        "BlockPublicPolicy",
+        "IgnorePublicAcls",
+        "RestrictPublicBuckets",
+    ] {
+        assert_eq!(
+            bucket["PublicAccessBlockConfiguration"][flag], true,
+            "{flag}"
+        );
+    }
+    let policy = &t["Resources"]["StagingBucketPolicy"]["Properties"]["PolicyDocument"];
+    assert_eq!(
+        policy["Statement"][0]["Condition"]["Bool"]["aws:SecureTransport"],
+        "false"
+    );
+    assert_eq!(policy["Statement"][0]["Effect"], "Deny");
+    let prefixes: Vec<String> = bucket["LifecycleConfiguration"]["Rules"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["Prefix"]["Fn::Sub"].as_str().map(str::to_owned))
+        .collect();
+    for kept in ["staged/", "intents/", "dead-letters/"] {
+        assert!(
+            prefixes.iter().any(|p| p.ends_with(kept)),
+            "no rule for {kept}"
+        );
+    }
+    assert!(
+        prefixes.iter().all(|p| !p.contains("log/")),
+        "the commit log must never expire"
+    );
+}
