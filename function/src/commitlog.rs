@@ -125,15 +125,12 @@ pub struct Intent {
     pub dead_letters_key: Option<String>,
 }
 
-/// A committed batch.
+/// A committed batch: its intent as finally recorded (the same JSON fields, flattened), and when
+/// and by whom it was committed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
-    pub batch: BatchId,
-    pub counts: Counts,
-    pub modules: Vec<ModuleVersion>,
-    pub destinations: Vec<Destination>,
-    #[serde(default)]
-    pub dead_letters_key: Option<String>,
+    #[serde(flatten)]
+    pub intent: Intent,
     /// RFC 3339; informational only (never a cut point).
     pub committed_at: String,
     pub invocation: String,
@@ -219,10 +216,10 @@ impl CommitLog {
             match self.staging.get(&key).await? {
                 Some(obj) => {
                     let entry: Entry = parse(&key, &obj)?;
-                    if entry.batch.end <= entry.batch.start {
+                    if entry.intent.batch.end <= entry.intent.batch.start {
                         return Err(corrupt(&key, "entry does not advance"));
                     }
-                    position.next = Some(entry.batch.end);
+                    position.next = Some(entry.intent.batch.end);
                     position.last = Some(entry);
                 }
                 None => break,
@@ -310,10 +307,10 @@ impl CommitLog {
     /// Creates the log entry of a batch (invariant 2) and moves the head hint.
     pub async fn commit(&self, entry: &Entry) -> Result<Conditional, PipelineError> {
         let tp = TopicPartition {
-            topic: entry.batch.topic.clone(),
-            partition: entry.batch.partition,
+            topic: entry.intent.batch.topic.clone(),
+            partition: entry.intent.batch.partition,
         };
-        let key = entry_key(&self.cluster, &tp, entry.batch.start);
+        let key = entry_key(&self.cluster, &tp, entry.intent.batch.start);
         let outcome = self.staging.create(&key, to_json(entry)).await?;
         if outcome == Conditional::Written {
             let head = format!("{}/head.json", log_dir(&self.cluster, &tp));
@@ -323,7 +320,7 @@ impl CommitLog {
                 .put(
                     &head,
                     to_json(&Head {
-                        start: entry.batch.start,
+                        start: entry.intent.batch.start,
                     }),
                 )
                 .await

@@ -233,11 +233,7 @@ async fn run_batch_in_span(
 
     let t = Instant::now();
     let entry = Entry {
-        batch: intent.batch.clone(),
-        counts: intent.counts,
-        modules: intent.modules.clone(),
-        destinations: intent.destinations.clone(),
-        dead_letters_key: intent.dead_letters_key.clone(),
+        intent,
         committed_at: chrono::Utc::now().to_rfc3339(),
         invocation: ctx.invocation.to_owned(),
     };
@@ -247,22 +243,22 @@ async fn run_batch_in_span(
             return Err(PipelineError::LostRace {
                 topic: tp.topic.clone(),
                 partition: tp.partition,
-                start: intent.batch.start,
+                start: entry.intent.batch.start,
             });
         }
     }
     times.commit = t.elapsed();
     fault::point("after-log-entry");
     tracing::info!(
-        read = entry.counts.read,
-        loaded = entry.counts.loaded,
-        filtered = entry.counts.filtered,
-        dead_lettered = entry.counts.dead_lettered,
+        read = entry.intent.counts.read,
+        loaded = entry.intent.counts.loaded,
+        filtered = entry.intent.counts.filtered,
+        dead_lettered = entry.intent.counts.dead_lettered,
         "batch committed"
     );
     Ok(BatchReport {
-        batch: entry.batch,
-        counts: entry.counts,
+        batch: entry.intent.batch,
+        counts: entry.intent.counts,
         times,
         resumed,
     })

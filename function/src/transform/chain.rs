@@ -193,6 +193,14 @@ struct Live {
 }
 
 impl LoadedStage {
+    /// The version the component declares (empty before it was configured).
+    fn version(&self) -> String {
+        self.info
+            .as_ref()
+            .map(|i| i.version.clone())
+            .unwrap_or_default()
+    }
+
     fn instantiate(&self, engine: &Engine) -> Result<(Live, StageInfo), TransformError> {
         let spec = &self.spec;
         let mut store = Store::new(
@@ -272,16 +280,7 @@ impl Chain {
     pub fn describe(&self) -> Vec<(String, String, Origin)> {
         self.stages
             .iter()
-            .map(|s| {
-                (
-                    s.spec.name.clone(),
-                    s.info
-                        .as_ref()
-                        .map(|i| i.version.clone())
-                        .unwrap_or_default(),
-                    s.origin,
-                )
-            })
+            .map(|s| (s.spec.name.clone(), s.version(), s.origin))
             .collect()
     }
 
@@ -290,16 +289,7 @@ impl Chain {
     pub fn modules(&self) -> Vec<(String, String, String)> {
         self.stages
             .iter()
-            .map(|s| {
-                (
-                    s.spec.name.clone(),
-                    s.info
-                        .as_ref()
-                        .map(|i| i.version.clone())
-                        .unwrap_or_default(),
-                    s.sha256.clone(),
-                )
-            })
+            .map(|s| (s.spec.name.clone(), s.version(), s.sha256.clone()))
             .collect()
     }
 
