@@ -311,3 +311,137 @@ fn the_bucket_is_private_encrypted_tls_only_and_keeps_the_log() {
         "the commit log must never expire"
     );
 }
+
+/// A value of the template with the given parameters: the intrinsic functions the template uses
+/// (`Ref` of parameters, `Fn::If` with its conditions, `Fn::Select`, `Fn::Split`, `Fn::Join`,
+/// `Fn::Sub`), with `AWS::NoValue` dropping list items and properties as CloudFormation does.
+fn resolve(t: &Value, params: &serde_json::Map<String, Value>, v: &Value) -> Option<Value> {
+    let text = |v: &Value| resolve(t, params, v).and_then(|v| v.as_str().map(str::to_owned));
+    match v {
+        Value::Array(items) => Some(Value::Array(
+            items.iter().filter_map(|i| resolve(t, params, i)).collect(),
+        )),
+        Value::Object(map) if map.len() == 1 => {
+            let (key, arg) = map.iter().next()?;
+            match key.as_str() {
+                "Ref" if arg == "AWS::NoValue" => None,
+                "Ref" => {
+                    let name = arg.as_str()?;
+                    let declared = &t["Parameters"][name];
+                    let value = params
+                        .get(name)
+                        .cloned()
+                        .unwrap_or_else(|| declared["Default"].clone());
+                    if declared["Type"] == "CommaDelimitedList" {
+                        let list = value.as_str().unwrap_or_default();
+                        return Some(json!(list.split(',').collect::<Vec<_>>()));
+                    }
+                    Some(value)
+                }
+                "Fn::If" => {
+                    let branch = if condition(t, params, arg[0].as_str()?) {
+                        1
+                    } else {
+                        2
+                    };
+                    resolve(t, params, &arg[branch])
+                }
+                "Fn::Select" => {
+                    let list = resolve(t, params, &arg[1])?;
+                    Some(list[arg[0].as_u64()? as usize].clone())
+                }
+                "Fn::Split" => Some(json!(
+                    text(&arg[1])?.split(arg[0].as_str()?).collect::<Vec<_>>()
+                )),
+                "Fn::Join" => {
+                    let items = resolve(t, params, &arg[1])?;
+                    let items: Vec<&str> =
+                        items.as_array()?.iter().filter_map(Value::as_str).collect();
+                    Some(json!(items.join(arg[0].as_str()?)))
+                }
+                "Fn::Sub" => {
+                    let (mut s, vars) = match arg {
+                        Value::String(s) => (s.clone(), serde_json::Map::new()),
+                        _ => (arg[0].as_str()?.to_owned(), arg[1].as_object()?.clone()),
+                    };
+                    for (name, value) in &vars {
+                        s = s.replace(&format!("${{{name}}}"), &text(value)?);
+                    }
+                    Some(json!(s))
+                }
+                _ => Some(Value::Object(
+                    map.iter()
+                        .filter_map(|(k, i)| Some((k.clone(), resolve(t, params, i)?)))
+                        .collect(),
+                )),
+            }
+        }
+        Value::Object(map) => Some(Value::Object(
+            map.iter()
+                .filter_map(|(k, i)| Some((k.clone(), resolve(t, params, i)?)))
+                .collect(),
+        )),
+        _ => Some(v.clone()),
+    }
+}
+
+/// Whether a named condition of the template holds for the given parameters.
+fn condition(t: &Value, params: &serde_json::Map<String, Value>, name: &str) -> bool {
+    fn eval(t: &Value, params: &serde_json::Map<String, Value>, v: &Value) -> bool {
+        let (key, arg) = v.as_object().and_then(|m| m.iter().next()).unwrap();
+        match key.as_str() {
+            "Condition" => condition(t, params, arg.as_str().unwrap()),
+            "Fn::Not" => !eval(t, params, &arg[0]),
+            "Fn::And" => arg.as_array().unwrap().iter().all(|c| eval(t, params, c)),
+            "Fn::Or" => arg.as_array().unwrap().iter().any(|c| eval(t, params, c)),
+            "Fn::Equals" => resolve(t, params, &arg[0]) == resolve(t, params, &arg[1]),
+            other => panic!("condition function {other} not evaluated here"),
+        }
+    }
+    eval(t, params, &t["Conditions"][name])
+}
+
+#[test]
+fn a_self_managed_cluster_in_a_vpc_gets_its_subnets_and_groups() {
+    let t = template();
+    let params = |pairs: &[(&str, &str)]| {
+        pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect::<serde_json::Map<_, _>>()
+    };
+    let access = |p: &serde_json::Map<String, Value>| {
+        resolve(&t, p, &t["Resources"]["SelfManagedTrigger"]["Properties"])
+            .and_then(|props| props.get("SourceAccessConfigurations").cloned())
+    };
+    let secret = "arn:aws:secretsmanager:eu-west-1:1:secret:kafka";
+    let in_vpc = params(&[
+        ("SelfManagedBootstrapServers", "b1:9096,b2:9096"),
+        ("SelfManagedAuth", "SASL_SCRAM_512_AUTH"),
+        ("SelfManagedAuthSecretArn", secret),
+        ("SubnetIds", "subnet-a,subnet-b"),
+        ("SecurityGroupIds", "sg-1"),
+    ]);
+    assert!(condition(&t, &in_vpc, "HasSelfManaged"));
+    assert_eq!(
+        access(&in_vpc).unwrap(),
+        json!([
+            {"Type": "SASL_SCRAM_512_AUTH", "URI": secret},
+            {"Type": "VPC_SUBNET", "URI": "subnet:subnet-a"},
+            {"Type": "VPC_SUBNET", "URI": "subnet:subnet-b"},
+            {"Type": "VPC_SECURITY_GROUP", "URI": "security_group:sg-1"},
+        ])
+    );
+    // Outside a VPC, without a secret or CA: no entries at all (not an empty list).
+    let open = params(&[("SelfManagedBootstrapServers", "b1:9092")]);
+    assert_eq!(access(&open), None);
+    // A root CA alone.
+    let ca = params(&[
+        ("SelfManagedBootstrapServers", "b1:9094"),
+        ("SelfManagedRootCaSecretArn", secret),
+    ]);
+    assert_eq!(
+        access(&ca).unwrap(),
+        json!([{"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": secret}])
+    );
+}
