@@ -40,6 +40,10 @@ pub struct BackfillArgs {
     /// and never loads a record twice (default: derived from --from and --to).
     #[arg(long)]
     name: Option<String>,
+    /// Also write what this run did as JSON to this file: records, bytes, seconds and the time
+    /// spent in each stage (fetch, transform, encode, stage, load, commit) over every batch.
+    #[arg(long)]
+    stats: Option<PathBuf>,
 }
 
 #[derive(Debug, clap::Args)]
@@ -155,7 +159,9 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     );
     let deadline = deadline(&args.run);
     let invocation = invocation_id();
-    let (mut records, mut bytes) = (0u64, 0u64);
+    let started = Instant::now();
+    let (mut records, mut bytes, mut loaded) = (0u64, 0u64, 0u64);
+    let mut times = k2mc::metrics::StageTimes::default();
     let mut last;
     loop {
         last = app.run_ranges(ranges.clone(), deadline, &invocation).await;
@@ -164,6 +170,8 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
             for b in &p.batches {
                 records += b.counts.read;
                 bytes += b.counts.bytes;
+                loaded += b.counts.loaded;
+                times.add(&b.times);
                 progressed = true;
             }
         }
@@ -181,6 +189,23 @@ pub async fn backfill(args: BackfillArgs) -> anyhow::Result<()> {
     }
     bar.finish();
     eprintln!("backfill {name}: {records} records, {bytes} bytes loaded in this run");
+    if let Some(path) = &args.stats {
+        let stages: serde_json::Map<String, serde_json::Value> = times
+            .named()
+            .iter()
+            .map(|(stage, d)| ((*stage).to_owned(), serde_json::json!(d.as_secs_f64())))
+            .collect();
+        let stats = serde_json::json!({
+            "name": name,
+            "records": records,
+            "bytes": bytes,
+            "rows": loaded,
+            "seconds": started.elapsed().as_secs_f64(),
+            "stage_seconds": stages,
+        });
+        std::fs::write(path, format!("{stats:#}\n"))
+            .with_context(|| format!("writing --stats {}", path.display()))?;
+    }
     print_report(&last)
 }
 

@@ -49,7 +49,8 @@ pub fn python() -> anyhow::Result<PathBuf> {
 /// Returns the path of a workspace binary in the same profile as the running test, building the
 /// workspace first (once per process). The build is `cargo build --workspace --all-targets`,
 /// which resolves features exactly as `cargo test --workspace` does, so it never rebuilds what
-/// the test run just built.
+/// the test run just built. In the release profile (the benchmark) only the binaries are built:
+/// tests are never built there, and building them would only add time.
 pub fn workspace_bin(bin: &str) -> anyhow::Result<PathBuf> {
     static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let profile_dir = BUILT
@@ -66,11 +67,13 @@ pub fn workspace_bin(bin: &str) -> anyhow::Result<PathBuf> {
                 .to_owned();
             let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
             let mut cmd = Command::new(cargo);
-            cmd.args(["build", "--quiet", "--workspace", "--all-targets"])
+            cmd.args(["build", "--quiet", "--workspace"])
                 .current_dir(repo_root());
             clean_cargo_env(&mut cmd);
             if profile_dir.file_name().is_some_and(|n| n == "release") {
-                cmd.arg("--release");
+                cmd.args(["--release", "--bins"]);
+            } else {
+                cmd.arg("--all-targets");
             }
             let status = cmd
                 .status()

@@ -282,6 +282,7 @@ struct RuntimeState {
     results: HashMap<String, Result<serde_json::Value, String>>,
     init_error: Option<String>,
     polls: u64,
+    first_poll: Option<Instant>,
 }
 
 /// A Lambda Runtime API stand-in: queue events, the function polls them, results come back.
@@ -312,6 +313,29 @@ impl RuntimeApi {
     /// How many times the function asked for the next invocation.
     pub fn polls(&self) -> u64 {
         self.state.0.lock().map(|s| s.polls).unwrap_or(0)
+    }
+
+    /// The environment a function process needs to serve this API as Lambda's runtime would.
+    pub fn lambda_env(&self) -> Vec<(&'static str, String)> {
+        vec![
+            ("AWS_LAMBDA_RUNTIME_API", self.addr.clone()),
+            ("AWS_LAMBDA_FUNCTION_NAME", "k2mc".into()),
+            ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
+            ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512".into()),
+            ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/k2mc".into()),
+            ("AWS_LAMBDA_LOG_STREAM_NAME", "local".into()),
+        ]
+    }
+
+    /// Waits until the function first asks for an invocation and returns when it did; `None`
+    /// when it has not within `within`.
+    pub fn first_poll(&self, within: Duration) -> Option<Instant> {
+        let (lock, cv) = &*self.state;
+        let s = lock.lock().ok()?;
+        let (s, _) = cv
+            .wait_timeout_while(s, within, |s| s.first_poll.is_none())
+            .ok()?;
+        s.first_poll
     }
 
     /// Delivers `event` and waits for the function's answer.
@@ -382,6 +406,8 @@ fn serve_one(
         if method == "GET" && path.ends_with("/runtime/invocation/next") {
             let mut s = lock.lock().map_err(|_| anyhow::anyhow!("poisoned"))?;
             s.polls += 1;
+            s.first_poll.get_or_insert_with(Instant::now);
+            cv.notify_all();
             let (id, event) = loop {
                 if let Some(item) = s.queue.pop_front() {
                     break item;

@@ -264,17 +264,6 @@ impl Case {
     }
 }
 
-fn lambda_env(api: &RuntimeApi) -> Vec<(&'static str, String)> {
-    vec![
-        ("AWS_LAMBDA_RUNTIME_API", api.addr.clone()),
-        ("AWS_LAMBDA_FUNCTION_NAME", "k2mc".into()),
-        ("AWS_LAMBDA_FUNCTION_VERSION", "$LATEST".into()),
-        ("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "512".into()),
-        ("AWS_LAMBDA_LOG_GROUP_NAME", "/aws/lambda/k2mc".into()),
-        ("AWS_LAMBDA_LOG_STREAM_NAME", "local".into()),
-    ]
-}
-
 /// Starts the real binary as a Lambda function behind a Runtime API stand-in; its stdout (metrics)
 /// and stderr (logs) go to `lambda.out` and `lambda.err` beside the config.
 fn start_lambda(config: &Path) -> (RuntimeApi, std::process::Child) {
@@ -284,7 +273,7 @@ fn start_lambda(config: &Path) -> (RuntimeApi, std::process::Child) {
     cmd.env("K2MC_CONFIG", config)
         .stdout(std::fs::File::create(dir.join("lambda.out")).unwrap())
         .stderr(std::fs::File::create(dir.join("lambda.err")).unwrap());
-    for (k, v) in k2mc_env().into_iter().chain(lambda_env(&api)) {
+    for (k, v) in k2mc_env().into_iter().chain(api.lambda_env()) {
         cmd.env(k, v);
     }
     (api, cmd.spawn().unwrap())

@@ -1,0 +1,104 @@
+//! Measuring one process: wall time, CPU seconds (user + system, its waited-for children
+//! included) and peak resident memory, all from the kernel's own accounting of that process
+//! (`wait4`), so nothing the harness itself does is counted; and the cold start of the function
+//! until it first polls the Lambda Runtime API.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use harness::stack::RuntimeApi;
+
+/// What one process cost.
+#[derive(Debug, Clone)]
+pub struct Measured {
+    pub wall_s: f64,
+    pub cpu_s: f64,
+    pub max_rss_mb: f64,
+    pub stdout: String,
+}
+
+/// Runs `cmd` to its end with stdout captured and stderr to `log`; fails, naming the log, when it
+/// does not succeed.
+pub fn run(cmd: &mut Command, log: &Path) -> anyhow::Result<Measured> {
+    let err = std::fs::File::create(log).with_context(|| format!("creating {}", log.display()))?;
+    cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(err);
+    let start = Instant::now();
+    let mut child = cmd.spawn().with_context(|| format!("starting {cmd:?}"))?;
+    let mut stdout = child.stdout.take().context("child stdout")?;
+    let reader = std::thread::spawn(move || {
+        let mut text = String::new();
+        stdout.read_to_string(&mut text).map(|_| text)
+    });
+    let (status, usage) = wait4(child.id())?;
+    let wall_s = start.elapsed().as_secs_f64();
+    let stdout = reader
+        .join()
+        .map_err(|_| anyhow::anyhow!("stdout reader panicked"))??;
+    if status != 0 {
+        let text = std::fs::read_to_string(log).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(15).collect();
+        bail!(
+            "{cmd:?} failed (wait status {status}); the end of {}:\n{}",
+            log.display(),
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
+    }
+    let seconds = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+    Ok(Measured {
+        wall_s,
+        cpu_s: seconds(usage.ru_utime) + seconds(usage.ru_stime),
+        // Linux reports ru_maxrss in KiB.
+        max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        stdout,
+    })
+}
+
+/// Waits for process `pid` and returns its wait status and resource usage.
+#[allow(unsafe_code)]
+fn wait4(pid: u32) -> anyhow::Result<(i32, libc::rusage)> {
+    let mut status = 0;
+    // SAFETY: rusage is plain old data; wait4 writes it and the status, both owned here, and
+    // `pid` is a child of this process that nothing else waits for (its `Child` is never waited).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let rc = unsafe { libc::wait4(pid as libc::pid_t, &mut status, 0, &mut usage) };
+    if rc < 0 {
+        return Err(std::io::Error::last_os_error()).context("wait4");
+    }
+    Ok((status, usage))
+}
+
+/// The cold start of the function: from spawning the `k2mc` binary with a Lambda environment
+/// until it first asks the Runtime API for an invocation (its init, transform loading, Kafka and
+/// MaxCompute connections included). The process is killed afterwards.
+pub fn cold_start(
+    k2mc: &Path,
+    config: &Path,
+    env: &[(&'static str, String)],
+    log: &Path,
+) -> anyhow::Result<Duration> {
+    let api = RuntimeApi::start()?;
+    let err = std::fs::File::create(log)?;
+    let mut cmd = Command::new(k2mc);
+    cmd.env("K2MC_CONFIG", config)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(err);
+    for (k, v) in env.iter().cloned().chain(api.lambda_env()) {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let mut child = cmd.spawn()?;
+    let polled = api.first_poll(Duration::from_secs(30));
+    let _ = child.kill();
+    let _ = child.wait();
+    match polled {
+        Some(at) => Ok(at.duration_since(start)),
+        None => bail!(
+            "k2mc did not poll the Runtime API within 30 s; see {}",
+            log.display()
+        ),
+    }
+}

@@ -1,0 +1,287 @@
+//! The benchmark's results: every run kept, medians per system and data set, the ratios the
+//! issue's targets are stated in, the targets met or not, as JSON and as a Markdown table.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use anyhow::Context;
+use serde_json::{Value, json};
+
+use crate::data::DataSet;
+use crate::measure::Measured;
+
+const STAGES: [&str; 6] = ["fetch", "transform", "encode", "stage", "load", "commit"];
+
+/// One measured run of one system.
+#[derive(Debug, Clone)]
+pub struct Run {
+    pub system: &'static str,
+    pub records: u64,
+    pub bytes: u64,
+    pub m: Measured,
+    pub stage_seconds: BTreeMap<String, f64>,
+}
+
+impl Run {
+    /// A run whose stdout is `{"records": N, "bytes": B}`.
+    pub fn from_json(system: &'static str, m: &Measured) -> anyhow::Result<Run> {
+        let v: Value = serde_json::from_str(m.stdout.trim())
+            .with_context(|| format!("{system} printed {:?}", m.stdout))?;
+        Ok(Run {
+            system,
+            records: v["records"].as_u64().context("records")?,
+            bytes: v["bytes"].as_u64().context("bytes")?,
+            m: m.clone(),
+            stage_seconds: BTreeMap::new(),
+        })
+    }
+
+    /// A k2mc run with its `--stats` file.
+    pub fn from_stats(system: &'static str, m: &Measured, stats: &Value) -> anyhow::Result<Run> {
+        Ok(Run {
+            system,
+            records: stats["records"].as_u64().context("records")?,
+            bytes: stats["bytes"].as_u64().context("bytes")?,
+            m: m.clone(),
+            stage_seconds: STAGES
+                .iter()
+                .map(|s| {
+                    (
+                        (*s).to_owned(),
+                        stats["stage_seconds"][s].as_f64().unwrap_or(0.0),
+                    )
+                })
+                .collect(),
+        })
+    }
+}
+
+/// Everything measured in one benchmark run.
+#[derive(Debug)]
+pub struct Report {
+    reps: usize,
+    sets: Vec<(DataSet, Vec<Run>)>,
+    memory: Option<(u64, Measured)>,
+    cold: Vec<Duration>,
+}
+
+fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+impl Report {
+    pub fn new(reps: usize) -> Report {
+        Report {
+            reps,
+            sets: Vec::new(),
+            memory: None,
+            cold: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, set: &DataSet, run: Run) {
+        match self.sets.iter_mut().find(|(s, _)| s.name == set.name) {
+            Some((_, runs)) => runs.push(run),
+            None => self.sets.push((set.clone(), vec![run])),
+        }
+    }
+
+    /// The k2mc backfill over a shorter range, for the memory comparison.
+    pub fn memory(&mut self, records: u64, m: &Measured) {
+        self.memory = Some((records, m.clone()));
+    }
+
+    pub fn cold_start(&mut self, d: Duration) {
+        self.cold.push(d);
+    }
+
+    /// The result document: medians, ratios and targets.
+    pub fn finish(&self) -> anyhow::Result<Value> {
+        let mut datasets = Vec::new();
+        let mut targets = Vec::new();
+        let mut full_rss = None;
+        for (set, runs) in &self.sets {
+            let mut systems = serde_json::Map::new();
+            for system in ["rskafka read", "k2mc", "python peer"] {
+                let mine: Vec<&Run> = runs.iter().filter(|r| r.system == system).collect();
+                if mine.is_empty() {
+                    continue;
+                }
+                let med = |f: &dyn Fn(&Run) -> f64| median(mine.iter().map(|r| f(r)).collect());
+                let mut entry = json!({
+                    "records_per_s": med(&|r| r.records as f64 / r.m.wall_s),
+                    "mb_per_s": med(&|r| r.bytes as f64 / 1e6 / r.m.wall_s),
+                    "wall_s": med(&|r| r.m.wall_s),
+                    "cpu_s": med(&|r| r.m.cpu_s),
+                    "max_rss_mb": med(&|r| r.m.max_rss_mb),
+                    "runs": mine.iter().map(|r| json!({
+                        "records": r.records, "bytes": r.bytes, "wall_s": r.m.wall_s,
+                        "cpu_s": r.m.cpu_s, "max_rss_mb": r.m.max_rss_mb,
+                        "stage_seconds": r.stage_seconds,
+                    })).collect::<Vec<_>>(),
+                });
+                if system == "k2mc" {
+                    let stages: serde_json::Map<String, Value> = STAGES
+                        .iter()
+                        .map(|s| ((*s).to_owned(), json!(med(&|r| r.stage_seconds[*s]))))
+                        .collect();
+                    entry["stage_seconds"] = Value::Object(stages);
+                    if set.name == "1kb" {
+                        full_rss = Some((set.records, med(&|r| r.m.max_rss_mb)));
+                    }
+                }
+                systems.insert(system.to_owned(), entry);
+            }
+            let rate = |s: &str| systems.get(s).and_then(|e| e["records_per_s"].as_f64());
+            let ratio = |a: &str, b: &str| rate(a).zip(rate(b)).map(|(a, b)| a / b);
+            let vs_read = ratio("k2mc", "rskafka read");
+            let vs_peer = ratio("k2mc", "python peer");
+            targets.push(target(
+                &format!("{}: k2mc / raw read", set.name),
+                ">= 0.6",
+                vs_read,
+                |x| x >= 0.6,
+            ));
+            targets.push(target(
+                &format!("{}: k2mc / python peer", set.name),
+                ">= 20",
+                vs_peer,
+                |x| x >= 20.0,
+            ));
+            datasets.push(json!({
+                "name": set.name, "record_bytes": set.record_bytes, "records": set.records,
+                "systems": systems,
+                "ratios": {"k2mc / rskafka read": vs_read, "k2mc / python peer": vs_peer},
+            }));
+        }
+        let memory = match (&self.memory, full_rss) {
+            (Some((small, m)), Some((full, rss))) => {
+                targets.push(target(
+                    "1kb: k2mc peak RSS (MB)",
+                    "<= 256",
+                    Some(rss),
+                    |x| x <= 256.0,
+                ));
+                let growth = rss / m.max_rss_mb;
+                targets.push(target(
+                    &format!("k2mc peak RSS, {full} / {small} records"),
+                    "<= 1.10",
+                    Some(growth),
+                    |x| x <= 1.10,
+                ));
+                json!({"small_records": small, "small_max_rss_mb": m.max_rss_mb,
+                       "full_records": full, "full_max_rss_mb": rss, "ratio": growth})
+            }
+            _ => Value::Null,
+        };
+        let cold_ms: Vec<f64> = self.cold.iter().map(|d| d.as_secs_f64() * 1000.0).collect();
+        let cold_median = median(cold_ms.clone());
+        targets.push(target(
+            "cold start to first poll (ms)",
+            "<= 50",
+            Some(cold_median),
+            |x| x <= 50.0,
+        ));
+        Ok(json!({
+            "machine": machine(),
+            "reps": self.reps,
+            "datasets": datasets,
+            "memory": memory,
+            "cold_start_ms": {"median": cold_median, "runs": cold_ms},
+            "targets": targets,
+        }))
+    }
+}
+
+fn target(name: &str, goal: &str, measured: Option<f64>, met: impl Fn(f64) -> bool) -> Value {
+    json!({"name": name, "target": goal, "measured": measured, "met": measured.map(met)})
+}
+
+/// The machine and the versions the numbers were measured with.
+fn machine() -> String {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split_once(':'))
+                .map(|(_, v)| v.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let rustc = std::process::Command::new("rustc")
+        .arg("--version")
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+        .unwrap_or_default();
+    format!(
+        "{cores} cores ({cpu}); {rustc}; tansu 0.6.0 (memory storage), s3s-fs 0.14.1, kafka-python 3.0.12, pyodps 0.13.2; {}",
+        chrono::Utc::now().format("%Y-%m-%d")
+    )
+}
+
+/// The Markdown tables of a result document.
+pub fn markdown(result: &Value) -> String {
+    let mut out = format!(
+        "Measured on {}, medians of {} runs.\n\n",
+        result["machine"].as_str().unwrap_or(""),
+        result["reps"]
+    );
+    out.push_str("| data set | system | records/s | MB/s | wall s | CPU s | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|\n");
+    let empty = Vec::new();
+    for d in result["datasets"].as_array().unwrap_or(&empty) {
+        for (system, e) in d["systems"].as_object().into_iter().flatten() {
+            out.push_str(&format!(
+                "| {} × {} | {system} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} |\n",
+                d["name"].as_str().unwrap_or(""),
+                d["records"],
+                e["records_per_s"].as_f64().unwrap_or(0.0),
+                e["mb_per_s"].as_f64().unwrap_or(0.0),
+                e["wall_s"].as_f64().unwrap_or(0.0),
+                e["cpu_s"].as_f64().unwrap_or(0.0),
+                e["max_rss_mb"].as_f64().unwrap_or(0.0),
+            ));
+        }
+    }
+    out.push_str(
+        "\nk2mc time per stage (seconds, median run; summed over batches):\n\n| data set |",
+    );
+    for s in STAGES {
+        out.push_str(&format!(" {s} |"));
+    }
+    out.push_str("\n|---|");
+    out.push_str(&"---:|".repeat(STAGES.len()));
+    out.push('\n');
+    for d in result["datasets"].as_array().unwrap_or(&empty) {
+        out.push_str(&format!("| {} |", d["name"].as_str().unwrap_or("")));
+        for s in STAGES {
+            let v = d["systems"]["k2mc"]["stage_seconds"][s]
+                .as_f64()
+                .unwrap_or(0.0);
+            out.push_str(&format!(" {v:.2} |"));
+        }
+        out.push('\n');
+    }
+    out.push_str("\n| target | goal | measured | met |\n|---|---|---:|---|\n");
+    for t in result["targets"].as_array().unwrap_or(&empty) {
+        let measured = t["measured"]
+            .as_f64()
+            .map_or("n/a".into(), |m| format!("{m:.2}"));
+        let met = match t["met"].as_bool() {
+            Some(true) => "yes",
+            Some(false) => "**no**",
+            None => "n/a",
+        };
+        out.push_str(&format!(
+            "| {} | {} | {measured} | {met} |\n",
+            t["name"].as_str().unwrap_or(""),
+            t["target"].as_str().unwrap_or("")
+        ));
+    }
+    out
+}
