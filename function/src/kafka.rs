@@ -324,6 +324,10 @@ pub struct RangeReader<'r> {
     next: i64,
     end: i64,
     delivered: VecDeque<KafkaRecord>,
+    /// What the last fetch returned beyond the chunk it served (at most one fetch, a few MiB):
+    /// fetching again from the middle of a broker's record batch would throw the rest away and
+    /// make the broker send the same batch again (and tansu answers such a fetch wrongly).
+    fetched: VecDeque<KafkaRecord>,
 }
 
 impl std::fmt::Debug for RangeReader<'_> {
@@ -352,6 +356,7 @@ impl<'r> RangeReader<'r> {
                 .filter(|r| r.offset >= start && r.offset < end)
                 .cloned()
                 .collect(),
+            fetched: VecDeque::new(),
         }
     }
 
@@ -394,40 +399,46 @@ impl<'r> RangeReader<'r> {
             self.next = stop;
             return Ok(Some(Vec::new()));
         };
-        let (records, hwm) = reader.fetch(self.next).await?;
-        let beyond = records.iter().any(|r| r.offset >= stop);
-        let mut out: Vec<KafkaRecord> = records
-            .into_iter()
-            .filter(|r| r.offset < stop)
-            .take(max)
-            .collect();
-        match out.last() {
-            Some(last) => self.next = last.offset + 1,
-            // Offsets with no record (compaction, transaction markers): skip to what exists.
-            None if beyond => self.next = stop,
-            // Never skip offsets on an empty answer: they may hold records not readable yet.
-            None if hwm > self.next => {
+        if self.fetched.is_empty() {
+            let (records, hwm) = reader.fetch(self.next).await?;
+            let beyond = records.iter().any(|r| r.offset >= stop);
+            let next = self.next;
+            self.fetched.extend(
+                records
+                    .into_iter()
+                    .filter(|r| r.offset >= next && r.offset < stop),
+            );
+            if self.fetched.is_empty() {
+                // Offsets with no record (compaction, transaction markers): skip to what exists.
+                if beyond {
+                    self.next = stop;
+                    return Ok(Some(Vec::new()));
+                }
+                // Never skip offsets on an empty answer: they may hold records not readable yet.
                 return Err(PipelineError::Event {
-                    reason: format!(
-                        "{}: a fetch at offset {} returned no records although the high watermark is {hwm}; refusing to skip them",
-                        reader.tp, self.next
-                    ),
+                    reason: if hwm > self.next {
+                        format!(
+                            "{}: a fetch at offset {} returned no records although the high watermark is {hwm}; refusing to skip them",
+                            reader.tp, self.next
+                        )
+                    } else {
+                        format!(
+                            "{}: offset {} is beyond the high watermark {hwm}",
+                            reader.tp, self.next
+                        )
+                    },
                 });
             }
-            None => {
-                return Err(PipelineError::Event {
-                    reason: format!(
-                        "{}: offset {} is beyond the high watermark {hwm}",
-                        reader.tp, self.next
-                    ),
-                });
-            }
+        }
+        let n = self.fetched.len().min(max.max(1));
+        let out: Vec<KafkaRecord> = self.fetched.drain(..n).collect();
+        if let Some(last) = out.last() {
+            self.next = last.offset + 1;
         }
         if self.delivered.front().is_some_and(|r| r.offset < self.next) {
             let next = self.next;
             self.delivered.retain(|r| r.offset >= next);
         }
-        out.shrink_to_fit();
         Ok(Some(out))
     }
 }

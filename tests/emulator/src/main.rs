@@ -107,7 +107,12 @@ async fn main() -> anyhow::Result<()> {
         downloads: Mutex::new(HashMap::new()),
     });
     println!("{addr}");
-    let app = axum::Router::new().fallback(dispatch).with_state(state);
+    // Tunnel blocks are streamed bodies of any size (axum's default 2 MB limit answered a
+    // pipeline's 8 MB block with 413, which MaxCompute never does).
+    let app = axum::Router::new()
+        .fallback(dispatch)
+        .layer(axum::extract::DefaultBodyLimit::disable())
+        .with_state(state);
     let server = axum::serve(listener, app);
     if args.exit_on_stdin_eof {
         let mut lines = tokio::io::BufReader::new(tokio::io::stdin()).lines();
