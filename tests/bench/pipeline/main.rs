@@ -238,23 +238,35 @@ fn k2mc_config(
         &transform_wasm("kafka-columns")?.display().to_string(),
         &transform_wasm("mask")?.display().to_string(),
     );
-    write_config(
-        &path,
-        stack,
-        &emulator.endpoint(),
-        "bench",
-        &[&set.topic()],
-        table,
-        "ds={event_time:%Y%m%d}",
-        &transforms,
-        "",
-    )?;
+    bench_config(&path, stack, emulator, &set.topic(), table, &transforms)?;
     let text = std::fs::read_to_string(&path)?.replace(
         &stack.s3_endpoint(),
         &format!("http://127.0.0.1:{}", stack.s3.port),
     );
     std::fs::write(&path, text)?;
     Ok(path)
+}
+
+/// A k2mc config for the stack, reading `topic` into `table` partitioned by the event day.
+fn bench_config(
+    path: &Path,
+    stack: &Stack,
+    emulator: &Emulator,
+    topic: &str,
+    table: &str,
+    transforms: &str,
+) -> anyhow::Result<()> {
+    write_config(
+        path,
+        stack,
+        &emulator.endpoint(),
+        "bench",
+        &[topic],
+        table,
+        "ds={event_time:%Y%m%d}",
+        transforms,
+        "",
+    )
 }
 
 /// `k2mc backfill` of offsets `0..records` under its own name, measured.
@@ -357,16 +369,13 @@ fn cold_start_config(
         wasms[1].display().to_string()
     ));
     let path = dir.join("cold.toml");
-    write_config(
+    bench_config(
         &path,
         stack,
-        &emulator.endpoint(),
-        "bench",
-        &[&set.topic()],
+        emulator,
+        &set.topic(),
         "k2mc_1kb",
-        "ds={event_time:%Y%m%d}",
         &transforms,
-        "",
     )?;
     Ok(path)
 }
