@@ -95,6 +95,37 @@ async fn client_upload_of_every_type_reads_back_equal_in_pyodps() -> anyhow::Res
     Ok(())
 }
 
+/// A block of several MB is one Tunnel PUT, as MaxCompute takes it (the emulator once answered
+/// 413 to anything over 2 MB; the pipeline's blocks are 8 MB).
+#[tokio::test]
+async fn a_block_of_several_megabytes_uploads_in_one_put() -> anyhow::Result<()> {
+    let emulator = shared_emulator()?;
+    let mc = client(emulator)?;
+    let table = "client_big_block";
+    mc.run_sql(&format!("DROP TABLE IF EXISTS {table}"), &[])
+        .await?;
+    mc.run_sql(
+        &format!("CREATE TABLE {table} ({})", rows::ddl_columns()),
+        &[],
+    )
+    .await?;
+    let types = mc.get_table(table).await?.schema.column_types();
+    let mut n = 1000;
+    let (block, count) = loop {
+        let block = encode_block(&types, &rows::random_rows(n, 11), Compression::None)?;
+        if block.data.len() > 4 << 20 {
+            break (block, n);
+        }
+        n *= 2;
+    };
+    let session = mc.create_upload_session(table, None, false).await?;
+    mc.upload_block(&session, 0, &block).await?;
+    assert!(mc.commit_upload(&session, &[0]).await?.is_committed());
+    let download = mc.create_download_session(table, None).await?;
+    assert_eq!(download.record_count, count as u64);
+    Ok(())
+}
+
 /// Proof 3a: bytes our writer makes are decoded by pyodps's TunnelRecordReader with checksums
 /// on, and a flipped byte is rejected by both readers.
 #[test]
