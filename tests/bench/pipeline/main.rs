@@ -195,7 +195,14 @@ fn main() -> anyhow::Result<()> {
     }
 
     eprintln!("bench: cold start x{}", args.cold_starts);
-    let cold = cold_start_config(&k2mc, &stack, &emulator, dir.path())?;
+    // The 1 KB data set's topic and table (left in place by its last run).
+    let cold = cold_start_config(
+        &k2mc,
+        &stack,
+        &emulator,
+        dir.path(),
+        (&sets[0].topic(), &format!("k2mc_{}", sets[0].name)),
+    )?;
     for i in 0..args.cold_starts {
         let cache = tempfile::tempdir()?;
         let mut env = k2mc_env();
@@ -331,13 +338,14 @@ fn same_rows(
     Ok(())
 }
 
-/// A config with three precompiled transforms (`kafka-columns`, `filter`, `mask`), the `.cwasm`
-/// beside each `.wasm` as the package ships them, for the cold start.
+/// A config with three precompiled transforms (`kafka-columns`, `mask`, `filter`), the `.cwasm`
+/// beside each `.wasm` as the package ships them, reading `topic` into `table`, for the cold start.
 fn cold_start_config(
     k2mc: &Path,
     stack: &Stack,
     emulator: &Emulator,
     dir: &Path,
+    (topic, table): (&str, &str),
 ) -> anyhow::Result<PathBuf> {
     let shipped = dir.join("cold/transforms");
     std::fs::create_dir_all(&shipped)?;
@@ -355,11 +363,6 @@ fn cold_start_config(
         .arg(&shipped)
         .status()?;
     ensure!(status.success(), "k2mc transforms precompile failed");
-    let set = DataSet {
-        name: "1kb".into(),
-        record_bytes: 1024,
-        records: 0,
-    };
     let mut transforms = data::transforms_toml(
         &wasms[0].display().to_string(),
         &wasms[2].display().to_string(),
@@ -369,13 +372,6 @@ fn cold_start_config(
         wasms[1].display().to_string()
     ));
     let path = dir.join("cold.toml");
-    bench_config(
-        &path,
-        stack,
-        emulator,
-        &set.topic(),
-        "k2mc_1kb",
-        &transforms,
-    )?;
+    bench_config(&path, stack, emulator, topic, table, &transforms)?;
     Ok(path)
 }
