@@ -5,6 +5,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Instant;
 
 use futures_util::StreamExt;
@@ -14,7 +15,7 @@ use crate::commitlog::{CommitLog, ModuleVersion, TopicPartition};
 use crate::config::{Config, StartFrom};
 use crate::encode::Layout;
 use crate::error::PipelineError;
-use crate::kafka::{Kafka, PartitionReader, SaslSecrets};
+use crate::kafka::{self, Kafka, KafkaAuth, PartitionReader, SaslSecrets};
 use crate::maxcompute::{ClientConfig, Credentials, MaxComputeClient, TableInfo};
 use crate::metrics;
 use crate::pipeline::{BatchContext, PartitionOutcome, Target, sync_partition};
@@ -82,7 +83,7 @@ pub fn stage_specs(config: &Config) -> Vec<StageSpec> {
 pub struct Connections {
     pub staging: Staging,
     pub maxcompute: MaxComputeClient,
-    pub sasl: Option<SaslSecrets>,
+    pub kafka: KafkaAuth,
 }
 
 impl std::fmt::Debug for Connections {
@@ -94,16 +95,11 @@ impl std::fmt::Debug for Connections {
 /// Resolves secrets and builds the staging and MaxCompute clients (no network calls yet).
 pub async fn connections(config: &Config) -> Result<Connections, PipelineError> {
     let sdk = sdk_config(config.staging.region.as_deref()).await;
-    let uses_sm = |r: &SecretRef| matches!(r, SecretRef::SecretsManager { .. });
+    let needs_sm = config
+        .secret_refs()
+        .iter()
+        .any(|(_, r)| matches!(r, SecretRef::SecretsManager { .. }));
     let mc = &config.maxcompute;
-    let needs_sm = uses_sm(&mc.access_id)
-        || uses_sm(&mc.access_key)
-        || mc.sts_token.as_ref().is_some_and(uses_sm)
-        || config
-            .kafka
-            .sasl
-            .as_ref()
-            .is_some_and(|s| uses_sm(&s.username) || uses_sm(&s.password));
     let mut secrets = SecretResolver::new(needs_sm.then_some(&sdk));
     let access_id = secrets
         .resolve("maxcompute.access_id", &mc.access_id)
@@ -128,10 +124,16 @@ pub async fn connections(config: &Config) -> Result<Connections, PipelineError> 
         }),
         None => None,
     };
+    let tls = match &config.kafka.tls {
+        Some(t) => Some(Arc::new(kafka::client_config(
+            &kafka::tls_material(config, t, &mut secrets).await?,
+        )?)),
+        None => None,
+    };
     Ok(Connections {
         staging: Staging::new(&sdk, &config.staging),
         maxcompute,
-        sasl,
+        kafka: KafkaAuth { sasl, tls },
     })
 }
 
@@ -267,7 +269,7 @@ impl App {
         let t = Instant::now();
         let conns = connections(&config).await?;
         let chain = load_chain(&config)?;
-        let kafka = Kafka::connect(&config.kafka, conns.sasl).await?;
+        let kafka = Kafka::connect(&config.kafka, &conns.kafka).await?;
         let table = conns.maxcompute.get_table(&config.maxcompute.table).await?;
         let layout = check_layout(&config, &chain, &table)?;
         let modules = chain

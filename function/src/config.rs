@@ -87,12 +87,22 @@ pub enum SaslMechanism {
     ScramSha512,
 }
 
-/// TLS to the brokers; without `ca_file` the bundled Mozilla roots are trusted.
-#[derive(Debug, Clone, Deserialize)]
+/// TLS to the brokers. The CA to trust comes from `ca_file` or `ca` (a secret reference holding
+/// PEM, e.g. the event source mapping's `SERVER_ROOT_CA_CERTIFICATE` secret `#certificate`);
+/// with neither, the bundled Mozilla roots. `client_certificate` and `client_key` (PEM, by secret
+/// reference: the mapping's `CLIENT_CERTIFICATE_TLS_AUTH` secret `#certificate` and
+/// `#privateKey`) authenticate k2mc to brokers that require mutual TLS.
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TlsConfig {
     #[serde(default)]
     pub ca_file: Option<PathBuf>,
+    #[serde(default)]
+    pub ca: Option<SecretRef>,
+    #[serde(default)]
+    pub client_certificate: Option<SecretRef>,
+    #[serde(default)]
+    pub client_key: Option<SecretRef>,
 }
 
 /// Where the rows go.
@@ -403,7 +413,58 @@ impl Config {
         if self.kafka.cluster.contains('/') || self.kafka.cluster.is_empty() {
             return fail("kafka.cluster", "use a non-empty name without '/'");
         }
+        // PLAIN sends the password as it is: only over TLS, or to a broker on this machine.
+        let plain = self
+            .kafka
+            .sasl
+            .as_ref()
+            .is_some_and(|s| s.mechanism == SaslMechanism::Plain);
+        if plain && self.kafka.tls.is_none() && !self.kafka.bootstrap.iter().all(|b| is_loopback(b))
+        {
+            return fail(
+                "kafka.sasl.mechanism",
+                "plain would send the password unencrypted to a remote broker; add [kafka.tls] (tls = {} trusts the public CAs) or use scram-sha-512",
+            );
+        }
+        if let Some(tls) = &self.kafka.tls {
+            if tls.ca.is_some() && tls.ca_file.is_some() {
+                return fail(
+                    "kafka.tls.ca",
+                    "set either kafka.tls.ca (a secret reference) or kafka.tls.ca_file, not both",
+                );
+            }
+            if tls.client_certificate.is_some() != tls.client_key.is_some() {
+                return fail(
+                    "kafka.tls.client_certificate",
+                    "mutual TLS needs both kafka.tls.client_certificate and kafka.tls.client_key",
+                );
+            }
+        }
         Ok(())
+    }
+
+    /// Every secret reference in the config with its key, in the order they are resolved.
+    pub fn secret_refs(&self) -> Vec<(&'static str, &SecretRef)> {
+        let mc = &self.maxcompute;
+        let mut refs = vec![
+            ("maxcompute.access_id", &mc.access_id),
+            ("maxcompute.access_key", &mc.access_key),
+        ];
+        refs.extend(mc.sts_token.as_ref().map(|r| ("maxcompute.sts_token", r)));
+        if let Some(s) = &self.kafka.sasl {
+            refs.push(("kafka.sasl.username", &s.username));
+            refs.push(("kafka.sasl.password", &s.password));
+        }
+        if let Some(t) = &self.kafka.tls {
+            refs.extend(t.ca.as_ref().map(|r| ("kafka.tls.ca", r)));
+            refs.extend(
+                t.client_certificate
+                    .as_ref()
+                    .map(|r| ("kafka.tls.client_certificate", r)),
+            );
+            refs.extend(t.client_key.as_ref().map(|r| ("kafka.tls.client_key", r)));
+        }
+        refs
     }
 
     /// A path from the config, relative to the config file's directory.
@@ -414,6 +475,19 @@ impl Config {
             self.base_dir.join(path)
         }
     }
+}
+
+/// Whether a `host:port` broker address is this machine.
+fn is_loopback(address: &str) -> bool {
+    let host = address
+        .rsplit_once(':')
+        .map_or(address, |(h, _)| h)
+        .trim_start_matches('[')
+        .trim_end_matches(']');
+    host.eq_ignore_ascii_case("localhost")
+        || host
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
 }
 
 /// Sets `a__b__c` in `table` to `raw` (a TOML value, or a string when it does not parse as one).

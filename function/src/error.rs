@@ -62,7 +62,7 @@ pub enum PipelineError {
         #[source]
         source: Box<rskafka::client::error::Error>,
     },
-    #[error("kafka TLS setup: {reason}")]
+    #[error("kafka tls: {reason}")]
     KafkaTls { reason: String },
     #[error("staging bucket {bucket}: {operation} {key}: {message}")]
     Storage {

@@ -1,6 +1,7 @@
 //! The fetch stage: reads exactly `[start, end)` of a partition with rskafka, chunk by chunk, so
 //! memory is bounded by the fetch size and not by the range. Records an event source mapping
-//! already delivered are used as they are; only the gaps are fetched.
+//! already delivered are used as they are; only the gaps are fetched. TLS material is in
+//! [`tls`].
 
 use std::collections::VecDeque;
 use std::sync::Arc;
@@ -15,6 +16,9 @@ use crate::config::{KafkaConfig, SaslMechanism};
 use crate::error::PipelineError;
 use crate::maxcompute::Secret;
 use crate::transform::bindings::{Header, KafkaRecord};
+
+mod tls;
+pub use tls::{Pem, TlsMaterial, client_config, tls_material};
 
 /// A connected Kafka cluster.
 pub struct Kafka {
@@ -37,24 +41,64 @@ pub struct SaslSecrets {
     pub password: Secret,
 }
 
+/// How to reach the brokers, resolved at cold start: SASL credentials and the TLS config
+/// (`None`: plaintext).
+#[derive(Debug, Clone, Default)]
+pub struct KafkaAuth {
+    pub sasl: Option<SaslSecrets>,
+    pub tls: Option<Arc<rustls::ClientConfig>>,
+}
+
 impl Kafka {
-    /// Connects to the bootstrap brokers.
-    pub async fn connect(
-        config: &KafkaConfig,
-        sasl: Option<SaslSecrets>,
-    ) -> Result<Kafka, PipelineError> {
+    /// Connects to the bootstrap brokers. A first attempt is made without retries, so that a
+    /// TLS refusal (a missing or untrusted certificate) fails at once with its fix; anything
+    /// else (a broker that is down or restarting) is retried for up to a minute.
+    pub async fn connect(config: &KafkaConfig, auth: &KafkaAuth) -> Result<Kafka, PipelineError> {
+        let brokers = config.bootstrap.join(",");
+        let client = match Kafka::builder(config, auth, Duration::ZERO).build().await {
+            Ok(client) => client,
+            Err(first) => {
+                if auth.tls.is_some() {
+                    let text = first.to_string();
+                    if let Some(fix) = tls::handshake_refusal(&text) {
+                        let cause = text.rsplit("Source: ").next().unwrap_or(&text);
+                        return Err(PipelineError::KafkaTls {
+                            reason: format!(
+                                "the TLS handshake with {brokers} failed ({cause}); {fix}"
+                            ),
+                        });
+                    }
+                }
+                Kafka::builder(config, auth, Duration::from_secs(60))
+                    .build()
+                    .await
+                    .map_err(|source| PipelineError::KafkaConnect {
+                        brokers,
+                        source: Box::new(source),
+                    })?
+            }
+        };
+        Ok(Kafka {
+            client,
+            fetch_max_bytes: config.fetch_max_bytes,
+            fetch_max_wait_ms: config.fetch_max_wait_ms,
+        })
+    }
+
+    /// A client builder whose retries stop after `deadline`.
+    fn builder(config: &KafkaConfig, auth: &KafkaAuth, deadline: Duration) -> ClientBuilder {
         let mut builder = ClientBuilder::new(config.bootstrap.clone())
             .client_id(config.client_id.clone())
             .backoff_config(BackoffConfig {
                 init_backoff: Duration::from_millis(100),
                 max_backoff: Duration::from_secs(5),
                 base: 2.0,
-                deadline: Some(Duration::from_secs(60)),
+                deadline: Some(deadline),
             });
-        if let Some(tls) = &config.tls {
-            builder = builder.tls_config(Arc::new(tls_config(tls.ca_file.as_deref())?));
+        if let Some(tls) = &auth.tls {
+            builder = builder.tls_config(Arc::clone(tls));
         }
-        if let Some(s) = sasl {
+        if let Some(s) = &auth.sasl {
             let creds = Credentials::new(
                 s.username.expose().to_owned(),
                 s.password.expose().to_owned(),
@@ -65,18 +109,7 @@ impl Kafka {
                 SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(creds),
             });
         }
-        let client = builder
-            .build()
-            .await
-            .map_err(|source| PipelineError::KafkaConnect {
-                brokers: config.bootstrap.join(","),
-                source: Box::new(source),
-            })?;
-        Ok(Kafka {
-            client,
-            fetch_max_bytes: config.fetch_max_bytes,
-            fetch_max_wait_ms: config.fetch_max_wait_ms,
-        })
+        builder
     }
 
     /// The partition numbers of `topic`.
@@ -121,37 +154,6 @@ impl Kafka {
             max_wait_ms: self.fetch_max_wait_ms,
         })
     }
-}
-
-fn tls_config(ca_file: Option<&std::path::Path>) -> Result<rustls::ClientConfig, PipelineError> {
-    use rustls_pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca_file {
-        Some(path) => {
-            let certs = rustls_pki_types::CertificateDer::pem_file_iter(path).map_err(|e| {
-                PipelineError::KafkaTls {
-                    reason: format!("kafka.tls.ca_file {}: {e}", path.display()),
-                }
-            })?;
-            for cert in certs {
-                let cert = cert.map_err(|e| PipelineError::KafkaTls {
-                    reason: format!("kafka.tls.ca_file {}: {e}", path.display()),
-                })?;
-                roots.add(cert).map_err(|e| PipelineError::KafkaTls {
-                    reason: format!("kafka.tls.ca_file {}: {e}", path.display()),
-                })?;
-            }
-        }
-        None => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| PipelineError::KafkaTls {
-            reason: e.to_string(),
-        })?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
 }
 
 /// Reads one partition.

@@ -226,7 +226,7 @@ pub async fn invoke(args: InvokeArgs) -> anyhow::Result<()> {
 pub async fn status(args: RunArgs) -> anyhow::Result<()> {
     let config = load_config(&args)?;
     let conns = app::connections(&config).await?;
-    let kafka = Kafka::connect(&config.kafka, conns.sasl).await?;
+    let kafka = Kafka::connect(&config.kafka, &conns.kafka).await?;
     let log = CommitLog::new(conns.staging.clone(), config.kafka.cluster.clone());
     println!(
         "{:<24} {:>5} {:>12} {:>14} {:>10} {:<20} {:>12}",
@@ -381,7 +381,7 @@ pub async fn validate(args: RunArgs) -> anyhow::Result<()> {
                 )),
             ),
         }
-        match Kafka::connect(&config.kafka, conns.sasl).await {
+        match Kafka::connect(&config.kafka, &conns.kafka).await {
             Ok(kafka) => {
                 for topic in &config.kafka.topics {
                     check(

@@ -15,6 +15,7 @@ use anyhow::{Context, bail};
 
 pub mod s3front;
 pub mod stack;
+pub mod tlsfront;
 
 /// AccessKey id the local stack signs with.
 pub const ACCESS_ID: &str = "k2mc-local-id";

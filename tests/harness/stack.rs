@@ -101,15 +101,21 @@ impl Drop for Guarded {
 
 /// A tansu broker on memory storage.
 pub fn start_tansu(dir: &Path) -> anyhow::Result<Guarded> {
+    start_tansu_advertising(dir, None)
+}
+
+/// A tansu broker on memory storage that tells clients to connect to `advertised` (a front's
+/// port) instead of its own.
+pub fn start_tansu_advertising(dir: &Path, advertised: Option<u16>) -> anyhow::Result<Guarded> {
     let bin = cargo_tool("tansu")?;
     let port = free_port()?;
     let url = format!("tcp://127.0.0.1:{port}");
     let args = vec![
         "broker".to_owned(),
         "--listener-url".into(),
-        url.clone(),
-        "--advertised-listener-url".into(),
         url,
+        "--advertised-listener-url".into(),
+        format!("tcp://127.0.0.1:{}", advertised.unwrap_or(port)),
         "--storage-engine".into(),
         "memory://tansu/".into(),
     ];

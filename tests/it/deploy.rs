@@ -143,7 +143,10 @@ fn the_template_sets_only_config_keys_and_completes_the_packaged_config() {
         // Secrets are never values in the environment, only references to them.
         let mut texts = Vec::new();
         literals(value, &mut texts);
-        if name.contains("ACCESS") || name.contains("PASSWORD") || name.contains("TOKEN") {
+        if ["ACCESS", "PASSWORD", "TOKEN", "__TLS__"]
+            .iter()
+            .any(|secret| name.contains(secret))
+        {
             assert!(
                 !texts.is_empty() && texts.iter().all(|t| t.starts_with("secretsmanager:")),
                 "{name} is not a secret reference: {value}"
@@ -367,6 +370,15 @@ fn resolve(t: &Value, params: &serde_json::Map<String, Value>, v: &Value) -> Opt
                     for (name, value) in &vars {
                         s = s.replace(&format!("${{{name}}}"), &text(value)?);
                     }
+                    // What is left names parameters (or pseudo parameters, kept as written).
+                    if let Some(declared) = t["Parameters"].as_object() {
+                        for name in declared.keys() {
+                            let placeholder = format!("${{{name}}}");
+                            if s.contains(&placeholder) {
+                                s = s.replace(&placeholder, &text(&json!({ "Ref": name }))?);
+                            }
+                        }
+                    }
                     Some(json!(s))
                 }
                 _ => Some(Value::Object(
@@ -444,4 +456,146 @@ fn a_self_managed_cluster_in_a_vpc_gets_its_subnets_and_groups() {
         access(&ca).unwrap(),
         json!([{"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": secret}])
     );
+}
+
+/// Each Kafka authentication the template offers reaches the function as the config keys it
+/// reads, from the same secret the event source mapping uses: SASL credentials, or the mutual
+/// TLS certificate and key (never both), and a private root CA.
+#[test]
+fn kafka_authentication_reaches_the_function_from_the_mappings_secrets() {
+    use k2mc::config::{Config, SaslMechanism};
+    use k2mc::secrets::SecretRef;
+    let t = template();
+    let packaged = std::fs::read_to_string(repo_root().join("infra/sam/k2mc.toml")).unwrap();
+    let secret = "arn:aws:secretsmanager:eu-west-1:1:secret:kafka";
+    let ca = "arn:aws:secretsmanager:eu-west-1:1:secret:ca";
+    let field = |id: &str, f: &str| {
+        Some(SecretRef::SecretsManager {
+            id: id.into(),
+            field: Some(f.into()),
+        })
+    };
+    let msk = [
+        ("MskClusterArn", "arn:aws:kafka:eu-west-1:1:cluster/c/1"),
+        ("MskTopic", "orders"),
+        ("MskAuthSecretArn", secret),
+    ];
+    let own = [
+        ("SelfManagedBootstrapServers", "b1:9094"),
+        ("SelfManagedTopic", "orders"),
+        ("SelfManagedAuthSecretArn", secret),
+    ];
+    let cases = vec![
+        (
+            msk.to_vec(),
+            "MskTrigger",
+            Some(SaslMechanism::ScramSha512),
+            false,
+            false,
+        ),
+        (
+            [&msk[..], &[("MskAuth", "CLIENT_CERTIFICATE_TLS_AUTH")]].concat(),
+            "MskTrigger",
+            None,
+            true,
+            false,
+        ),
+        (
+            [&own[..], &[("SelfManagedAuth", "SASL_SCRAM_256_AUTH")]].concat(),
+            "SelfManagedTrigger",
+            Some(SaslMechanism::ScramSha256),
+            false,
+            false,
+        ),
+        (
+            [
+                &own[..],
+                &[
+                    ("SelfManagedAuth", "CLIENT_CERTIFICATE_TLS_AUTH"),
+                    ("SelfManagedRootCaSecretArn", ca),
+                ],
+            ]
+            .concat(),
+            "SelfManagedTrigger",
+            None,
+            true,
+            true,
+        ),
+    ];
+    for (pairs, mapping, sasl, mtls, private_ca) in cases {
+        let params: serde_json::Map<String, Value> = pairs
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), json!(v)))
+            .collect();
+        let vars = resolve(
+            &t,
+            &params,
+            &t["Resources"]["Function"]["Properties"]["Environment"]["Variables"],
+        )
+        .unwrap();
+        let env: Vec<(String, String)> = vars
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.starts_with("K2MC__KAFKA__"))
+            .map(|(k, v)| (k.clone(), v.as_str().unwrap().to_owned()))
+            .collect();
+        let config =
+            Config::parse(&packaged, env.clone()).unwrap_or_else(|e| panic!("{pairs:?}: {e}"));
+        let kafka = &config.kafka;
+        assert_eq!(
+            kafka.sasl.as_ref().map(|s| s.mechanism),
+            sasl,
+            "{pairs:?}: {env:?}"
+        );
+        if sasl.is_some() {
+            assert_eq!(
+                kafka.sasl.as_ref().map(|s| s.password.clone()),
+                field(secret, "password")
+            );
+        }
+        let tls = kafka.tls.clone().unwrap_or_default();
+        let (cert, key) = if mtls {
+            (field(secret, "certificate"), field(secret, "privateKey"))
+        } else {
+            (None, None)
+        };
+        assert_eq!(
+            (tls.client_certificate, tls.client_key),
+            (cert, key),
+            "{pairs:?}"
+        );
+        assert_eq!(
+            tls.ca,
+            if private_ca {
+                field(ca, "certificate")
+            } else {
+                None
+            },
+            "{pairs:?}"
+        );
+        // The mapping authenticates with the same secret, as the kind the parameters name.
+        let access = resolve(&t, &params, &t["Resources"][mapping]["Properties"]).unwrap()["SourceAccessConfigurations"].clone();
+        let kind = match (mtls, sasl) {
+            (true, _) => "CLIENT_CERTIFICATE_TLS_AUTH",
+            (false, Some(SaslMechanism::ScramSha256)) => "SASL_SCRAM_256_AUTH",
+            _ => "SASL_SCRAM_512_AUTH",
+        };
+        assert!(
+            access
+                .as_array()
+                .unwrap()
+                .contains(&json!({"Type": kind, "URI": secret})),
+            "{pairs:?}: {access}"
+        );
+        if private_ca {
+            assert!(
+                access
+                    .as_array()
+                    .unwrap()
+                    .contains(&json!({"Type": "SERVER_ROOT_CA_CERTIFICATE", "URI": ca})),
+                "{access}"
+            );
+        }
+    }
 }

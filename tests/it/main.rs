@@ -6,6 +6,7 @@
 
 mod deploy;
 mod emulator;
+mod kafka_tls;
 mod maxcompute;
 mod pipeline;
 mod rows;

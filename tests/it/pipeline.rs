@@ -30,14 +30,14 @@ struct Case {
     _dir: tempfile::TempDir,
 }
 
-fn rt() -> tokio::runtime::Runtime {
+pub(crate) fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap()
 }
 
-fn transforms_toml() -> String {
+pub(crate) fn transforms_toml() -> String {
     let parser = transform_wasm("kafka-columns").unwrap();
     let mask = transform_wasm("mask").unwrap();
     format!(
@@ -46,6 +46,75 @@ fn transforms_toml() -> String {
         mask = mask.display().to_string(),
         cols = COLUMNS.replace('\n', " "),
     )
+}
+
+/// Produces vehicle events `ids` (JSON for [`COLUMNS`]) to `partition` of `topic`; `day` picks
+/// the event date.
+pub(crate) async fn produce_vehicles(
+    client: &rskafka::client::Client,
+    topic: &str,
+    partition: i32,
+    ids: std::ops::Range<u32>,
+    day: u32,
+) {
+    let pc = client
+        .partition_client(topic, partition, UnknownTopicHandling::Retry)
+        .await
+        .unwrap();
+    let records: Vec<Record> = ids
+        .map(|i| Record {
+            key: Some(format!("V{i}").into_bytes()),
+            value: Some(format!(
+                r#"{{"vehicle":{{"id":"V{i}"}},"average_speed":{}.5,"total_miles":{},"ts":"2024-01-{day:02} 08:00:{:02}","owner":{{"phone":"1380013{:04}"}}}}"#,
+                i % 120, i * 10, i % 60, i % 10000
+            ).into_bytes()),
+            headers: BTreeMap::new(),
+            timestamp: chrono::Utc::now(),
+        })
+        .collect();
+    // Record batches of four, so that batches and fetches start inside them (tansu 0.6
+    // answers such a fetch with nothing; the reader steps back, see kafka.rs).
+    for chunk in records.chunks(4) {
+        pc.produce(chunk.to_vec(), Compression::NoCompression)
+            .await
+            .unwrap();
+    }
+}
+
+/// Every row pyodps reads from every partition of `table`: (partition, vehicle_id,
+/// kafka_offset, phone), by offset.
+pub(crate) fn landed_rows(table: &str) -> Vec<(String, String, i64, String)> {
+    let out = shared_emulator()
+        .unwrap()
+        .pyodps(&["dump", table, "--all-partitions"])
+        .unwrap();
+    let mut rows: Vec<(String, String, i64, String)> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l).unwrap();
+            let row = &v["row"];
+            (
+                v["partition"].as_str().unwrap().to_owned(),
+                row[0].as_str().unwrap().to_owned(),
+                row[5].as_i64().unwrap(),
+                row[4].as_str().unwrap_or_default().to_owned(),
+            )
+        })
+        .collect();
+    rows.sort_by_key(|r| (r.2, r.1.clone()));
+    rows
+}
+
+/// Creates the vehicle table `table` (COLUMNS, partitioned by `ds`) on the shared emulator.
+pub(crate) async fn create_vehicle_table(table: &str) {
+    let mc = harness::client(shared_emulator().unwrap()).unwrap();
+    mc.run_sql(
+        &format!("CREATE TABLE IF NOT EXISTS {table} (vehicle_id string, average_speed double, total_miles bigint, event_time datetime, owner_phone string, kafka_offset bigint) PARTITIONED BY (ds string)"),
+        &[],
+    )
+    .await
+    .unwrap();
 }
 
 impl Case {
@@ -76,19 +145,18 @@ impl Case {
             extra,
         )
         .unwrap();
-        let mc = harness::client(emulator).unwrap();
         let table = case.table.clone();
         let topic = case.topic.clone();
         let bootstrap = stack.bootstrap();
         rt().block_on(async move {
-            mc.run_sql(
-                &format!("CREATE TABLE IF NOT EXISTS {table} (vehicle_id string, average_speed double, total_miles bigint, event_time datetime, owner_phone string, kafka_offset bigint) PARTITIONED BY (ds string)"),
-                &[],
-            )
-            .await
-            .unwrap();
+            create_vehicle_table(&table).await;
             let client = ClientBuilder::new(vec![bootstrap]).build().await.unwrap();
-            client.controller_client().unwrap().create_topic(&topic, partitions, 1, 5_000).await.unwrap();
+            client
+                .controller_client()
+                .unwrap()
+                .create_topic(&topic, partitions, 1, 5_000)
+                .await
+                .unwrap();
         });
         case
     }
@@ -100,23 +168,7 @@ impl Case {
         let bootstrap = stack.bootstrap();
         rt().block_on(async move {
             let client = ClientBuilder::new(vec![bootstrap]).build().await.unwrap();
-            let pc = client.partition_client(topic, partition, UnknownTopicHandling::Retry).await.unwrap();
-            let records: Vec<Record> = ids
-                .map(|i| Record {
-                    key: Some(format!("V{i}").into_bytes()),
-                    value: Some(format!(
-                        r#"{{"vehicle":{{"id":"V{i}"}},"average_speed":{}.5,"total_miles":{},"ts":"2024-01-{day:02} 08:00:{:02}","owner":{{"phone":"1380013{:04}"}}}}"#,
-                        i % 120, i * 10, i % 60, i % 10000
-                    ).into_bytes()),
-                    headers: BTreeMap::new(),
-                    timestamp: chrono::Utc::now(),
-                })
-                .collect();
-            // Record batches of four, so that batches and fetches start inside them (tansu 0.6
-            // answers such a fetch with nothing; the reader steps back, see kafka.rs).
-            for chunk in records.chunks(4) {
-                pc.produce(chunk.to_vec(), Compression::NoCompression).await.unwrap();
-            }
+            produce_vehicles(&client, &topic, partition, ids, day).await;
         });
     }
 
@@ -168,26 +220,7 @@ impl Case {
 
     /// Every row pyodps reads from every partition: (partition, vehicle_id, kafka_offset, phone).
     fn landed(&self) -> Vec<(String, String, i64, String)> {
-        let out = shared_emulator()
-            .unwrap()
-            .pyodps(&["dump", &self.table, "--all-partitions"])
-            .unwrap();
-        let mut rows: Vec<(String, String, i64, String)> = out
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| {
-                let v: serde_json::Value = serde_json::from_str(l).unwrap();
-                let row = &v["row"];
-                (
-                    v["partition"].as_str().unwrap().to_owned(),
-                    row[0].as_str().unwrap().to_owned(),
-                    row[5].as_i64().unwrap(),
-                    row[4].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        rows.sort_by_key(|r| (r.2, r.1.clone()));
-        rows
+        landed_rows(&self.table)
     }
 
     /// Asserts every one of `ids` landed exactly once.
@@ -619,7 +652,7 @@ fn fetches_inside_record_batches_read_every_record_once() {
         partition: 0,
     };
     rt().block_on(async move {
-        let kafka = k2mc::kafka::Kafka::connect(&config.kafka, None)
+        let kafka = k2mc::kafka::Kafka::connect(&config.kafka, &Default::default())
             .await
             .unwrap();
         let reader = kafka.partition(&tp).await.unwrap();

@@ -105,3 +105,94 @@ fn the_readme_example_parses() {
     assert_eq!(c.limits.error_limit, ErrorLimit::Ratio(0.001));
     assert_eq!(c.transforms.len(), 2);
 }
+
+/// SASL PLAIN to a remote broker needs TLS; on loopback (the local stack) it may go without.
+#[test]
+fn plain_sasl_without_tls_is_refused_off_this_machine() {
+    let sasl = |brokers: &str| {
+        let text = MINIMAL.replace(r#"["127.0.0.1:9092"]"#, brokers).replace(
+            "topics = [\"vehicles\"]",
+            "topics = [\"vehicles\"]\nsasl = { mechanism = \"PLAIN\", username = \"u\", password = \"env:P\" }",
+        );
+        Config::parse(&text, [])
+    };
+    let e = sasl(r#"["kafka.example.com:9092"]"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.starts_with("config key kafka.sasl.mechanism: plain would send the password unencrypted"),
+        "{e}"
+    );
+    assert!(sasl(r#"["127.0.0.1:9092", "localhost:9093", "[::1]:9094"]"#).is_ok());
+    let with_tls = Config::parse(
+        &MINIMAL.replace(r#"["127.0.0.1:9092"]"#, r#"["kafka.example.com:9092"]"#).replace(
+            "topics = [\"vehicles\"]",
+            "topics = [\"vehicles\"]\ntls = {}\nsasl = { mechanism = \"plain\", username = \"u\", password = \"p\" }",
+        ),
+        [],
+    );
+    assert!(with_tls.is_ok(), "{with_tls:?}");
+}
+
+/// The CA comes from one place; a client certificate comes with its key. Every secret reference
+/// of `[kafka.tls]` is listed for resolution.
+#[test]
+fn tls_settings_are_checked_and_their_secrets_listed() {
+    let tls = |table: &str| {
+        Config::parse(
+            &MINIMAL.replace(
+                "topics = [\"vehicles\"]",
+                &format!("topics = [\"vehicles\"]\ntls = {table}"),
+            ),
+            [],
+        )
+    };
+    let e = tls(r#"{ ca_file = "ca.pem", ca = "env:CA" }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.starts_with("config key kafka.tls.ca: set either"), "{e}");
+    let e = tls(r#"{ client_certificate = "env:CERT" }"#)
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("needs both kafka.tls.client_certificate and kafka.tls.client_key"),
+        "{e}"
+    );
+    let c = tls(r#"{ ca = "secretsmanager:ca#certificate", client_certificate = "secretsmanager:mtls#certificate", client_key = "secretsmanager:mtls#privateKey" }"#).unwrap();
+    let keys: Vec<&str> = c.secret_refs().iter().map(|(k, _)| *k).collect();
+    assert_eq!(
+        keys,
+        [
+            "maxcompute.access_id",
+            "maxcompute.access_key",
+            "kafka.tls.ca",
+            "kafka.tls.client_certificate",
+            "kafka.tls.client_key"
+        ]
+    );
+    // The same keys through the environment, as the deployment template sets them.
+    let c = Config::parse(
+        &MINIMAL.replace(
+            "topics = [\"vehicles\"]",
+            "topics = [\"vehicles\"]\ntls = {}",
+        ),
+        [
+            (
+                "K2MC__KAFKA__TLS__CLIENT_KEY".to_owned(),
+                "secretsmanager:arn:aws:secretsmanager:us-east-1:1:secret:m#privateKey".to_owned(),
+            ),
+            (
+                "K2MC__KAFKA__TLS__CLIENT_CERTIFICATE".to_owned(),
+                "secretsmanager:arn:aws:secretsmanager:us-east-1:1:secret:m#certificate".to_owned(),
+            ),
+        ],
+    )
+    .unwrap();
+    assert_eq!(
+        c.kafka.tls.and_then(|t| t.client_key),
+        Some(SecretRef::SecretsManager {
+            id: "arn:aws:secretsmanager:us-east-1:1:secret:m".into(),
+            field: Some("privateKey".into())
+        })
+    );
+}
