@@ -2,7 +2,8 @@
 //! intent before any block is sent (invariant 3). A retry resumes the recorded session: a
 //! `CLOSED` session is already committed, a `NORMAL` one gets its blocks again (a re-PUT replaces a
 //! block) and is committed; only an expired or cancelled uncommitted session is replaced.
-//! Blocks are read back from the staging bucket one at a time, so memory stays at one block.
+//! Blocks are read back from the staging bucket one ahead of the upload, so memory stays at two
+//! blocks.
 
 use crate::commitlog::{CommitLog, Intent};
 use crate::error::PipelineError;
@@ -122,17 +123,27 @@ pub async fn load(
         };
         let dest = &intent.destinations[d];
         let mut ids = Vec::with_capacity(dest.blocks.len());
-        for block in &dest.blocks {
-            let obj = log.staging().get(&block.key).await?.ok_or_else(|| PipelineError::Corrupt {
-                key: block.key.clone(),
-                reason: "a staged block of an intent is missing; the staging bucket lifecycle rule may be too short".into(),
-            })?;
+        // Each block is read back from the bucket while the one before it uploads.
+        let mut next = match dest.blocks.first() {
+            Some(first) => Some(staged_block(log, &first.key).await?),
+            None => None,
+        };
+        for (i, block) in dest.blocks.iter().enumerate() {
+            let Some(data) = next.take() else { break };
             let block_data = Block {
-                data: obj.data,
+                data,
                 compression: Compression::Deflate,
                 rows: block.rows,
             };
-            if let Err(err) = client.upload_block(&session, block.id, &block_data).await {
+            let ahead = async {
+                match dest.blocks.get(i + 1) {
+                    Some(b) => staged_block(log, &b.key).await.map(Some),
+                    None => Ok(None),
+                }
+            };
+            let (uploaded, read_ahead) =
+                tokio::join!(client.upload_block(&session, block.id, &block_data), ahead);
+            if let Err(err) = uploaded {
                 // A racing invocation may have committed this recorded session meanwhile.
                 let now = client
                     .reload_upload_session(table, partition.as_ref(), &session.id)
@@ -143,6 +154,7 @@ pub async fn load(
                 }
                 return Err(err.into());
             }
+            next = read_ahead?;
             report.blocks_uploaded += 1;
             ids.push(block.id);
             fault::point("after-block");
@@ -152,4 +164,17 @@ pub async fn load(
         fault::point("after-maxcompute-commit");
     }
     Ok((intent, report))
+}
+
+/// A staged block's bytes; missing is corruption (the bucket lost what an intent names).
+async fn staged_block(log: &CommitLog, key: &str) -> Result<bytes::Bytes, PipelineError> {
+    let obj = log
+        .staging()
+        .get(key)
+        .await?
+        .ok_or_else(|| PipelineError::Corrupt {
+            key: key.to_owned(),
+            reason: "a staged block of an intent is missing; the staging bucket lifecycle rule may be too short".into(),
+        })?;
+    Ok(obj.data)
 }

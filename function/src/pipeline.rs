@@ -21,7 +21,7 @@ use crate::maxcompute::MaxComputeClient;
 use crate::metrics::StageTimes;
 use crate::plan;
 use crate::route::Router;
-use crate::staging::Conditional;
+use crate::staging::{Conditional, Uploads};
 use crate::transform::Chain;
 use crate::transform::bindings::{KafkaRecord, RecordBatch};
 
@@ -264,6 +264,10 @@ async fn run_batch_in_span(
     })
 }
 
+/// Staged-block puts in flight at once while the next chunks are fetched, transformed and
+/// encoded: two keep the network busy without holding more than two closed blocks in memory.
+const STAGING_UPLOADS: usize = 2;
+
 /// fetch → transform → encode → stage for a new batch; returns its intent (not yet written).
 async fn stage_batch(
     ctx: &BatchContext<'_>,
@@ -281,6 +285,7 @@ async fn stage_batch(
     let mut counts = Counts::default();
     let mut dead_letters: Vec<u8> = Vec::new();
     let mut staged_any = false;
+    let mut uploads = Uploads::new(ctx.log.staging(), STAGING_UPLOADS);
     loop {
         let t = Instant::now();
         let Some(mut records) = range.next_chunk(limits.transform_records).await? else {
@@ -363,7 +368,7 @@ async fn stage_batch(
         let t = Instant::now();
         for block in closed {
             let key = planned.block_key(block.dest, block.id);
-            ctx.log.staging().put(&key, block.data.clone()).await?;
+            uploads.put(key.clone(), block.data.clone()).await?;
             encoder.staged(&block, key);
             staged_any = true;
         }
@@ -375,10 +380,12 @@ async fn stage_batch(
     let t = Instant::now();
     for block in encoder.finish()? {
         let key = planned.block_key(block.dest, block.id);
-        ctx.log.staging().put(&key, block.data.clone()).await?;
+        uploads.put(key.clone(), block.data.clone()).await?;
         encoder.staged(&block, key);
         staged_any = true;
     }
+    // Every block is in the bucket before the intent that names them is written (invariant 3).
+    uploads.finish().await?;
     let dead_letters_key = if dead_letters.is_empty() {
         None
     } else {

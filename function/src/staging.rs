@@ -6,6 +6,7 @@
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
 use bytes::Bytes;
+use tracing::Instrument as _;
 
 use crate::config::{StagingConfig, StorageProvider};
 use crate::error::PipelineError;
@@ -266,4 +267,61 @@ fn is_conflict<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> 
     }
     // OSS answers 409 FileAlreadyExists to a forbidden overwrite.
     false
+}
+
+/// Puts running in the background, at most `limit` at once, so that staging a closed block
+/// overlaps fetching, transforming and encoding the next ones (the puts wait on the network and
+/// the store, the rest on the CPU). [`Uploads::finish`] waits for every one: nothing that names
+/// the blocks (the intent) may be written before it returns. Dropped early (an error), the puts
+/// still in flight are aborted; their keys derive from the batch, so a retry overwrites them.
+#[derive(Debug)]
+pub struct Uploads {
+    staging: Staging,
+    tasks: tokio::task::JoinSet<Result<(), PipelineError>>,
+    limit: usize,
+}
+
+impl Uploads {
+    /// Puts through `staging`, `limit` at once (at least one).
+    pub fn new(staging: &Staging, limit: usize) -> Self {
+        Uploads {
+            staging: staging.clone(),
+            tasks: tokio::task::JoinSet::new(),
+            limit: limit.max(1),
+        }
+    }
+
+    /// Starts writing `relative`; first waits for a free slot, returning the error of any put
+    /// that failed meanwhile.
+    pub async fn put(&mut self, relative: String, data: Bytes) -> Result<(), PipelineError> {
+        while self.tasks.len() >= self.limit {
+            self.join_one().await?;
+        }
+        let staging = self.staging.clone();
+        self.tasks.spawn(
+            async move { staging.put(&relative, data).await }.instrument(tracing::Span::current()),
+        );
+        Ok(())
+    }
+
+    /// Waits for every put started; the first error wins.
+    pub async fn finish(mut self) -> Result<(), PipelineError> {
+        while !self.tasks.is_empty() {
+            self.join_one().await?;
+        }
+        Ok(())
+    }
+
+    async fn join_one(&mut self) -> Result<(), PipelineError> {
+        match self.tasks.join_next().await {
+            None | Some(Ok(Ok(()))) => Ok(()),
+            Some(Ok(Err(e))) => Err(e),
+            Some(Err(e)) => Err(PipelineError::Storage {
+                bucket: self.staging.bucket.clone(),
+                operation: "put",
+                key: self.staging.key("staged/"),
+                message: format!("a staging upload task ended abnormally: {e}"),
+            }),
+        }
+    }
 }
