@@ -9,9 +9,14 @@
 //! client dies (a crash test's SIGKILL) still runs to its end upstream, since s3s-fs cancelled
 //! midway keeps the new body under the old checksum. Nothing else changes: the bytes, headers
 //! and signatures pass through untouched, and s3s-fs still does all of S3.
+//!
+//! It is also the reliability tests' fault proxy: [`FrontHandle::set`] arms faults on object
+//! requests (an error status without forwarding, latency, a connection dropped with or without the
+//! request having reached s3s-fs), and [`FrontHandle::fired`] counts what fired.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use anyhow::Context;
 use axum::body::Bytes;
@@ -27,14 +32,100 @@ const HOP_BY_HOP: [header::HeaderName; 5] = [
     header::TE,
 ];
 
+/// Faults armed on object requests (bucket-level requests are never touched). Counters count
+/// down as they fire.
+#[derive(Debug, Clone, Default)]
+pub struct S3Faults {
+    /// Answer the next N object requests with `fail_status` without forwarding them.
+    pub fail: u32,
+    /// 500 (`InternalError`) or 503 (`SlowDown`); 500 when unset.
+    pub fail_status: u16,
+    /// Delay every object request by this long before forwarding it.
+    pub latency: Duration,
+    /// Drop the connection of the next N object PUTs without answering.
+    pub drop_puts: u32,
+    /// Whether a dropped PUT reaches s3s-fs first (the write happened, the client cannot know).
+    pub drop_after_write: bool,
+}
+
+/// What the front saw and injected since it started.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct S3Fired {
+    pub requests: u64,
+    pub failed: u64,
+    pub dropped: u64,
+}
+
+/// A running front: its port and its fault knobs.
+#[derive(Debug, Clone)]
+pub struct FrontHandle {
+    pub port: u16,
+    faults: Arc<Mutex<(S3Faults, S3Fired)>>,
+}
+
+impl FrontHandle {
+    /// Arms `faults` (replacing what was armed).
+    pub fn set(&self, faults: S3Faults) {
+        if let Ok(mut f) = self.faults.lock() {
+            f.0 = faults;
+        }
+    }
+
+    /// Counts since start.
+    pub fn fired(&self) -> S3Fired {
+        self.faults.lock().map(|f| f.1).unwrap_or_default()
+    }
+}
+
+/// What the front does with one request.
+enum Fate {
+    Forward,
+    Fail(StatusCode),
+    Drop { forward: bool },
+}
+
 #[derive(Clone)]
 struct Front {
     upstream: String,
     http: reqwest::Client,
     keys: Arc<Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>>,
+    faults: Arc<Mutex<(S3Faults, S3Fired)>>,
 }
 
 impl Front {
+    /// Decides a request's fate from the armed faults, and its delay.
+    fn fate(&self, method: &Method, path: &str) -> (Fate, Duration) {
+        let is_object = path
+            .trim_start_matches('/')
+            .split_once('/')
+            .is_some_and(|(_, key)| !key.is_empty());
+        let Ok(mut guard) = self.faults.lock() else {
+            return (Fate::Forward, Duration::ZERO);
+        };
+        let (armed, fired) = &mut *guard;
+        fired.requests += 1;
+        if !is_object {
+            return (Fate::Forward, Duration::ZERO);
+        }
+        let fate = if armed.fail > 0 {
+            armed.fail -= 1;
+            fired.failed += 1;
+            Fate::Fail(
+                StatusCode::from_u16(armed.fail_status)
+                    .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+            )
+        } else if armed.drop_puts > 0 && method == Method::PUT {
+            armed.drop_puts -= 1;
+            fired.dropped += 1;
+            Fate::Drop {
+                forward: armed.drop_after_write,
+            }
+        } else {
+            Fate::Forward
+        };
+        (fate, armed.latency)
+    }
+
     /// The turn lock of an object key (`/bucket/key…`); bucket-level requests take none.
     fn lock_of(&self, path: &str) -> Option<Arc<tokio::sync::Mutex<()>>> {
         let object = path.trim_start_matches('/').split_once('/')?.1;
@@ -81,9 +172,27 @@ impl Front {
     }
 }
 
+/// An S3 error answer the SDK classifies as retryable.
+fn s3_error(status: StatusCode) -> Response {
+    let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+        "SlowDown"
+    } else {
+        "InternalError"
+    };
+    let body = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><Error><Code>{code}</Code><Message>injected by the test front</Message></Error>"
+    );
+    (status, [(header::CONTENT_TYPE, "application/xml")], body).into_response()
+}
+
 /// Serves the front on a free loopback port, forwarding to `upstream_port`; returns its port.
 /// It lives on its own thread until the process exits (it holds no state worth cleaning up).
 pub fn start(upstream_port: u16) -> anyhow::Result<u16> {
+    Ok(start_with_faults(upstream_port)?.port)
+}
+
+/// [`start`], keeping the handle on its fault knobs (nothing armed at first).
+pub fn start_with_faults(upstream_port: u16) -> anyhow::Result<FrontHandle> {
     let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
     let port = listener.local_addr()?.port();
     listener.set_nonblocking(true)?;
@@ -94,6 +203,11 @@ pub fn start(upstream_port: u16) -> anyhow::Result<u16> {
             .build()
             .context("building the S3 front's client")?,
         keys: Arc::default(),
+        faults: Arc::default(),
+    };
+    let handle = FrontHandle {
+        port,
+        faults: Arc::clone(&front.faults),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -110,20 +224,42 @@ pub fn start(upstream_port: u16) -> anyhow::Result<u16> {
                     .fallback(
                         move |method: Method, uri: Uri, headers: HeaderMap, body: Bytes| {
                             let front = front.clone();
-                            // Its own task: a client killed mid-request must not cancel the
-                            // request upstream halfway (s3s-fs would keep the new body under the
-                            // old checksum); on S3 a request happens whole or not at all.
-                            let task = tokio::spawn(async move {
-                                front.forward(method, uri, headers, body).await
-                            });
+                            let (fate, delay) = front.fate(&method, uri.path());
                             async move {
-                                match task.await {
-                                    Ok(Ok(r)) => r,
-                                    Ok(Err(e)) => (StatusCode::BAD_GATEWAY, e).into_response(),
-                                    Err(e) => {
-                                        (StatusCode::BAD_GATEWAY, e.to_string()).into_response()
-                                    }
+                                if !delay.is_zero() {
+                                    tokio::time::sleep(delay).await;
                                 }
+                                let forward = match fate {
+                                    Fate::Fail(status) => return s3_error(status),
+                                    Fate::Drop { forward } => forward,
+                                    Fate::Forward => true,
+                                };
+                                // Its own task: a client killed mid-request must not cancel the
+                                // request upstream halfway (s3s-fs would keep the new body under
+                                // the old checksum); on S3 a request happens whole or not at all.
+                                let answer = if forward {
+                                    let task = tokio::spawn(async move {
+                                        front.forward(method, uri, headers, body).await
+                                    });
+                                    match task.await {
+                                        Ok(Ok(r)) => r,
+                                        Ok(Err(e)) => (StatusCode::BAD_GATEWAY, e).into_response(),
+                                        Err(e) => {
+                                            (StatusCode::BAD_GATEWAY, e.to_string()).into_response()
+                                        }
+                                    }
+                                } else {
+                                    StatusCode::OK.into_response()
+                                };
+                                if matches!(fate, Fate::Drop { .. }) {
+                                    // Unwinding ends this connection's task: the socket closes
+                                    // with no answer, which is what a dropped connection looks
+                                    // like to the client (no panic hook runs, so nothing prints).
+                                    std::panic::resume_unwind(Box::new(
+                                        "injected: connection dropped",
+                                    ));
+                                }
+                                answer
                             }
                         },
                     )
@@ -132,5 +268,5 @@ pub fn start(upstream_port: u16) -> anyhow::Result<u16> {
                 let _ = axum::serve(listener, app).await;
             });
         })?;
-    Ok(port)
+    Ok(handle)
 }

@@ -63,10 +63,23 @@ pub struct Guarded {
 }
 
 impl Guarded {
-    fn spawn(program: &Path, args: &[String], port: u16, log: &Path) -> anyhow::Result<Guarded> {
+    fn spawn(
+        program: &Path,
+        args: &[String],
+        port: u16,
+        log: &Path,
+        cwd: Option<&Path>,
+    ) -> anyhow::Result<Guarded> {
         let script = r#"prog="$1"; shift; "$prog" "$@" & pid=$!; trap 'kill -9 $pid 2>/dev/null' EXIT INT TERM; read _; exit 0"#;
-        let log_file = std::fs::File::create(log)?;
-        let mut child = Command::new("sh")
+        let log_file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)?;
+        let mut command = Command::new("sh");
+        if let Some(cwd) = cwd {
+            command.current_dir(cwd);
+        }
+        let mut child = command
             .arg("-c")
             .arg(script)
             .arg("guard")
@@ -119,7 +132,25 @@ pub fn start_tansu_advertising(dir: &Path, advertised: Option<u16>) -> anyhow::R
         "--storage-engine".into(),
         "memory://tansu/".into(),
     ];
-    Guarded::spawn(&bin, &args, port, &dir.join("tansu.log"))
+    Guarded::spawn(&bin, &args, port, &dir.join("tansu.log"), None)
+}
+
+/// A tansu broker on sqlite storage (`dir/tansu.db`) listening on `port`: stopped and started
+/// again on the same port and directory, it still has every record (the broker-restart test).
+pub fn start_tansu_durable(dir: &Path, port: u16) -> anyhow::Result<Guarded> {
+    let bin = cargo_tool("tansu")?;
+    let url = format!("tcp://127.0.0.1:{port}");
+    // tansu resolves a sqlite URL against its working directory.
+    let args = vec![
+        "broker".to_owned(),
+        "--listener-url".into(),
+        url.clone(),
+        "--advertised-listener-url".into(),
+        url,
+        "--storage-engine".into(),
+        "sqlite://tansu.db".into(),
+    ];
+    Guarded::spawn(&bin, &args, port, &dir.join("tansu.log"), Some(dir))
 }
 
 /// An s3s-fs server over `root` with a `bucket` directory created.
@@ -139,7 +170,7 @@ pub fn start_s3(root: &Path, bucket: &str) -> anyhow::Result<Guarded> {
         S3_SECRET_KEY.into(),
         data.display().to_string(),
     ];
-    Guarded::spawn(&bin, &args, port, &root.join("s3s-fs.log"))
+    Guarded::spawn(&bin, &args, port, &root.join("s3s-fs.log"), None)
 }
 
 /// Environment for processes that talk to the local S3 (the AWS SDK reads these).

@@ -17,7 +17,7 @@ use harness::tlsfront::{self, Pki};
 use harness::{shared_emulator, workspace_bin};
 use rskafka::client::ClientBuilder;
 
-use crate::pipeline::{create_vehicle_table, landed_rows, produce_vehicles, rt, transforms_toml};
+use crate::case::{create_vehicle_table, landed_rows, produce_vehicles, rt, transforms_toml};
 
 const MTLS: &str = "[kafka.tls]\nca = \"env:K2MC_TEST_KAFKA_CA\"\nclient_certificate = \"env:K2MC_TEST_KAFKA_CERT\"\nclient_key = \"env:K2MC_TEST_KAFKA_KEY\"\n";
 
@@ -60,7 +60,7 @@ fn mutual_tls_loads_every_record_once_and_refuses_the_wrong_identity() {
     let tls = Arc::new(pki.client_config().unwrap());
     let producer_bootstrap = bootstrap.clone();
     rt().block_on(async move {
-        create_vehicle_table(table).await;
+        create_vehicle_table(shared_emulator().unwrap(), table).await;
         let client = ClientBuilder::new(vec![producer_bootstrap])
             .tls_config(tls)
             .build()
@@ -143,11 +143,14 @@ fn mutual_tls_loads_every_record_once_and_refuses_the_wrong_identity() {
             stderr.lines().last().unwrap_or_default()
         );
     }
-    assert!(landed_rows(table).is_empty(), "a refused run landed rows");
+    assert!(
+        landed_rows(shared_emulator().unwrap(), table).is_empty(),
+        "a refused run landed rows"
+    );
 
     let (ok, stderr, _) = run(&mtls, &bootstrap, &pki, &pki.client);
     assert!(ok, "the run with the client certificate failed:\n{stderr}");
-    let rows = landed_rows(table);
+    let rows = landed_rows(shared_emulator().unwrap(), table);
     assert_eq!(rows.len(), 40, "{rows:?}");
     let offsets: Vec<i64> = rows.iter().map(|r| r.2).collect();
     assert_eq!(offsets, (0..40).collect::<Vec<i64>>(), "every offset once");

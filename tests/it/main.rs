@@ -4,11 +4,15 @@
 // Tests state their expectations with unwrap; request paths elsewhere may not.
 #![allow(clippy::unwrap_used)]
 
+mod case;
 mod deploy;
 mod emulator;
+mod faults;
+mod hostile;
 mod kafka_tls;
 mod maxcompute;
 mod pipeline;
 mod rows;
+mod secrets;
 mod stack;
 mod transforms;

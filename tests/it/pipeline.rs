@@ -3,299 +3,14 @@
 //! pyodps reading what landed.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
-use harness::stack::{RuntimeApi, Stack, k2mc_env, shared_stack, write_config};
-use harness::{shared_emulator, transform_wasm, workspace_bin};
-use rskafka::client::ClientBuilder;
-use rskafka::client::partition::{Compression, UnknownTopicHandling};
-use rskafka::record::Record;
+use harness::stack::{RuntimeApi, k2mc_env, shared_stack};
+use harness::{shared_emulator, workspace_bin};
 
-const COLUMNS: &str = r#"[
-  {"name": "vehicle_id", "type": "string", "source": "vehicle.id", "nullable": false},
-  {"name": "average_speed", "type": "double"},
-  {"name": "total_miles", "type": "bigint"},
-  {"name": "event_time", "type": "datetime", "source": "ts"},
-  {"name": "owner_phone", "type": "string", "source": "owner.phone"},
-  {"name": "kafka_offset", "type": "bigint", "source": "__offset__"}
-]"#;
-
-/// One test's topic, table and config on the shared stack.
-struct Case {
-    topic: String,
-    table: String,
-    config: PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-pub(crate) fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-pub(crate) fn transforms_toml() -> String {
-    let parser = transform_wasm("kafka-columns").unwrap();
-    let mask = transform_wasm("mask").unwrap();
-    format!(
-        "[[transforms]]\nname = \"kafka-columns\"\nwasm = {parser:?}\nsettings = {{ columns = '''{cols}''', value-type = \"STRING\" }}\n\n[[transforms]]\nname = \"mask\"\nwasm = {mask:?}\nsettings = {{ \"column.owner_phone\" = \"phone\" }}\n",
-        parser = parser.display().to_string(),
-        mask = mask.display().to_string(),
-        cols = COLUMNS.replace('\n', " "),
-    )
-}
-
-/// Produces vehicle events `ids` (JSON for [`COLUMNS`]) to `partition` of `topic`; `day` picks
-/// the event date.
-pub(crate) async fn produce_vehicles(
-    client: &rskafka::client::Client,
-    topic: &str,
-    partition: i32,
-    ids: std::ops::Range<u32>,
-    day: u32,
-) {
-    let pc = client
-        .partition_client(topic, partition, UnknownTopicHandling::Retry)
-        .await
-        .unwrap();
-    let records: Vec<Record> = ids
-        .map(|i| Record {
-            key: Some(format!("V{i}").into_bytes()),
-            value: Some(format!(
-                r#"{{"vehicle":{{"id":"V{i}"}},"average_speed":{}.5,"total_miles":{},"ts":"2024-01-{day:02} 08:00:{:02}","owner":{{"phone":"1380013{:04}"}}}}"#,
-                i % 120, i * 10, i % 60, i % 10000
-            ).into_bytes()),
-            headers: BTreeMap::new(),
-            timestamp: chrono::Utc::now(),
-        })
-        .collect();
-    // Record batches of four, so that batches and fetches start inside them (tansu 0.6
-    // answers such a fetch with nothing; the reader steps back, see kafka.rs).
-    for chunk in records.chunks(4) {
-        pc.produce(chunk.to_vec(), Compression::NoCompression)
-            .await
-            .unwrap();
-    }
-}
-
-/// Every row pyodps reads from every partition of `table`: (partition, vehicle_id,
-/// kafka_offset, phone), by offset.
-pub(crate) fn landed_rows(table: &str) -> Vec<(String, String, i64, String)> {
-    let out = shared_emulator()
-        .unwrap()
-        .pyodps(&["dump", table, "--all-partitions"])
-        .unwrap();
-    let mut rows: Vec<(String, String, i64, String)> = out
-        .lines()
-        .filter(|l| !l.trim().is_empty())
-        .map(|l| {
-            let v: serde_json::Value = serde_json::from_str(l).unwrap();
-            let row = &v["row"];
-            (
-                v["partition"].as_str().unwrap().to_owned(),
-                row[0].as_str().unwrap().to_owned(),
-                row[5].as_i64().unwrap(),
-                row[4].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    rows.sort_by_key(|r| (r.2, r.1.clone()));
-    rows
-}
-
-/// Creates the vehicle table `table` (COLUMNS, partitioned by `ds`) on the shared emulator.
-pub(crate) async fn create_vehicle_table(table: &str) {
-    let mc = harness::client(shared_emulator().unwrap()).unwrap();
-    mc.run_sql(
-        &format!("CREATE TABLE IF NOT EXISTS {table} (vehicle_id string, average_speed double, total_miles bigint, event_time datetime, owner_phone string, kafka_offset bigint) PARTITIONED BY (ds string)"),
-        &[],
-    )
-    .await
-    .unwrap();
-}
-
-impl Case {
-    fn new(name: &str, partitions: i32, extra: &str) -> Case {
-        Case::with_partition(name, partitions, extra, "ds={event_time:%Y%m%d}")
-    }
-
-    /// A case whose destination partition template is `partition`.
-    fn with_partition(name: &str, partitions: i32, extra: &str, partition: &str) -> Case {
-        let stack = shared_stack().unwrap();
-        let emulator = shared_emulator().unwrap();
-        let dir = tempfile::tempdir().unwrap();
-        let case = Case {
-            topic: format!("t_{name}"),
-            table: format!("vehicle_{name}"),
-            config: dir.path().join("k2mc.toml"),
-            _dir: dir,
-        };
-        write_config(
-            &case.config,
-            stack,
-            &emulator.endpoint(),
-            name,
-            &[&case.topic],
-            &case.table,
-            partition,
-            &transforms_toml(),
-            extra,
-        )
-        .unwrap();
-        let table = case.table.clone();
-        let topic = case.topic.clone();
-        let bootstrap = stack.bootstrap();
-        rt().block_on(async move {
-            create_vehicle_table(&table).await;
-            let client = ClientBuilder::new(vec![bootstrap]).build().await.unwrap();
-            client
-                .controller_client()
-                .unwrap()
-                .create_topic(&topic, partitions, 1, 5_000)
-                .await
-                .unwrap();
-        });
-        case
-    }
-
-    /// Produces vehicle events `ids` to `partition`; `day` picks the event date.
-    fn produce(&self, partition: i32, ids: std::ops::Range<u32>, day: u32) {
-        let stack = shared_stack().unwrap();
-        let topic = self.topic.clone();
-        let bootstrap = stack.bootstrap();
-        rt().block_on(async move {
-            let client = ClientBuilder::new(vec![bootstrap]).build().await.unwrap();
-            produce_vehicles(&client, &topic, partition, ids, day).await;
-        });
-    }
-
-    /// Produces raw values (for poison records).
-    fn produce_raw(&self, partition: i32, values: &[&str]) {
-        let stack = shared_stack().unwrap();
-        let topic = self.topic.clone();
-        let bootstrap = stack.bootstrap();
-        let values: Vec<String> = values.iter().map(|v| (*v).to_owned()).collect();
-        rt().block_on(async move {
-            let client = ClientBuilder::new(vec![bootstrap]).build().await.unwrap();
-            let pc = client
-                .partition_client(topic, partition, UnknownTopicHandling::Retry)
-                .await
-                .unwrap();
-            let records = values
-                .into_iter()
-                .map(|v| Record {
-                    key: None,
-                    value: Some(v.into_bytes()),
-                    headers: BTreeMap::new(),
-                    timestamp: chrono::Utc::now(),
-                })
-                .collect();
-            pc.produce(records, Compression::NoCompression)
-                .await
-                .unwrap();
-        });
-    }
-
-    /// Runs a `k2mc` CLI command with the case's config; returns (success, stdout, stderr).
-    fn k2mc(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
-        let bin = workspace_bin("k2mc").unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.args(args).arg("--config").arg(&self.config);
-        for (k, v) in k2mc_env() {
-            cmd.env(k, v);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
-    /// Every row pyodps reads from every partition: (partition, vehicle_id, kafka_offset, phone).
-    fn landed(&self) -> Vec<(String, String, i64, String)> {
-        landed_rows(&self.table)
-    }
-
-    /// Asserts every one of `ids` landed exactly once.
-    fn assert_exactly_once(&self, expected: usize) {
-        let rows = self.landed();
-        let mut seen = BTreeMap::new();
-        for r in &rows {
-            *seen.entry(r.1.clone()).or_insert(0) += 1;
-        }
-        let dupes: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-        assert!(dupes.is_empty(), "duplicates: {dupes:?}");
-        assert_eq!(rows.len(), expected, "rows landed");
-    }
-}
-
-impl Case {
-    /// The commit log of `partition` as stored: entries chain from the origin without gaps or
-    /// overlaps (strictly increasing), each reconciles, and the last ends at the high watermark.
-    fn assert_log_chains(&self, partition: i32) {
-        let stack = shared_stack().unwrap();
-        let cluster = self.topic.trim_start_matches("t_");
-        let dir = stack
-            .dir
-            .join("s3")
-            .join(&stack.bucket)
-            .join("k2mc/log")
-            .join(cluster)
-            .join(&self.topic)
-            .join(partition.to_string());
-        let origin: serde_json::Value =
-            serde_json::from_slice(&std::fs::read(dir.join("origin.json")).unwrap()).unwrap();
-        let mut names: Vec<String> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with('0') && n.ends_with(".json"))
-            .collect();
-        names.sort();
-        let mut next = origin["offset"].as_i64().unwrap();
-        for name in &names {
-            let entry: serde_json::Value =
-                serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap();
-            let (start, end) = (
-                entry["batch"]["start"].as_i64().unwrap(),
-                entry["batch"]["end"].as_i64().unwrap(),
-            );
-            assert_eq!(start, next, "{name}: the log has a gap or an overlap");
-            assert!(end > start, "{name}: an entry that does not advance");
-            let c = &entry["counts"];
-            assert_eq!(
-                c["read"].as_u64().unwrap(),
-                c["loaded"].as_u64().unwrap()
-                    + c["filtered"].as_u64().unwrap()
-                    + c["dead_lettered"].as_u64().unwrap(),
-                "{name}: counts do not reconcile"
-            );
-            next = end;
-        }
-        // status agrees: committed = high watermark, lag 0.
-        let (_, status, _) = self.k2mc(&["status"], &[]);
-        let want = [
-            self.topic.clone(),
-            partition.to_string(),
-            next.to_string(),
-            next.to_string(),
-            "0".to_owned(),
-        ];
-        assert!(
-            status.lines().any(|l| l
-                .split_whitespace()
-                .take(5)
-                .eq(want.iter().map(String::as_str))),
-            "status does not show {want:?}:\n{status}"
-        );
-    }
-}
+use crate::case::{Case, rt};
 
 /// Starts the real binary as a Lambda function behind a Runtime API stand-in; its stdout (metrics)
 /// and stderr (logs) go to `lambda.out` and `lambda.err` beside the config.
@@ -404,7 +119,7 @@ fn a_schedule_tick_through_the_lambda_runtime_loads_every_record_once() {
     );
 }
 
-fn msk_event(case: &Case, partition: i32, offsets: std::ops::Range<i64>) -> serde_json::Value {
+fn msk_event(case: &Case<'_>, partition: i32, offsets: std::ops::Range<i64>) -> serde_json::Value {
     use base64::Engine as _;
     let b64 = base64::engine::general_purpose::STANDARD;
     let records: Vec<serde_json::Value> = offsets
@@ -472,7 +187,7 @@ fn a_crash_at_every_step_boundary_then_a_rerun_loads_everything_exactly_once() {
 }
 
 /// Runs `k2mc run` `n` times at once; every run must succeed (a lost race stops cleanly).
-fn race_ticks(case: &Case, n: usize) {
+fn race_ticks(case: &Case<'_>, n: usize) {
     let handles: Vec<_> = (0..n)
         .map(|_| {
             let config = case.config.clone();
@@ -636,7 +351,6 @@ fn validate_names_each_problem() {
             && out.contains("average_speed"),
         "{out}"
     );
-    let _ = Stack::start; // the stack type is shared with the demo
 }
 
 /// tansu 0.6 answers a fetch that starts inside a record batch by skipping that batch and repeating
@@ -720,7 +434,7 @@ fn dead_letters_replay_once_after_the_data_is_fixed() {
     let (ok, _, stderr) = case.k2mc(&["run"], &[]);
     assert!(ok, "{stderr}");
     assert_eq!(case.landed().len(), 3);
-    let list = |case: &Case| -> Vec<String> {
+    let list = |case: &Case<'_>| -> Vec<String> {
         let (ok, out, stderr) = case.k2mc(&["dead-letters", "list"], &[]);
         assert!(ok, "{stderr}");
         out.lines()
