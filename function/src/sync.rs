@@ -408,31 +408,42 @@ pub async fn validate(args: RunArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Every dead-letter object of `cluster` and of its replays (`<cluster>~replay-…`), in key order,
+/// page by page; other clusters may share the bucket and prefix and are left out.
+async fn dead_letter_keys(
+    staging: &k2mc::staging::Staging,
+    cluster: &str,
+) -> anyhow::Result<Vec<String>> {
+    let prefix = format!("dead-letters/{cluster}");
+    let mut all: Vec<String> = Vec::new();
+    let mut after: Option<String> = None;
+    loop {
+        let page = staging.list(&prefix, after.as_deref(), 1000).await?;
+        let Some(last) = page.last().cloned() else {
+            return Ok(all);
+        };
+        all.extend(page.into_iter().filter(|k| {
+            let rest = k.get(prefix.len()..).unwrap_or_default();
+            rest.starts_with('/') || rest.starts_with("~replay-")
+        }));
+        after = Some(last);
+    }
+}
+
 /// `k2mc dead-letters list | replay`.
 pub async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
     match command {
         DeadLettersCommand::List(args) => {
             let config = load_config(&args)?;
             let conns = app::connections(&config).await?;
-            let mut after: Option<String> = None;
-            loop {
-                let keys = conns
-                    .staging
-                    .list("dead-letters/", after.as_deref(), 1000)
-                    .await?;
-                let Some(last) = keys.last().cloned() else {
-                    break;
-                };
-                for key in keys {
-                    let n = conns.staging.get(&key).await?.map_or(0, |o| {
-                        o.data
-                            .split(|&b| b == b'\n')
-                            .filter(|l| !l.is_empty())
-                            .count()
-                    });
-                    println!("{key}\t{n}");
-                }
-                after = Some(last);
+            for key in dead_letter_keys(&conns.staging, &config.kafka.cluster).await? {
+                let n = conns.staging.get(&key).await?.map_or(0, |o| {
+                    o.data
+                        .split(|&b| b == b'\n')
+                        .filter(|l| !l.is_empty())
+                        .count()
+                });
+                println!("{key}\t{n}");
             }
             Ok(())
         }
@@ -440,14 +451,7 @@ pub async fn dead_letters(command: DeadLettersCommand) -> anyhow::Result<()> {
             let config = load_config(&run)?;
             let app = App::start(config).await?;
             let keys = if keys.is_empty() {
-                app.log
-                    .staging()
-                    .list(
-                        &format!("dead-letters/{}/", app.config.kafka.cluster),
-                        None,
-                        1000,
-                    )
-                    .await?
+                dead_letter_keys(app.log.staging(), &app.config.kafka.cluster).await?
             } else {
                 keys
             };
