@@ -64,6 +64,8 @@ pub enum PipelineError {
     },
     #[error("kafka tls: {reason}")]
     KafkaTls { reason: String },
+    #[error("kafka sasl: {reason}")]
+    KafkaSasl { reason: String },
     #[error("staging bucket {bucket}: {operation} {key}: {message}")]
     Storage {
         bucket: String,
@@ -146,6 +148,7 @@ impl PipelineError {
             PipelineError::Config(_) => "config",
             PipelineError::Kafka { .. } | PipelineError::KafkaConnect { .. } => "kafka",
             PipelineError::KafkaTls { .. } => "kafka-tls",
+            PipelineError::KafkaSasl { .. } => "kafka-sasl",
             PipelineError::Storage { .. } => "storage",
             PipelineError::Corrupt { .. } => "corrupt",
             PipelineError::MaxCompute(_) => "maxcompute",

@@ -51,23 +51,31 @@ pub struct KafkaAuth {
 
 impl Kafka {
     /// Connects to the bootstrap brokers. A first attempt is made without retries, so that a
-    /// TLS refusal (a missing or untrusted certificate) fails at once with its fix; anything
-    /// else (a broker that is down or restarting) is retried for up to a minute.
+    /// TLS refusal (a missing or untrusted certificate) or a refused SASL login fails at once
+    /// with its fix; anything else (a broker that is down or restarting) is retried for up to a
+    /// minute.
     pub async fn connect(config: &KafkaConfig, auth: &KafkaAuth) -> Result<Kafka, PipelineError> {
         let brokers = config.bootstrap.join(",");
         let client = match Kafka::builder(config, auth, Duration::ZERO).build().await {
             Ok(client) => client,
             Err(first) => {
-                if auth.tls.is_some() {
-                    let text = first.to_string();
-                    if let Some(fix) = tls::handshake_refusal(&text) {
-                        let cause = text.rsplit("Source: ").next().unwrap_or(&text);
-                        return Err(PipelineError::KafkaTls {
-                            reason: format!(
-                                "the TLS handshake with {brokers} failed ({cause}); {fix}"
-                            ),
-                        });
-                    }
+                let text = first.to_string();
+                let cause = text.rsplit("Source: ").next().unwrap_or(&text);
+                if auth.tls.is_some()
+                    && let Some(fix) = tls::handshake_refusal(&text)
+                {
+                    return Err(PipelineError::KafkaTls {
+                        reason: format!("the TLS handshake with {brokers} failed ({cause}); {fix}"),
+                    });
+                }
+                // rskafka reports every SASL failure (an unknown mechanism, wrong credentials)
+                // as a failed handshake; no retry cures either.
+                if auth.sasl.is_some() && text.contains("Sasl handshake failed") {
+                    return Err(PipelineError::KafkaSasl {
+                        reason: format!(
+                            "the brokers at {brokers} refused the login ({cause}); check kafka.sasl.mechanism against what the brokers offer, and kafka.sasl.username and .password"
+                        ),
+                    });
                 }
                 Kafka::builder(config, auth, Duration::from_secs(60))
                     .build()

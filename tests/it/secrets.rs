@@ -81,7 +81,14 @@ fn known_secrets_never_appear_in_logs_errors_or_objects() {
         ("K2MC__KAFKA__SASL__USERNAME", "k2mc"),
         ("K2MC__KAFKA__SASL__PASSWORD", KAFKA_PASSWORD),
     ];
-    let (ok, _) = run("a run whose SASL login fails", &["status"], &sasl);
+    let started = std::time::Instant::now();
+    let (ok, err) = run("a run whose SASL login fails", &["status"], &sasl);
+    // Refused at once, naming the settings (not a minute of retries).
+    assert!(
+        err.contains("kafka sasl: the brokers at") && err.contains("check kafka.sasl.mechanism"),
+        "{err}"
+    );
+    assert!(started.elapsed().as_secs() < 20, "{err}");
     assert!(!ok, "tansu here has no SASL; the login cannot succeed");
     run("validate", &["validate"], &[]);
     run("status", &["status"], &[]);
