@@ -599,6 +599,16 @@ pub fn parse_dead_letters(
     Ok(out)
 }
 
+/// What separates a replay's log scope from its cluster: `<cluster>~replay-<id>`.
+const REPLAY_SCOPE: &str = "~replay-";
+
+/// Whether the log scope `scope` is `cluster` itself or one of its replays (at any depth).
+pub fn is_scope_of(scope: &str, cluster: &str) -> bool {
+    scope
+        .strip_prefix(cluster)
+        .is_some_and(|rest| rest.is_empty() || rest.starts_with(REPLAY_SCOPE))
+}
+
 impl App {
     /// Loads the records of a dead-letter object again through the current chain, exactly once:
     /// under a log scope of its own (`<cluster>~replay-<hash of the key>`), keyed by the object's
@@ -636,7 +646,7 @@ impl App {
             .collect();
         let scope = CommitLog::new(
             self.log.staging().clone(),
-            format!("{}~replay-{object_id}", self.config.kafka.cluster),
+            format!("{}{REPLAY_SCOPE}{object_id}", self.config.kafka.cluster),
         );
         let router = router(&self.config, &self.chain, &self.table, chrono::Utc::now())?;
         let mut config = self.config.clone();

@@ -479,11 +479,13 @@ impl Config {
 
 /// Whether a `host:port` broker address is this machine.
 fn is_loopback(address: &str) -> bool {
-    let host = address
-        .rsplit_once(':')
-        .map_or(address, |(h, _)| h)
-        .trim_start_matches('[')
-        .trim_end_matches(']');
+    is_loopback_host(address.rsplit_once(':').map_or(address, |(h, _)| h))
+}
+
+/// Whether a host name or address (IPv6 with or without brackets) is this machine: where
+/// credentials may travel unencrypted (Kafka SASL PLAIN, MaxCompute over http).
+pub(crate) fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
     host.eq_ignore_ascii_case("localhost")
         || host
             .parse::<std::net::IpAddr>()

@@ -423,8 +423,9 @@ async fn dead_letter_keys(
             return Ok(all);
         };
         all.extend(page.into_iter().filter(|k| {
-            let rest = k.get(prefix.len()..).unwrap_or_default();
-            rest.starts_with('/') || rest.starts_with("~replay-")
+            k.strip_prefix("dead-letters/")
+                .and_then(|rest| rest.split('/').next())
+                .is_some_and(|scope| app::is_scope_of(scope, cluster))
         }));
         after = Some(last);
     }

@@ -356,12 +356,9 @@ pub(crate) fn check_endpoint(
     match endpoint.scheme() {
         "https" => Ok(()),
         "http" => {
-            let loopback = match endpoint.host() {
-                Some(url::Host::Ipv4(ip)) => ip.is_loopback(),
-                Some(url::Host::Ipv6(ip)) => ip.is_loopback(),
-                Some(url::Host::Domain(d)) => d == "localhost",
-                None => false,
-            };
+            let loopback = endpoint
+                .host_str()
+                .is_some_and(crate::config::is_loopback_host);
             if loopback || allow_insecure_http {
                 Ok(())
             } else {
@@ -418,6 +415,7 @@ mod tests {
         ));
         assert!(ok("http://127.0.0.1:1/api", false));
         assert!(ok("http://localhost:1/api", false));
+        assert!(ok("http://[::1]:1/api", false));
         assert!(!ok("http://example.com/api", false));
         assert!(ok("http://example.com/api", true));
     }
