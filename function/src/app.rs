@@ -393,7 +393,7 @@ impl App {
                         tp: tp.clone(),
                         target: Target::Offset(end),
                         origin: Origin::Offset(first),
-                        delivered: list.clone(),
+                        delivered: list.iter().cloned().map(Into::into).collect(),
                     });
                 }
                 work

@@ -10,18 +10,7 @@ use serde::{Deserialize, Serialize};
 use crate::error::PipelineError;
 use crate::staging::{Conditional, Object, Staging};
 
-/// A topic-partition of the configured cluster.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct TopicPartition {
-    pub topic: String,
-    pub partition: i32,
-}
-
-impl std::fmt::Display for TopicPartition {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}-{}", self.topic, self.partition)
-    }
-}
+pub use k2mc_formats::event::TopicPartition;
 
 /// The identity of a batch (invariant 1): everything staged for it derives from this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

@@ -2,45 +2,12 @@
 //! can help, and which partition an error belongs to. Stage modules return these; only the
 //! binary turns them into exit codes or Lambda error responses.
 
-use std::path::PathBuf;
-
 use thiserror::Error;
 
 use crate::maxcompute::MaxComputeError;
 use crate::transform::TransformError;
 
-/// A configuration that cannot run. Every variant names the key and the fix.
-#[derive(Debug, Error)]
-pub enum ConfigError {
-    #[error("cannot read config {}: {source}", path.display())]
-    Read {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("config{}: {message}", path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
-    Invalid {
-        path: Option<PathBuf>,
-        message: String,
-    },
-    #[error("config key {key}: {fix}")]
-    Value { key: String, fix: String },
-    #[error("config key {key}: {reason}")]
-    Secret { key: String, reason: String },
-}
-
-impl ConfigError {
-    /// Names the file in a parse error.
-    pub fn in_file(self, file: &std::path::Path) -> Self {
-        match self {
-            ConfigError::Invalid { message, .. } => ConfigError::Invalid {
-                path: Some(file.to_owned()),
-                message,
-            },
-            other => other,
-        }
-    }
-}
+pub use k2mc_formats::config::ConfigError;
 
 /// Why a batch (or the whole invocation) did not complete.
 #[derive(Debug, Error)]

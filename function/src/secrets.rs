@@ -5,51 +5,10 @@
 
 use std::collections::HashMap;
 
-use serde::Deserialize;
-
 use crate::error::ConfigError;
 use crate::maxcompute::Secret;
 
-/// Where a secret's value comes from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SecretRef {
-    Env(String),
-    SecretsManager {
-        id: String,
-        field: Option<String>,
-    },
-    /// Written in the config itself; fine for the local stack, not for a deployment.
-    Literal(Secret),
-}
-
-impl<'de> Deserialize<'de> for SecretRef {
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let text = String::deserialize(d)?;
-        Ok(SecretRef::parse(&text))
-    }
-}
-
-impl SecretRef {
-    /// Reads the reference syntax; anything without a known scheme is a literal.
-    pub fn parse(text: &str) -> SecretRef {
-        if let Some(name) = text.strip_prefix("env:") {
-            SecretRef::Env(name.to_owned())
-        } else if let Some(rest) = text.strip_prefix("secretsmanager:") {
-            match rest.rsplit_once('#') {
-                Some((id, field)) => SecretRef::SecretsManager {
-                    id: id.to_owned(),
-                    field: Some(field.to_owned()),
-                },
-                None => SecretRef::SecretsManager {
-                    id: rest.to_owned(),
-                    field: None,
-                },
-            }
-        } else {
-            SecretRef::Literal(Secret::new(text))
-        }
-    }
-}
+pub use k2mc_formats::secret::SecretRef;
 
 /// Resolves references, fetching each Secrets Manager secret once.
 #[derive(Debug, Default)]

@@ -1,231 +1,35 @@
-//! The trigger stage: what started this invocation, turned into per-partition work. A schedule
-//! tick syncs every partition of the configured topics (or the subset the event names, for a
-//! static fan-out over several schedules); a Kafka event source mapping batch (`aws:kafka` for
-//! MSK, `SelfManagedKafka`) carries records we use directly and whose gaps we fetch.
+//! The trigger stage: what started this invocation. The events themselves are parsed by
+//! `k2mc_formats::event` (pure, fuzzed); this module hands their records to the transform chain
+//! in its own record type. `app` turns a [`Trigger`] into per-partition work.
 
-use std::collections::BTreeMap;
+pub use k2mc_formats::event::{
+    EventError, EventRecord, TopicPartition, Trigger, batch_item_failures, parse_event,
+};
 
-use base64::Engine as _;
-use chrono::{DateTime, Utc};
-use serde::Deserialize;
-use serde_json::Value as Json;
-
-use crate::commitlog::TopicPartition;
 use crate::error::PipelineError;
 use crate::transform::bindings::{Header, KafkaRecord};
 
-/// What an invocation was asked to do.
-#[derive(Debug, Clone)]
-pub enum Trigger {
-    /// Sync the named partitions (every partition of `topics` when `partitions` is empty).
-    Schedule {
-        time: DateTime<Utc>,
-        topics: Vec<String>,
-        partitions: Vec<i32>,
-    },
-    /// An event source mapping batch: records per partition, in offset order.
-    Kafka {
-        source: String,
-        time: DateTime<Utc>,
-        records: BTreeMap<TopicPartition, Vec<KafkaRecord>>,
-    },
-}
-
-impl Trigger {
-    /// `schedule`, `aws:kafka` or `SelfManagedKafka`, for logs.
-    pub fn kind(&self) -> &str {
-        match self {
-            Trigger::Schedule { .. } => "schedule",
-            Trigger::Kafka { source, .. } => source,
-        }
-    }
-
-    /// The trigger time, for static (DataWorks-style) partition templates.
-    pub fn time(&self) -> DateTime<Utc> {
-        match self {
-            Trigger::Schedule { time, .. } | Trigger::Kafka { time, .. } => *time,
-        }
-    }
-}
-
-#[derive(Deserialize)]
-struct EsmRecord {
-    topic: String,
-    partition: i32,
-    offset: i64,
-    #[serde(default)]
-    timestamp: i64,
-    #[serde(default)]
-    key: Option<String>,
-    #[serde(default)]
-    value: Option<String>,
-    #[serde(default)]
-    headers: Vec<BTreeMap<String, Vec<u8>>>,
-}
-
-fn bad(reason: impl Into<String>) -> PipelineError {
-    PipelineError::Event {
-        reason: reason.into(),
-    }
-}
-
-/// Reads a Lambda event. `now` is the invocation's start, used when the event has no time.
-pub fn parse_event(event: &Json, now: DateTime<Utc>) -> Result<Trigger, PipelineError> {
-    let time = event
-        .get("time")
-        .and_then(Json::as_str)
-        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-        .map_or(now, |t| t.with_timezone(&Utc));
-    match event.get("eventSource").and_then(Json::as_str) {
-        Some(source @ ("aws:kafka" | "SelfManagedKafka")) => parse_esm(source, event, time),
-        Some(other) => Err(bad(format!(
-            "eventSource {other:?} is not a Kafka event source (aws:kafka or SelfManagedKafka)"
-        ))),
-        None => {
-            let strings = |key: &str| -> Result<Vec<String>, PipelineError> {
-                match event.get(key) {
-                    None | Some(Json::Null) => Ok(Vec::new()),
-                    Some(v) => serde_json::from_value(v.clone())
-                        .map_err(|_| bad(format!("{key} must be a list of topic names"))),
-                }
-            };
-            let topics = strings("topics")?;
-            let partitions = match event.get("partitions") {
-                None | Some(Json::Null) => Vec::new(),
-                Some(v) => serde_json::from_value(v.clone())
-                    .map_err(|_| bad("partitions must be a list of partition numbers"))?,
-            };
-            Ok(Trigger::Schedule {
-                time,
-                topics,
-                partitions,
-            })
-        }
-    }
-}
-
-fn parse_esm(source: &str, event: &Json, time: DateTime<Utc>) -> Result<Trigger, PipelineError> {
-    let groups = event
-        .get("records")
-        .and_then(Json::as_object)
-        .ok_or_else(|| bad(format!("{source} event has no \"records\" object")))?;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let mut records: BTreeMap<TopicPartition, Vec<KafkaRecord>> = BTreeMap::new();
-    for (group, list) in groups {
-        let list: Vec<EsmRecord> = serde_json::from_value(list.clone())
-            .map_err(|e| bad(format!("records[{group:?}]: {e}")))?;
-        for r in list {
-            let decode =
-                |field: &str, text: Option<String>| -> Result<Option<Vec<u8>>, PipelineError> {
-                    text.map(|t| {
-                        b64.decode(t.as_bytes()).map_err(|_| {
-                            bad(format!(
-                                "record {}-{}@{}: {field} is not base64",
-                                r.topic, r.partition, r.offset
-                            ))
-                        })
-                    })
-                    .transpose()
-                };
-            let key = decode("key", r.key.clone())?;
-            let value = decode("value", r.value.clone())?;
-            let headers = r
+impl From<EventRecord> for KafkaRecord {
+    fn from(r: EventRecord) -> Self {
+        KafkaRecord {
+            offset: r.offset,
+            timestamp_ms: r.timestamp_ms,
+            key: r.key,
+            value: r.value,
+            headers: r
                 .headers
-                .iter()
-                .flat_map(|h| h.iter())
-                .map(|(k, v)| Header {
-                    key: k.clone(),
-                    value: Some(v.clone()),
-                })
-                .collect();
-            records
-                .entry(TopicPartition {
-                    topic: r.topic.clone(),
-                    partition: r.partition,
-                })
-                .or_default()
-                .push(KafkaRecord {
-                    offset: r.offset,
-                    timestamp_ms: r.timestamp,
+                .into_iter()
+                .map(|(key, value)| Header {
                     key,
-                    value,
-                    headers,
-                });
+                    value: Some(value),
+                })
+                .collect(),
         }
     }
-    for list in records.values_mut() {
-        list.sort_by_key(|r| r.offset);
-        list.dedup_by_key(|r| r.offset);
-    }
-    Ok(Trigger::Kafka {
-        source: source.to_owned(),
-        time,
-        records,
-    })
 }
 
-/// The Kafka partial-batch response: for each failed partition, the first offset Lambda must
-/// deliver again. An empty list means the whole batch succeeded.
-pub fn batch_item_failures(failed: &[(TopicPartition, i64)]) -> Json {
-    let items: Vec<Json> = failed
-        .iter()
-        .map(|(tp, offset)| {
-            serde_json::json!({"itemIdentifier": {"partition": tp.to_string(), "offset": offset}})
-        })
-        .collect();
-    serde_json::json!({ "batchItemFailures": items })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn msk_payload_groups_decodes_and_orders() {
-        let event = serde_json::json!({
-            "eventSource": "aws:kafka",
-            "records": {"t-1": [
-                {"topic": "t", "partition": 1, "offset": 6, "timestamp": 5, "value": "YQ==", "headers": []},
-                {"topic": "t", "partition": 1, "offset": 5, "timestamp": 4, "key": "aw==", "value": null,
-                 "headers": [{"h": [104, 105]}]}
-            ]}
-        });
-        let Trigger::Kafka { records, .. } = parse_event(&event, Utc::now()).unwrap() else {
-            panic!("not kafka")
-        };
-        let list = &records[&TopicPartition {
-            topic: "t".into(),
-            partition: 1,
-        }];
-        assert_eq!(list.len(), 2);
-        assert_eq!(list[0].offset, 5);
-        assert_eq!(list[0].key.as_deref(), Some(&b"k"[..]));
-        assert_eq!(list[0].value, None);
-        assert_eq!(list[0].headers[0].value.as_deref(), Some(&b"hi"[..]));
-        assert_eq!(list[1].value.as_deref(), Some(&b"a"[..]));
-    }
-
-    #[test]
-    fn bad_base64_names_the_record() {
-        let event = serde_json::json!({"eventSource": "SelfManagedKafka", "records": {"t-0": [
-            {"topic": "t", "partition": 0, "offset": 9, "value": "***"}]}});
-        let err = parse_event(&event, Utc::now()).unwrap_err().to_string();
-        assert!(err.contains("t-0@9") && err.contains("value"), "{err}");
-    }
-
-    #[test]
-    fn schedule_with_subset() {
-        let event =
-            serde_json::json!({"time": "2024-05-01T10:00:00Z", "topics": ["a"], "partitions": [2]});
-        let Trigger::Schedule {
-            time,
-            topics,
-            partitions,
-        } = parse_event(&event, Utc::now()).unwrap()
-        else {
-            panic!("not a schedule")
-        };
-        assert_eq!(time.to_rfc3339(), "2024-05-01T10:00:00+00:00");
-        assert_eq!((topics, partitions), (vec!["a".to_owned()], vec![2]));
+impl From<EventError> for PipelineError {
+    fn from(e: EventError) -> Self {
+        PipelineError::Event { reason: e.reason }
     }
 }

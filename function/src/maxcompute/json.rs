@@ -7,8 +7,8 @@ use base64::Engine as _;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, Utc};
 use serde_json::{Value as Json, json};
 
-use super::schema::ColumnType;
-use super::value::{Value, is_plain_decimal};
+use k2mc_formats::tunnel::ColumnType;
+use k2mc_formats::tunnel::{Value, is_plain_decimal};
 
 /// Converts a JSON value to a cell of column type `ty`. The error names the expectation.
 pub fn value_from_json(ty: &ColumnType, json: &Json) -> Result<Value, String> {

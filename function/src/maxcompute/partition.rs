@@ -3,7 +3,7 @@
 
 use std::fmt;
 
-use super::error::SchemaError;
+use k2mc_formats::tunnel::SchemaError;
 
 /// An ordered list of partition column values.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Default)]

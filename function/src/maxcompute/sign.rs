@@ -3,34 +3,13 @@
 //! rebuilds the same canonical string to verify signatures.
 
 use std::collections::BTreeMap;
-use std::fmt;
 
 use base64::Engine as _;
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 use sha2::Sha256;
 
-/// A secret string whose `Debug` and `Display` never show the value.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Secret(String);
-
-impl Secret {
-    /// Wraps a secret value.
-    pub fn new(value: impl Into<String>) -> Self {
-        Secret(value.into())
-    }
-
-    /// The value itself, for the one place that must use it.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret(***)")
-    }
-}
+use k2mc_formats::secret::Secret;
 
 /// An AccessKey pair, optionally temporary (STS) with its security token.
 #[derive(Debug, Clone)]

@@ -13,7 +13,7 @@ use super::client::MaxComputeClient;
 use super::error::MaxComputeError;
 use super::http::Payload;
 use super::partition::PartitionSpec;
-use super::schema::TableSchema;
+use k2mc_formats::tunnel::TableSchema;
 
 /// The longest wait between two instance polls.
 const MAX_POLL_INTERVAL: Duration = Duration::from_secs(2);

@@ -16,9 +16,9 @@ use super::client::MaxComputeClient;
 use super::error::MaxComputeError;
 use super::http::{Call, Payload};
 use super::partition::PartitionSpec;
-use super::schema::{ColumnType, TableSchema};
-use super::value::Value;
-use super::wire::{RecordReader, RecordWriter};
+use k2mc_formats::tunnel::Value;
+use k2mc_formats::tunnel::{ColumnType, TableSchema};
+use k2mc_formats::tunnel::{RecordReader, RecordWriter};
 
 /// Block ids a session accepts: `0..MAX_BLOCKS`.
 pub const MAX_BLOCKS: u32 = 20_000;
@@ -60,7 +60,9 @@ pub fn encode_block(
             for row in rows {
                 w.write(row)?;
             }
-            w.finish()?.finish().map_err(super::error::WireError::Io)?
+            w.finish()?
+                .finish()
+                .map_err(k2mc_formats::tunnel::WireError::Io)?
         }
     };
     Ok(Block {
@@ -83,7 +85,7 @@ pub fn decode_block(
             let mut out = Vec::new();
             ZlibDecoder::new(data)
                 .read_to_end(&mut out)
-                .map_err(super::error::WireError::Io)?;
+                .map_err(k2mc_formats::tunnel::WireError::Io)?;
             inflated = out;
             &inflated
         }

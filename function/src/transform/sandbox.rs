@@ -14,10 +14,7 @@ use wasmtime_wasi::{
 
 use super::bindings::{self, Level};
 
-/// Default memory cap per instance.
-pub const DEFAULT_MEMORY_LIMIT: usize = 128 * 1024 * 1024;
-/// Default wall-time budget per call.
-pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(2);
+pub use k2mc_formats::config::{DEFAULT_CALL_DEADLINE, DEFAULT_MEMORY_LIMIT};
 /// Log lines kept per call; a chatty guest cannot flood the function's logs.
 const MAX_LOG_LINES_PER_CALL: u32 = 100;
 

@@ -1,0 +1,13 @@
+//! The MaxCompute Tunnel record stream (protocol brief §2.5) and what it is written against: the
+//! column types (`schema`), the cell values (`value`) and the codec (`wire`). The encode stage
+//! writes blocks with it; the emulator and the tests read them back.
+
+mod error;
+mod schema;
+mod value;
+mod wire;
+
+pub use error::{SchemaError, WireError};
+pub use schema::{Column, ColumnType, TableSchema};
+pub use value::{Value, is_plain_decimal};
+pub use wire::{RecordReader, RecordWriter};
