@@ -132,8 +132,13 @@ impl TypeParser<'_> {
     }
 
     fn skip_ws(&mut self) {
-        while self.text[self.pos..].starts_with(char::is_whitespace) {
-            self.pos += 1;
+        // By characters: Unicode white space such as U+00A0 is more than one byte.
+        while let Some(c) = self.text[self.pos..]
+            .chars()
+            .next()
+            .filter(|c| c.is_whitespace())
+        {
+            self.pos += c.len_utf8();
         }
     }
 
@@ -162,6 +167,9 @@ impl TypeParser<'_> {
             let end = quoted
                 .find('`')
                 .ok_or_else(|| self.error("unterminated backquote"))?;
+            if end == 0 {
+                return Err(self.error("expected a name between the backquotes"));
+            }
             self.pos += end + 2;
             return Ok(quoted[..end].to_owned());
         }
@@ -359,5 +367,19 @@ mod tests {
         ] {
             assert!(ColumnType::parse(bad).is_err(), "{bad}");
         }
+    }
+
+    /// Found by fuzzing (fuzz/regressions/column_type/no-break-space): white space wider than one
+    /// byte panicked the parser mid-character. And an empty quoted field name was accepted,
+    /// which no table can have and which did not print back as a type.
+    #[test]
+    fn unicode_white_space_and_empty_quoted_names() {
+        assert!(ColumnType::parse("\u{a0}").is_err());
+        // fuzz/regressions/column_type/empty-quoted-name: printed as `struct<:string>`.
+        assert!(ColumnType::parse("STRUCT< ``:string>").is_err());
+        assert_eq!(
+            ColumnType::parse("\u{a0}array<\u{2003}int\u{3000}>\u{a0}"),
+            Ok(ColumnType::Array(Box::new(ColumnType::Int)))
+        );
     }
 }

@@ -219,3 +219,36 @@ fn truncated_streams_are_errors() {
         );
     }
 }
+
+/// Found by fuzzing (fuzz/regressions/tunnel_records/decimal-text-unchecked): the reader took any
+/// text as a decimal, and any integer or string whatever the column's range or length, so the
+/// emulator accepted blocks MaxCompute refuses. A stream written for a looser column (same wire
+/// type, valid CRCs) must not read as the stricter one.
+#[test]
+fn cells_outside_their_column_type_are_refused_when_read() {
+    let cases: [(&str, Value, &str); 6] = [
+        (
+            "string",
+            Value::String("\u{b}\0\0\x004".into()),
+            "decimal(18,2)",
+        ),
+        ("string", Value::String("123.456".into()), "decimal(18,2)"),
+        ("bigint", Value::Int(300), "tinyint"),
+        ("bigint", Value::Int(i64::from(i32::MAX) + 1), "int"),
+        ("string", Value::String("five!".into()), "varchar(4)"),
+        ("string", Value::String("ab".into()), "char(1)"),
+    ];
+    for (loose, value, strict) in cases {
+        let loose = [ColumnType::parse(loose).unwrap()];
+        let mut w = RecordWriter::new(&loose, Vec::new());
+        w.write(std::slice::from_ref(&value)).unwrap();
+        let bytes = w.finish().unwrap();
+        let strict = [ColumnType::parse(strict).unwrap()];
+        let err = RecordReader::new(&strict, &bytes).read_all().unwrap_err();
+        assert!(
+            matches!(err, WireError::Malformed { ref reason, .. } if reason.contains("does not fit")),
+            "{value:?} as {}: {err}",
+            strict[0]
+        );
+    }
+}
