@@ -1,7 +1,7 @@
 //! The formats kafka-to-maxcompute reads and writes, with no I/O and no runtime: the config file
 //! (`config`, `secret`), the Lambda invocation events (`event`) and the MaxCompute Tunnel record
 //! stream (`tunnel`). The function (`k2mc`) and the emulator build on them; being small, they are
-//! what the fuzz targets under `fuzz/` exercise, without compiling wasmtime or the AWS SDK.
+//! what the fuzz targets under `tests/fuzz/` exercise, without compiling wasmtime or the AWS SDK.
 
 pub mod config;
 pub mod event;

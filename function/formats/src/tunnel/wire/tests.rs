@@ -220,7 +220,7 @@ fn truncated_streams_are_errors() {
     }
 }
 
-/// Found by fuzzing (fuzz/regressions/tunnel_records/decimal-text-unchecked): the reader took any
+/// Found by fuzzing (tests/fuzz/regressions/tunnel_records/decimal-text-unchecked): the reader took any
 /// text as a decimal, and any integer or string whatever the column's range or length, so the
 /// emulator accepted blocks MaxCompute refuses. A stream written for a looser column (same wire
 /// type, valid CRCs) must not read as the stricter one.

@@ -369,13 +369,13 @@ mod tests {
         }
     }
 
-    /// Found by fuzzing (fuzz/regressions/column_type/no-break-space): white space wider than one
+    /// Found by fuzzing (tests/fuzz/regressions/column_type/no-break-space): white space wider than one
     /// byte panicked the parser mid-character. And an empty quoted field name was accepted,
     /// which no table can have and which did not print back as a type.
     #[test]
     fn unicode_white_space_and_empty_quoted_names() {
         assert!(ColumnType::parse("\u{a0}").is_err());
-        // fuzz/regressions/column_type/empty-quoted-name: printed as `struct<:string>`.
+        // tests/fuzz/regressions/column_type/empty-quoted-name: printed as `struct<:string>`.
         assert!(ColumnType::parse("STRUCT< ``:string>").is_err());
         assert_eq!(
             ColumnType::parse("\u{a0}array<\u{2003}int\u{3000}>\u{a0}"),

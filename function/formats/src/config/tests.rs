@@ -93,7 +93,7 @@ fn error_limits() {
 /// The README's example config is a valid config.
 #[test]
 fn the_readme_example_parses() {
-    let readme = include_str!("../../../README.md");
+    let readme = include_str!("../../../../README.md");
     let start = readme.find("```toml\n").map(|i| i + "```toml\n".len());
     let text = start.and_then(|s| readme[s..].find("```").map(|e| &readme[s..s + e]));
     let c = Config::parse(text.unwrap_or_default(), []).unwrap();
