@@ -61,6 +61,7 @@ pub fn parse(text: &str, columns: &[String]) -> Result<Expr, String> {
         pos: 0,
         columns,
         len: text.chars().count(),
+        depth: 0,
     };
     let expr = p.or()?;
     if p.pos < p.tokens.len() {
@@ -156,14 +157,31 @@ fn lex(text: &str) -> Result<Vec<(Tok, usize)>, String> {
     Ok(out)
 }
 
+/// How deep parentheses and `!` may nest.
+const MAX_DEPTH: usize = 64;
+
 struct Parser<'a> {
     tokens: Vec<(Tok, usize)>,
     pos: usize,
     columns: &'a [String],
     len: usize,
+    /// Levels of `(` and `!` open at `pos`.
+    depth: usize,
 }
 
 impl Parser<'_> {
+    /// One more level of `(` or `!`. The parser and `Expr::eval` recurse per level, so the
+    /// depth is bounded: found by fuzzing, 60,000 `(` overflowed the native stack.
+    fn nest(&mut self) -> Result<(), String> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return Err(self.error(&format!(
+                "parentheses and '!' nest deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(())
+    }
+
     fn error(&self, what: &str) -> String {
         let at = self.tokens.get(self.pos).map_or(self.len + 1, |t| t.1);
         format!("position {at}: {what}")
@@ -217,10 +235,16 @@ impl Parser<'_> {
 
     fn unary(&mut self) -> Result<Expr, String> {
         if self.eat_sym("!") {
-            return Ok(Expr::Not(Box::new(self.unary()?)));
+            self.nest()?;
+            let e = self.unary();
+            self.depth -= 1;
+            return Ok(Expr::Not(Box::new(e?)));
         }
         if self.eat_sym("(") {
-            let e = self.or()?;
+            self.nest()?;
+            let e = self.or();
+            self.depth -= 1;
+            let e = e?;
             if !self.eat_sym(")") {
                 return Err(self.error("expected ')'"));
             }
@@ -418,5 +442,18 @@ mod tests {
             let err = parse(bad, &cols()).unwrap_err();
             assert!(err.starts_with(at), "{bad}: {err}");
         }
+    }
+
+    /// Found by fuzzing (tests/fuzz/regressions/filter_predicate/deep-parentheses): 60,000 `(`
+    /// overflowed the stack (a SIGSEGV natively, a trap in the component).
+    #[test]
+    fn nesting_is_bounded() {
+        let cols = ["a".to_owned()];
+        let deep = |n: usize| format!("{}a == 1{}", "(".repeat(n), ")".repeat(n));
+        assert!(parse(&deep(MAX_DEPTH), &cols).is_ok());
+        let err = parse(&deep(MAX_DEPTH + 1), &cols).unwrap_err();
+        assert!(err.contains("nest deeper than 64"), "{err}");
+        assert!(parse(&"!".repeat(60_000), &cols).is_err());
+        assert!(parse(&format!("{}a", "(".repeat(60_000)), &cols).is_err());
     }
 }

@@ -40,7 +40,11 @@ pub enum ColumnType {
 impl ColumnType {
     /// Parses MaxCompute type text, case-insensitively.
     pub fn parse(text: &str) -> Result<Self, SchemaError> {
-        let mut parser = TypeParser { text, pos: 0 };
+        let mut parser = TypeParser {
+            text,
+            pos: 0,
+            depth: 0,
+        };
         let ty = parser.parse_type()?;
         parser.skip_ws();
         if parser.pos != text.len() {
@@ -117,9 +121,15 @@ impl<'de> Deserialize<'de> for ColumnType {
     }
 }
 
+/// How deep ARRAY, MAP and STRUCT may nest in one type. The parser recurses per level; a type
+/// from a server or a DDL statement must not overflow a worker thread's stack.
+const MAX_TYPE_DEPTH: usize = 32;
+
 struct TypeParser<'a> {
     text: &'a str,
     pos: usize,
+    /// Types open at `pos`.
+    depth: usize,
 }
 
 impl TypeParser<'_> {
@@ -197,6 +207,16 @@ impl TypeParser<'_> {
     }
 
     fn parse_type(&mut self) -> Result<ColumnType, SchemaError> {
+        if self.depth == MAX_TYPE_DEPTH {
+            return Err(self.error(&format!("types nest deeper than {MAX_TYPE_DEPTH} levels")));
+        }
+        self.depth += 1;
+        let ty = self.parse_one_type();
+        self.depth -= 1;
+        ty
+    }
+
+    fn parse_one_type(&mut self) -> Result<ColumnType, SchemaError> {
         let start = self.pos;
         let name = self.ident()?.to_ascii_lowercase();
         let ty = match name.as_str() {
@@ -381,5 +401,13 @@ mod tests {
             ColumnType::parse("\u{a0}array<\u{2003}int\u{3000}>\u{a0}"),
             Ok(ColumnType::Array(Box::new(ColumnType::Int)))
         );
+    }
+
+    #[test]
+    fn nesting_is_bounded() {
+        let nested = |n: usize| format!("{}int{}", "array<".repeat(n), ">".repeat(n));
+        assert!(ColumnType::parse(&nested(MAX_TYPE_DEPTH - 1)).is_ok());
+        let err = ColumnType::parse(&nested(MAX_TYPE_DEPTH)).unwrap_err();
+        assert!(err.to_string().contains("deeper than 32"), "{err}");
     }
 }
