@@ -147,6 +147,22 @@ impl FrontStats {
     pub fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
     }
+
+    /// Waits up to `within` for the refusal count to pass `before`. The front counts a refusal
+    /// only after it has sent the alert, so the client can see the alert, exit, and be checked
+    /// before the front's task gets to count it (seen once in CI on a busy machine).
+    pub fn refused_since(&self, before: u64, within: std::time::Duration) -> bool {
+        let deadline = std::time::Instant::now() + within;
+        loop {
+            if self.refused() > before {
+                return true;
+            }
+            if std::time::Instant::now() >= deadline {
+                return false;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+    }
 }
 
 /// Serves the front on `listener`, forwarding to the broker on `upstream_port`. It lives on its
