@@ -44,6 +44,18 @@ impl Default for RetryPolicy {
     }
 }
 
+impl RetryPolicy {
+    /// The wait before retry number `retry` (1 for the first): `base_delay` doubled per retry
+    /// before it, capped at `max_delay`, then a random part of its second half taken off
+    /// (`jitter` in 0..1). The jitter keeps invocations throttled together from retrying
+    /// together, and shortens the mean wait by a quarter; the wait never drops below half.
+    pub fn delay(&self, retry: u32, jitter: f64) -> Duration {
+        let exp = retry.saturating_sub(1).min(16);
+        let full = self.base_delay.saturating_mul(1 << exp).min(self.max_delay);
+        full.mul_f64(1.0 - jitter.clamp(0.0, 1.0) / 2.0)
+    }
+}
+
 /// A request body.
 #[derive(Debug, Clone)]
 pub(crate) enum Payload {
@@ -159,12 +171,9 @@ impl Transport {
                 });
             }
             *used += 1;
-            let exp = (server_retries + throttle_retries).min(16);
             let delay = self
                 .retry
-                .base_delay
-                .saturating_mul(1 << exp)
-                .min(self.retry.max_delay);
+                .delay(server_retries + throttle_retries, rand::random::<f64>());
             tracing::warn!(operation = %call.operation, error = %err, ?delay, "MaxCompute call failed, retrying.");
             tokio::time::sleep(delay).await;
         }
@@ -404,6 +413,26 @@ mod tests {
         let err = parse_error("x", StatusCode::BAD_GATEWAY, &HeaderMap::new(), b"<html>");
         assert_eq!(err.code(), Some("BadGateway"));
         assert!(err.is_retryable());
+    }
+
+    #[test]
+    fn retry_delays_double_from_the_base_to_the_cap_with_jitter_in_the_second_half() {
+        let policy = RetryPolicy::default();
+        let ms = |retry, jitter| policy.delay(retry, jitter).as_millis();
+        assert_eq!(ms(1, 0.0), 250);
+        assert_eq!(ms(2, 0.0), 500);
+        assert_eq!(ms(3, 0.0), 1_000);
+        assert_eq!(ms(1, 1.0), 125);
+        assert_eq!(ms(3, 0.5), 750);
+        assert_eq!(ms(9, 0.0), 64_000);
+        assert_eq!(ms(1_000, 0.0), 64_000);
+        assert_eq!(ms(1_000, 1.0), 32_000);
+        assert_eq!(ms(0, 0.0), 250);
+        assert_eq!(ms(2, -3.0), 500, "jitter is clamped");
+        for _ in 0..1_000 {
+            let d = policy.delay(4, rand::random::<f64>()).as_millis();
+            assert!((1_000..=2_000).contains(&d), "{d}");
+        }
     }
 
     #[test]
