@@ -1,10 +1,16 @@
-//! The pipeline's errors, classified in one place: what the invocation reports, whether a retry
-//! can help, and which partition an error belongs to. Stage modules return these; only the
-//! binary turns them into exit codes or Lambda error responses.
+//! The pipeline's errors. Each layer has its own `thiserror` enum with the context it knows
+//! (fetch: [`FetchError`], the staging bucket: [`StagingError`], the Kafka connection:
+//! [`KafkaError`], MaxCompute: [`MaxComputeError`], transforms: [`TransformError`]); they compose
+//! into [`PipelineError`] with `#[from]`, and [`PipelineError::class`] classifies every one in
+//! this one place. The Lambda handler and the CLI both report through it; no caller decides
+//! anything by an error's text.
 
 use thiserror::Error;
 
+use crate::kafka::KafkaError;
 use crate::maxcompute::MaxComputeError;
+use crate::pipeline::fetch::FetchError;
+use crate::staging::StagingError;
 use crate::transform::TransformError;
 
 pub use k2mc_formats::config::ConfigError;
@@ -15,31 +21,14 @@ pub use k2mc_formats::config::ConfigError;
 pub enum PipelineError {
     #[error(transparent)]
     Config(#[from] ConfigError),
-    #[error("kafka {operation} on {topic}-{partition}: {source}")]
-    Kafka {
-        operation: &'static str,
-        topic: String,
-        partition: i32,
-        #[source]
-        source: Box<rskafka::client::error::Error>,
-    },
-    #[error("kafka: cannot connect to {brokers}: {source}")]
-    KafkaConnect {
-        brokers: String,
-        #[source]
-        source: Box<rskafka::client::error::Error>,
-    },
-    #[error("kafka tls: {reason}")]
-    KafkaTls { reason: String },
-    #[error("kafka sasl: {reason}")]
-    KafkaSasl { reason: String },
-    #[error("staging bucket {bucket}: {operation} {key}: {message}")]
-    Storage {
-        bucket: String,
-        operation: &'static str,
-        key: String,
-        message: String,
-    },
+    #[error(transparent)]
+    Kafka(#[from] KafkaError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Staging(#[from] StagingError),
+    /// An object in the staging bucket (a log entry, an intent, a staged block, a dead-letter
+    /// object) that does not read back as what wrote it.
     #[error("staged object {key} is not valid: {reason}")]
     Corrupt { key: String, reason: String },
     #[error(transparent)]
@@ -69,8 +58,10 @@ pub enum PipelineError {
     },
     #[error("the chain's output does not fit table {table}: {problems}")]
     SchemaMismatch { table: String, problems: String },
+    /// The destination-partition template cannot be applied.
     #[error("destination partition: {reason}")]
     Partition { reason: String },
+    /// The invocation event cannot be read.
     #[error("event: {reason}")]
     Event { reason: String },
     #[error(
@@ -97,37 +88,123 @@ pub enum PipelineError {
     },
 }
 
-impl PipelineError {
-    /// True when running the same batch again may succeed without anyone changing anything.
-    pub fn is_retryable(&self) -> bool {
-        match self {
-            PipelineError::Kafka { .. }
-            | PipelineError::KafkaConnect { .. }
-            | PipelineError::Storage { .. } => true,
-            PipelineError::MaxCompute(e) => e.is_retryable(),
-            _ => false,
+/// What an error means to whoever reports it: a stable name, whether running the same work again
+/// may succeed without anyone changing anything, and whether a user must fix something (the
+/// config, the data, a transform, a grant) before it can.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Class {
+    pub kind: &'static str,
+    pub retryable: bool,
+    pub user_fixable: bool,
+}
+
+impl Class {
+    const fn new(kind: &'static str, retryable: bool, user_fixable: bool) -> Self {
+        Class {
+            kind,
+            retryable,
+            user_fixable,
         }
     }
 
-    /// A short stable name for metrics and responses.
-    pub fn kind(&self) -> &'static str {
+    /// The Lambda error type: `Retryable.<kind>` or `NonRetryable.<kind>`.
+    pub fn lambda_error_type(&self) -> String {
+        let prefix = if self.retryable {
+            "Retryable"
+        } else {
+            "NonRetryable"
+        };
+        format!("{prefix}.{}", self.kind)
+    }
+}
+
+impl PipelineError {
+    /// The one classification of every error (see [`Class`]).
+    pub fn class(&self) -> Class {
         match self {
-            PipelineError::Config(_) => "config",
-            PipelineError::Kafka { .. } | PipelineError::KafkaConnect { .. } => "kafka",
-            PipelineError::KafkaTls { .. } => "kafka-tls",
-            PipelineError::KafkaSasl { .. } => "kafka-sasl",
-            PipelineError::Storage { .. } => "storage",
-            PipelineError::Corrupt { .. } => "corrupt",
-            PipelineError::MaxCompute(_) => "maxcompute",
-            PipelineError::Transform(_) => "transform",
-            PipelineError::ErrorLimit { .. } => "error-limit",
-            PipelineError::LostRace { .. } => "lost-race",
-            PipelineError::SchemaMismatch { .. } => "schema-mismatch",
-            PipelineError::Partition { .. } => "partition",
-            PipelineError::Event { .. } => "event",
-            PipelineError::UnknownTopic { .. } => "unknown-topic",
-            PipelineError::BackfillRange { .. } => "backfill-range",
-            PipelineError::OffsetsLost { .. } => "offsets-lost",
+            PipelineError::Config(_) => Class::new("config", false, true),
+            PipelineError::Kafka(e) => match e {
+                KafkaError::Tls { .. } | KafkaError::TlsMaterial { .. } => {
+                    Class::new("kafka-tls", false, true)
+                }
+                KafkaError::Sasl { .. } => Class::new("kafka-sasl", false, true),
+                KafkaError::UnknownTopic { .. } => Class::new("unknown-topic", false, true),
+                _ => Class::new("kafka", true, false),
+            },
+            PipelineError::Fetch(e) => Class::new("fetch", e.is_retryable(), false),
+            PipelineError::Staging(_) => Class::new("storage", true, false),
+            PipelineError::Corrupt { .. } => Class::new("corrupt", false, false),
+            PipelineError::MaxCompute(e) => Class::new("maxcompute", e.is_retryable(), false),
+            PipelineError::Transform(_) => Class::new("transform", false, true),
+            PipelineError::ErrorLimit { .. } => Class::new("error-limit", false, true),
+            PipelineError::LostRace { .. } => Class::new("lost-race", false, false),
+            PipelineError::SchemaMismatch { .. } => Class::new("schema-mismatch", false, true),
+            PipelineError::Partition { .. } => Class::new("partition", false, true),
+            PipelineError::Event { .. } => Class::new("event", false, true),
+            PipelineError::UnknownTopic { .. } => Class::new("unknown-topic", false, true),
+            PipelineError::BackfillRange { .. } => Class::new("backfill-range", false, true),
+            PipelineError::OffsetsLost { .. } => Class::new("offsets-lost", false, true),
         }
+    }
+
+    /// A short stable name for metrics, logs and responses.
+    pub fn kind(&self) -> &'static str {
+        self.class().kind
+    }
+}
+
+impl From<k2mc_formats::event::EventError> for PipelineError {
+    fn from(e: k2mc_formats::event::EventError) -> Self {
+        PipelineError::Event { reason: e.reason }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_layer_is_classified() {
+        let lost = PipelineError::LostRace {
+            topic: "t".into(),
+            partition: 0,
+            start: 1,
+        };
+        assert_eq!(lost.class(), Class::new("lost-race", false, false));
+        let fetch: PipelineError = FetchError::EmptyBelowWatermark {
+            tp: k2mc_formats::event::TopicPartition::new("t", 0),
+            offset: 5,
+            high_watermark: 6,
+        }
+        .into();
+        assert!(fetch.class().retryable);
+        assert_eq!(fetch.class().lambda_error_type(), "Retryable.fetch");
+        let staging: PipelineError = StagingError::Task {
+            bucket: "b".into(),
+            message: "m".into(),
+        }
+        .into();
+        assert_eq!(staging.class().lambda_error_type(), "Retryable.storage");
+        let sasl: PipelineError = KafkaError::Sasl {
+            brokers: "b:9092".into(),
+            cause: "x".into(),
+        }
+        .into();
+        assert_eq!(sasl.class(), Class::new("kafka-sasl", false, true));
+        let limit = PipelineError::ErrorLimit {
+            topic: "t".into(),
+            partition: 0,
+            start: 0,
+            end: 1,
+            dead: 1,
+            read: 1,
+            limit: "0".into(),
+            dead_letters_key: "k".into(),
+        };
+        assert_eq!(
+            limit.class().lambda_error_type(),
+            "NonRetryable.error-limit"
+        );
+        assert!(limit.class().user_fixable);
     }
 }

@@ -1,10 +1,8 @@
-//! `k2mc`: the Lambda `bootstrap` and the local CLI. Only argument parsing and wiring live here;
-//! everything the commands do is in the library.
+//! `k2mc`: the Lambda `bootstrap` and the local CLI. When `AWS_LAMBDA_RUNTIME_API` is set it
+//! serves invocations through [`k2mc::handler`]; otherwise it runs one command of [`cmd`]. Only
+//! logging set-up and dispatch live here.
 
-mod cli;
-mod lambda;
-mod sync;
-mod transforms;
+mod cmd;
 
 use clap::Parser;
 
@@ -14,7 +12,7 @@ async fn main() -> std::process::ExitCode {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
         tracing_subscriber::EnvFilter::new(if in_lambda { "info" } else { "warn" })
     });
-    if in_lambda {
+    let result = if in_lambda {
         // JSON lines with the invocation, topic, partition and range fields of the open spans.
         tracing_subscriber::fmt()
             .json()
@@ -23,24 +21,28 @@ async fn main() -> std::process::ExitCode {
             .with_env_filter(filter)
             .with_writer(std::io::stderr)
             .init();
-        return match lambda::serve().await {
-            Ok(()) => std::process::ExitCode::SUCCESS,
-            Err(err) => {
-                eprintln!("error: {err:#}");
-                std::process::ExitCode::FAILURE
-            }
-        };
-    }
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
-    let args = cli::Args::parse();
-    match cli::run(args).await {
+        serve().await
+    } else {
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+        cmd::run(cmd::Args::parse()).await
+    };
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");
             std::process::ExitCode::FAILURE
         }
     }
+}
+
+/// The Lambda bootstrap: the config from `K2MC_CONFIG` (or the task root), then the handler.
+async fn serve() -> anyhow::Result<()> {
+    use anyhow::Context as _;
+    let path = k2mc::handler::config_path();
+    let config = k2mc::config::Config::load(&path, std::env::vars())
+        .with_context(|| format!("loading {}", path.display()))?;
+    Ok(k2mc::handler::serve(config).await?)
 }

@@ -7,7 +7,8 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::commitlog::Counts;
+use crate::pipeline::commit::Counts;
+use crate::report::PartitionOutcome;
 
 /// The namespace metrics are published under.
 pub const NAMESPACE: &str = "k2mc";
@@ -44,6 +45,23 @@ impl StageTimes {
         self.stage += other.stage;
         self.load += other.load;
         self.commit += other.commit;
+    }
+}
+
+/// Prints the EMF document of every batch of `outcome` on stdout, where the Lambda runtime
+/// ships it to CloudWatch Logs.
+pub fn emit(outcome: &PartitionOutcome) {
+    for b in &outcome.batches {
+        let lag = outcome.high_watermark.unwrap_or(b.batch.end) - b.batch.end;
+        let doc = batch_document(
+            &outcome.tp.topic,
+            outcome.tp.partition,
+            &b.counts,
+            lag.max(0),
+            &b.times,
+            chrono::Utc::now().timestamp_millis(),
+        );
+        println!("{doc}");
     }
 }
 

@@ -9,7 +9,6 @@ use bytes::Bytes;
 use tracing::Instrument as _;
 
 use crate::config::{StagingConfig, StorageProvider};
-use crate::error::PipelineError;
 
 /// A handle on the staging bucket under the configured prefix.
 #[derive(Debug, Clone)]
@@ -27,12 +26,37 @@ pub struct Object {
     pub etag: String,
 }
 
-/// The outcome of a conditional write.
+/// Why a request to the staging bucket failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StagingError {
+    /// The request failed (network, throttling, permissions, a missing bucket).
+    #[error("staging bucket {bucket}: {operation} {key}: {message}")]
+    Request {
+        bucket: String,
+        operation: &'static str,
+        key: String,
+        message: String,
+    },
+    /// An object's body was cut off while it was read (an object replaced meanwhile); `get`
+    /// reads it again a few times before giving up.
+    #[error("staging bucket {bucket}: read body of {key}: {message}")]
+    Body {
+        bucket: String,
+        key: String,
+        message: String,
+    },
+    /// A background put ended without an answer (it panicked or was cancelled).
+    #[error("staging bucket {bucket}: a staging upload task ended abnormally: {message}")]
+    Task { bucket: String, message: String },
+}
+
 /// The IAM actions these calls need: `get` (GetObject), `put`/`create`/`replace` (PutObject, with
 /// or without a condition), `list` (ListBucket). The deployment template grants exactly these, on
 /// the prefix only; a test compares the two.
 pub const S3_ACTIONS: &[&str] = &["s3:GetObject", "s3:PutObject", "s3:ListBucket"];
 
+/// The outcome of a conditional write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Conditional {
     Written,
@@ -92,8 +116,8 @@ impl Staging {
         operation: &'static str,
         key: &str,
         err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
-    ) -> PipelineError {
-        PipelineError::Storage {
+    ) -> StagingError {
+        StagingError::Request {
             bucket: self.bucket.clone(),
             operation,
             key: key.to_owned(),
@@ -102,7 +126,7 @@ impl Staging {
     }
 
     /// Writes (or overwrites) an object.
-    pub async fn put(&self, relative: &str, data: Bytes) -> Result<(), PipelineError> {
+    pub async fn put(&self, relative: &str, data: Bytes) -> Result<(), StagingError> {
         let key = self.key(relative);
         self.client
             .put_object()
@@ -116,7 +140,7 @@ impl Staging {
     }
 
     /// Creates an object only if no object has the key.
-    pub async fn create(&self, relative: &str, data: Bytes) -> Result<Conditional, PipelineError> {
+    pub async fn create(&self, relative: &str, data: Bytes) -> Result<Conditional, StagingError> {
         let key = self.key(relative);
         let mut request = self
             .client
@@ -152,7 +176,7 @@ impl Staging {
         relative: &str,
         data: Bytes,
         etag: &str,
-    ) -> Result<Conditional, PipelineError> {
+    ) -> Result<Conditional, StagingError> {
         let key = self.key(relative);
         let result = self
             .client
@@ -172,14 +196,11 @@ impl Staging {
 
     /// Reads an object; `None` when there is none. A body cut off mid-read (an object being
     /// replaced concurrently) is read again.
-    pub async fn get(&self, relative: &str) -> Result<Option<Object>, PipelineError> {
+    pub async fn get(&self, relative: &str) -> Result<Option<Object>, StagingError> {
         let mut attempt = 0;
         loop {
             match self.get_once(relative).await {
-                Err(PipelineError::Storage {
-                    operation: "read body of",
-                    ..
-                }) if attempt < 4 => {
+                Err(StagingError::Body { .. }) if attempt < 4 => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
                 }
@@ -188,7 +209,7 @@ impl Staging {
         }
     }
 
-    async fn get_once(&self, relative: &str) -> Result<Option<Object>, PipelineError> {
+    async fn get_once(&self, relative: &str) -> Result<Option<Object>, StagingError> {
         let key = self.key(relative);
         let out = match self
             .client
@@ -209,9 +230,8 @@ impl Staging {
             .body
             .collect()
             .await
-            .map_err(|e| PipelineError::Storage {
+            .map_err(|e| StagingError::Body {
                 bucket: self.bucket.clone(),
-                operation: "read body of",
                 key: key.clone(),
                 message: e.to_string(),
             })?
@@ -225,7 +245,7 @@ impl Staging {
         relative_prefix: &str,
         start_after: Option<&str>,
         max: i32,
-    ) -> Result<Vec<String>, PipelineError> {
+    ) -> Result<Vec<String>, StagingError> {
         let prefix = self.key(relative_prefix);
         let mut request = self
             .client
@@ -253,8 +273,22 @@ impl Staging {
             .collect())
     }
 
+    /// Every key (relative to the prefix) under `relative_prefix`, in key order, page by page.
+    pub async fn list_all(&self, relative_prefix: &str) -> Result<Vec<String>, StagingError> {
+        let mut all: Vec<String> = Vec::new();
+        loop {
+            let page = self
+                .list(relative_prefix, all.last().map(String::as_str), 1000)
+                .await?;
+            if page.is_empty() {
+                return Ok(all);
+            }
+            all.extend(page);
+        }
+    }
+
     /// Checks that the bucket answers (for `k2mc validate`).
-    pub async fn check(&self) -> Result<(), PipelineError> {
+    pub async fn check(&self) -> Result<(), StagingError> {
         self.list("", None, 1).await.map(|_| ())
     }
 }
@@ -277,7 +311,7 @@ fn is_conflict<E>(err: &SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> 
 #[derive(Debug)]
 pub struct Uploads {
     staging: Staging,
-    tasks: tokio::task::JoinSet<Result<(), PipelineError>>,
+    tasks: tokio::task::JoinSet<Result<(), StagingError>>,
     limit: usize,
 }
 
@@ -293,7 +327,7 @@ impl Uploads {
 
     /// Starts writing `relative`; first waits for a free slot, returning the error of any put
     /// that failed meanwhile.
-    pub async fn put(&mut self, relative: String, data: Bytes) -> Result<(), PipelineError> {
+    pub async fn put(&mut self, relative: String, data: Bytes) -> Result<(), StagingError> {
         while self.tasks.len() >= self.limit {
             self.join_one().await?;
         }
@@ -305,22 +339,20 @@ impl Uploads {
     }
 
     /// Waits for every put started; the first error wins.
-    pub async fn finish(mut self) -> Result<(), PipelineError> {
+    pub async fn finish(mut self) -> Result<(), StagingError> {
         while !self.tasks.is_empty() {
             self.join_one().await?;
         }
         Ok(())
     }
 
-    async fn join_one(&mut self) -> Result<(), PipelineError> {
+    async fn join_one(&mut self) -> Result<(), StagingError> {
         match self.tasks.join_next().await {
             None | Some(Ok(Ok(()))) => Ok(()),
             Some(Ok(Err(e))) => Err(e),
-            Some(Err(e)) => Err(PipelineError::Storage {
+            Some(Err(e)) => Err(StagingError::Task {
                 bucket: self.staging.bucket.clone(),
-                operation: "put",
-                key: self.staging.key("staged/"),
-                message: format!("a staging upload task ended abnormally: {e}"),
+                message: e.to_string(),
             }),
         }
     }

@@ -1,14 +1,15 @@
 //! The trigger stage: what started this invocation. The events themselves are parsed by
 //! `k2mc_formats::event` (pure, fuzzed); this module hands their records to the transform chain
-//! in its own record type. `app` turns a [`Trigger`] into per-partition work.
+//! in its own record type. [`crate::pipeline::plan`] turns a [`Trigger`] into per-partition work.
 
 pub use k2mc_formats::event::{
     EventError, EventRecord, TopicPartition, Trigger, batch_item_failures, parse_event,
 };
 
-use crate::error::PipelineError;
 use crate::transform::bindings::{Header, KafkaRecord};
 
+/// The one conversion of a record an event delivered. Headers keep the payload's order and
+/// repeated names.
 impl From<EventRecord> for KafkaRecord {
     fn from(r: EventRecord) -> Self {
         KafkaRecord {
@@ -25,11 +26,5 @@ impl From<EventRecord> for KafkaRecord {
                 })
                 .collect(),
         }
-    }
-}
-
-impl From<EventError> for PipelineError {
-    fn from(e: EventError) -> Self {
-        PipelineError::Event { reason: e.reason }
     }
 }

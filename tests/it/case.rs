@@ -316,20 +316,40 @@ impl Case<'_> {
             next = end;
         }
         // status agrees: committed = high watermark, lag 0.
-        let (_, status, _) = self.k2mc(&["status"], &[]);
-        let want = [
-            self.topic.clone(),
-            partition.to_string(),
-            next.to_string(),
-            next.to_string(),
-            "0".to_owned(),
-        ];
-        assert!(
-            status.lines().any(|l| l
-                .split_whitespace()
-                .take(5)
-                .eq(want.iter().map(String::as_str))),
-            "status does not show {want:?}:\n{status}"
+        let row = self.status_of(partition);
+        assert_eq!(
+            (
+                row["committed"].as_i64(),
+                row["high_watermark"].as_i64(),
+                row["lag"].as_i64()
+            ),
+            (Some(next), Some(next), Some(0)),
+            "status: {row}"
         );
+    }
+
+    /// `k2mc status --json`'s partitions of the case's topic, in partition order.
+    pub fn status(&self, env: &[(&str, &str)]) -> Option<Vec<serde_json::Value>> {
+        let (ok, out, _) = self.k2mc(&["status", "--json"], env);
+        let doc: serde_json::Value = serde_json::from_str(&out).ok()?;
+        let rows: Vec<serde_json::Value> = doc["partitions"]
+            .as_array()?
+            .iter()
+            .filter(|p| p["topic"] == self.topic.as_str())
+            .cloned()
+            .collect();
+        ok.then_some(rows)
+    }
+
+    /// One partition's row of `k2mc status --json`.
+    pub fn status_of(&self, partition: i32) -> serde_json::Value {
+        self.status(&[])
+            .and_then(|rows| rows.into_iter().find(|p| p["partition"] == partition))
+            .unwrap_or_else(|| {
+                panic!(
+                    "k2mc status --json has no row for {}-{partition}",
+                    self.topic
+                )
+            })
     }
 }

@@ -46,15 +46,10 @@ fn run_until_caught_up(
     panic!("not caught up after {max} invocations; errors: {errors:#?}")
 }
 
-/// Whether `k2mc status` shows lag 0 on every partition of the case's topic.
+/// Whether `k2mc status --json` shows lag 0 on every partition of the case's topic.
 fn caught_up(case: &Case<'_>, env: &[(&str, &str)]) -> bool {
-    let (ok, status, _) = case.k2mc(&["status"], env);
-    let rows: Vec<Vec<&str>> = status
-        .lines()
-        .map(|l| l.split_whitespace().collect::<Vec<_>>())
-        .filter(|cols| cols.first() == Some(&case.topic.as_str()))
-        .collect();
-    ok && !rows.is_empty() && rows.iter().all(|cols| cols.get(4) == Some(&"0"))
+    case.status(env)
+        .is_some_and(|rows| !rows.is_empty() && rows.iter().all(|p| p["lag"] == 0))
 }
 
 fn report(fault: &str, fired: u64, invocations: usize, took: Duration, rows: usize) {

@@ -329,6 +329,19 @@ fn late_records_poison_and_the_error_limit() {
     assert_eq!(case.landed().len(), 6);
     let (ok, status, _) = case.k2mc(&["status"], &[]);
     assert!(ok && status.contains("t_dirty"), "{status}");
+    // The failed batch is not committed: its records are still lag, and its dead letters
+    // (written before the limit was checked) are counted beside the first batch's one.
+    let row = case.status_of(0);
+    assert_eq!(
+        (
+            row["committed"].as_i64(),
+            row["high_watermark"].as_i64(),
+            row["lag"].as_i64()
+        ),
+        (Some(7), Some(11), Some(4)),
+        "{row}"
+    );
+    assert_eq!(row["dead_letters"].as_u64(), Some(3), "{row}");
 }
 
 #[test]
@@ -361,7 +374,7 @@ fn fetches_inside_record_batches_read_every_record_once() {
     let case = Case::new("midbatch", 1, "");
     case.produce(0, 0..30, 1);
     let config = k2mc::config::Config::load(&case.config, std::iter::empty()).unwrap();
-    let tp = k2mc::commitlog::TopicPartition {
+    let tp = k2mc::pipeline::commit::TopicPartition {
         topic: case.topic.clone(),
         partition: 0,
     };

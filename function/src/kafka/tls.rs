@@ -5,6 +5,7 @@
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use super::KafkaError;
 use crate::config::{Config, TlsConfig};
 use crate::error::{ConfigError, PipelineError};
 use crate::maxcompute::Secret;
@@ -27,9 +28,10 @@ pub struct TlsMaterial {
 }
 
 fn fail(key: &str, reason: impl std::fmt::Display) -> PipelineError {
-    PipelineError::KafkaTls {
+    KafkaError::TlsMaterial {
         reason: format!("{key}: {reason}"),
     }
+    .into()
 }
 
 /// The certificates of a PEM text; at least one.

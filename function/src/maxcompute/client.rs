@@ -104,7 +104,7 @@ impl MaxComputeClient {
         }
     }
 
-    /// The Tunnel root, discovered once per client (brief §2.1).
+    /// The Tunnel root, discovered once per client (`docs/maxcompute-protocol.md` §2.1).
     pub(crate) async fn tunnel_base(&self) -> Result<Url, MaxComputeError> {
         self.tunnel
             .get_or_try_init(|| async {

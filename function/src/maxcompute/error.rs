@@ -1,5 +1,5 @@
 //! Errors of the MaxCompute client, classified in one place: [`MaxComputeError::is_retryable`]
-//! decides what the load stage may try again, mirroring the SDKs' retry rules (brief §2.7).
+//! decides what the load stage may try again, mirroring the SDKs' retry rules (`docs/maxcompute-protocol.md` §2.7).
 
 use std::time::Duration;
 

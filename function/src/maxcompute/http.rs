@@ -1,5 +1,5 @@
 //! The signed HTTP transport under every REST and Tunnel call: builds the URL, stamps `Date`
-//! and the user agent, signs, sends, parses error bodies and retries as the SDKs do (brief §2.7):
+//! and the user agent, signs, sends, parses error bodies and retries as the SDKs do (`docs/maxcompute-protocol.md` §2.7):
 //! 308/429 with capped exponential backoff, 408/5xx and connection failures a bounded number of
 //! times, other 4xx never.
 

@@ -1,4 +1,4 @@
-//! Request signing (protocol brief §1): the canonical string, the v2 and v4 `Authorization`
+//! Request signing (`docs/maxcompute-protocol.md` §1): the canonical string, the v2 and v4 `Authorization`
 //! headers and the STS token. The client signs every REST and Tunnel call with it; the emulator
 //! rebuilds the same canonical string to verify signatures.
 

@@ -1,4 +1,4 @@
-//! SQL instances and table metadata over the REST API (brief §3): submit an SQLTask, poll it,
+//! SQL instances and table metadata over the REST API (`docs/maxcompute-protocol.md` §3): submit an SQLTask, poll it,
 //! read its CSV result or its `ODPS-xxxxxxx` error; read a table's schema; check and create
 //! partitions. The load stage uses these to validate the destination and add partitions before a
 //! Tunnel session opens.

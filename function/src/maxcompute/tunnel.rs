@@ -1,4 +1,4 @@
-//! Tunnel batch upload and download (brief §2): upload sessions per (table, partition), blocks
+//! Tunnel batch upload and download (`docs/maxcompute-protocol.md` §2): upload sessions per (table, partition), blocks
 //! PUT with chunked transfer and optional zlib `deflate`, the client-side block-list check before
 //! commit, and commits whose ambiguous failures are settled by reloading the session (`CLOSED`
 //! means committed). Downloads exist so that tests and the `status` command can read rows back.

@@ -13,3 +13,42 @@ pub use artifact::{Manifest, Origin, WASMTIME_VERSION, expected_manifest, precom
 pub use chain::{Chain, ChainOutput, ChainRun, DeadLetter, StageMetrics, StageSpec, TransformHost};
 pub use error::TransformError;
 pub use sandbox::{DEFAULT_CALL_DEADLINE, DEFAULT_MEMORY_LIMIT, Grants, Limits};
+
+/// Where compiled transforms are cached when no precompiled artifact matches: Lambda's /tmp
+/// (`K2MC_ARTIFACT_CACHE` overrides it).
+pub fn artifact_cache_dir() -> std::path::PathBuf {
+    std::env::var_os("K2MC_ARTIFACT_CACHE")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::env::temp_dir().join("k2mc-cwasm"))
+}
+
+/// The chain's stage specs from the config's `[[transforms]]`: settings as text (JSON values
+/// other than strings as their JSON), grants and limits.
+pub fn stage_specs(config: &crate::config::Config) -> Vec<StageSpec> {
+    config
+        .transforms
+        .iter()
+        .map(|t| StageSpec {
+            name: t.name.clone(),
+            wasm: config.resolve_path(&t.wasm),
+            config: t
+                .settings
+                .iter()
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str().map_or_else(|| v.to_string(), str::to_owned),
+                    )
+                })
+                .collect(),
+            grants: Grants {
+                clocks: t.clocks,
+                random: t.random,
+            },
+            limits: Limits {
+                memory: t.memory_mb * 1024 * 1024,
+                call_deadline: std::time::Duration::from_millis(t.deadline_ms),
+            },
+        })
+        .collect()
+}

@@ -1,5 +1,5 @@
 //! Signature verification: rebuilds the canonical string from the request exactly as the SDKs
-//! build it (brief §1) and compares v2 or v4 signatures; rejects unsigned requests, unknown
+//! build it (`docs/maxcompute-protocol.md` §1) and compares v2 or v4 signatures; rejects unsigned requests, unknown
 //! AccessKey ids and a `Date` more than 15 minutes off.
 
 use axum::http::{HeaderMap, Method, StatusCode, Uri};

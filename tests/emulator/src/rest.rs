@@ -1,4 +1,4 @@
-//! The REST API under `/api` (brief §3 and §6): SQL instances (run synchronously at submit),
+//! The REST API under `/api` (`docs/maxcompute-protocol.md` §3 and §6): SQL instances (run synchronously at submit),
 //! table and partition metadata, Tunnel discovery, and the calls pyodps makes on the way
 //! (`logview/host`, `tenants`, `logs`).
 

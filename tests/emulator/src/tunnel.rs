@@ -1,4 +1,4 @@
-//! The batch Tunnel on `/projects/{p}/tables/{t}` (brief §2): upload sessions, block PUTs (chunked,
+//! The batch Tunnel on `/projects/{p}/tables/{t}` (`docs/maxcompute-protocol.md` §2): upload sessions, block PUTs (chunked,
 //! optionally zlib `deflate`, every CRC verified before the block is kept), commits that make
 //! rows visible atomically, and download sessions for pyodps `read_table`.
 

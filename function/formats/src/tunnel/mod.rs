@@ -1,4 +1,4 @@
-//! The MaxCompute Tunnel record stream (protocol brief §2.5) and what it is written against: the
+//! The MaxCompute Tunnel record stream (`docs/maxcompute-protocol.md` §2.5) and what it is written against: the
 //! column types (`schema`), the cell values (`value`) and the codec (`wire`). The encode stage
 //! writes blocks with it; the emulator and the tests read them back.
 

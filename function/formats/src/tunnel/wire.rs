@@ -1,4 +1,4 @@
-//! The Tunnel record stream (protocol brief §2.5): protobuf-style tags and varints driven by the
+//! The Tunnel record stream (`docs/maxcompute-protocol.md` §2.5): protobuf-style tags and varints driven by the
 //! table schema, a CRC32C per record, a record count and a CRC of CRCs. The encode stage writes
 //! blocks with [`RecordWriter`]; the emulator and the tests read them with [`RecordReader`].
 //!

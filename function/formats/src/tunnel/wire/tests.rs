@@ -1,4 +1,4 @@
-//! Codec tests: the pyodps test vector of the protocol brief §2.5, round trips of every type and
+//! Codec tests: the pyodps test vector of `docs/maxcompute-protocol.md` §2.5, round trips of every type and
 //! corruption detection.
 
 use super::*;

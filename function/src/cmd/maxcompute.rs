@@ -1,82 +1,19 @@
-//! The `k2mc` command line. `k2mc maxcompute …` talks to a MaxCompute project (or the local
-//! emulator) with the same client the load stage uses: run SQL, describe a table, upload JSON
-//! lines through a Tunnel session, read rows back.
+//! `k2mc maxcompute sql | describe | upload | read`: a MaxCompute project (or the local
+//! emulator) through the same client the load stage uses.
 
 use std::io::BufRead;
 use std::path::PathBuf;
 
 use anyhow::{Context, bail};
-use clap::{Parser, Subcommand};
+use clap::Subcommand;
 use k2mc::maxcompute::{
     ClientConfig, ColumnType, Compression, Credentials, MaxComputeClient, PartitionSpec, Secret,
     UploadSession, Value, display_json, encode_block, value_from_json,
 };
 
-/// Command-line arguments.
-#[derive(Debug, Parser)]
-#[command(
-    name = "k2mc",
-    version,
-    about = "Exactly-once Kafka to MaxCompute sync"
-)]
-pub struct Args {
-    #[command(subcommand)]
-    command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-enum Command {
-    /// One schedule tick, exactly as the Lambda handler runs it: every partition of the
-    /// configured topics, from the commit log to the high watermark.
-    Run(crate::sync::RunArgs),
-    /// Load a bounded offset or time range [from, to) of the configured topics.
-    Backfill(crate::sync::BackfillArgs),
-    /// Run the handler on a Lambda event JSON file (schedule, MSK or self-managed Kafka).
-    Invoke(crate::sync::InvokeArgs),
-    /// Per partition: committed offset, high watermark, lag, last commit, dead letters.
-    Status(crate::sync::RunArgs),
-    /// Check the config, transforms, table and connectivity; name every problem and its fix.
-    Validate(crate::sync::RunArgs),
-    /// Dead letters in the staging bucket.
-    #[command(name = "dead-letters", subcommand)]
-    DeadLetters(crate::sync::DeadLettersCommand),
-    /// Work with a MaxCompute project directly (SQL, schemas, Tunnel upload and download).
-    #[command(name = "maxcompute")]
-    MaxCompute(Box<McArgs>),
-    /// Try and package transform components.
-    #[command(subcommand)]
-    Transforms(TransformsCommand),
-}
-
-#[derive(Debug, Subcommand)]
-pub(crate) enum TransformsCommand {
-    /// Run a chain on records from a JSON lines file and print the rows and dead letters.
-    ///
-    /// Each line is {"value": <JSON or text>, "key"?: text, "offset"?: n, "timestamp"?: ms,
-    /// "headers"?: {name: text}}. Stages are given in order: the first is the parser.
-    Run {
-        /// A stage: PATH.wasm, or PATH.wasm={"key": "value", …} with its settings (repeat --stage).
-        #[arg(long = "stage", required = true)]
-        stages: Vec<String>,
-        /// JSON lines of records.
-        #[arg(long)]
-        input: PathBuf,
-        /// Topic name the records claim to come from.
-        #[arg(long, default_value = "sample")]
-        topic: String,
-    },
-    /// Precompile components to .cwasm artifacts with manifests, for packaging.
-    Precompile {
-        #[arg(required = true)]
-        wasm: Vec<PathBuf>,
-        /// Directory for the artifacts.
-        #[arg(long)]
-        out: PathBuf,
-    },
-}
-
+/// `k2mc maxcompute`: where the project is and how to sign in.
 #[derive(Debug, clap::Args)]
-struct McArgs {
+pub(crate) struct McArgs {
     /// REST endpoint including /api, e.g. https://service.cn-hangzhou.maxcompute.aliyun.com/api
     #[arg(long, env = "MAXCOMPUTE_ENDPOINT")]
     endpoint: url::Url,
@@ -99,6 +36,7 @@ struct McArgs {
     command: McCommand,
 }
 
+/// What to do in the project.
 #[derive(Debug, Subcommand)]
 enum McCommand {
     /// Run one SQL statement and print its result.
@@ -143,21 +81,8 @@ fn parse_hint(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| format!("hint '{text}' must be key=value"))
 }
 
-/// Runs a parsed command line.
-pub async fn run(args: Args) -> anyhow::Result<()> {
-    match args.command {
-        Command::MaxCompute(mc) => maxcompute(*mc).await,
-        Command::Run(a) => crate::sync::run(a).await,
-        Command::Backfill(a) => crate::sync::backfill(a).await,
-        Command::Invoke(a) => crate::sync::invoke(a).await,
-        Command::Status(a) => crate::sync::status(a).await,
-        Command::Validate(a) => crate::sync::validate(a).await,
-        Command::DeadLetters(c) => crate::sync::dead_letters(c).await,
-        Command::Transforms(t) => crate::transforms::run(t),
-    }
-}
-
-async fn maxcompute(args: McArgs) -> anyhow::Result<()> {
+/// Runs `k2mc maxcompute …`.
+pub(crate) async fn run(args: McArgs) -> anyhow::Result<()> {
     let mut credentials = Credentials::new(args.access_id, args.access_key);
     credentials.sts_token = args.sts_token.map(Secret::new);
     let mut config = ClientConfig::new(args.endpoint, args.project, credentials);

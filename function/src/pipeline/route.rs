@@ -1,4 +1,4 @@
-//! Destination partitions (architecture §4): a template such as `ds={event_time:%Y%m%d},hh={event_time:%H}`
+//! Destination partitions (`docs/architecture.md`, "Destination partitions"): a template such as `ds={event_time:%Y%m%d},hh={event_time:%H}`
 //! picks a row's partition from one of its columns (event time, so late records land where they
 //! belong), and `ds=${yyyymmdd}` (DataWorks' tokens, or `${bizdate}`) from the trigger time. Pure.
 

@@ -1,5 +1,5 @@
-//! The commit log and intents in the staging bucket: the single authority on progress
-//! (architecture §3). Per topic-partition, an `origin` object fixes where syncing began, and
+//! The commit stage: the commit log and intents in the staging bucket, the single authority on
+//! progress (invariants 2–4 in `docs/architecture.md`). Per topic-partition, an `origin` object fixes where syncing began, and
 //! entry objects keyed by their start offset chain forward (`[start, end)`, the next entry's key
 //! is this one's `end`). Entries and intents are created with create-only writes, so of two racing
 //! invocations exactly one fixes a batch and exactly one commits it. A `head` object is only a
@@ -8,13 +8,16 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::PipelineError;
+use crate::fault;
 use crate::staging::{Conditional, Object, Staging};
 
 pub use k2mc_formats::event::TopicPartition;
+pub use k2mc_formats::scope::{LogScope, ScopeKind};
 
 /// The identity of a batch (invariant 1): everything staged for it derives from this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BatchId {
+    /// The log scope ([`LogScope`] as text; the field keeps its first name in stored intents).
     pub cluster: String,
     pub topic: String,
     pub partition: i32,
@@ -23,6 +26,11 @@ pub struct BatchId {
 }
 
 impl BatchId {
+    /// The partition the batch belongs to.
+    pub fn tp(&self) -> TopicPartition {
+        TopicPartition::new(self.topic.clone(), self.partition)
+    }
+
     fn dir(&self) -> String {
         format!(
             "{}/{}/{}/{:020}-{:020}",
@@ -37,22 +45,27 @@ impl BatchId {
 
     /// Key of the batch's dead letters.
     pub fn dead_letters_key(&self) -> String {
-        format!("dead-letters/{}.jsonl", self.dir())
+        k2mc_formats::dead_letter::object_key(
+            &LogScope::parse(&self.cluster),
+            &self.tp(),
+            self.start,
+            self.end,
+        )
     }
 }
 
 /// Where a partition's log lives.
-fn log_dir(cluster: &str, tp: &TopicPartition) -> String {
-    format!("log/{cluster}/{}/{}", tp.topic, tp.partition)
+fn log_dir(scope: &LogScope, tp: &TopicPartition) -> String {
+    format!("log/{scope}/{}/{}", tp.topic, tp.partition)
 }
 
-fn entry_key(cluster: &str, tp: &TopicPartition, start: i64) -> String {
-    format!("{}/{start:020}.json", log_dir(cluster, tp))
+fn entry_key(scope: &LogScope, tp: &TopicPartition, start: i64) -> String {
+    format!("{}/{start:020}.json", log_dir(scope, tp))
 }
 
-fn intent_key(cluster: &str, tp: &TopicPartition, start: i64) -> String {
+fn intent_key(scope: &LogScope, tp: &TopicPartition, start: i64) -> String {
     format!(
-        "intents/{cluster}/{}/{}/{start:020}.json",
+        "intents/{scope}/{}/{}/{start:020}.json",
         tp.topic, tp.partition
     )
 }
@@ -125,9 +138,9 @@ pub struct Entry {
     pub invocation: String,
 }
 
-/// Where syncing of a partition began.
+/// Where syncing of a partition began (`origin.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-struct Origin {
+struct OriginRecord {
     offset: i64,
 }
 
@@ -162,28 +175,32 @@ fn to_json<T: Serialize>(value: &T) -> bytes::Bytes {
         .into()
 }
 
-/// Reads and writes one cluster's logs and intents.
+/// Reads and writes the logs and intents of one log scope.
 #[derive(Debug, Clone)]
 pub struct CommitLog {
     staging: Staging,
-    cluster: String,
+    scope: LogScope,
 }
 
 impl CommitLog {
-    pub fn new(staging: Staging, cluster: impl Into<String>) -> Self {
-        CommitLog {
-            staging,
-            cluster: cluster.into(),
-        }
+    /// The log of `scope` in the staging bucket.
+    pub fn new(staging: Staging, scope: LogScope) -> Self {
+        CommitLog { staging, scope }
     }
 
+    /// The same bucket, another scope.
+    pub fn with_scope(&self, scope: LogScope) -> Self {
+        CommitLog::new(self.staging.clone(), scope)
+    }
+
+    /// The staging bucket the log lives in.
     pub fn staging(&self) -> &Staging {
         &self.staging
     }
 
     /// Follows the chain from the head hint (or the origin) to its end.
     pub async fn position(&self, tp: &TopicPartition) -> Result<Position, PipelineError> {
-        let dir = log_dir(&self.cluster, tp);
+        let dir = log_dir(&self.scope, tp);
         let head_key = format!("{dir}/head.json");
         let mut start = match self.staging.get(&head_key).await? {
             Some(obj) => Some(parse::<Head>(&head_key, &obj)?.start),
@@ -192,7 +209,7 @@ impl CommitLog {
         if start.is_none() {
             let origin_key = format!("{dir}/origin.json");
             match self.staging.get(&origin_key).await? {
-                Some(obj) => start = Some(parse::<Origin>(&origin_key, &obj)?.offset),
+                Some(obj) => start = Some(parse::<OriginRecord>(&origin_key, &obj)?.offset),
                 None => return Ok(Position::default()),
             }
         }
@@ -201,7 +218,7 @@ impl CommitLog {
             last: None,
         };
         while let Some(at) = position.next {
-            let key = entry_key(&self.cluster, tp, at);
+            let key = entry_key(&self.scope, tp, at);
             match self.staging.get(&key).await? {
                 Some(obj) => {
                     let entry: Entry = parse(&key, &obj)?;
@@ -223,16 +240,16 @@ impl CommitLog {
         tp: &TopicPartition,
         start: i64,
     ) -> Result<Option<Entry>, PipelineError> {
-        let key = entry_key(&self.cluster, tp, start);
+        let key = entry_key(&self.scope, tp, start);
         match self.staging.get(&key).await? {
             Some(obj) => Ok(Some(parse(&key, &obj)?)),
             None => Ok(None),
         }
     }
 
-    /// The cluster name (log scope) this log is kept under.
-    pub fn cluster(&self) -> &str {
-        &self.cluster
+    /// The scope this log is kept under.
+    pub fn scope(&self) -> &LogScope {
+        &self.scope
     }
 
     /// Fixes where a never-synced partition starts; returns the origin in force (ours or a
@@ -242,15 +259,15 @@ impl CommitLog {
         tp: &TopicPartition,
         offset: i64,
     ) -> Result<i64, PipelineError> {
-        let key = format!("{}/origin.json", log_dir(&self.cluster, tp));
+        let key = format!("{}/origin.json", log_dir(&self.scope, tp));
         match self
             .staging
-            .create(&key, to_json(&Origin { offset }))
+            .create(&key, to_json(&OriginRecord { offset }))
             .await?
         {
             Conditional::Written => Ok(offset),
             Conditional::Conflict => match self.staging.get(&key).await? {
-                Some(obj) => Ok(parse::<Origin>(&key, &obj)?.offset),
+                Some(obj) => Ok(parse::<OriginRecord>(&key, &obj)?.offset),
                 None => Err(corrupt(&key, "origin vanished after a conflicting create")),
             },
         }
@@ -262,7 +279,7 @@ impl CommitLog {
         tp: &TopicPartition,
         start: i64,
     ) -> Result<Option<(Intent, String)>, PipelineError> {
-        let key = intent_key(&self.cluster, tp, start);
+        let key = intent_key(&self.scope, tp, start);
         match self.staging.get(&key).await? {
             Some(obj) => Ok(Some((parse(&key, &obj)?, obj.etag))),
             None => Ok(None),
@@ -271,12 +288,9 @@ impl CommitLog {
 
     /// Creates an intent; `Conflict` means another invocation fixed this batch first.
     pub async fn create_intent(&self, intent: &Intent) -> Result<Conditional, PipelineError> {
-        let tp = TopicPartition {
-            topic: intent.batch.topic.clone(),
-            partition: intent.batch.partition,
-        };
-        let key = intent_key(&self.cluster, &tp, intent.batch.start);
-        self.staging.create(&key, to_json(intent)).await
+        let tp = intent.batch.tp();
+        let key = intent_key(&self.scope, &tp, intent.batch.start);
+        Ok(self.staging.create(&key, to_json(intent)).await?)
     }
 
     /// Replaces an intent only if it is unchanged since it was read as `etag`.
@@ -285,24 +299,18 @@ impl CommitLog {
         intent: &Intent,
         etag: &str,
     ) -> Result<Conditional, PipelineError> {
-        let tp = TopicPartition {
-            topic: intent.batch.topic.clone(),
-            partition: intent.batch.partition,
-        };
-        let key = intent_key(&self.cluster, &tp, intent.batch.start);
-        self.staging.replace(&key, to_json(intent), etag).await
+        let tp = intent.batch.tp();
+        let key = intent_key(&self.scope, &tp, intent.batch.start);
+        Ok(self.staging.replace(&key, to_json(intent), etag).await?)
     }
 
     /// Creates the log entry of a batch (invariant 2) and moves the head hint.
     pub async fn commit(&self, entry: &Entry) -> Result<Conditional, PipelineError> {
-        let tp = TopicPartition {
-            topic: entry.intent.batch.topic.clone(),
-            partition: entry.intent.batch.partition,
-        };
-        let key = entry_key(&self.cluster, &tp, entry.intent.batch.start);
+        let tp = entry.intent.batch.tp();
+        let key = entry_key(&self.scope, &tp, entry.intent.batch.start);
         let outcome = self.staging.create(&key, to_json(entry)).await?;
         if outcome == Conditional::Written {
-            let head = format!("{}/head.json", log_dir(&self.cluster, &tp));
+            let head = format!("{}/head.json", log_dir(&self.scope, &tp));
             // Advisory: a lost update only makes the next reader walk one more entry.
             if let Err(err) = self
                 .staging
@@ -320,33 +328,28 @@ impl CommitLog {
         Ok(outcome)
     }
 
-    /// Committed entries of a partition, oldest first, from its origin (for status and replay).
-    pub async fn entries(
-        &self,
-        tp: &TopicPartition,
-        limit: usize,
-    ) -> Result<Vec<Entry>, PipelineError> {
-        let dir = log_dir(&self.cluster, tp);
-        let mut out = Vec::new();
-        let mut after: Option<String> = None;
-        loop {
-            let keys = self
-                .staging
-                .list(&format!("{dir}/0"), after.as_deref(), 1000)
-                .await?;
-            let Some(last) = keys.last().cloned() else {
-                break;
-            };
-            for key in keys {
-                if let Some(obj) = self.staging.get(&key).await? {
-                    out.push(parse(&key, &obj)?);
-                    if out.len() >= limit {
-                        return Ok(out);
-                    }
-                }
-            }
-            after = Some(last);
+    /// Creates the intent of a new batch, or adopts the one a racing or crashed invocation fixed
+    /// first (invariant 3); returns the intent in force with its entity tag.
+    pub async fn fix(&self, intent: &Intent) -> Result<(Intent, String), PipelineError> {
+        let tp = intent.batch.tp();
+        let start = intent.batch.start;
+        let created = self.create_intent(intent).await?;
+        let (found, etag) =
+            self.intent(&tp, start)
+                .await?
+                .ok_or_else(|| PipelineError::Corrupt {
+                    key: intent_key(&self.scope, &tp, start),
+                    reason: "missing right after it was written".into(),
+                })?;
+        if created == Conditional::Conflict {
+            tracing::info!(
+                theirs_end = found.batch.end,
+                ours_end = intent.batch.end,
+                "adopting the intent another invocation fixed"
+            );
+        } else {
+            fault::point("after-intent");
         }
-        Ok(out)
+        Ok((found, etag))
     }
 }

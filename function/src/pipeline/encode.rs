@@ -14,10 +14,10 @@ use bytes::Bytes;
 use flate2::Compression as Level;
 use flate2::write::ZlibEncoder;
 
-use crate::commitlog::{Destination, StagedBlock};
 use crate::error::PipelineError;
 use crate::maxcompute::{ColumnType, RecordWriter, TableSchema, Value, value_from_json};
-use crate::route::Router;
+use crate::pipeline::commit::{Destination, StagedBlock};
+use crate::pipeline::route::Router;
 use crate::transform::bindings::{self, Cell, Row};
 
 /// MaxCompute's default cap on one STRING/BINARY field.

@@ -5,10 +5,10 @@
 //! Blocks are read back from the staging bucket one ahead of the upload, so memory stays at two
 //! blocks.
 
-use crate::commitlog::{CommitLog, Intent};
 use crate::error::PipelineError;
 use crate::fault;
 use crate::maxcompute::{Block, Compression, MaxComputeClient, PartitionSpec, UploadSession};
+use crate::pipeline::commit::{CommitLog, Intent};
 use crate::staging::Conditional;
 
 /// What loading a batch did.
@@ -41,7 +41,7 @@ pub async fn load(
     mut etag: String,
 ) -> Result<(Intent, LoadReport), PipelineError> {
     let mut report = LoadReport::default();
-    let tp = crate::commitlog::TopicPartition {
+    let tp = crate::pipeline::commit::TopicPartition {
         topic: intent.batch.topic.clone(),
         partition: intent.batch.partition,
     };

@@ -4,14 +4,41 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use clap::Subcommand;
 use k2mc::transform::bindings::{Cell, Header, KafkaRecord, RecordBatch};
 use k2mc::transform::{Grants, Limits, StageSpec, TransformHost, precompile};
 use serde_json::{Value as Json, json};
 
-use crate::cli::TransformsCommand;
+/// `k2mc transforms run | precompile`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum TransformsCommand {
+    /// Run a chain on records from a JSON lines file and print the rows and dead letters.
+    ///
+    /// Each line is {"value": <JSON or text>, "key"?: text, "offset"?: n, "timestamp"?: ms,
+    /// "headers"?: {name: text}}. Stages are given in order: the first is the parser.
+    Run {
+        /// A stage: PATH.wasm, or PATH.wasm={"key": "value", …} with its settings (repeat --stage).
+        #[arg(long = "stage", required = true)]
+        stages: Vec<String>,
+        /// JSON lines of records.
+        #[arg(long)]
+        input: PathBuf,
+        /// Topic name the records claim to come from.
+        #[arg(long, default_value = "sample")]
+        topic: String,
+    },
+    /// Precompile components to .cwasm artifacts with manifests, for packaging.
+    Precompile {
+        #[arg(required = true)]
+        wasm: Vec<PathBuf>,
+        /// Directory for the artifacts.
+        #[arg(long)]
+        out: PathBuf,
+    },
+}
 
 /// Runs a `k2mc transforms` command.
-pub fn run(command: TransformsCommand) -> anyhow::Result<()> {
+pub(crate) fn run(command: TransformsCommand) -> anyhow::Result<()> {
     match command {
         TransformsCommand::Run {
             stages,

@@ -1,0 +1,56 @@
+//! `k2mc dead-letters list | replay`: the dead letters of the config's cluster (its main log and
+//! its replays), and loading them again through the current transforms, exactly once per object.
+
+use clap::Subcommand;
+use k2mc::app::App;
+use k2mc::deadletters;
+
+use super::{RunArgs, invocation_id};
+
+/// `list` or `replay`.
+#[derive(Debug, Subcommand)]
+pub(crate) enum DeadLettersCommand {
+    /// List dead-letter objects with their record counts.
+    List(RunArgs),
+    /// Load dead letters again through the current transforms (exactly once per object).
+    Replay {
+        #[command(flatten)]
+        run: RunArgs,
+        /// A dead-letter object key as `list` prints it (repeatable; default: all of them).
+        #[arg(long = "key")]
+        keys: Vec<String>,
+    },
+}
+
+/// Runs a `k2mc dead-letters` command.
+pub(crate) async fn run(command: DeadLettersCommand) -> anyhow::Result<()> {
+    match command {
+        DeadLettersCommand::List(args) => {
+            let config = args.load_config()?;
+            let conns = k2mc::app::connections(&config).await?;
+            for key in deadletters::keys(&conns.staging, &config.kafka.cluster).await? {
+                let n = deadletters::count(&conns.staging, &key).await?;
+                println!("{key}\t{n}");
+            }
+            Ok(())
+        }
+        DeadLettersCommand::Replay { run, keys } => {
+            let app = App::start(run.load_config()?).await?;
+            let keys = if keys.is_empty() {
+                deadletters::keys(app.log.staging(), &app.config.kafka.cluster).await?
+            } else {
+                keys
+            };
+            let invocation = invocation_id();
+            for key in keys {
+                for r in app.replay(&key, &invocation).await? {
+                    println!(
+                        "{key}: read {} loaded {} filtered {} still dead {}",
+                        r.counts.read, r.counts.loaded, r.counts.filtered, r.counts.dead_lettered
+                    );
+                }
+            }
+            Ok(())
+        }
+    }
+}

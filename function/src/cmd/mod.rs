@@ -1,0 +1,113 @@
+//! The `k2mc` command line: one file per subcommand. The sync commands go through the same
+//! [`k2mc::app::App`] and [`k2mc::handler`] the Lambda bootstrap uses, so `k2mc run` is exactly
+//! what a schedule tick does.
+
+mod backfill;
+mod dead_letters;
+mod invoke;
+mod maxcompute;
+mod run;
+mod status;
+mod transforms;
+mod validate;
+
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use clap::{Parser, Subcommand};
+use k2mc::config::Config;
+use k2mc::report::InvocationReport;
+
+/// Command-line arguments.
+#[derive(Debug, Parser)]
+#[command(
+    name = "k2mc",
+    version,
+    about = "Exactly-once Kafka to MaxCompute sync"
+)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// One schedule tick, exactly as the Lambda handler runs it: every partition of the
+    /// configured topics, from the commit log to the high watermark.
+    Run(RunArgs),
+    /// Load a bounded offset or time range [from, to) of the configured topics.
+    Backfill(backfill::BackfillArgs),
+    /// Run the handler on a Lambda event JSON file (schedule, MSK or self-managed Kafka).
+    Invoke(invoke::InvokeArgs),
+    /// Per partition: committed offset, high watermark, lag, last commit, dead letters.
+    Status(status::StatusArgs),
+    /// Check the config, transforms, table and connectivity; name every problem and its fix.
+    Validate(RunArgs),
+    /// Dead letters in the staging bucket.
+    #[command(name = "dead-letters", subcommand)]
+    DeadLetters(dead_letters::DeadLettersCommand),
+    /// Work with a MaxCompute project directly (SQL, schemas, Tunnel upload and download).
+    #[command(name = "maxcompute")]
+    MaxCompute(Box<maxcompute::McArgs>),
+    /// Try and package transform components.
+    #[command(subcommand)]
+    Transforms(transforms::TransformsCommand),
+}
+
+/// Runs a parsed command line.
+pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
+    match args.command {
+        Command::Run(a) => run::run(a).await,
+        Command::Backfill(a) => backfill::run(a).await,
+        Command::Invoke(a) => invoke::run(a).await,
+        Command::Status(a) => status::run(a).await,
+        Command::Validate(a) => validate::run(a).await,
+        Command::DeadLetters(c) => dead_letters::run(c).await,
+        Command::MaxCompute(mc) => maxcompute::run(*mc).await,
+        Command::Transforms(t) => transforms::run(t),
+    }
+}
+
+/// `--config` and how long the command may run.
+#[derive(Debug, clap::Args)]
+pub(crate) struct RunArgs {
+    /// The TOML config file (environment variables K2MC__SECTION__KEY override keys).
+    #[arg(long, env = "K2MC_CONFIG")]
+    config: PathBuf,
+    /// Stop starting new batches after this many seconds (a Lambda's timeout plays this role).
+    #[arg(long, default_value_t = 900)]
+    timeout_secs: u64,
+}
+
+impl RunArgs {
+    fn load_config(&self) -> anyhow::Result<Config> {
+        Ok(Config::load(&self.config, std::env::vars())?)
+    }
+
+    fn deadline(&self) -> Instant {
+        Instant::now() + Duration::from_secs(self.timeout_secs)
+    }
+}
+
+/// A name for a command-line invocation in logs and log entries.
+fn invocation_id() -> String {
+    format!(
+        "cli-{}-{}",
+        std::process::id(),
+        chrono::Utc::now().timestamp_millis()
+    )
+}
+
+/// Prints the report's summary; fails naming every partition that stopped.
+fn print_report(report: &InvocationReport) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(&report.summary())?);
+    let failures = report.failures();
+    if !failures.is_empty() {
+        for f in &failures {
+            eprintln!("error: {} stopped at offset {}: {}", f.tp, f.next, f.error);
+        }
+        bail!("{} partition(s) did not finish", failures.len());
+    }
+    Ok(())
+}

@@ -1,0 +1,91 @@
+//! Dead letters in the staging bucket, after the pipeline wrote them: the listing and counts that
+//! `k2mc status` and `k2mc dead-letters list` show, and reading an object back into Kafka
+//! records for `k2mc dead-letters replay`. The line format and key layout are
+//! `k2mc_formats::dead_letter`'s.
+
+use std::collections::BTreeMap;
+
+use k2mc_formats::dead_letter::{self, DeadLetter};
+use k2mc_formats::scope::LogScope;
+
+use crate::error::PipelineError;
+use crate::pipeline::commit::TopicPartition;
+use crate::staging::{Staging, StagingError};
+use crate::transform::bindings::{Header, KafkaRecord};
+
+/// Every dead-letter object of `cluster`'s main log and of its replays, in key order; other
+/// clusters sharing the bucket and prefix, and backfills, are left out.
+pub async fn keys(staging: &Staging, cluster: &str) -> Result<Vec<String>, StagingError> {
+    let all = staging
+        .list_all(&format!("{}{cluster}", dead_letter::PREFIX))
+        .await?;
+    Ok(all
+        .into_iter()
+        .filter(|k| dead_letter::scope_of_key(k).is_some_and(|s| s.is_main_or_replay_of(cluster)))
+        .collect())
+}
+
+/// How many dead letters the object `key` holds (0 when it is gone).
+pub async fn count(staging: &Staging, key: &str) -> Result<usize, StagingError> {
+    Ok(staging
+        .get(key)
+        .await?
+        .map_or(0, |o| dead_letter::count_lines(&o.data)))
+}
+
+/// How many dead letters `tp` has in `scope`, over all its objects.
+pub async fn count_partition(
+    staging: &Staging,
+    scope: &LogScope,
+    tp: &TopicPartition,
+) -> Result<usize, StagingError> {
+    let mut n = 0;
+    for key in staging
+        .list_all(&dead_letter::partition_prefix(scope, tp))
+        .await?
+    {
+        n += count(staging, &key).await?;
+    }
+    Ok(n)
+}
+
+/// The records of the dead-letter object `key`, grouped by partition, as they were read from
+/// Kafka.
+pub async fn read(
+    staging: &Staging,
+    key: &str,
+) -> Result<BTreeMap<TopicPartition, Vec<KafkaRecord>>, PipelineError> {
+    let corrupt = |reason: String| PipelineError::Corrupt {
+        key: key.to_owned(),
+        reason,
+    };
+    let obj = staging.get(key).await?.ok_or_else(|| {
+        corrupt("no such dead-letter object; list them with k2mc dead-letters list".into())
+    })?;
+    let letters = dead_letter::parse_lines(&obj.data).map_err(|e| corrupt(e.to_string()))?;
+    let mut out: BTreeMap<TopicPartition, Vec<KafkaRecord>> = BTreeMap::new();
+    for letter in letters {
+        out.entry(letter.tp()).or_default().push(letter.into());
+    }
+    Ok(out)
+}
+
+/// The one conversion of a dead letter back into the record it was.
+impl From<DeadLetter> for KafkaRecord {
+    fn from(d: DeadLetter) -> Self {
+        KafkaRecord {
+            offset: d.offset,
+            timestamp_ms: d.timestamp,
+            key: d.key,
+            value: d.value,
+            headers: d
+                .headers
+                .into_iter()
+                .map(|h| Header {
+                    key: h.key,
+                    value: h.value,
+                })
+                .collect(),
+        }
+    }
+}

@@ -1,0 +1,137 @@
+//! The Lambda handler: when `AWS_LAMBDA_RUNTIME_API` is set, `k2mc` cold-starts the [`App`] once
+//! ([`serve`]) and runs every event through [`handle`]: trigger → [`App::invoke`] → response. A
+//! Kafka event gets the partial batch response (failed partitions and the offset to redeliver
+//! from); a schedule tick that leaves a partition failed returns an error, so Lambda's error
+//! metric and alarms see it. Errors reach Lambda as one [`HandlerError`], typed by
+//! [`crate::error::Class`].
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lambda_runtime::{Diagnostic, LambdaEvent, service_fn};
+use serde_json::Value;
+use thiserror::Error;
+
+use crate::app::App;
+use crate::config::Config;
+use crate::error::{Class, PipelineError};
+use crate::trigger::{Trigger, batch_item_failures, parse_event};
+
+/// Why an invocation failed, as Lambda and `k2mc invoke` report it.
+#[derive(Debug, Error)]
+pub enum HandlerError {
+    /// The event could not be read, or the invocation failed before any partition ran.
+    #[error(transparent)]
+    Pipeline(#[from] PipelineError),
+    /// A schedule tick left partitions failed; `first` is the first of them.
+    #[error("{failed} partition(s) failed; first: {tp} at offset {next}: {first}")]
+    Partitions {
+        failed: usize,
+        tp: String,
+        next: i64,
+        first: PipelineError,
+        /// The first failure's class (kept: the error itself is moved out of the report).
+        class: Class,
+    },
+}
+
+impl HandlerError {
+    /// The class that decides the Lambda error type.
+    pub fn class(&self) -> Class {
+        match self {
+            HandlerError::Pipeline(e) => e.class(),
+            HandlerError::Partitions { class, .. } => *class,
+        }
+    }
+}
+
+impl From<HandlerError> for Diagnostic {
+    fn from(e: HandlerError) -> Self {
+        Diagnostic {
+            error_type: e.class().lambda_error_type(),
+            error_message: e.to_string(),
+        }
+    }
+}
+
+/// Where the config is read from in Lambda: `K2MC_CONFIG`, else `k2mc.toml` in the task root.
+pub fn config_path() -> PathBuf {
+    std::env::var_os("K2MC_CONFIG")
+        .map(Into::into)
+        .unwrap_or_else(|| {
+            std::path::Path::new(&std::env::var("LAMBDA_TASK_ROOT").unwrap_or_else(|_| ".".into()))
+                .join("k2mc.toml")
+        })
+}
+
+/// Why the Lambda runtime loop could not start or stopped.
+#[derive(Debug, Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Start(#[from] PipelineError),
+    #[error("lambda runtime: {0}")]
+    Runtime(lambda_runtime::Error),
+}
+
+/// Cold-starts from `config` and serves invocations until the runtime stops the process.
+pub async fn serve(config: Config) -> Result<(), ServeError> {
+    let mut app = App::start(config).await?;
+    app.emit_metrics = true;
+    let app = Arc::new(app);
+    lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
+        let app = Arc::clone(&app);
+        async move {
+            let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
+            let left = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
+            let deadline = Instant::now() + left;
+            handle(&app, &event.payload, deadline, &event.context.request_id).await
+        }
+    }))
+    .await
+    .map_err(ServeError::Runtime)
+}
+
+/// Handles one event: the response Lambda returns. Shared with `k2mc invoke`.
+pub async fn handle(
+    app: &App,
+    event: &Value,
+    deadline: Instant,
+    invocation: &str,
+) -> Result<Value, HandlerError> {
+    let trigger = parse_event(event, chrono::Utc::now()).map_err(PipelineError::from)?;
+    let mut report = app.invoke(&trigger, deadline, invocation).await?;
+    for f in report.failures() {
+        tracing::error!(invocation, topic = %f.tp.topic, partition = f.tp.partition, next = f.next, error = %f.error, kind = f.error.kind(), "partition failed");
+    }
+    match trigger {
+        Trigger::Kafka { .. } => {
+            let failed: Vec<_> = report
+                .failures()
+                .iter()
+                .map(|f| (f.tp.clone(), f.next))
+                .collect();
+            let mut response = batch_item_failures(&failed);
+            response["k2mc"] = report.summary();
+            Ok(response)
+        }
+        Trigger::Schedule { .. } => {
+            let failed = report.failures().len();
+            let Some(first) = report.partitions.iter_mut().find(|p| p.error.is_some()) else {
+                return Ok(report.summary());
+            };
+            let next = first.next.unwrap_or(0);
+            let tp = first.tp.to_string();
+            let Some(error) = first.error.take() else {
+                return Ok(report.summary());
+            };
+            Err(HandlerError::Partitions {
+                failed,
+                tp,
+                next,
+                class: error.class(),
+                first: error,
+            })
+        }
+    }
+}

@@ -1,0 +1,130 @@
+//! A batch's range as a stream of chunks: the records an event already delivered where they
+//! cover the range, checked fetches for the gaps, nothing outside `[start, end)`.
+
+use std::collections::VecDeque;
+
+use super::{CheckedFetch, FetchClient, FetchError};
+use crate::transform::bindings::KafkaRecord;
+
+/// Streams `[start, end)` in chunks: delivered records first where they cover the range, the
+/// broker for the rest.
+pub struct RangeReader<'r, C> {
+    /// `None` reads only the delivered records (dead-letter replay): gaps are skipped.
+    reader: Option<&'r CheckedFetch<C>>,
+    next: i64,
+    end: i64,
+    delivered: VecDeque<KafkaRecord>,
+    /// What the last fetch returned beyond the chunk it served (at most one fetch, a few MiB):
+    /// fetching again from the middle of a broker's record batch would throw the rest away and
+    /// make the broker send the same batch again (and tansu answers such a fetch wrongly).
+    fetched: VecDeque<KafkaRecord>,
+}
+
+impl<C> std::fmt::Debug for RangeReader<'_, C> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RangeReader")
+            .field("next", &self.next)
+            .field("end", &self.end)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<'r, C: FetchClient> RangeReader<'r, C> {
+    /// `delivered` are records an event already carried (any offsets; filtered to the range).
+    pub fn new(
+        reader: Option<&'r CheckedFetch<C>>,
+        start: i64,
+        end: i64,
+        delivered: &[KafkaRecord],
+    ) -> Self {
+        RangeReader {
+            reader,
+            next: start,
+            end,
+            delivered: delivered
+                .iter()
+                .filter(|r| r.offset >= start && r.offset < end)
+                .cloned()
+                .collect(),
+            fetched: VecDeque::new(),
+        }
+    }
+
+    /// The next records of the range, up to about `max` of them; `None` at the end.
+    pub async fn next_chunk(&mut self, max: usize) -> Result<Option<Vec<KafkaRecord>>, FetchError> {
+        if self.next >= self.end {
+            return Ok(None);
+        }
+        // Delivered records starting exactly here: take the contiguous run (offsets missing from
+        // a payload are fetched).
+        if self
+            .delivered
+            .front()
+            .is_some_and(|r| r.offset == self.next)
+        {
+            let mut out = Vec::new();
+            while out.len() < max {
+                match self.delivered.pop_front() {
+                    Some(r) if r.offset == self.next => {
+                        self.next = r.offset + 1;
+                        out.push(r);
+                    }
+                    Some(r) => {
+                        self.delivered.push_front(r);
+                        break;
+                    }
+                    None => break,
+                }
+            }
+            return Ok(Some(out));
+        }
+        // A gap: fetch up to the next delivered record (or the end).
+        let stop = self.delivered.front().map_or(self.end, |r| r.offset);
+        let Some(reader) = self.reader else {
+            self.next = stop;
+            return Ok(Some(Vec::new()));
+        };
+        if self.fetched.is_empty() {
+            let (records, hwm) = reader.fetch(self.next).await?;
+            let beyond = records.iter().any(|r| r.offset >= stop);
+            let next = self.next;
+            self.fetched.extend(
+                records
+                    .into_iter()
+                    .filter(|r| r.offset >= next && r.offset < stop),
+            );
+            if self.fetched.is_empty() {
+                // Offsets with no record (compaction, transaction markers): skip to what exists.
+                if beyond {
+                    self.next = stop;
+                    return Ok(Some(Vec::new()));
+                }
+                // Never skip offsets on an empty answer: they may hold records not readable yet.
+                let (tp, offset) = (reader.tp().clone(), self.next);
+                return Err(if hwm > offset {
+                    FetchError::EmptyBelowWatermark {
+                        tp,
+                        offset,
+                        high_watermark: hwm,
+                    }
+                } else {
+                    FetchError::BeyondWatermark {
+                        tp,
+                        offset,
+                        high_watermark: hwm,
+                    }
+                });
+            }
+        }
+        let n = self.fetched.len().min(max.max(1));
+        let out: Vec<KafkaRecord> = self.fetched.drain(..n).collect();
+        if let Some(last) = out.last() {
+            self.next = last.offset + 1;
+        }
+        if self.delivered.front().is_some_and(|r| r.offset < self.next) {
+            let next = self.next;
+            self.delivered.retain(|r| r.offset >= next);
+        }
+        Ok(Some(out))
+    }
+}

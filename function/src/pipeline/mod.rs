@@ -1,0 +1,240 @@
+//! The pipeline: one partition's batches, each top to bottom through plan → fetch → transform →
+//! encode → stage → intent → load → commit. [`run_batch`] is the whole of one batch, one call per
+//! stage; [`sync_partition`] runs batches until the partition is caught up, the trigger's range is
+//! done, or the invocation's time runs short. The invariants they keep are numbered in
+//! `docs/architecture.md`.
+//!
+//! | stage | module |
+//! |---|---|
+//! | plan (pure) | [`plan`] |
+//! | fetch | [`fetch`] (checked fetches, the range reader) |
+//! | transform | [`crate::transform`] (the wasm chain) |
+//! | encode (pure) | [`encode`], with [`route`] for destination partitions |
+//! | stage | [`stage`] (blocks, dead letters, the intent's content) |
+//! | load | [`load`] (Tunnel sessions) |
+//! | commit | [`commit`] (intents and the commit log) |
+
+pub mod commit;
+pub mod encode;
+pub mod fetch;
+pub mod load;
+pub mod plan;
+pub mod route;
+pub mod stage;
+
+use std::time::Instant;
+
+use tracing::Instrument as _;
+
+use crate::config::Config;
+use crate::error::PipelineError;
+use crate::fault;
+use crate::maxcompute::MaxComputeClient;
+use crate::metrics::StageTimes;
+use crate::report::{BatchReport, PartitionOutcome};
+use crate::staging::Conditional;
+use crate::transform::Chain;
+use crate::transform::bindings::KafkaRecord;
+use commit::{BatchId, CommitLog, Entry, Intent, ModuleVersion, TopicPartition};
+use encode::Layout;
+use fetch::PartitionReader;
+use plan::Target;
+use route::Router;
+
+/// Everything a batch needs, built once per invocation.
+#[derive(Debug)]
+pub struct BatchContext<'a> {
+    pub config: &'a Config,
+    /// The log (and so the log scope) batches are committed to.
+    pub log: &'a CommitLog,
+    pub maxcompute: &'a MaxComputeClient,
+    pub chain: &'a Chain,
+    pub layout: &'a Layout,
+    pub router: &'a Router,
+    pub modules: &'a [ModuleVersion],
+    pub invocation: &'a str,
+}
+
+/// Syncs one partition from `origin` (used only if its log has none yet): batches until caught
+/// up with `target`, out of batches, or out of time.
+pub async fn sync_partition(
+    ctx: &BatchContext<'_>,
+    reader: &PartitionReader,
+    origin: i64,
+    target: Target,
+    delivered: &[KafkaRecord],
+    deadline: Instant,
+) -> PartitionOutcome {
+    let tp = reader.tp().clone();
+    let span = tracing::info_span!("partition", topic = %tp.topic, partition = tp.partition);
+    let mut outcome = PartitionOutcome::new(tp.clone());
+    let result = sync_batches(
+        ctx,
+        reader,
+        origin,
+        target,
+        delivered,
+        deadline,
+        &mut outcome,
+    )
+    .instrument(span.clone())
+    .await;
+    if let Err(e) = result {
+        span.in_scope(|| tracing::error!(error = %e, kind = e.kind(), "partition stopped"));
+        outcome.error = Some(e);
+    }
+    outcome
+}
+
+async fn sync_batches(
+    ctx: &BatchContext<'_>,
+    reader: &PartitionReader,
+    origin: i64,
+    target: Target,
+    delivered: &[KafkaRecord],
+    deadline: Instant,
+    outcome: &mut PartitionOutcome,
+) -> Result<(), PipelineError> {
+    let tp = &outcome.tp.clone();
+    let mut next = match ctx.log.position(tp).await?.next {
+        Some(n) => n,
+        None => ctx.log.ensure_origin(tp, origin).await?,
+    };
+    outcome.next = Some(next);
+    let end = match target {
+        Target::Offset(end) => end,
+        Target::HighWatermark => {
+            let earliest = reader.earliest().await?;
+            plan::check_retained(tp, next, earliest)?;
+            reader.watermark_at(next).await?
+        }
+    };
+    outcome.high_watermark = Some(end);
+    let limits = &ctx.config.limits;
+    for _ in 0..limits.batches_per_invocation {
+        // A batch already fixed by an intent is resumed whatever the target says.
+        let resumable = ctx.log.intent(tp, next).await?;
+        if next >= end && resumable.is_none() {
+            break;
+        }
+        if deadline.saturating_duration_since(Instant::now()) < limits.time_reserve() {
+            tracing::info!(
+                next,
+                end,
+                "stopping: too little time left for another batch"
+            );
+            break;
+        }
+        let planned = plan::batch_range(next, end, limits.batch_records);
+        match run_batch(ctx, Some(reader), tp, planned, delivered, resumable).await {
+            Ok(report) => {
+                next = report.batch.end;
+                outcome.next = Some(next);
+                outcome.batches.push(report);
+            }
+            Err(PipelineError::LostRace { .. }) => {
+                tracing::info!(
+                    next,
+                    "another invocation committed this batch; stopping cleanly"
+                );
+                outcome.next = ctx.log.position(tp).await?.next;
+                break;
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+/// One batch: fixes `[start, end)` (or resumes the intent found), moves it into MaxCompute and
+/// commits it to the log. Without a `reader` only `delivered` records are read (replay).
+pub async fn run_batch(
+    ctx: &BatchContext<'_>,
+    reader: Option<&PartitionReader>,
+    tp: &TopicPartition,
+    (start, end): (i64, i64),
+    delivered: &[KafkaRecord],
+    resumable: Option<(Intent, String)>,
+) -> Result<BatchReport, PipelineError> {
+    // `end` is the batch's fixed end, known once its intent is (a byte limit or an adopted intent
+    // may end it before the planned end).
+    let span = tracing::info_span!(
+        "batch",
+        start,
+        planned_end = end,
+        end = tracing::field::Empty,
+        resumed = resumable.is_some()
+    );
+    async move {
+        let mut times = StageTimes::default();
+        let resumed = resumable.is_some();
+        let (intent, etag) = match resumable {
+            Some(found) => found,
+            None => {
+                let batch = BatchId {
+                    cluster: ctx.log.scope().to_string(),
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    start,
+                    end,
+                };
+                let intent = stage::stage_batch(ctx, reader, batch, delivered, &mut times).await?;
+                ctx.log.fix(&intent).await?
+            }
+        };
+        tracing::Span::current().record("end", intent.batch.end);
+
+        let t = Instant::now();
+        let mc = &ctx.config.maxcompute;
+        let (intent, report) = load::load(
+            ctx.maxcompute,
+            ctx.log,
+            &mc.table,
+            mc.create_partitions,
+            intent,
+            etag,
+        )
+        .await?;
+        times.load = t.elapsed();
+        tracing::debug!(?report, "loaded");
+
+        let t = Instant::now();
+        let entry = commit(ctx, intent).await?;
+        times.commit = t.elapsed();
+        Ok(BatchReport {
+            batch: entry.intent.batch,
+            counts: entry.intent.counts,
+            times,
+            resumed,
+        })
+    }
+    .instrument(span)
+    .await
+}
+
+/// Creates the batch's log entry (invariant 4: only after MaxCompute confirmed the load).
+async fn commit(ctx: &BatchContext<'_>, intent: Intent) -> Result<Entry, PipelineError> {
+    let entry = Entry {
+        intent,
+        committed_at: chrono::Utc::now().to_rfc3339(),
+        invocation: ctx.invocation.to_owned(),
+    };
+    if ctx.log.commit(&entry).await? == Conditional::Conflict {
+        let batch = &entry.intent.batch;
+        return Err(PipelineError::LostRace {
+            topic: batch.topic.clone(),
+            partition: batch.partition,
+            start: batch.start,
+        });
+    }
+    fault::point("after-log-entry");
+    let c = &entry.intent.counts;
+    tracing::info!(
+        read = c.read,
+        loaded = c.loaded,
+        filtered = c.filtered,
+        dead_lettered = c.dead_lettered,
+        "batch committed"
+    );
+    Ok(entry)
+}
