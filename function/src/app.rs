@@ -112,7 +112,7 @@ pub fn load_chain(config: &Config) -> Result<Chain, PipelineError> {
 
 /// The destination-partition router of the config's template, for the table's partition keys
 /// and the chain's columns, with `${…}` tokens resolved from `time`.
-pub fn router(
+pub(crate) fn router(
     config: &Config,
     chain: &Chain,
     table: &TableInfo,

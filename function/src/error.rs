@@ -1,6 +1,7 @@
 //! The pipeline's errors. Each layer has its own `thiserror` enum with the context it knows
 //! (fetch: [`FetchError`], the staging bucket: [`StagingError`], the Kafka connection:
-//! [`KafkaError`], MaxCompute: [`MaxComputeError`], transforms: [`TransformError`]); they compose
+//! [`KafkaError`], encode: [`EncodeError`], MaxCompute: [`MaxComputeError`], transforms:
+//! [`TransformError`]); they compose
 //! into [`PipelineError`] with `#[from]`, and [`PipelineError::class`] classifies every one in
 //! this one place. The Lambda handler and the CLI both report through it; no caller decides
 //! anything by an error's text.
@@ -9,6 +10,7 @@ use thiserror::Error;
 
 use crate::kafka::KafkaError;
 use crate::maxcompute::MaxComputeError;
+use crate::pipeline::encode::EncodeError;
 use crate::pipeline::fetch::FetchError;
 use crate::staging::StagingError;
 use crate::transform::TransformError;
@@ -31,6 +33,8 @@ pub enum PipelineError {
     /// object) that does not read back as what wrote it.
     #[error("staged object {key} is not valid: {reason}")]
     Corrupt { key: String, reason: String },
+    #[error(transparent)]
+    Encode(#[from] EncodeError),
     #[error(transparent)]
     MaxCompute(#[from] MaxComputeError),
     #[error(transparent)]
@@ -134,6 +138,7 @@ impl PipelineError {
             PipelineError::Fetch(e) => Class::new("fetch", e.is_retryable(), false),
             PipelineError::Staging(_) => Class::new("storage", true, false),
             PipelineError::Corrupt { .. } => Class::new("corrupt", false, false),
+            PipelineError::Encode(_) => Class::new("encode", false, false),
             PipelineError::MaxCompute(e) => Class::new("maxcompute", e.is_retryable(), false),
             PipelineError::Transform(_) => Class::new("transform", false, true),
             PipelineError::ErrorLimit { .. } => Class::new("error-limit", false, true),

@@ -135,3 +135,38 @@ pub async fn handle(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_reach_lambda_typed_by_their_class() {
+        let d: Diagnostic = HandlerError::Pipeline(PipelineError::UnknownTopic {
+            topic: "clicks".into(),
+        })
+        .into();
+        assert_eq!(d.error_type, "NonRetryable.unknown-topic");
+        assert!(d.error_message.contains("clicks"), "{}", d.error_message);
+        let first = PipelineError::Staging(crate::staging::StagingError::Task {
+            bucket: "b".into(),
+            message: "cancelled".into(),
+        });
+        let d: Diagnostic = HandlerError::Partitions {
+            failed: 2,
+            tp: "clicks-3".into(),
+            next: 40,
+            class: first.class(),
+            first,
+        }
+        .into();
+        assert_eq!(d.error_type, "Retryable.storage");
+        assert!(
+            d.error_message.starts_with(
+                "2 partition(s) failed; first: clicks-3 at offset 40: staging bucket b"
+            ),
+            "{}",
+            d.error_message
+        );
+    }
+}

@@ -25,6 +25,9 @@
 //! points for the exactly-once tests). The pure formats (config, events, Tunnel records, dead
 //! letters, log scopes) are the `k2mc-formats` crate.
 
+// Items of private modules are `pub(crate)`, so dead code shows (docs/architecture.md, "Code map").
+#![warn(unreachable_pub)]
+
 pub mod app;
 pub mod config;
 pub mod deadletters;

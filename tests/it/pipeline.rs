@@ -448,10 +448,14 @@ fn dead_letters_replay_once_after_the_data_is_fixed() {
     assert!(ok, "{stderr}");
     assert_eq!(case.landed().len(), 3);
     let list = |case: &Case<'_>| -> Vec<String> {
-        let (ok, out, stderr) = case.k2mc(&["dead-letters", "list"], &[]);
+        let (ok, out, stderr) = case.k2mc(&["dead-letters", "list", "--json"], &[]);
         assert!(ok, "{stderr}");
-        out.lines()
-            .map(|l| l.split('\t').next().unwrap().to_owned())
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        doc["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["key"].as_str().unwrap().to_owned())
             .collect()
     };
     let first = list(&case);

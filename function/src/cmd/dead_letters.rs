@@ -11,7 +11,13 @@ use super::{RunArgs, invocation_id};
 #[derive(Debug, Subcommand)]
 pub(crate) enum DeadLettersCommand {
     /// List dead-letter objects with their record counts.
-    List(RunArgs),
+    List {
+        #[command(flatten)]
+        run: RunArgs,
+        /// Print `{"objects": [{"key": …, "dead_letters": n}, …]}` instead of key<TAB>count lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Load dead letters again through the current transforms (exactly once per object).
     Replay {
         #[command(flatten)]
@@ -25,12 +31,21 @@ pub(crate) enum DeadLettersCommand {
 /// Runs a `k2mc dead-letters` command.
 pub(crate) async fn run(command: DeadLettersCommand) -> anyhow::Result<()> {
     match command {
-        DeadLettersCommand::List(args) => {
-            let config = args.load_config()?;
+        DeadLettersCommand::List { run, json } => {
+            let config = run.load_config()?;
             let conns = k2mc::app::connections(&config).await?;
+            let mut objects = Vec::new();
             for key in deadletters::keys(&conns.staging, &config.kafka.cluster).await? {
                 let n = deadletters::count(&conns.staging, &key).await?;
-                println!("{key}\t{n}");
+                if json {
+                    objects.push(serde_json::json!({ "key": key, "dead_letters": n }));
+                } else {
+                    println!("{key}\t{n}");
+                }
+            }
+            if json {
+                let doc = serde_json::json!({ "objects": objects });
+                println!("{}", serde_json::to_string_pretty(&doc)?);
             }
             Ok(())
         }

@@ -147,7 +147,7 @@ pub fn client_config(material: &TlsMaterial) -> Result<rustls::ClientConfig, Pip
 /// `None` for anything else (a broker that is down or restarting is retried). rskafka wraps the
 /// rustls error in a poisoned-connection error that does not expose its source, so the rustls
 /// error is recognised by its text (the integration test `kafka_tls` pins these).
-pub fn handshake_refusal(error: &str) -> Option<&'static str> {
+pub(crate) fn handshake_refusal(error: &str) -> Option<&'static str> {
     if error.contains("received fatal alert: CertificateRequired") {
         Some(
             "the brokers require a client certificate; set kafka.tls.client_certificate and kafka.tls.client_key",

@@ -96,7 +96,7 @@ pub(crate) struct Response {
 }
 
 impl Response {
-    pub fn header(&self, name: &str) -> Option<&str> {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
         self.headers.get(name).and_then(|v| v.to_str().ok())
     }
 }
@@ -113,7 +113,7 @@ pub(crate) struct Transport {
 }
 
 impl Transport {
-    pub fn new(
+    pub(crate) fn new(
         credentials: Credentials,
         signature: SignatureVersion,
         project: String,
@@ -139,7 +139,7 @@ impl Transport {
     }
 
     /// Sends `call`, retrying per the policy, and returns the first 2xx response.
-    pub async fn execute(&self, call: &Call) -> Result<Response, MaxComputeError> {
+    pub(crate) async fn execute(&self, call: &Call) -> Result<Response, MaxComputeError> {
         let started = Instant::now();
         let (mut server_retries, mut throttle_retries) = (0u32, 0u32);
         loop {

@@ -151,7 +151,7 @@ pub fn v4_key(secret: &str, utc_date: &str, region: &str) -> Vec<u8> {
 }
 
 /// `base64(HMAC-SHA1(key, message))`.
-pub fn hmac_sha1(key: &[u8], message: &str) -> String {
+pub(crate) fn hmac_sha1(key: &[u8], message: &str) -> String {
     // HMAC accepts keys of any length, so `new_from_slice` cannot fail here.
     let mut mac = <Hmac<Sha1> as Mac>::new_from_slice(key).unwrap_or_else(|_| unreachable!());
     mac.update(message.as_bytes());

@@ -1,9 +1,11 @@
-//! The encode stage (pure, invariant 7): the chain's rows become Tunnel record blocks against the
-//! table's schema. Each cell is checked and converted (integer ranges, FLOAT narrowing, field
-//! size, JSON text of ARRAY/MAP/STRUCT into nested values); a record whose row does not fit
-//! becomes a dead letter and the others go on. Rows are routed to their destination partition and
-//! written into one open block per destination; a block is closed and handed back for staging
-//! when it reaches the configured size, so memory is bounded by blocks, not by the range.
+//! The encode stage (pure, invariant 7 in `docs/architecture.md`): the chain's rows become Tunnel
+//! record blocks against the table's schema. Each cell is checked and converted ([`layout`]); a
+//! record whose row does not fit becomes a dead letter and the others go on. Rows are routed to
+//! their destination partition and written into one open block per destination; a block is
+//! closed and handed back for staging when it reaches the configured size, so memory is bounded
+//! by blocks, not by the range.
+
+mod layout;
 
 use std::collections::HashMap;
 use std::io::Write;
@@ -13,265 +15,21 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 use flate2::Compression as Level;
 use flate2::write::ZlibEncoder;
+use thiserror::Error;
 
-use crate::error::PipelineError;
-use crate::maxcompute::{ColumnType, RecordWriter, TableSchema, Value, value_from_json};
+use crate::maxcompute::{RecordWriter, Value};
 use crate::pipeline::commit::{Destination, StagedBlock};
 use crate::pipeline::route::Router;
-use crate::transform::bindings::{self, Cell, Row};
+use crate::transform::bindings::Row;
 
-/// MaxCompute's default cap on one STRING/BINARY field.
-pub const MAX_FIELD_BYTES: usize = 8 * 1024 * 1024;
+pub use layout::{Layout, MAX_FIELD_BYTES, RowError, convert_cell, type_text};
 
-/// How the chain's output columns map onto the table's data columns.
-#[derive(Debug, Clone)]
-pub struct Layout {
-    /// Table data column types, in stream order.
-    pub types: Vec<ColumnType>,
-    /// For each table column, the chain column feeding it (`None`: always NULL).
-    sources: Vec<Option<usize>>,
-    nullable: Vec<bool>,
-    names: Vec<String>,
-}
-
-/// The MaxCompute type text of a WIT column type.
-pub fn type_text(ty: &bindings::ColumnType) -> String {
-    use bindings::ColumnType as W;
-    match ty {
-        W::Boolean => "boolean".into(),
-        W::Tinyint => "tinyint".into(),
-        W::Smallint => "smallint".into(),
-        W::Int => "int".into(),
-        W::Bigint => "bigint".into(),
-        W::Float => "float".into(),
-        W::Double => "double".into(),
-        W::Decimal(d) => format!("decimal({},{})", d.precision, d.scale),
-        W::Varchar(n) => format!("varchar({n})"),
-        W::FixedChar(n) => format!("char({n})"),
-        W::String => "string".into(),
-        W::Binary => "binary".into(),
-        W::Json => "json".into(),
-        W::Date => "date".into(),
-        W::Datetime => "datetime".into(),
-        W::Timestamp => "timestamp".into(),
-        W::TimestampNtz => "timestamp_ntz".into(),
-        W::IntervalDayTime => "interval_day_time".into(),
-        W::IntervalYearMonth => "interval_year_month".into(),
-        W::Complex(text) => text.clone(),
-    }
-}
-
-/// Whether a chain column of type `from` can fill a table column of type `to`.
-fn compatible(from: &ColumnType, to: &ColumnType) -> bool {
-    use ColumnType as T;
-    let stringy = |t: &T| matches!(t, T::String | T::Varchar(_) | T::Char(_));
-    from == to
-        || (from.integer_range().is_some() && to.integer_range().is_some())
-        || (matches!(from, T::Float | T::Double) && matches!(to, T::Float | T::Double))
-        || (matches!(from, T::Decimal(_)) && matches!(to, T::Decimal(_)))
-        || (stringy(from) && stringy(to))
-        || (matches!(from, T::Timestamp | T::TimestampNtz)
-            && matches!(to, T::Timestamp | T::TimestampNtz))
-}
-
-impl Layout {
-    /// Matches columns by name. `routing` are chain columns the partition template uses (they
-    /// need no table column). Every mismatch is listed.
-    pub fn new(
-        chain: &[bindings::Column],
-        table: &TableSchema,
-        routing: &[String],
-    ) -> Result<Layout, Vec<String>> {
-        let mut problems = Vec::new();
-        let mut sources = Vec::new();
-        for col in &table.columns {
-            let found = chain
-                .iter()
-                .position(|c| c.name.eq_ignore_ascii_case(&col.name));
-            match found {
-                Some(i) => {
-                    let text = type_text(&chain[i].ty);
-                    match ColumnType::parse(&text) {
-                        Ok(t) if compatible(&t, &col.ty) => {}
-                        Ok(t) => problems.push(format!(
-                            "column {} is {} in the table but the transforms emit {t}",
-                            col.name, col.ty
-                        )),
-                        Err(e) => problems.push(format!("column {}: transform type {text:?}: {e}", col.name)),
-                    }
-                    sources.push(Some(i));
-                }
-                None if col.nullable => sources.push(None),
-                None => problems.push(format!(
-                    "table column {} is NOT NULL but no transform emits it; add it to the parser's columns",
-                    col.name
-                )),
-            }
-        }
-        for c in chain {
-            let in_table = table
-                .columns
-                .iter()
-                .any(|t| t.name.eq_ignore_ascii_case(&c.name));
-            let routed = routing.iter().any(|r| r.eq_ignore_ascii_case(&c.name));
-            if !in_table && !routed {
-                problems.push(format!(
-                    "the transforms emit {} but table has no such column; add it (ALTER TABLE … ADD COLUMNS) or drop it in the chain",
-                    c.name
-                ));
-            }
-        }
-        if !problems.is_empty() {
-            return Err(problems);
-        }
-        Ok(Layout {
-            types: table.column_types(),
-            sources,
-            nullable: table.columns.iter().map(|c| c.nullable).collect(),
-            names: table.columns.iter().map(|c| c.name.clone()).collect(),
-        })
-    }
-
-    /// One row's cells as table values, or why it does not fit.
-    pub fn convert(&self, cells: &[Cell]) -> Result<Vec<Value>, (String, String)> {
-        let mut out = Vec::with_capacity(self.types.len());
-        for (t, src) in self.sources.iter().enumerate() {
-            let cell = src.and_then(|i| cells.get(i)).unwrap_or(&Cell::Null);
-            let value = convert_cell(cell, &self.types[t])
-                .map_err(|(code, why)| (code, format!("column {}: {why}", self.names[t])))?;
-            if matches!(value, Value::Null) && !self.nullable[t] {
-                return Err((
-                    "null-in-not-null".into(),
-                    format!("column {} is NOT NULL but the value is null", self.names[t]),
-                ));
-            }
-            out.push(value);
-        }
-        Ok(out)
-    }
-}
-
-fn mismatch(cell: &Cell, ty: &ColumnType) -> (String, String) {
-    let kind = match cell {
-        Cell::Null => "null",
-        Cell::Boolean(_) => "boolean",
-        Cell::Int(_) => "integer",
-        Cell::Double(_) => "double",
-        Cell::Decimal(_) => "decimal",
-        Cell::String(_) => "string",
-        Cell::Binary(_) => "binary",
-        Cell::Date(_) => "date",
-        Cell::Datetime(_) => "datetime",
-        Cell::Timestamp(_) => "timestamp",
-        Cell::IntervalDayTime(_) => "interval",
-        Cell::IntervalYearMonth(_) => "interval",
-        Cell::Json(_) => "json",
-    };
-    (
-        "type-mismatch".into(),
-        format!("a {kind} cell cannot go into a {ty} column"),
-    )
-}
-
-/// Converts one cell; errors are (code, message).
-pub fn convert_cell(cell: &Cell, ty: &ColumnType) -> Result<Value, (String, String)> {
-    use ColumnType as T;
-    let too_big = |n: usize| {
-        (
-            "value-too-large".to_owned(),
-            format!("{n} bytes is over the {MAX_FIELD_BYTES}-byte field limit"),
-        )
-    };
-    Ok(match (cell, ty) {
-        (Cell::Null, _) => Value::Null,
-        (Cell::Boolean(b), T::Boolean) => Value::Boolean(*b),
-        (Cell::Int(n), t) if t.integer_range().is_some() => {
-            let (lo, hi) = t.integer_range().unwrap_or((i64::MIN, i64::MAX));
-            if *n < lo || *n > hi {
-                return Err((
-                    "out-of-range".into(),
-                    format!("{n} is outside the range of {t}"),
-                ));
-            }
-            Value::Int(*n)
-        }
-        (Cell::Int(n), T::Double) => Value::Double(*n as f64),
-        (Cell::Int(n), T::Float) => Value::Float(*n as f32),
-        (Cell::Double(x), T::Double) => Value::Double(*x),
-        (Cell::Double(x), T::Float) => {
-            let narrowed = *x as f32;
-            if x.is_finite() && !narrowed.is_finite() {
-                return Err(("out-of-range".into(), format!("{x} does not fit a FLOAT")));
-            }
-            Value::Float(narrowed)
-        }
-        (Cell::Int(_) | Cell::Double(_) | Cell::Decimal(_), T::Decimal(_)) => {
-            let text = match cell {
-                Cell::Int(n) => n.to_string(),
-                Cell::Double(x) => x.to_string(),
-                Cell::Decimal(s) => s.clone(),
-                _ => String::new(),
-            };
-            value_from_json(ty, &serde_json::Value::String(text))
-                .map_err(|e| ("out-of-range".into(), e))?
-        }
-        (Cell::String(s), T::String | T::Json) => {
-            if s.len() > MAX_FIELD_BYTES {
-                return Err(too_big(s.len()));
-            }
-            Value::String(s.clone())
-        }
-        (Cell::String(s), T::Varchar(n) | T::Char(n)) => {
-            let chars = s.chars().count();
-            if chars > *n as usize {
-                return Err((
-                    "value-too-large".into(),
-                    format!("{chars} characters is over {ty}"),
-                ));
-            }
-            Value::String(s.clone())
-        }
-        (Cell::Binary(b), T::Binary) => {
-            if b.len() > MAX_FIELD_BYTES {
-                return Err(too_big(b.len()));
-            }
-            Value::Binary(b.clone())
-        }
-        (Cell::Date(d), T::Date) => Value::Date(i64::from(*d)),
-        (Cell::Datetime(ms), T::Datetime) => Value::Datetime(*ms),
-        (Cell::Timestamp(t), T::Timestamp | T::TimestampNtz) => Value::Timestamp {
-            seconds: t.seconds,
-            nanos: t.nanos as i32,
-        },
-        (Cell::Timestamp(t), T::Datetime) => {
-            Value::Datetime(t.seconds * 1000 + i64::from(t.nanos / 1_000_000))
-        }
-        (Cell::Datetime(ms), T::Timestamp | T::TimestampNtz) => Value::Timestamp {
-            seconds: ms.div_euclid(1000),
-            nanos: (ms.rem_euclid(1000) * 1_000_000) as i32,
-        },
-        (Cell::IntervalDayTime(t), T::IntervalDayTime) => Value::IntervalDayTime {
-            seconds: t.seconds,
-            nanos: t.nanos as i32,
-        },
-        (Cell::IntervalYearMonth(m), T::IntervalYearMonth) => Value::IntervalYearMonth(*m),
-        (Cell::Json(text), T::Json) => {
-            if text.len() > MAX_FIELD_BYTES {
-                return Err(too_big(text.len()));
-            }
-            Value::String(text.clone())
-        }
-        (Cell::Json(text), T::Array(_) | T::Map(..) | T::Struct(_)) => {
-            let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
-                (
-                    "bad-json".to_owned(),
-                    format!("JSON for a {ty} column does not parse: {e}"),
-                )
-            })?;
-            value_from_json(ty, &json).map_err(|e| ("type-mismatch".into(), e))?
-        }
-        _ => return Err(mismatch(cell, ty)),
-    })
+/// Writing a block failed: the record writer or the compressor refused (writing into memory,
+/// so a bug rather than bad data; the batch fails and nothing is staged under its intent).
+#[derive(Debug, Error)]
+#[error("encoding a Tunnel block: {reason}")]
+pub struct EncodeError {
+    reason: String,
 }
 
 /// Counts bytes written through it: the uncompressed size of an open block.
@@ -308,7 +66,7 @@ struct Dest<'s> {
 
 /// A finished block, ready for the stage step.
 #[derive(Debug, Clone)]
-pub struct ClosedBlock {
+pub(crate) struct ClosedBlock {
     /// Index of the destination in the batch.
     pub dest: usize,
     pub id: u32,
@@ -318,7 +76,7 @@ pub struct ClosedBlock {
 
 /// A record the encode stage could not load.
 #[derive(Debug, Clone)]
-pub struct Rejected {
+pub(crate) struct Rejected {
     /// Index of the record in the chunk.
     pub source: u32,
     pub code: String,
@@ -326,7 +84,7 @@ pub struct Rejected {
 }
 
 /// Encodes the rows of one batch.
-pub struct Encoder<'s> {
+pub(crate) struct Encoder<'s> {
     layout: &'s Layout,
     router: &'s Router,
     block_bytes: usize,
@@ -342,15 +100,14 @@ impl std::fmt::Debug for Encoder<'_> {
     }
 }
 
-fn wire(err: impl std::fmt::Display) -> PipelineError {
-    PipelineError::Corrupt {
-        key: "(block being encoded)".into(),
+fn wire(err: impl std::fmt::Display) -> EncodeError {
+    EncodeError {
         reason: err.to_string(),
     }
 }
 
 impl<'s> Encoder<'s> {
-    pub fn new(layout: &'s Layout, router: &'s Router, block_bytes: usize) -> Self {
+    pub(crate) fn new(layout: &'s Layout, router: &'s Router, block_bytes: usize) -> Self {
         Encoder {
             layout,
             router,
@@ -362,10 +119,10 @@ impl<'s> Encoder<'s> {
 
     /// Encodes rows (grouped by `source`, in order); returns the blocks that filled up and the
     /// records that did not fit. A record with any bad row is rejected whole.
-    pub fn add(
+    pub(crate) fn add(
         &mut self,
         rows: &[Row],
-    ) -> Result<(Vec<ClosedBlock>, Vec<Rejected>), PipelineError> {
+    ) -> Result<(Vec<ClosedBlock>, Vec<Rejected>), EncodeError> {
         let mut closed = Vec::new();
         let mut rejected = Vec::new();
         let mut i = 0;
@@ -383,21 +140,17 @@ impl<'s> Encoder<'s> {
                     self.router.route(&row.cells),
                 ) {
                     (Ok(values), Ok(dest)) => converted.push((dest, values)),
-                    (Err((code, message)), _) => {
-                        failure = Some((code, message));
-                        break;
-                    }
-                    (_, Err(message)) => {
-                        failure = Some(("bad-partition".to_owned(), message));
+                    (Err(e), _) | (_, Err(e)) => {
+                        failure = Some(e);
                         break;
                     }
                 }
             }
             match failure {
-                Some((code, message)) => rejected.push(Rejected {
+                Some(e) => rejected.push(Rejected {
                     source,
-                    code,
-                    message,
+                    code: e.code.to_owned(),
+                    message: e.message,
                 }),
                 None => {
                     for (dest, values) in converted {
@@ -416,7 +169,7 @@ impl<'s> Encoder<'s> {
         &mut self,
         partition: String,
         values: &[Value],
-    ) -> Result<Option<ClosedBlock>, PipelineError> {
+    ) -> Result<Option<ClosedBlock>, EncodeError> {
         let d = match self.index.get(&partition) {
             Some(&d) => d,
             None => {
@@ -454,7 +207,7 @@ impl<'s> Encoder<'s> {
         Ok(None)
     }
 
-    fn close(&mut self, d: usize) -> Result<ClosedBlock, PipelineError> {
+    fn close(&mut self, d: usize) -> Result<ClosedBlock, EncodeError> {
         let dest = &mut self.dests[d];
         let open = dest.open.take().ok_or_else(|| wire("no open block"))?;
         let rows = open.writer.count();
@@ -477,7 +230,7 @@ impl<'s> Encoder<'s> {
 
     /// Closes the open blocks; returns them and the destinations (blocks filled in by the caller
     /// through [`Encoder::staged`] as they are staged).
-    pub fn finish(&mut self) -> Result<Vec<ClosedBlock>, PipelineError> {
+    pub(crate) fn finish(&mut self) -> Result<Vec<ClosedBlock>, EncodeError> {
         let mut out = Vec::new();
         for d in 0..self.dests.len() {
             if self.dests[d].open.is_some() {
@@ -488,7 +241,7 @@ impl<'s> Encoder<'s> {
     }
 
     /// Records that a block was staged under `key`.
-    pub fn staged(&mut self, block: &ClosedBlock, key: String) {
+    pub(crate) fn staged(&mut self, block: &ClosedBlock, key: String) {
         self.dests[block.dest].blocks.push(StagedBlock {
             id: block.id,
             key,
@@ -497,7 +250,7 @@ impl<'s> Encoder<'s> {
     }
 
     /// The destinations with their staged blocks.
-    pub fn destinations(&self) -> Vec<Destination> {
+    pub(crate) fn destinations(&self) -> Vec<Destination> {
         self.dests
             .iter()
             .map(|d| Destination {

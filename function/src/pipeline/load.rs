@@ -13,11 +13,11 @@ use crate::staging::Conditional;
 
 /// What loading a batch did.
 #[derive(Debug, Clone, Default)]
-pub struct LoadReport {
-    pub sessions_opened: u32,
-    pub sessions_resumed: u32,
-    pub blocks_uploaded: u32,
-    pub partitions_created: u32,
+pub(crate) struct LoadReport {
+    pub(crate) sessions_opened: u32,
+    pub(crate) sessions_resumed: u32,
+    pub(crate) blocks_uploaded: u32,
+    pub(crate) partitions_created: u32,
 }
 
 fn spec(partition: &str) -> Result<Option<PartitionSpec>, PipelineError> {
@@ -32,7 +32,7 @@ fn spec(partition: &str) -> Result<Option<PartitionSpec>, PipelineError> {
 
 /// Loads every destination of `intent` (re-read with `etag`) and leaves it committed in
 /// MaxCompute. Returns the intent as finally recorded.
-pub async fn load(
+pub(crate) async fn load(
     client: &MaxComputeClient,
     log: &CommitLog,
     table: &str,

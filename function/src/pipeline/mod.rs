@@ -17,10 +17,10 @@
 pub mod commit;
 pub mod encode;
 pub mod fetch;
-pub mod load;
+mod load;
 pub mod plan;
-pub mod route;
-pub mod stage;
+pub(crate) mod route;
+mod stage;
 
 use std::time::Instant;
 
@@ -43,21 +43,21 @@ use route::Router;
 
 /// Everything a batch needs, built once per invocation.
 #[derive(Debug)]
-pub struct BatchContext<'a> {
-    pub config: &'a Config,
+pub(crate) struct BatchContext<'a> {
+    pub(crate) config: &'a Config,
     /// The log (and so the log scope) batches are committed to.
-    pub log: &'a CommitLog,
-    pub maxcompute: &'a MaxComputeClient,
-    pub chain: &'a Chain,
-    pub layout: &'a Layout,
-    pub router: &'a Router,
-    pub modules: &'a [ModuleVersion],
-    pub invocation: &'a str,
+    pub(crate) log: &'a CommitLog,
+    pub(crate) maxcompute: &'a MaxComputeClient,
+    pub(crate) chain: &'a Chain,
+    pub(crate) layout: &'a Layout,
+    pub(crate) router: &'a Router,
+    pub(crate) modules: &'a [ModuleVersion],
+    pub(crate) invocation: &'a str,
 }
 
 /// Syncs one partition from `origin` (used only if its log has none yet): batches until caught
 /// up with `target`, out of batches, or out of time.
-pub async fn sync_partition(
+pub(crate) async fn sync_partition(
     ctx: &BatchContext<'_>,
     reader: &PartitionReader,
     origin: i64,
@@ -148,7 +148,7 @@ async fn sync_batches(
 
 /// One batch: fixes `[start, end)` (or resumes the intent found), moves it into MaxCompute and
 /// commits it to the log. Without a `reader` only `delivered` records are read (replay).
-pub async fn run_batch(
+pub(crate) async fn run_batch(
     ctx: &BatchContext<'_>,
     reader: Option<&PartitionReader>,
     tp: &TopicPartition,

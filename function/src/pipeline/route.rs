@@ -4,6 +4,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 
+use super::encode::RowError;
 use crate::error::PipelineError;
 use crate::transform::bindings::Cell;
 
@@ -21,7 +22,7 @@ enum Piece {
 
 /// A parsed template: partition keys and how each value is made.
 #[derive(Debug, Clone, Default)]
-pub struct Router {
+pub(crate) struct Router {
     keys: Vec<(String, Vec<Piece>)>,
 }
 
@@ -71,7 +72,7 @@ fn dataworks(token: &str, time: DateTime<Utc>) -> Result<String, PipelineError> 
 impl Router {
     /// Parses `template` against the table's partition keys and the chain's output columns;
     /// `${…}` tokens are resolved now from the trigger time.
-    pub fn new(
+    pub(crate) fn new(
         template: &str,
         partition_keys: &[String],
         columns: &[String],
@@ -150,7 +151,7 @@ impl Router {
     }
 
     /// The row columns the template reads.
-    pub fn columns(&self) -> Vec<String> {
+    pub(crate) fn columns(&self) -> Vec<String> {
         self.keys
             .iter()
             .flat_map(|(_, p)| p.iter())
@@ -161,15 +162,8 @@ impl Router {
             .collect()
     }
 
-    /// True when every row goes to the same partition.
-    pub fn is_static(&self) -> bool {
-        self.keys
-            .iter()
-            .all(|(_, p)| p.iter().all(|x| matches!(x, Piece::Text(_))))
-    }
-
     /// The Tunnel-form partition spec of a row (`ds=20240501,hh=07`), or why there is none.
-    pub fn route(&self, cells: &[Cell]) -> Result<String, String> {
+    pub(crate) fn route(&self, cells: &[Cell]) -> Result<String, RowError> {
         let mut out = String::new();
         for (i, (key, pieces)) in self.keys.iter().enumerate() {
             if i > 0 {
@@ -187,15 +181,20 @@ impl Router {
                         format,
                     } => {
                         let cell = cells.get(*index).unwrap_or(&Cell::Null);
-                        render(cell, format.as_deref(), &mut out)
-                            .map_err(|why| format!("partition column {name}: {why}"))?;
+                        render(cell, format.as_deref(), &mut out).map_err(|why| {
+                            RowError::new(
+                                "bad-partition",
+                                format!("partition column {name}: {why}"),
+                            )
+                        })?;
                     }
                 }
             }
             let value = &out[start..];
             if value.is_empty() || value.contains([',', '=', '/', '\'', '"']) {
-                return Err(format!(
-                    "partition value {value:?} for {key} is empty or has , = / or quotes"
+                return Err(RowError::new(
+                    "bad-partition",
+                    format!("partition value {value:?} for {key} is empty or has , = / or quotes"),
                 ));
             }
         }
@@ -254,7 +253,8 @@ mod tests {
             t(),
         )
         .unwrap();
-        assert!(!r.is_static());
+        // Dynamic: the route depends on the row (the same template routes an hour later elsewhere).
+        assert_eq!(r.columns(), ["ts", "ts"]);
         let cells = [
             Cell::Int(1),
             Cell::Timestamp(Instant {
@@ -266,6 +266,7 @@ mod tests {
         assert!(
             r.route(&[Cell::Int(1), Cell::Null])
                 .unwrap_err()
+                .message
                 .contains("ts")
         );
     }
@@ -279,8 +280,13 @@ mod tests {
             t(),
         )
         .unwrap();
-        assert!(r.is_static());
+        // Static: every row, whatever its cells, goes to the trigger time's partition.
+        assert!(r.columns().is_empty());
         assert_eq!(r.route(&[]).unwrap(), "ds=20240501,hh=07");
+        assert_eq!(
+            r.route(&[Cell::Null, Cell::Int(5)]).unwrap(),
+            "ds=20240501,hh=07"
+        );
         let b = Router::new("ds=${bizdate}", &["ds".into()], &[], t()).unwrap();
         assert_eq!(b.route(&[]).unwrap(), "ds=20240430");
     }
@@ -291,7 +297,9 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("[ds]"), "{e}");
-        assert!(Router::new("", &[], &[], t()).unwrap().is_static());
+        let none = Router::new("", &[], &[], t()).unwrap();
+        assert!(none.columns().is_empty());
+        assert_eq!(none.route(&[Cell::Int(1)]).unwrap(), "");
         let e = Router::new("ds={nope}", &["ds".into()], &["a".into()], t())
             .unwrap_err()
             .to_string();

@@ -24,15 +24,15 @@ const STAGING_UPLOADS: usize = 2;
 
 /// What became of each record of a batch: the counts, and the dead letters as JSON lines.
 #[derive(Debug)]
-pub struct Accounting<'m> {
-    pub counts: Counts,
+pub(crate) struct Accounting<'m> {
+    pub(crate) counts: Counts,
     dead_letters: Vec<u8>,
     modules: &'m [ModuleVersion],
 }
 
 impl<'m> Accounting<'m> {
     /// Nothing read yet; dead letters name `modules`.
-    pub fn new(modules: &'m [ModuleVersion]) -> Self {
+    pub(crate) fn new(modules: &'m [ModuleVersion]) -> Self {
         Accounting {
             counts: Counts::default(),
             dead_letters: Vec::new(),
@@ -42,7 +42,12 @@ impl<'m> Accounting<'m> {
 
     /// Settles every record of `chunk`: a dead letter if the chain or the encoder refused it
     /// (the chain's reason first), loaded if it left a row, filtered otherwise.
-    pub fn settle(&mut self, chunk: &RecordBatch, output: &ChainOutput, rejected: &[Rejected]) {
+    pub(crate) fn settle(
+        &mut self,
+        chunk: &RecordBatch,
+        output: &ChainOutput,
+        rejected: &[Rejected],
+    ) {
         let n = chunk.records.len();
         let mut dead = vec![false; n];
         let refusals = output
@@ -127,14 +132,14 @@ impl<'m> Accounting<'m> {
     }
 
     /// The dead letters as one object's bytes; `None` when there are none.
-    pub fn into_dead_letters(self) -> Option<Vec<u8>> {
+    pub(crate) fn into_dead_letters(self) -> Option<Vec<u8>> {
         (!self.dead_letters.is_empty()).then_some(self.dead_letters)
     }
 }
 
 /// fetch → transform → encode → stage for a new batch; returns its intent (not yet written).
 /// Without a `reader` only `delivered` records are read (dead-letter replay).
-pub async fn stage_batch(
+pub(crate) async fn stage_batch(
     ctx: &BatchContext<'_>,
     reader: Option<&PartitionReader>,
     mut batch: BatchId,

@@ -66,7 +66,7 @@ pub fn precompile(
 
 /// Loads the component of `stage` from `wasm`, using a precompiled artifact when one matches.
 /// Also returns the component's SHA-256, which identifies the transform version in the log.
-pub fn load(
+pub(crate) fn load(
     engine: &Engine,
     stage: &str,
     wasm: &Path,

@@ -1,16 +1,12 @@
 //! The transform stage of the pipeline: a chain of one parser component and any number of row
 //! components. [`TransformHost`] is built once at cold start (one `Engine`, an epoch ticker);
-//! [`Chain`] holds the loaded, configured stages; a [`ChainRun`] per partition range holds fresh
-//! instances and runs batches through them.
-//!
-//! A trap (deadline, memory cap, panic) never blocks a partition: the instance is discarded and
-//! the batch is bisected in fresh instances until the poison record is alone; only it becomes a
-//! dead letter with code `trap`.
+//! [`Chain`] holds the loaded, configured stages; a [`ChainRun`] (in `run.rs`) per partition
+//! range holds fresh instances and runs batches through them.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
 use wasmtime::{Config, Engine, Store};
@@ -18,8 +14,9 @@ use wasmtime::{Config, Engine, Store};
 use super::artifact::{self, Origin};
 use super::bindings::parser::{ParserStage, ParserStagePre};
 use super::bindings::row::{RowStage, RowStagePre};
-use super::bindings::{BatchOutput, Column, ErrorKind, RecordBatch, RecordError, Row, StageInfo};
+use super::bindings::{Column, StageInfo};
 use super::error::TransformError;
+use super::run::ChainRun;
 use super::sandbox::{Grants, Limits, StageState};
 
 /// How often the epoch advances; deadlines are whole ticks.
@@ -167,29 +164,29 @@ fn not_world(spec: &StageSpec, world: &str, e: &wasmtime::Error) -> TransformErr
     }
 }
 
-enum Pre {
+pub(super) enum Pre {
     Parser(ParserStagePre<StageState>),
     Row(RowStagePre<StageState>),
 }
 
-enum Bound {
+pub(super) enum Bound {
     Parser(ParserStage),
     Row(RowStage),
 }
 
-struct LoadedStage {
-    spec: StageSpec,
+pub(super) struct LoadedStage {
+    pub(super) spec: StageSpec,
     pre: Pre,
     input: Vec<Column>,
-    info: Option<StageInfo>,
+    pub(super) info: Option<StageInfo>,
     origin: Origin,
     sha256: String,
 }
 
 /// A live instance of a stage.
-struct Live {
-    store: Store<StageState>,
-    bound: Bound,
+pub(super) struct Live {
+    pub(super) store: Store<StageState>,
+    pub(super) bound: Bound,
 }
 
 impl LoadedStage {
@@ -201,7 +198,7 @@ impl LoadedStage {
             .unwrap_or_default()
     }
 
-    fn instantiate(&self, engine: &Engine) -> Result<(Live, StageInfo), TransformError> {
+    pub(super) fn instantiate(&self, engine: &Engine) -> Result<(Live, StageInfo), TransformError> {
         let spec = &self.spec;
         let mut store = Store::new(
             engine,
@@ -245,15 +242,15 @@ impl LoadedStage {
     }
 }
 
-fn deadline_ticks(deadline: Duration) -> u64 {
+pub(super) fn deadline_ticks(deadline: Duration) -> u64 {
     (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
 /// A loaded chain: shared by every range an invocation runs.
 pub struct Chain {
-    engine: Engine,
+    pub(super) engine: Engine,
     _ticker: Arc<Ticker>,
-    stages: Vec<LoadedStage>,
+    pub(super) stages: Vec<LoadedStage>,
 }
 
 impl std::fmt::Debug for Chain {
@@ -295,343 +292,6 @@ impl Chain {
 
     /// Fresh instances for one partition range.
     pub fn start_run(&self) -> ChainRun<'_> {
-        ChainRun {
-            chain: self,
-            live: self.stages.iter().map(|_| None).collect(),
-            metrics: self
-                .stages
-                .iter()
-                .map(|s| StageMetrics {
-                    stage: s.spec.name.clone(),
-                    ..StageMetrics::default()
-                })
-                .collect(),
-        }
-    }
-}
-
-/// Counters of one stage over a run.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct StageMetrics {
-    pub stage: String,
-    pub records_in: u64,
-    pub rows_out: u64,
-    pub filtered: u64,
-    pub errors: u64,
-    pub traps: u64,
-    pub time: Duration,
-}
-
-/// A record that did not make it through the chain, with the stage that said why.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct DeadLetter {
-    /// Index of the record in the batch.
-    pub source: u32,
-    pub stage: String,
-    pub code: String,
-    pub message: String,
-}
-
-/// What a batch became.
-#[derive(Debug, Default)]
-pub struct ChainOutput {
-    /// Rows in the chain's output columns; `source` is the record's index in the batch.
-    pub rows: Vec<Row>,
-    pub dead_letters: Vec<DeadLetter>,
-}
-
-/// Instances of every stage for one partition range.
-pub struct ChainRun<'c> {
-    chain: &'c Chain,
-    live: Vec<Option<Live>>,
-    metrics: Vec<StageMetrics>,
-}
-
-impl std::fmt::Debug for ChainRun<'_> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ChainRun")
-            .field("metrics", &self.metrics)
-            .finish_non_exhaustive()
-    }
-}
-
-/// Items a stage takes: Kafka records (first stage) or rows, as a window of the stage's input.
-#[derive(Clone, Copy)]
-enum Items<'a> {
-    Records {
-        batch: &'a RecordBatch,
-        start: usize,
-        end: usize,
-    },
-    /// Rows whose `source` equals their position in the full slice.
-    Rows {
-        rows: &'a [Row],
-        start: usize,
-        end: usize,
-    },
-}
-
-impl Items<'_> {
-    fn len(&self) -> usize {
-        match self {
-            Items::Records { start, end, .. } | Items::Rows { start, end, .. } => end - start,
-        }
-    }
-
-    fn split(&self, mid: usize) -> (Self, Self) {
-        match *self {
-            Items::Records { batch, start, end } => (
-                Items::Records {
-                    batch,
-                    start,
-                    end: start + mid,
-                },
-                Items::Records {
-                    batch,
-                    start: start + mid,
-                    end,
-                },
-            ),
-            Items::Rows { rows, start, end } => (
-                Items::Rows {
-                    rows,
-                    start,
-                    end: start + mid,
-                },
-                Items::Rows {
-                    rows,
-                    start: start + mid,
-                    end,
-                },
-            ),
-        }
-    }
-}
-
-impl ChainRun<'_> {
-    /// Runs one batch through every stage.
-    pub fn run(&mut self, batch: &RecordBatch) -> Result<ChainOutput, TransformError> {
-        let mut dead_letters = Vec::new();
-        let mut items_rows: Vec<Row> = Vec::new();
-        // origin[i] = index in `batch.records` of the record behind the i-th row entering a stage.
-        let mut origin: Vec<u32> = (0..batch.records.len() as u32).collect();
-        for stage in 0..self.chain.stages.len() {
-            let items = if stage == 0 {
-                Items::Records {
-                    batch,
-                    start: 0,
-                    end: batch.records.len(),
-                }
-            } else {
-                Items::Rows {
-                    rows: &items_rows,
-                    start: 0,
-                    end: items_rows.len(),
-                }
-            };
-            let n = items.len();
-            let started = Instant::now();
-            let mut out = BatchOutput {
-                rows: Vec::new(),
-                errors: Vec::new(),
-            };
-            self.isolate(stage, items, 0, &mut out)?;
-            let name = &self.chain.stages[stage].spec.name;
-            let width = self.chain.stages[stage]
-                .info
-                .as_ref()
-                .map_or(0, |i| i.output.len());
-            let mut produced = vec![false; n];
-            for row in &out.rows {
-                let Some(seen) = produced.get_mut(row.source as usize) else {
-                    return Err(contract(
-                        name,
-                        format!("row source {} is outside a batch of {n}", row.source),
-                    ));
-                };
-                *seen = true;
-                if row.cells.len() != width {
-                    return Err(contract(
-                        name,
-                        format!(
-                            "a row has {} cells but the stage declared {width} columns",
-                            row.cells.len()
-                        ),
-                    ));
-                }
-            }
-            let m = &mut self.metrics[stage];
-            m.records_in += n as u64;
-            m.rows_out += out.rows.len() as u64;
-            m.errors += out.errors.len() as u64;
-            for error in out.errors {
-                if error.kind == ErrorKind::Fatal {
-                    return Err(TransformError::Fatal {
-                        stage: name.clone(),
-                        code: error.code,
-                        message: error.message,
-                    });
-                }
-                let Some(seen) = produced.get_mut(error.source as usize) else {
-                    return Err(contract(
-                        name,
-                        format!("error source {} is outside a batch of {n}", error.source),
-                    ));
-                };
-                *seen = true;
-                dead_letters.push(DeadLetter {
-                    source: origin[error.source as usize],
-                    stage: name.clone(),
-                    code: error.code,
-                    message: error.message,
-                });
-            }
-            m.filtered += produced.iter().filter(|p| !**p).count() as u64;
-            m.time += started.elapsed();
-            let next_origin: Vec<u32> =
-                out.rows.iter().map(|r| origin[r.source as usize]).collect();
-            items_rows = out
-                .rows
-                .into_iter()
-                .enumerate()
-                .map(|(i, r)| Row {
-                    source: i as u32,
-                    cells: r.cells,
-                })
-                .collect();
-            origin = next_origin;
-        }
-        for (row, source) in items_rows.iter_mut().zip(&origin) {
-            row.source = *source;
-        }
-        Ok(ChainOutput {
-            rows: items_rows,
-            dead_letters,
-        })
-    }
-
-    /// Per-stage counters so far.
-    pub fn metrics(&self) -> &[StageMetrics] {
-        &self.metrics
-    }
-
-    /// Calls `stage` on `items`; on a trap, bisects in fresh instances until the poison item is
-    /// alone and reports it as an `invalid-input` error with code `trap`.
-    fn isolate(
-        &mut self,
-        stage: usize,
-        items: Items<'_>,
-        offset: u32,
-        out: &mut BatchOutput,
-    ) -> Result<(), TransformError> {
-        if items.len() == 0 {
-            return Ok(());
-        }
-        match self.call(stage, &items)? {
-            Ok(mut part) => {
-                for row in &mut part.rows {
-                    row.source += offset;
-                }
-                for error in &mut part.errors {
-                    error.source += offset;
-                }
-                out.rows.append(&mut part.rows);
-                out.errors.append(&mut part.errors);
-                Ok(())
-            }
-            Err(reason) => {
-                self.metrics[stage].traps += 1;
-                self.live[stage] = None;
-                tracing::warn!(stage = %self.chain.stages[stage].spec.name, items = items.len(), %reason, "Transform trapped; isolating the record that caused it.");
-                if items.len() == 1 {
-                    out.errors.push(RecordError {
-                        source: offset,
-                        kind: ErrorKind::InvalidInput,
-                        code: "trap".into(),
-                        message: reason,
-                    });
-                    return Ok(());
-                }
-                let mid = items.len() / 2;
-                let (left, right) = items.split(mid);
-                self.isolate(stage, left, offset, out)?;
-                self.isolate(stage, right, offset + mid as u32, out)
-            }
-        }
-    }
-
-    /// One call; the inner `Err` is a trap's description.
-    fn call(
-        &mut self,
-        stage: usize,
-        items: &Items<'_>,
-    ) -> Result<Result<BatchOutput, String>, TransformError> {
-        let loaded = &self.chain.stages[stage];
-        if self.live[stage].is_none() {
-            self.live[stage] = Some(loaded.instantiate(&self.chain.engine)?.0);
-        }
-        let Some(live) = self.live[stage].as_mut() else {
-            unreachable!()
-        };
-        live.store.data_mut().start_call();
-        live.store
-            .set_epoch_deadline(deadline_ticks(loaded.spec.limits.call_deadline));
-        // The whole input goes as it is; only a bisected half is copied (and renumbered, since
-        // sources are indices into the batch as the call sees it).
-        let result = match (&live.bound, *items) {
-            (Bound::Parser(p), Items::Records { batch, start, end }) => {
-                if start == 0 && end == batch.records.len() {
-                    p.kafka2mc_transform_parser()
-                        .call_parse(&mut live.store, batch)
-                } else {
-                    let half = RecordBatch {
-                        topic: batch.topic.clone(),
-                        partition: batch.partition,
-                        records: batch.records[start..end].to_vec(),
-                    };
-                    p.kafka2mc_transform_parser()
-                        .call_parse(&mut live.store, &half)
-                }
-            }
-            (Bound::Row(r), Items::Rows { rows, start, end }) => {
-                if start == 0 && end == rows.len() {
-                    r.kafka2mc_transform_row_transform()
-                        .call_transform(&mut live.store, rows)
-                } else {
-                    let half: Vec<Row> = rows[start..end]
-                        .iter()
-                        .enumerate()
-                        .map(|(i, row)| Row {
-                            source: i as u32,
-                            cells: row.cells.clone(),
-                        })
-                        .collect();
-                    r.kafka2mc_transform_row_transform()
-                        .call_transform(&mut live.store, &half)
-                }
-            }
-            _ => {
-                return Err(contract(
-                    &loaded.spec.name,
-                    "stage kind does not match its input".into(),
-                ));
-            }
-        };
-        Ok(result.map_err(|e| describe_trap(&e, loaded.spec.limits.call_deadline)))
-    }
-}
-
-fn describe_trap(e: &wasmtime::Error, deadline: Duration) -> String {
-    match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => format!("deadline of {deadline:?} per call exceeded"),
-        Some(trap) => format!("{trap}: {}", e.root_cause()),
-        None => format!("{}", e.root_cause()),
-    }
-}
-
-fn contract(stage: &str, reason: String) -> TransformError {
-    TransformError::Contract {
-        stage: stage.to_owned(),
-        reason,
+        ChainRun::new(self)
     }
 }

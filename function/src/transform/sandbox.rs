@@ -44,7 +44,7 @@ impl Default for Limits {
 }
 
 /// The store data of one instance.
-pub struct StageState {
+pub(crate) struct StageState {
     stage: String,
     wasi: WasiCtx,
     table: ResourceTable,
@@ -62,7 +62,7 @@ impl std::fmt::Debug for StageState {
 
 impl StageState {
     /// A locked-down state for `stage`.
-    pub fn new(stage: &str, grants: Grants, limits: Limits) -> Self {
+    pub(crate) fn new(stage: &str, grants: Grants, limits: Limits) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_tcp(false)
             .allow_udp(false)
@@ -88,12 +88,12 @@ impl StageState {
     }
 
     /// The memory limiter the store installs.
-    pub fn limiter(&mut self) -> &mut dyn ResourceLimiter {
+    pub(crate) fn limiter(&mut self) -> &mut dyn ResourceLimiter {
         &mut self.limits
     }
 
     /// Resets the per-call log budget.
-    pub fn start_call(&mut self) {
+    pub(crate) fn start_call(&mut self) {
         self.log_lines = 0;
     }
 }

@@ -1,5 +1,6 @@
 use super::*;
-use crate::maxcompute::{Column, Compression, decode_block};
+use crate::maxcompute::{Column, ColumnType, Compression, TableSchema, decode_block};
+use crate::transform::bindings::Cell;
 use crate::transform::bindings::{Column as WitColumn, ColumnType as W, Instant};
 
 fn table() -> TableSchema {
