@@ -19,7 +19,7 @@ use crate::metrics;
 use crate::pipeline::commit::{CommitLog, LogScope, ModuleVersion, TopicPartition};
 use crate::pipeline::encode::Layout;
 use crate::pipeline::plan::{self, OffsetSpec, Work};
-use crate::pipeline::route::Router;
+use crate::pipeline::route::{RouteError, Router};
 use crate::pipeline::{BatchContext, run_batch, sync_partition};
 use crate::report::{BatchReport, InvocationReport, PartitionOutcome};
 use crate::secrets::{SecretRef, SecretResolver};
@@ -117,7 +117,7 @@ pub(crate) fn router(
     chain: &Chain,
     table: &TableInfo,
     time: chrono::DateTime<chrono::Utc>,
-) -> Result<Router, PipelineError> {
+) -> Result<Router, RouteError> {
     let names: Vec<String> = chain
         .output_columns()
         .iter()
@@ -264,15 +264,9 @@ impl App {
         let router = match router(&self.config, &self.chain, &self.table, time) {
             Ok(r) => r,
             Err(e) => {
-                let reason = e.to_string();
                 return work
                     .into_iter()
-                    .map(|w| {
-                        let error = PipelineError::Partition {
-                            reason: reason.clone(),
-                        };
-                        PartitionOutcome::failed(w.tp, None, error)
-                    })
+                    .map(|w| PartitionOutcome::failed(w.tp, None, e.clone().into()))
                     .collect();
             }
         };

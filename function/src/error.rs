@@ -12,6 +12,7 @@ use crate::kafka::KafkaError;
 use crate::maxcompute::MaxComputeError;
 use crate::pipeline::encode::EncodeError;
 use crate::pipeline::fetch::FetchError;
+use crate::pipeline::route::RouteError;
 use crate::staging::StagingError;
 use crate::transform::TransformError;
 
@@ -62,9 +63,8 @@ pub enum PipelineError {
     },
     #[error("the chain's output does not fit table {table}: {problems}")]
     SchemaMismatch { table: String, problems: String },
-    /// The destination-partition template cannot be applied.
-    #[error("destination partition: {reason}")]
-    Partition { reason: String },
+    #[error(transparent)]
+    Route(#[from] RouteError),
     /// The invocation event cannot be read.
     #[error("event: {reason}")]
     Event { reason: String },
@@ -144,7 +144,7 @@ impl PipelineError {
             PipelineError::ErrorLimit { .. } => Class::new("error-limit", false, true),
             PipelineError::LostRace { .. } => Class::new("lost-race", false, false),
             PipelineError::SchemaMismatch { .. } => Class::new("schema-mismatch", false, true),
-            PipelineError::Partition { .. } => Class::new("partition", false, true),
+            PipelineError::Route(_) => Class::new("partition", false, true),
             PipelineError::Event { .. } => Class::new("event", false, true),
             PipelineError::UnknownTopic { .. } => Class::new("unknown-topic", false, true),
             PipelineError::BackfillRange { .. } => Class::new("backfill-range", false, true),

@@ -41,10 +41,7 @@ pub(crate) async fn load(
     mut etag: String,
 ) -> Result<(Intent, LoadReport), PipelineError> {
     let mut report = LoadReport::default();
-    let tp = crate::pipeline::commit::TopicPartition {
-        topic: intent.batch.topic.clone(),
-        partition: intent.batch.partition,
-    };
+    let tp = intent.batch.tp();
     for d in 0..intent.destinations.len() {
         let partition = spec(&intent.destinations[d].partition)?;
         // Resume the recorded session if it can still commit.

@@ -5,7 +5,6 @@
 use chrono::{DateTime, Duration, Utc};
 
 use super::encode::RowError;
-use crate::error::PipelineError;
 use crate::transform::bindings::Cell;
 
 /// One piece of a partition value.
@@ -26,14 +25,22 @@ pub(crate) struct Router {
     keys: Vec<(String, Vec<Piece>)>,
 }
 
-fn err(reason: impl Into<String>) -> PipelineError {
-    PipelineError::Partition {
+/// The destination-partition template cannot be applied (to the table's keys, the chain's
+/// columns or the trigger's time): every partition of the invocation fails with it.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("destination partition: {reason}")]
+pub struct RouteError {
+    reason: String,
+}
+
+fn err(reason: impl Into<String>) -> RouteError {
+    RouteError {
         reason: reason.into(),
     }
 }
 
 /// DataWorks time tokens in `${…}` replaced from `time`.
-fn dataworks(token: &str, time: DateTime<Utc>) -> Result<String, PipelineError> {
+fn dataworks(token: &str, time: DateTime<Utc>) -> Result<String, RouteError> {
     if token == "bizdate" {
         return Ok((time - Duration::days(1)).format("%Y%m%d").to_string());
     }
@@ -77,7 +84,7 @@ impl Router {
         partition_keys: &[String],
         columns: &[String],
         trigger_time: DateTime<Utc>,
-    ) -> Result<Router, PipelineError> {
+    ) -> Result<Router, RouteError> {
         let mut keys = Vec::new();
         for part in template.split(',').map(str::trim).filter(|p| !p.is_empty()) {
             let (key, value) = part

@@ -215,6 +215,15 @@ pub(crate) async fn stage_batch(
     };
     times.stage += t.elapsed();
     tracing::debug!(?counts, "staged");
+    for m in run.metrics() {
+        // Per-stage counters of the batch: at info level when a stage refused or trapped, so an
+        // operator sees which stage produces the dead letters.
+        if m.errors + m.traps > 0 {
+            tracing::info!(stage = %m.stage, records_in = m.records_in, rows_out = m.rows_out, filtered = m.filtered, errors = m.errors, traps = m.traps, ms = m.time.as_millis() as u64, "stage refused records");
+        } else {
+            tracing::debug!(stage = %m.stage, records_in = m.records_in, rows_out = m.rows_out, filtered = m.filtered, ms = m.time.as_millis() as u64, "stage");
+        }
+    }
     if limits
         .error_limit
         .exceeded(counts.dead_lettered, counts.read)
