@@ -273,7 +273,7 @@ impl App {
         let ctx = &self.context(&self.log, &router, invocation);
         futures_util::stream::iter(work)
             .map(|w| async move {
-                let outcome = self.sync_one(ctx, &w, deadline).await;
+                let outcome = sync_partition(ctx, &self.kafka, &w, deadline).await;
                 if self.emit_metrics {
                     metrics::emit(&outcome);
                 }
@@ -282,30 +282,6 @@ impl App {
             .buffer_unordered(self.config.limits.concurrency)
             .collect()
             .await
-    }
-
-    /// One partition of the work: its reader, its origin, its batches.
-    async fn sync_one(
-        &self,
-        ctx: &BatchContext<'_>,
-        w: &Work,
-        deadline: Instant,
-    ) -> PartitionOutcome {
-        // A partition failing before its first batch is redelivered from its start.
-        let redeliver_from = match w.start {
-            OffsetSpec::Offset(o) => Some(o),
-            _ => None,
-        };
-        let reader = match self.kafka.partition(&w.tp).await {
-            Ok(r) => r,
-            Err(e) => return PartitionOutcome::failed(w.tp.clone(), redeliver_from, e.into()),
-        };
-        match reader.resolve(w.start).await {
-            Ok(origin) => {
-                sync_partition(ctx, &reader, origin, w.target, &w.delivered, deadline).await
-            }
-            Err(e) => PartitionOutcome::failed(w.tp.clone(), redeliver_from, e.into()),
-        }
     }
 
     fn context<'a>(

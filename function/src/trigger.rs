@@ -6,7 +6,8 @@ pub use k2mc_formats::event::{
     EventError, EventRecord, TopicPartition, Trigger, batch_item_failures, parse_event,
 };
 
-use crate::transform::bindings::{Header, KafkaRecord};
+use crate::transform::bindings::KafkaRecord;
+use crate::transform::headers_from_pairs;
 
 /// The one conversion of a record an event delivered. Headers keep the payload's order and
 /// repeated names.
@@ -17,14 +18,7 @@ impl From<EventRecord> for KafkaRecord {
             timestamp_ms: r.timestamp_ms,
             key: r.key,
             value: r.value,
-            headers: r
-                .headers
-                .into_iter()
-                .map(|(key, value)| Header {
-                    key,
-                    value: Some(value),
-                })
-                .collect(),
+            headers: headers_from_pairs(r.headers),
         }
     }
 }

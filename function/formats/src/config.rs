@@ -342,6 +342,29 @@ fn default_error_limit() -> ErrorLimit {
     ErrorLimit::Count(0)
 }
 
+/// The smallest valid config: the keys without defaults and one transform. Tests of every crate
+/// start from it and change what they need.
+pub const MINIMAL_EXAMPLE: &str = r#"
+[kafka]
+bootstrap = ["127.0.0.1:9092"]
+topics = ["vehicles"]
+
+[maxcompute]
+endpoint = "http://127.0.0.1:8080/api"
+project = "p"
+table = "t"
+access_id = "env:ID"
+access_key = "env:KEY"
+
+[staging]
+bucket = "b"
+
+[[transforms]]
+name = "parse"
+wasm = "kafka_columns.wasm"
+settings = { columns = "id:bigint" }
+"#;
+
 impl Config {
     /// Reads `path`, applies `K2MC__…` overrides from `env`, and checks the result.
     pub fn load(

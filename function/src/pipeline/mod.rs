@@ -1,7 +1,8 @@
 //! The pipeline: one partition's batches, each top to bottom through plan → fetch → transform →
 //! encode → stage → intent → load → commit. [`run_batch`] is the whole of one batch, one call per
-//! stage; [`sync_partition`] runs batches until the partition is caught up, the trigger's range is
-//! done, or the invocation's time runs short. The invariants they keep are numbered in
+//! stage; [`sync_partition`] is one partition of the plan: its reader and origin, then batches
+//! until the partition is caught up, the trigger's range is done, or the invocation's time runs
+//! short. The invariants they keep are numbered in
 //! `docs/architecture.md`.
 //!
 //! | stage | module |
@@ -29,6 +30,7 @@ use tracing::Instrument as _;
 use crate::config::Config;
 use crate::error::PipelineError;
 use crate::fault;
+use crate::kafka::Kafka;
 use crate::maxcompute::MaxComputeClient;
 use crate::metrics::StageTimes;
 use crate::report::{BatchReport, PartitionOutcome};
@@ -38,7 +40,7 @@ use crate::transform::bindings::KafkaRecord;
 use commit::{BatchId, CommitLog, Entry, Intent, ModuleVersion, TopicPartition};
 use encode::Layout;
 use fetch::PartitionReader;
-use plan::Target;
+use plan::{Target, Work};
 use route::Router;
 
 /// Everything a batch needs, built once per invocation.
@@ -55,95 +57,82 @@ pub(crate) struct BatchContext<'a> {
     pub(crate) invocation: &'a str,
 }
 
-/// Syncs one partition from `origin` (used only if its log has none yet): batches until caught
-/// up with `target`, out of batches, or out of time.
+/// Syncs one partition of the plan: its reader, its origin (used only if its log has none
+/// yet), then batches until caught up with the work's target, out of batches, or out of time.
 pub(crate) async fn sync_partition(
     ctx: &BatchContext<'_>,
-    reader: &PartitionReader,
-    origin: i64,
-    target: Target,
-    delivered: &[KafkaRecord],
+    kafka: &Kafka,
+    work: &Work,
     deadline: Instant,
 ) -> PartitionOutcome {
-    let tp = reader.tp().clone();
+    let tp = &work.tp;
     let span = tracing::info_span!("partition", topic = %tp.topic, partition = tp.partition);
     let mut outcome = PartitionOutcome::new(tp.clone());
-    let result = sync_batches(
-        ctx,
-        reader,
-        origin,
-        target,
-        delivered,
-        deadline,
-        &mut outcome,
-    )
+    let result: Result<(), PipelineError> = async {
+        let reader = kafka.partition(tp).await?;
+        let origin = reader.resolve(work.start).await?;
+        let mut next = match ctx.log.position(tp).await?.next {
+            Some(n) => n,
+            None => ctx.log.ensure_origin(tp, origin).await?,
+        };
+        outcome.next = Some(next);
+        let end = match work.target {
+            Target::Offset(end) => end,
+            Target::HighWatermark => {
+                let earliest = reader.earliest().await?;
+                plan::check_retained(tp, next, earliest)?;
+                reader.watermark_at(next).await?
+            }
+        };
+        outcome.high_watermark = Some(end);
+        let limits = &ctx.config.limits;
+        for _ in 0..limits.batches_per_invocation {
+            // A batch already fixed by an intent is resumed whatever the target says.
+            let resumable = ctx.log.intent(tp, next).await?;
+            if next >= end && resumable.is_none() {
+                break;
+            }
+            if deadline.saturating_duration_since(Instant::now()) < limits.time_reserve() {
+                tracing::info!(
+                    next,
+                    end,
+                    "stopping: too little time left for another batch"
+                );
+                break;
+            }
+            let planned = plan::batch_range(next, end, limits.batch_records);
+            match run_batch(ctx, Some(&reader), tp, planned, &work.delivered, resumable).await {
+                Ok(report) => {
+                    next = report.batch.end;
+                    outcome.next = Some(next);
+                    outcome.batches.push(report);
+                }
+                Err(PipelineError::LostRace { .. }) => {
+                    tracing::info!(
+                        next,
+                        "another invocation committed this batch; stopping cleanly"
+                    );
+                    outcome.next = ctx.log.position(tp).await?.next;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
     .instrument(span.clone())
     .await;
     if let Err(e) = result {
         span.in_scope(|| tracing::error!(error = %e, kind = e.kind(), "partition stopped"));
+        // A partition failing before its first batch is redelivered from where its work starts.
+        if outcome.next.is_none()
+            && let plan::OffsetSpec::Offset(o) = work.start
+        {
+            outcome.next = Some(o);
+        }
         outcome.error = Some(e);
     }
     outcome
-}
-
-async fn sync_batches(
-    ctx: &BatchContext<'_>,
-    reader: &PartitionReader,
-    origin: i64,
-    target: Target,
-    delivered: &[KafkaRecord],
-    deadline: Instant,
-    outcome: &mut PartitionOutcome,
-) -> Result<(), PipelineError> {
-    let tp = &outcome.tp.clone();
-    let mut next = match ctx.log.position(tp).await?.next {
-        Some(n) => n,
-        None => ctx.log.ensure_origin(tp, origin).await?,
-    };
-    outcome.next = Some(next);
-    let end = match target {
-        Target::Offset(end) => end,
-        Target::HighWatermark => {
-            let earliest = reader.earliest().await?;
-            plan::check_retained(tp, next, earliest)?;
-            reader.watermark_at(next).await?
-        }
-    };
-    outcome.high_watermark = Some(end);
-    let limits = &ctx.config.limits;
-    for _ in 0..limits.batches_per_invocation {
-        // A batch already fixed by an intent is resumed whatever the target says.
-        let resumable = ctx.log.intent(tp, next).await?;
-        if next >= end && resumable.is_none() {
-            break;
-        }
-        if deadline.saturating_duration_since(Instant::now()) < limits.time_reserve() {
-            tracing::info!(
-                next,
-                end,
-                "stopping: too little time left for another batch"
-            );
-            break;
-        }
-        let planned = plan::batch_range(next, end, limits.batch_records);
-        match run_batch(ctx, Some(reader), tp, planned, delivered, resumable).await {
-            Ok(report) => {
-                next = report.batch.end;
-                outcome.next = Some(next);
-                outcome.batches.push(report);
-            }
-            Err(PipelineError::LostRace { .. }) => {
-                tracing::info!(
-                    next,
-                    "another invocation committed this batch; stopping cleanly"
-                );
-                outcome.next = ctx.log.position(tp).await?.next;
-                break;
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }
 
 /// One batch: fixes `[start, end)` (or resumes the intent found), moves it into MaxCompute and

@@ -54,3 +54,17 @@ pub fn stage_specs(config: &crate::config::Config) -> Vec<StageSpec> {
         })
         .collect()
 }
+
+/// Kafka header pairs (from a fetch or an event) as the transform contract's headers, in the
+/// order given.
+pub(crate) fn headers_from_pairs(
+    pairs: impl IntoIterator<Item = (String, Vec<u8>)>,
+) -> Vec<bindings::Header> {
+    pairs
+        .into_iter()
+        .map(|(key, value)| bindings::Header {
+            key,
+            value: Some(value),
+        })
+        .collect()
+}

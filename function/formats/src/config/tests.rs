@@ -1,25 +1,6 @@
 use super::*;
 
-const MINIMAL: &str = r#"
-[kafka]
-bootstrap = ["127.0.0.1:9092"]
-topics = ["vehicles"]
-
-[maxcompute]
-endpoint = "http://127.0.0.1:8080/api"
-project = "p"
-table = "t"
-access_id = "env:ID"
-access_key = "env:KEY"
-
-[staging]
-bucket = "b"
-
-[[transforms]]
-name = "parse"
-wasm = "kafka_columns.wasm"
-settings = { columns = "id:bigint" }
-"#;
+use super::MINIMAL_EXAMPLE as MINIMAL;
 
 #[test]
 fn minimal_config_gets_defaults() {

@@ -37,7 +37,8 @@ use rskafka::record::RecordAndOffset;
 use thiserror::Error;
 
 use super::plan::OffsetSpec;
-use crate::transform::bindings::{Header, KafkaRecord};
+use crate::transform::bindings::KafkaRecord;
+use crate::transform::headers_from_pairs;
 use k2mc_formats::event::TopicPartition;
 
 pub use range::RangeReader;
@@ -122,15 +123,7 @@ impl From<RecordAndOffset> for KafkaRecord {
             timestamp_ms: r.record.timestamp.timestamp_millis(),
             key: r.record.key,
             value: r.record.value,
-            headers: r
-                .record
-                .headers
-                .into_iter()
-                .map(|(key, value)| Header {
-                    key,
-                    value: Some(value),
-                })
-                .collect(),
+            headers: headers_from_pairs(r.record.headers),
         }
     }
 }

@@ -5,29 +5,11 @@ use std::collections::BTreeMap;
 use super::*;
 use k2mc_formats::event::EventRecord;
 
-const CONFIG: &str = r#"
-[kafka]
-bootstrap = ["127.0.0.1:9092"]
-topics = ["a", "b"]
-start_from = "latest"
-
-[maxcompute]
-endpoint = "http://127.0.0.1:8080/api"
-project = "p"
-table = "t"
-access_id = "env:ID"
-access_key = "env:KEY"
-
-[staging]
-bucket = "b"
-
-[[transforms]]
-name = "parse"
-wasm = "kafka_columns.wasm"
-"#;
-
 fn config() -> Config {
-    Config::parse(CONFIG, []).expect("config")
+    let mut c = Config::parse(k2mc_formats::config::MINIMAL_EXAMPLE, []).expect("config");
+    c.kafka.topics = vec!["a".into(), "b".into()];
+    c.kafka.start_from = StartFrom::Latest;
+    c
 }
 
 fn schedule(topics: &[&str], partitions: &[i32]) -> Trigger {
