@@ -10,7 +10,8 @@ use clap::Parser;
 async fn main() -> std::process::ExitCode {
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
     let filter = tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| {
-        tracing_subscriber::EnvFilter::new(if in_lambda { "info" } else { "warn" })
+        // A transform's own output (target `guest`) is shown on the command line too.
+        tracing_subscriber::EnvFilter::new(if in_lambda { "info" } else { "warn,guest=info" })
     });
     let result = if in_lambda {
         // JSON lines with the invocation, topic, partition and range fields of the open spans.
@@ -23,8 +24,10 @@ async fn main() -> std::process::ExitCode {
             .init();
         serve().await
     } else {
+        // Colours only on a terminal: logs piped to a file or another program stay plain text.
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .init();
         cmd::run(cmd::Args::parse()).await

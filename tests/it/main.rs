@@ -8,6 +8,7 @@ mod case;
 mod deploy;
 mod emulator;
 mod faults;
+mod guest_output;
 mod hostile;
 mod kafka_tls;
 mod maxcompute;

@@ -9,6 +9,7 @@ import { bytesToHex, utf8ToBytes } from "@noble/hashes/utils";
 
 let plan = null;
 let hmacKey = null;
+let debug = false;
 
 const RULES = ["phone", "email", "id-number", "sha256", "hmac-sha256", "drop", "null"];
 
@@ -38,7 +39,12 @@ export const rowTransform = {
         hmacKey = utf8ToBytes(value);
         continue;
       }
-      if (!key.startsWith("column.")) throw `unknown key '${key}': use column.<name> = <rule> or hmac-key`;
+      if (key === "debug") {
+        if (value !== "true" && value !== "false") throw `debug = '${value}': use true or false`;
+        debug = value === "true";
+        continue;
+      }
+      if (!key.startsWith("column.")) throw `unknown key '${key}': use column.<name> = <rule>, hmac-key or debug`;
       const name = key.slice("column.".length);
       if (!RULES.includes(value)) {
         throw `${key} = '${value}': the rule must be phone, email, id-number, sha256, hmac-sha256, drop or null`;
@@ -66,6 +72,7 @@ export const rowTransform = {
 
   transform(rows) {
     const rules = plan || [];
+    if (debug) console.log(`mask: ${rows.length} rows`);
     const out = rows.map((row) => {
       const cells = [];
       row.cells.forEach((cell, i) => {

@@ -19,6 +19,7 @@ RULES = ("phone", "email", "id-number", "sha256", "hmac-sha256", "drop", "null")
 TEXT_TYPES = (types.ColumnType_String, types.ColumnType_Varchar, types.ColumnType_FixedChar)
 
 _plan: Optional[Tuple[List[Optional[str]], bytes]] = None
+_debug = False
 
 
 def keep_ends(value: str, head: int, tail: int) -> str:
@@ -48,15 +49,21 @@ def apply(rule: str, value: str, key: bytes) -> str:
 
 class RowTransform(exports.RowTransform):
     def configure(self, config: List[Tuple[str, str]], input: List[types.Column]) -> types.StageInfo:
-        global _plan
+        global _plan, _debug
         rules: List[Optional[str]] = [None] * len(input)
         key: Optional[bytes] = None
+        debug = False
         for k, v in config:
             if k == "hmac-key":
                 key = v.encode()
                 continue
+            if k == "debug":
+                if v not in ("true", "false"):
+                    raise Err(f"debug = '{v}': use true or false")
+                debug = v == "true"
+                continue
             if not k.startswith("column."):
-                raise Err(f"unknown key '{k}': use column.<name> = <rule> or hmac-key")
+                raise Err(f"unknown key '{k}': use column.<name> = <rule>, hmac-key or debug")
             name = k[len("column."):]
             if v not in RULES:
                 raise Err(f"{k} = '{v}': the rule must be phone, email, id-number, sha256, hmac-sha256, drop or null")
@@ -77,6 +84,7 @@ class RowTransform(exports.RowTransform):
             if not key:
                 raise Err("hmac-key is empty")
         _plan = (rules, key or b"")
+        _debug = debug
         output = []
         for column, rule in zip(input, rules):
             if rule == "drop":
@@ -91,6 +99,8 @@ class RowTransform(exports.RowTransform):
 
     def transform(self, rows: List[types.Row]) -> types.BatchOutput:
         rules, key = _plan if _plan is not None else ([], b"")
+        if _debug:
+            print(f"mask: {len(rows)} rows")
         out = []
         errors = []
         for row in rows:

@@ -1,12 +1,14 @@
 //! The transform stage: user-supplied WebAssembly components (WIT contract `wit/transform.wit`)
 //! run in a sandbox under wasmtime. `chain` loads the stages, `run` runs batches through them and
-//! isolates poison records; `sandbox` decides what an instance may touch; `artifact` loads precompiled `.cwasm`
+//! isolates poison records; `sandbox` decides what an instance may touch and `output` where
+//! its stdout and stderr go; `artifact` loads precompiled `.cwasm`
 //! files; `bindings` is generated from the WIT.
 
 mod artifact;
 pub mod bindings;
 mod chain;
 mod error;
+mod output;
 mod run;
 mod sandbox;
 

@@ -126,8 +126,13 @@ impl<'c> ChainRun<'c> {
         }
     }
 
-    /// Runs one batch through every stage.
+    /// Runs one batch through every stage. Callable from async code: the guest calls run where
+    /// WASI's synchronous host calls may block (see [`off_async`]).
     pub fn run(&mut self, batch: &RecordBatch) -> Result<ChainOutput, TransformError> {
+        off_async(|| self.run_batch(batch))
+    }
+
+    fn run_batch(&mut self, batch: &RecordBatch) -> Result<ChainOutput, TransformError> {
         let mut dead_letters = Vec::new();
         let mut items_rows: Vec<Row> = Vec::new();
         // origin[i] = index in `batch.records` of the record behind the i-th row entering a stage.
@@ -350,5 +355,22 @@ fn contract(stage: &str, reason: String) -> TransformError {
     TransformError::Contract {
         stage: stage.to_owned(),
         reason,
+    }
+}
+
+/// Runs `f`, which calls into guests, where wasmtime-wasi's synchronous host calls may block.
+/// They (a guest's write to stdout, for one) `block_on` the ambient tokio runtime, which panics
+/// on a thread that drives async tasks. On a multi-threaded runtime the calls run in
+/// `block_in_place`; on a current-thread runtime, on a scoped thread of their own; outside any
+/// runtime, here.
+fn off_async<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    use tokio::runtime::{Handle, RuntimeFlavor};
+    match Handle::try_current() {
+        Ok(h) if h.runtime_flavor() == RuntimeFlavor::MultiThread => tokio::task::block_in_place(f),
+        Ok(_) => std::thread::scope(|s| match s.spawn(f).join() {
+            Ok(r) => r,
+            Err(panic) => std::panic::resume_unwind(panic),
+        }),
+        Err(_) => f(),
     }
 }

@@ -1,6 +1,7 @@
 //! What a transform instance may touch: nothing beyond the WIT world. WASI is linked (guests
 //! built with standard libraries import it) but grants nothing: no preopened directories, no
-//! environment, no arguments, no sockets, stdout and stderr discarded. Clocks read a frozen
+//! environment, no arguments, no sockets; stdout and stderr go to the logs, bounded
+//! ([`super::output`]). Clocks read a frozen
 //! instant and randomness is a fixed sequence unless the stage's configuration grants them.
 //! Memory is capped per instance; the epoch deadline is set per call by the chain.
 
@@ -13,6 +14,7 @@ use wasmtime_wasi::{
 };
 
 use super::bindings::{self, Level};
+use super::output::GuestOutput;
 
 pub use k2mc_formats::config::{DEFAULT_CALL_DEADLINE, DEFAULT_MEMORY_LIMIT};
 /// Log lines kept per call; a chatty guest cannot flood the function's logs.
@@ -66,7 +68,9 @@ impl StageState {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_tcp(false)
             .allow_udp(false)
-            .allow_ip_name_lookup(false);
+            .allow_ip_name_lookup(false)
+            .stdout(GuestOutput::new(stage, "stdout"))
+            .stderr(GuestOutput::new(stage, "stderr"));
         if !grants.clocks {
             wasi.wall_clock(FrozenClock).monotonic_clock(FrozenClock);
         }

@@ -3,6 +3,8 @@
 //! Configuration (string map):
 //! - `column.<name>` = `phone` | `email` | `id-number` | `sha256` | `hmac-sha256` | `drop` | `null`
 //! - `hmac-key` = the key for `hmac-sha256` (required when a column uses it)
+//! - `debug` = `true` | `false`: print `mask: <n> rows` to stdout for every batch (a transform's
+//!   stdout and stderr go to the function's logs, labelled with the stage's name)
 //!
 //! Rules (characters are Unicode scalar values, so JavaScript and Python ports agree):
 //! - `phone`: keep the first 3 and the last 4 characters, `*` in between; 7 or fewer: all `*`.
@@ -89,6 +91,9 @@ mod component {
                     errors: Vec::new(),
                 };
             };
+            if plan.debug {
+                println!("mask: {} rows", rows.len());
+            }
             let rows = rows
                 .into_iter()
                 .map(|row| {

@@ -20,6 +20,8 @@ pub enum Rule {
 #[derive(Debug, Clone)]
 pub struct Plan {
     pub rules: Vec<Option<Rule>>,
+    /// `debug = "true"`: print one line per batch to stdout (the host logs it under the stage).
+    pub debug: bool,
     hmac_key: Vec<u8>,
 }
 
@@ -29,14 +31,23 @@ impl Plan {
     pub fn new(config: &[(String, String)], columns: &[(String, bool)]) -> Result<Self, String> {
         let mut rules = vec![None; columns.len()];
         let mut hmac_key = None;
+        let mut debug = false;
         for (key, value) in config {
             if key == "hmac-key" {
                 hmac_key = Some(value.as_bytes().to_vec());
                 continue;
             }
+            if key == "debug" {
+                debug = match value.as_str() {
+                    "true" => true,
+                    "false" => false,
+                    other => return Err(format!("debug = '{other}': use true or false")),
+                };
+                continue;
+            }
             let Some(name) = key.strip_prefix("column.") else {
                 return Err(format!(
-                    "unknown key '{key}': use column.<name> = <rule> or hmac-key"
+                    "unknown key '{key}': use column.<name> = <rule>, hmac-key or debug"
                 ));
             };
             let rule = match value.as_str() {
@@ -70,7 +81,11 @@ impl Plan {
             (true, Some(k)) if k.is_empty() => return Err("hmac-key is empty".into()),
             (_, k) => k.unwrap_or_default(),
         };
-        Ok(Plan { rules, hmac_key })
+        Ok(Plan {
+            rules,
+            debug,
+            hmac_key,
+        })
     }
 
     /// Applies a value-rewriting rule to a string.
@@ -184,5 +199,14 @@ mod tests {
                 .contains("unknown key")
         );
         assert!(plan(&[("column.n", "drop")]).is_ok());
+    }
+
+    #[test]
+    fn debug_is_a_switch() {
+        assert!(!plan(&[]).unwrap().debug);
+        assert!(plan(&[("debug", "true")]).unwrap().debug);
+        assert!(!plan(&[("debug", "false")]).unwrap().debug);
+        let e = plan(&[("debug", "yes")]).unwrap_err();
+        assert!(e.contains("debug = 'yes'"), "{e}");
     }
 }

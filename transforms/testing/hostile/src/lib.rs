@@ -2,6 +2,7 @@
 //! contains it. `mode` selects the behaviour:
 //! - `loop`: never returns; `alloc`: allocates without bound;
 //! - `trap-on`: panics on rows whose first cell is the string `value`, passes others through;
+//! - `print`: writes to stdout and stderr on every call (`value` bytes more to stdout: a flood);
 //! - `probe`: one row per input row with one string cell saying what the sandbox allowed:
 //!   reading a file, an environment variable, a TCP connection, the clock and randomness.
 
@@ -61,10 +62,10 @@ impl Guest for Hostile {
                 ty: ColumnType::String,
                 nullable: true,
             }],
-            "loop" | "alloc" | "trap-on" => input,
+            "loop" | "alloc" | "trap-on" | "print" => input,
             other => {
                 return Err(format!(
-                    "mode = '{other}': use loop, alloc, trap-on or probe"
+                    "mode = '{other}': use loop, alloc, trap-on, print or probe"
                 ));
             }
         };
@@ -95,6 +96,22 @@ impl Guest for Hostile {
                 loop {
                     hoard.push(vec![1u8; 1 << 20]);
                     std::hint::black_box(&hoard);
+                }
+            }
+            // Writes to stdout and stderr on every call: `value` bytes of `#` to stdout in lines
+            // of 100 (a flood when large), one line to stderr. Rows pass unchanged.
+            "print" => {
+                println!("hostile: {} rows", rows.len());
+                let mut left: usize = value.parse().unwrap_or(0);
+                while left > 0 {
+                    let n = left.min(100);
+                    println!("{}", "#".repeat(n));
+                    left -= n;
+                }
+                eprintln!("hostile: to stderr");
+                BatchOutput {
+                    rows,
+                    errors: Vec::new(),
                 }
             }
             "trap-on" => {

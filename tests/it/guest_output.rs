@@ -1,0 +1,130 @@
+//! Guest stdout and stderr: a transform that prints (Rust `println!`/`eprintln!`, JavaScript
+//! `console.log`, Python `print()`) runs in `k2mc transforms run` and in the pipeline, its output
+//! reaches the logs under the stage's name, and a flood is cut off, never crashing the host.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use harness::stack::k2mc_env;
+use harness::{foreign_wasm, repo_root, transform_wasm, workspace_bin};
+
+use crate::case::Case;
+
+/// `k2mc transforms run` on the golden vehicle records: kafka-columns, then `stage`.
+fn transforms_run(wasm: &Path, settings: &serde_json::Value) -> (bool, String, String) {
+    let golden = repo_root().join("transforms/golden");
+    let columns = std::fs::read_to_string(golden.join("vehicle-columns.json")).unwrap();
+    let parser = serde_json::json!({ "columns": columns });
+    let out = Command::new(workspace_bin("k2mc").unwrap())
+        .args(["transforms", "run", "--stage"])
+        .arg(format!(
+            "{}={parser}",
+            transform_wasm("kafka-columns").unwrap().display()
+        ))
+        .arg("--stage")
+        .arg(format!("{}={settings}", wasm.display()))
+        .arg("--input")
+        .arg(golden.join("vehicle-records.jsonl"))
+        .envs(k2mc_env())
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_stage_that_prints_runs_in_transforms_run_and_its_output_is_logged_under_its_name() {
+    let debug = serde_json::json!({ "column.owner_phone": "phone", "debug": "true" });
+    let cases: Vec<(&str, PathBuf, serde_json::Value, &str)> = vec![
+        (
+            "println!",
+            transform_wasm("mask").unwrap(),
+            debug.clone(),
+            "mask: ",
+        ),
+        (
+            "console.log",
+            foreign_wasm("mask-js").unwrap(),
+            debug.clone(),
+            "mask: ",
+        ),
+        ("print()", foreign_wasm("mask-py").unwrap(), debug, "mask: "),
+        (
+            "println! and eprintln!",
+            transform_wasm("hostile").unwrap(),
+            serde_json::json!({ "mode": "print" }),
+            "hostile: to stderr",
+        ),
+    ];
+    for (what, wasm, settings, line) in cases {
+        let (ok, out, err) = transforms_run(&wasm, &settings);
+        assert!(ok, "{what}: transforms run failed:\n{err}");
+        // `transforms run` names a stage after its file (`mask_js.wasm` is `mask-js`).
+        let stage = wasm
+            .file_stem()
+            .unwrap()
+            .to_string_lossy()
+            .replace('_', "-");
+        let logged = err
+            .lines()
+            .find(|l| l.contains(line))
+            .unwrap_or_else(|| panic!("{what}: no guest line {line:?} in the logs:\n{err}"));
+        assert!(
+            logged.contains(&format!("stage={stage}")),
+            "{what}: the line does not name the stage {stage}: {logged}"
+        );
+        assert!(
+            !out.contains(line),
+            "{what}: guest output leaked into the rows"
+        );
+        assert!(
+            out.lines().filter(|l| l.starts_with('{')).count() >= 1,
+            "{what}: no rows:\n{out}"
+        );
+    }
+}
+
+#[test]
+fn a_flood_of_guest_output_is_cut_off_and_counted() {
+    // 1 MB to stdout on every call: the host forwards at most 64 KiB per stream per instance.
+    let wasm = transform_wasm("hostile").unwrap();
+    let (ok, _, err) = transforms_run(
+        &wasm,
+        &serde_json::json!({ "mode": "print", "value": "1000000" }),
+    );
+    assert!(ok, "{err}");
+    assert!(
+        err.len() < 400_000,
+        "{} bytes of logs for a 1 MB flood",
+        err.len()
+    );
+    assert!(
+        err.contains("dropped"),
+        "the cut is not reported:\n{}",
+        &err[err.len().saturating_sub(2000)..]
+    );
+}
+
+#[test]
+fn a_stage_that_prints_runs_in_the_pipeline() {
+    let hostile = transform_wasm("hostile").unwrap();
+    let extra = format!(
+        "[[transforms]]\nname = \"noisy\"\nwasm = {:?}\nsettings = {{ mode = \"print\" }}\n",
+        hostile.display().to_string()
+    );
+    let case = Case::new("printing", 1, &extra);
+    case.produce(0, 0..5, 1);
+    let (ok, out, err) = case.k2mc(&["run"], &[]);
+    assert!(ok, "the run failed:\n{err}\n{out}");
+    assert_eq!(case.landed().len(), 5, "every record lands");
+    let logged = err
+        .lines()
+        .find(|l| l.contains("hostile: 5 rows"))
+        .unwrap_or_else(|| panic!("no guest line in the logs:\n{err}"));
+    assert!(logged.contains("stage=noisy"), "{logged}");
+    assert!(err.contains("hostile: to stderr"), "{err}");
+}
