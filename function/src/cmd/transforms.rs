@@ -26,6 +26,11 @@ pub(crate) enum TransformsCommand {
         /// Topic name the records claim to come from.
         #[arg(long, default_value = "sample")]
         topic: String,
+        /// JSON lines of the rows the chain must produce (as this command prints them; key order
+        /// and spacing do not matter). Differences are printed and the command fails: the way to
+        /// check that a port in another language agrees with the original.
+        #[arg(long)]
+        expect: Option<PathBuf>,
     },
     /// Precompile components to .cwasm artifacts with manifests, for packaging.
     Precompile {
@@ -44,7 +49,8 @@ pub(crate) fn run(command: TransformsCommand) -> anyhow::Result<()> {
             stages,
             input,
             topic,
-        } => run_chain(&stages, &input, &topic),
+            expect,
+        } => run_chain(&stages, &input, &topic, expect.as_deref()),
         TransformsCommand::Precompile { wasm, out } => {
             let host = TransformHost::new()?;
             std::fs::create_dir_all(&out)?;
@@ -130,14 +136,18 @@ fn read_records(path: &Path) -> anyhow::Result<Vec<KafkaRecord>> {
     Ok(records)
 }
 
-fn run_chain(stages: &[String], input: &Path, topic: &str) -> anyhow::Result<()> {
+fn run_chain(
+    stages: &[String],
+    input: &Path,
+    topic: &str,
+    expect: Option<&Path>,
+) -> anyhow::Result<()> {
     let host = TransformHost::new()?;
     let specs = stages
         .iter()
         .map(|s| parse_stage(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let cache = std::env::temp_dir().join("k2mc-cwasm-cache");
-    let chain = host.load_chain(specs, &cache)?;
+    let chain = host.load_chain(specs, &k2mc::transform::artifact_cache_dir())?;
     let columns: Vec<String> = chain
         .output_columns()
         .iter()
@@ -150,13 +160,21 @@ fn run_chain(stages: &[String], input: &Path, topic: &str) -> anyhow::Result<()>
         partition: 0,
         records,
     })?;
-    for row in &out.rows {
-        let obj: serde_json::Map<String, Json> = columns
-            .iter()
-            .cloned()
-            .zip(row.cells.iter().map(cell_json))
-            .collect();
-        println!("{}", Json::Object(obj));
+    let rows: Vec<Json> = out
+        .rows
+        .iter()
+        .map(|row| {
+            Json::Object(
+                columns
+                    .iter()
+                    .cloned()
+                    .zip(row.cells.iter().map(cell_json))
+                    .collect(),
+            )
+        })
+        .collect();
+    for row in &rows {
+        println!("{row}");
     }
     for dead in &out.dead_letters {
         eprintln!(
@@ -170,6 +188,47 @@ fn run_chain(stages: &[String], input: &Path, topic: &str) -> anyhow::Result<()>
             m.stage, m.records_in, m.rows_out, m.filtered, m.errors, m.traps, m.time
         );
     }
+    match expect {
+        Some(path) => compare(&rows, path),
+        None => Ok(()),
+    }
+}
+
+/// Compares the rows with the JSON lines of `path`; prints each difference and fails on any.
+fn compare(rows: &[Json], path: &Path) -> anyhow::Result<()> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("reading --expect {}", path.display()))?;
+    let mut expected = Vec::new();
+    for (n, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
+        let value: Json = serde_json::from_str(line)
+            .with_context(|| format!("--expect {} line {}: not JSON", path.display(), n + 1))?;
+        expected.push(value);
+    }
+    let mut differences = 0;
+    for i in 0..rows.len().max(expected.len()) {
+        let (want, got) = (expected.get(i), rows.get(i));
+        if want != got {
+            differences += 1;
+            let show = |v: Option<&Json>| v.map_or("(no row)".to_owned(), Json::to_string);
+            eprintln!(
+                "row {}: expected {}\n        got      {}",
+                i + 1,
+                show(want),
+                show(got)
+            );
+        }
+    }
+    anyhow::ensure!(
+        differences == 0,
+        "{differences} of {} row(s) differ from {}",
+        rows.len().max(expected.len()),
+        path.display()
+    );
+    eprintln!("rows match {} ({} rows)", path.display(), rows.len());
     Ok(())
 }
 

@@ -91,18 +91,21 @@ pub(crate) fn load(
                 if let Ok(component) = deserialize(engine, path) {
                     return Ok((component, origin, expected.wasm_sha256.clone()));
                 }
-                tracing::warn!(stage, artifact = %path.display(), "Precompiled artifact did not load; recompiling.");
+                tracing::warn!(stage, artifact = %path.display(), "precompiled artifact did not load; recompiling");
             }
             found => tracing::warn!(
                 stage,
                 artifact = %path.display(),
                 ?found,
                 ?expected,
-                "Precompiled artifact is stale (component, wasmtime or engine settings changed); recompiling."
+                "precompiled artifact is stale (component, wasmtime or engine settings changed); recompiling"
             ),
         }
     }
-    tracing::warn!(stage, wasm = %wasm.display(), "No matching precompiled artifact; compiling at load time. Precompile transforms when packaging to avoid this.");
+    // Said before the wait, with its likely length: a JavaScript or Python component compiles
+    // for tens of seconds and the first run must not look hung.
+    let mb = bytes.len() as f64 / 1e6;
+    tracing::warn!(stage, wasm = %wasm.display(), cache = %cache_dir.display(), "compiling {stage} ({mb:.1} MB) for this machine: under a second for a Rust component, 20-40 s for a JavaScript or Python one; cached afterwards. Precompile transforms when packaging (k2mc transforms precompile) so a cold start never compiles");
     let component = Component::new(engine, &bytes).map_err(|e| compile_error(stage, wasm, &e))?;
     if let Err(e) = std::fs::create_dir_all(cache_dir)
         .map_err(|e| e.to_string())
@@ -113,7 +116,7 @@ pub(crate) fn load(
             std::fs::write(manifest_path(&cached), manifest).map_err(|e| e.to_string())
         })
     {
-        tracing::warn!(stage, error = %e, "Could not cache the compiled artifact.");
+        tracing::warn!(stage, error = %e, "could not cache the compiled artifact");
     }
     Ok((component, Origin::Compiled, expected.wasm_sha256))
 }

@@ -1,6 +1,7 @@
-//! Guest stdout and stderr: a transform that prints (Rust `println!`/`eprintln!`, JavaScript
-//! `console.log`, Python `print()`) runs in `k2mc transforms run` and in the pipeline, its output
-//! reaches the logs under the stage's name, and a flood is cut off, never crashing the host.
+//! `k2mc transforms run` as a transform author uses it, and guest output: a transform that prints
+//! (Rust `println!`/`eprintln!`, JavaScript `console.log`, Python `print()`) runs in `transforms
+//! run` and in the pipeline, its output reaches the logs under the stage's name, and a flood is
+//! cut off, never crashing the host; `--expect` diffs a port against the original in one step.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -12,6 +13,14 @@ use crate::case::Case;
 
 /// `k2mc transforms run` on the golden vehicle records: kafka-columns, then `stage`.
 fn transforms_run(wasm: &Path, settings: &serde_json::Value) -> (bool, String, String) {
+    transforms_run_with(wasm, settings, &[])
+}
+
+fn transforms_run_with(
+    wasm: &Path,
+    settings: &serde_json::Value,
+    extra: &[&std::ffi::OsStr],
+) -> (bool, String, String) {
     let golden = repo_root().join("transforms/golden");
     let columns = std::fs::read_to_string(golden.join("vehicle-columns.json")).unwrap();
     let parser = serde_json::json!({ "columns": columns });
@@ -25,6 +34,7 @@ fn transforms_run(wasm: &Path, settings: &serde_json::Value) -> (bool, String, S
         .arg(format!("{}={settings}", wasm.display()))
         .arg("--input")
         .arg(golden.join("vehicle-records.jsonl"))
+        .args(extra)
         .envs(k2mc_env())
         .env_remove("RUST_LOG")
         .output()
@@ -127,4 +137,31 @@ fn a_stage_that_prints_runs_in_the_pipeline() {
         .unwrap_or_else(|| panic!("no guest line in the logs:\n{err}"));
     assert!(logged.contains("stage=noisy"), "{logged}");
     assert!(err.contains("hostile: to stderr"), "{err}");
+}
+
+#[test]
+fn expect_diffs_a_port_against_the_original_in_one_step() {
+    let masks = serde_json::json!({ "column.owner_phone": "phone", "column.owner_email": "email" });
+    let (ok, rust_rows, err) = transforms_run(&transform_wasm("mask").unwrap(), &masks);
+    assert!(ok, "{err}");
+    let dir = tempfile::tempdir().unwrap();
+    let expected = dir.path().join("rust.jsonl");
+    std::fs::write(&expected, &rust_rows).unwrap();
+    let expect = [std::ffi::OsStr::new("--expect"), expected.as_os_str()];
+    let js = foreign_wasm("mask-js").unwrap();
+    let (ok, _, err) = transforms_run_with(&js, &masks, &expect);
+    assert!(ok && err.contains("rows match"), "{err}");
+    // One changed cell: the command fails and names the row and both values.
+    let mut lines: Vec<String> = rust_rows.lines().map(str::to_owned).collect();
+    assert!(lines.len() >= 2, "{rust_rows}");
+    let mut row: serde_json::Value = serde_json::from_str(&lines[1]).unwrap();
+    row["owner_phone"] = serde_json::json!("000****0000");
+    lines[1] = row.to_string();
+    std::fs::write(&expected, lines.join("\n")).unwrap();
+    let (ok, _, err) = transforms_run_with(&js, &masks, &expect);
+    assert!(!ok, "a difference must fail:\n{err}");
+    assert!(
+        err.contains("row 2: expected") && err.contains("000****0000") && err.contains("1 of"),
+        "{err}"
+    );
 }
