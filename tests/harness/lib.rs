@@ -205,7 +205,7 @@ pub fn artifact_cache() -> PathBuf {
 
 /// Removes the per-crate variables `cargo test` gives a test process; passed on to an inner
 /// cargo they would make it rebuild everything.
-fn clean_cargo_env(cmd: &mut Command) {
+pub fn clean_cargo_env(cmd: &mut Command) {
     for (key, _) in std::env::vars_os() {
         let key = key.to_string_lossy().into_owned();
         if key.starts_with("CARGO_") && key != "CARGO_HOME" && key != "CARGO_TARGET_DIR" {

@@ -165,3 +165,134 @@ fn expect_diffs_a_port_against_the_original_in_one_step() {
         "{err}"
     );
 }
+
+/// Runs `program args` in `dir`; fails the test with its output when it fails.
+fn run_in(dir: &Path, program: &Path, args: &[&str]) {
+    let mut cmd = Command::new(program);
+    cmd.args(args).current_dir(dir);
+    harness::clean_cargo_env(&mut cmd);
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "{} {args:?} in {} failed:\n{}{}",
+        program.display(),
+        dir.display(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_new_transform_in_each_language_builds_runs_and_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let k2mc = workspace_bin("k2mc").unwrap();
+    let new = |name: &str, lang: &str| -> PathBuf {
+        let out = Command::new(&k2mc)
+            .args(["transforms", "new", name, "--lang", lang, "--dir"])
+            .arg(dir.path())
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        dir.path().join(name)
+    };
+    // Rust: its own crate and target folder, never this repository's transforms/ workspace.
+    let rust = new("upper-rs", "rust");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    run_in(
+        &rust,
+        Path::new(&cargo),
+        &["build", "--release", "--quiet", "--target-dir", "target"],
+    );
+    // JavaScript: componentize-js from the project's install (a user runs `npm install`).
+    let js = new("upper-js", "js");
+    std::os::unix::fs::symlink(
+        repo_root().join("transforms/mask-js/node_modules"),
+        js.join("node_modules"),
+    )
+    .unwrap();
+    run_in(&js, Path::new("node"), &["build.mjs"]);
+    // Python: componentize-py from the project's venv.
+    let py = new("upper-py", "python");
+    let componentize = harness::python().unwrap().with_file_name("componentize-py");
+    run_in(
+        &py,
+        &componentize,
+        &[
+            "-d",
+            "wit",
+            "-w",
+            "row-stage",
+            "componentize",
+            "app",
+            "-o",
+            "upper_py.wasm",
+        ],
+    );
+
+    let run = |folder: &Path, wasm: &str, expect: Option<&Path>| -> (bool, String, String) {
+        let mut cmd = Command::new(&k2mc);
+        cmd.current_dir(folder)
+            .args(["transforms", "run", "--stage"])
+            .arg(format!(
+                "{}=@parser.json",
+                transform_wasm("kafka-columns").unwrap().display()
+            ))
+            .args(["--stage", &format!("{wasm}=@settings.json")])
+            .args(["--input", "input.jsonl"])
+            .envs(k2mc_env())
+            .env_remove("RUST_LOG");
+        if let Some(file) = expect {
+            cmd.arg("--expect").arg(file);
+        }
+        let out = cmd.output().unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, rows, err) = run(&rust, "target/wasm32-wasip2/release/upper_rs.wasm", None);
+    assert!(ok, "{err}");
+    // Five rows: upper-cased, counted in scalar values (20 emoji fit max 20); one too long.
+    let rows: Vec<serde_json::Value> = rows
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(rows.len(), 5, "{rows:?}");
+    assert_eq!(rows[2]["brand"], "STRASSE");
+    assert_eq!(rows[3]["brand_chars"], serde_json::Value::Null);
+    assert_eq!(rows[4]["brand_chars"], 20);
+    assert!(
+        err.contains("too-long: column brand: 41 characters is over max 20"),
+        "{err}"
+    );
+    let expected = dir.path().join("rust.jsonl");
+    std::fs::write(
+        &expected,
+        rows.iter().map(|r| format!("{r}\n")).collect::<String>(),
+    )
+    .unwrap();
+    for (folder, wasm) in [(&js, "upper_js.wasm"), (&py, "upper_py.wasm")] {
+        let (ok, _, err) = run(folder, wasm, Some(&expected));
+        assert!(
+            ok && err.contains("rows match"),
+            "{}:\n{err}",
+            folder.display()
+        );
+        assert!(
+            err.contains("too-long: column brand: 41 characters"),
+            "{err}"
+        );
+    }
+    // A configuration error names the key and the fix.
+    std::fs::write(rust.join("settings.json"), "{\"max\": \"many\"}").unwrap();
+    let (ok, _, err) = run(&rust, "target/wasm32-wasip2/release/upper_rs.wasm", None);
+    assert!(
+        !ok && err.contains("max = 'many': use a whole number above 0"),
+        "{err}"
+    );
+}

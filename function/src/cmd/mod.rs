@@ -7,6 +7,7 @@ mod dead_letters;
 mod invoke;
 mod maxcompute;
 mod run;
+mod scaffold;
 mod status;
 mod transforms;
 mod validate;

@@ -17,7 +17,8 @@ pub(crate) enum TransformsCommand {
     /// Each line is {"value": <JSON or text>, "key"?: text, "offset"?: n, "timestamp"?: ms,
     /// "headers"?: {name: text}}. Stages are given in order: the first is the parser.
     Run {
-        /// A stage: PATH.wasm, or PATH.wasm={"key": "value", …} with its settings (repeat --stage).
+        /// A stage: PATH.wasm, PATH.wasm={"key": "value", …} with its settings, or
+        /// PATH.wasm=@FILE with the settings in a JSON file (repeat --stage).
         #[arg(long = "stage", required = true)]
         stages: Vec<String>,
         /// JSON lines of records.
@@ -31,6 +32,18 @@ pub(crate) enum TransformsCommand {
         /// check that a port in another language agrees with the original.
         #[arg(long)]
         expect: Option<PathBuf>,
+    },
+    /// Write a new transform: a standalone folder with a working row stage in Rust, JavaScript
+    /// or Python, its build command, the WIT contract, sample input and settings.
+    New {
+        /// The transform's name (lower-case letters, digits and '-'); also the folder's.
+        name: String,
+        /// The language.
+        #[arg(long, value_enum)]
+        lang: super::scaffold::Lang,
+        /// Where to create the folder.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
     },
     /// Precompile components to .cwasm artifacts with manifests, for packaging.
     Precompile {
@@ -51,6 +64,9 @@ pub(crate) fn run(command: TransformsCommand) -> anyhow::Result<()> {
             topic,
             expect,
         } => run_chain(&stages, &input, &topic, expect.as_deref()),
+        TransformsCommand::New { name, lang, dir } => {
+            super::scaffold::new(&name, lang, &dir).map(drop)
+        }
         TransformsCommand::Precompile { wasm, out } => {
             let host = TransformHost::new()?;
             std::fs::create_dir_all(&out)?;
@@ -68,7 +84,8 @@ pub(crate) fn run(command: TransformsCommand) -> anyhow::Result<()> {
     }
 }
 
-/// `PATH.wasm` or `PATH.wasm={"key": "value", …}` (settings as a JSON object of strings).
+/// `PATH.wasm`, `PATH.wasm={"key": "value", …}` (settings as a JSON object) or
+/// `PATH.wasm=@FILE` (the JSON object read from FILE).
 fn parse_stage(text: &str) -> anyhow::Result<StageSpec> {
     let (path, settings) = match text.split_once(".wasm=") {
         Some((stem, json)) => (format!("{stem}.wasm"), Some(json)),
@@ -76,7 +93,12 @@ fn parse_stage(text: &str) -> anyhow::Result<StageSpec> {
     };
     let mut config = Vec::new();
     if let Some(json) = settings {
-        let map: serde_json::Map<String, Json> = serde_json::from_str(json)
+        let json = match json.strip_prefix('@') {
+            Some(file) => std::fs::read_to_string(file)
+                .with_context(|| format!("reading the settings of {path} from {file}"))?,
+            None => json.to_owned(),
+        };
+        let map: serde_json::Map<String, Json> = serde_json::from_str(&json)
             .with_context(|| format!("stage settings of {path} must be a JSON object"))?;
         for (k, v) in map {
             config.push((k, v.as_str().map_or_else(|| v.to_string(), str::to_owned)));

@@ -1,0 +1,150 @@
+//! `k2mc transforms new NAME --lang rust|js|python`: a standalone folder with a working row
+//! stage, its own build command and output path, a copy of the WIT contract, test input and the
+//! settings to run it with. The three templates (`function/templates/`) behave identically, so
+//! their outputs can be compared with `k2mc transforms run --expect`.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+
+/// The languages a stage can be scaffolded in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Lang {
+    Rust,
+    Js,
+    Python,
+}
+
+const WIT: &str = include_str!("../../../wit/transform.wit");
+const INPUT: &str = include_str!("../../templates/input.jsonl.tmpl");
+/// The parser before the new stage: the built-in kafka-columns reading the sample's fields.
+const PARSER: &str = r#"{"columns": "[{\"name\": \"id\", \"type\": \"bigint\"}, {\"name\": \"brand\", \"type\": \"string\"}, {\"name\": \"city\", \"type\": \"string\"}]"}"#;
+const SETTINGS: &str = "{\"column\": \"brand\"}\n";
+
+/// The files of a language's template: (path in the new folder, text).
+fn files(lang: Lang) -> Vec<(&'static str, &'static str)> {
+    match lang {
+        Lang::Rust => vec![
+            (
+                "Cargo.toml",
+                include_str!("../../templates/rust/Cargo.toml.tmpl"),
+            ),
+            (
+                ".cargo/config.toml",
+                include_str!("../../templates/rust/config.toml.tmpl"),
+            ),
+            (
+                ".gitignore",
+                include_str!("../../templates/rust/gitignore.tmpl"),
+            ),
+            (
+                "src/lib.rs",
+                include_str!("../../templates/rust/lib.rs.tmpl"),
+            ),
+        ],
+        Lang::Js => vec![
+            (
+                "package.json",
+                include_str!("../../templates/js/package.json.tmpl"),
+            ),
+            (
+                "build.mjs",
+                include_str!("../../templates/js/build.mjs.tmpl"),
+            ),
+            ("stage.js", include_str!("../../templates/js/stage.js.tmpl")),
+            (
+                ".gitignore",
+                include_str!("../../templates/js/gitignore.tmpl"),
+            ),
+        ],
+        Lang::Python => vec![
+            ("app.py", include_str!("../../templates/python/app.py.tmpl")),
+            (
+                ".gitignore",
+                include_str!("../../templates/python/gitignore.tmpl"),
+            ),
+        ],
+    }
+}
+
+/// How to build, and where the component lands (relative to the folder).
+fn build(lang: Lang, wasm: &str) -> (String, String) {
+    match lang {
+        Lang::Rust => (
+            "cargo build --release".into(),
+            format!("target/wasm32-wasip2/release/{wasm}.wasm"),
+        ),
+        Lang::Js => (
+            "npm install && node build.mjs".into(),
+            format!("{wasm}.wasm"),
+        ),
+        Lang::Python => (
+            format!("componentize-py -d wit -w row-stage componentize app -o {wasm}.wasm"),
+            format!("{wasm}.wasm"),
+        ),
+    }
+}
+
+/// Checks that `name` can be a crate, package and file name.
+fn check_name(name: &str) -> anyhow::Result<()> {
+    let ok = name.chars().next().is_some_and(|c| c.is_ascii_lowercase())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
+    if !ok {
+        bail!(
+            "transform name '{name}': use lower-case letters, digits and '-', starting with a letter (e.g. upper-brand)"
+        );
+    }
+    Ok(())
+}
+
+/// Writes the folder `dir/NAME` and prints how to build and run it.
+pub(crate) fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<PathBuf> {
+    check_name(name)?;
+    let root = dir.join(name);
+    if root.exists() {
+        bail!(
+            "{} already exists; pick another name or --dir",
+            root.display()
+        );
+    }
+    let wasm = name.replace('-', "_");
+    let (build_cmd, output) = build(lang, &wasm);
+    let fill = |text: &str| text.replace("{{name}}", name).replace("{{wasm}}", &wasm);
+    let mut all: Vec<(&str, String)> = files(lang)
+        .into_iter()
+        .map(|(path, text)| (path, fill(text)))
+        .collect();
+    all.push(("wit/transform.wit", WIT.to_owned()));
+    all.push(("input.jsonl", INPUT.to_owned()));
+    all.push(("parser.json", format!("{PARSER}\n")));
+    all.push(("settings.json", SETTINGS.to_owned()));
+    let run = format!(
+        "k2mc transforms run --stage KAFKA_COLUMNS.wasm=@parser.json --stage {output}=@settings.json --input input.jsonl"
+    );
+    all.push((
+        "README.md",
+        format!(
+            "# {name}\n\nA row stage ({lang:?}): upper-cases the column named by `column`, adds `<column>_chars`, and makes a \
+             record whose value is over `max` characters (default 20) a dead letter.\n\n```sh\n{build_cmd}   # writes {output}\n\
+             {run}\n```\n\nKAFKA_COLUMNS is the built-in parser: `transforms/target/wasm32-wasip2/release/kafka_columns` in \
+             the k2mc repository after `cargo build --release` in `transforms/`. `wit/transform.wit` is a copy of the \
+             contract this stage was written against.\n"
+        ),
+    ));
+    for (path, text) in &all {
+        let file = root.join(path);
+        if let Some(parent) = file.parent() {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating {}", parent.display()))?;
+        }
+        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+    }
+    eprintln!(
+        "wrote {} ({lang:?} row stage)\n  build: cd {} && {build_cmd}\n  run:   {run}",
+        root.display(),
+        root.display()
+    );
+    Ok(root)
+}
