@@ -121,22 +121,49 @@ fn a_flood_of_guest_output_is_cut_off_and_counted() {
 
 #[test]
 fn a_stage_that_prints_runs_in_the_pipeline() {
-    let hostile = transform_wasm("hostile").unwrap();
-    let extra = format!(
-        "[[transforms]]\nname = \"noisy\"\nwasm = {:?}\nsettings = {{ mode = \"print\" }}\n",
-        hostile.display().to_string()
-    );
+    // println!/eprintln! (Rust), console.log (JavaScript) and print() (Python) stages after the
+    // case's chain, each under its own name.
+    let stage = |name: &str, wasm: PathBuf, settings: &str| {
+        format!(
+            "[[transforms]]\nname = \"{name}\"\nwasm = {:?}\nsettings = {{ {settings} }}\n",
+            wasm.display().to_string()
+        )
+    };
+    let extra = [
+        stage(
+            "noisy",
+            transform_wasm("hostile").unwrap(),
+            "mode = \"print\"",
+        ),
+        stage(
+            "noisy-js",
+            foreign_wasm("mask-js").unwrap(),
+            "debug = \"true\"",
+        ),
+        stage(
+            "noisy-py",
+            foreign_wasm("mask-py").unwrap(),
+            "debug = \"true\"",
+        ),
+    ]
+    .concat();
     let case = Case::new("printing", 1, &extra);
     case.produce(0, 0..5, 1);
     let (ok, out, err) = case.k2mc(&["run"], &[]);
     assert!(ok, "the run failed:\n{err}\n{out}");
     assert_eq!(case.landed().len(), 5, "every record lands");
-    let logged = err
-        .lines()
-        .find(|l| l.contains("hostile: 5 rows"))
-        .unwrap_or_else(|| panic!("no guest line in the logs:\n{err}"));
-    assert!(logged.contains("stage=noisy"), "{logged}");
-    assert!(err.contains("hostile: to stderr"), "{err}");
+    for (line, stage) in [
+        ("hostile: 5 rows", "noisy"),
+        ("hostile: to stderr", "noisy"),
+        ("mask: 5 rows", "noisy-js"),
+        ("mask: 5 rows", "noisy-py"),
+    ] {
+        let tag = format!("stage={stage} ");
+        assert!(
+            err.lines().any(|l| l.contains(line) && l.contains(&tag)),
+            "no {line:?} from {stage} in the logs:\n{err}"
+        );
+    }
 }
 
 #[test]
