@@ -169,7 +169,10 @@ fn run_chain(
         .iter()
         .map(|s| parse_stage(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let chain = host.load_chain(specs, &k2mc::transform::artifact_cache_dir())?;
+    let mut chain = host.load_chain(specs, &k2mc::transform::artifact_cache_dir())?;
+    // Dead letters, metrics and the stages' own output are labelled by the names the components
+    // declare (`mask`), not by their files (`mask_js.wasm`).
+    chain.name_stages_as_declared();
     let columns: Vec<String> = chain
         .output_columns()
         .iter()

@@ -290,6 +290,25 @@ impl Chain {
             .collect()
     }
 
+    /// Names each stage by what its component declares at configure time (`StageInfo.name`)
+    /// rather than its configured name; a name declared twice gets `#2`, `#3`… For `k2mc
+    /// transforms run`, whose stages have no configured names, only files.
+    pub fn name_stages_as_declared(&mut self) {
+        let mut seen: Vec<String> = Vec::new();
+        for stage in &mut self.stages {
+            let Some(declared) = stage.info.as_ref().map(|i| i.name.clone()) else {
+                continue;
+            };
+            let n = seen.iter().filter(|s| **s == declared).count();
+            seen.push(declared.clone());
+            stage.spec.name = if n == 0 {
+                declared
+            } else {
+                format!("{declared}#{}", n + 1)
+            };
+        }
+    }
+
     /// Fresh instances for one partition range.
     pub fn start_run(&self) -> ChainRun<'_> {
         ChainRun::new(self)
