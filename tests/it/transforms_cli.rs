@@ -209,14 +209,29 @@ fn run_in(dir: &Path, program: &Path, args: &[&str]) {
     );
 }
 
-#[test]
-fn a_new_transform_in_each_language_builds_runs_and_agrees() {
-    let dir = tempfile::tempdir().unwrap();
+/// Scaffolds `world` in Rust, JavaScript and Python, builds each, runs each on its sample input
+/// and checks that the JavaScript and Python rows equal the Rust rows (`--expect`). Returns the
+/// Rust folder, its rows and the run's stderr.
+fn scaffold_in_every_language(
+    dir: &Path,
+    world: &str,
+    stem: &str,
+) -> (PathBuf, Vec<serde_json::Value>, String) {
     let k2mc = workspace_bin("k2mc").unwrap();
-    let new = |name: &str, lang: &str| -> PathBuf {
+    let new = |lang: &str| -> (PathBuf, String) {
+        let name = format!("{stem}-{lang}");
         let out = Command::new(&k2mc)
-            .args(["transforms", "new", name, "--lang", lang, "--dir"])
-            .arg(dir.path())
+            .args([
+                "transforms",
+                "new",
+                &name,
+                "--lang",
+                lang,
+                "--world",
+                world,
+                "--dir",
+            ])
+            .arg(dir)
             .output()
             .unwrap();
         assert!(
@@ -224,10 +239,11 @@ fn a_new_transform_in_each_language_builds_runs_and_agrees() {
             "{}",
             String::from_utf8_lossy(&out.stderr)
         );
-        dir.path().join(name)
+        (dir.join(&name), name.replace('-', "_"))
     };
+    let wit_world = format!("{world}-stage");
     // Rust: its own crate and target folder, never this repository's transforms/ workspace.
-    let rust = new("upper-rs", "rust");
+    let (rust, rust_wasm) = new("rust");
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     run_in(
         &rust,
@@ -235,7 +251,7 @@ fn a_new_transform_in_each_language_builds_runs_and_agrees() {
         &["build", "--release", "--quiet", "--target-dir", "target"],
     );
     // JavaScript: componentize-js from the project's install (a user runs `npm install`).
-    let js = new("upper-js", "js");
+    let (js, js_wasm) = new("js");
     std::os::unix::fs::symlink(
         repo_root().join("transforms/mask-js/node_modules"),
         js.join("node_modules"),
@@ -243,8 +259,9 @@ fn a_new_transform_in_each_language_builds_runs_and_agrees() {
     .unwrap();
     run_in(&js, Path::new("node"), &["build.mjs"]);
     // Python: componentize-py from the project's venv.
-    let py = new("upper-py", "python");
+    let (py, py_wasm) = new("python");
     let componentize = harness::python().unwrap().with_file_name("componentize-py");
+    let py_out = format!("{py_wasm}.wasm");
     run_in(
         &py,
         &componentize,
@@ -252,43 +269,75 @@ fn a_new_transform_in_each_language_builds_runs_and_agrees() {
             "-d",
             "wit",
             "-w",
-            "row-stage",
+            &wit_world,
             "componentize",
             "app",
             "-o",
-            "upper_py.wasm",
+            &py_out,
         ],
     );
 
-    let run = |folder: &Path, wasm: &str, expect: Option<&Path>| -> (bool, String, String) {
-        let mut cmd = Command::new(&k2mc);
-        cmd.current_dir(folder)
-            .args(["transforms", "run", "--stage"])
-            .arg(format!(
-                "{}=@parser.json",
-                transform_wasm("kafka-columns").unwrap().display()
-            ))
-            .args(["--stage", &format!("{wasm}=@settings.json")])
-            .args(["--input", "input.jsonl"])
-            .envs(k2mc_env())
-            .env_remove("RUST_LOG");
-        if let Some(file) = expect {
-            cmd.arg("--expect").arg(file);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    };
-    let (ok, rows, err) = run(&rust, "target/wasm32-wasip2/release/upper_rs.wasm", None);
+    let rust_out = format!("target/wasm32-wasip2/release/{rust_wasm}.wasm");
+    let (ok, rows, err) = scaffold_run(&rust, world, &rust_out, None);
     assert!(ok, "{err}");
-    // Five rows: upper-cased, counted in scalar values (20 emoji fit max 20); one too long.
     let rows: Vec<serde_json::Value> = rows
         .lines()
         .map(|l| serde_json::from_str(l).unwrap())
         .collect();
+    let expected = dir.join(format!("{world}-rust.jsonl"));
+    std::fs::write(
+        &expected,
+        rows.iter().map(|r| format!("{r}\n")).collect::<String>(),
+    )
+    .unwrap();
+    for (folder, wasm) in [(&js, format!("{js_wasm}.wasm")), (&py, py_out)] {
+        let (ok, _, other) = scaffold_run(folder, world, &wasm, Some(&expected));
+        assert!(
+            ok && other.contains("rows match"),
+            "{}:\n{other}",
+            folder.display()
+        );
+        assert!(other.contains("too-long"), "{other}");
+    }
+    (rust, rows, err)
+}
+
+/// `k2mc transforms run` in a scaffolded folder, as its README says (a row stage after the
+/// built-in parser).
+fn scaffold_run(
+    folder: &Path,
+    world: &str,
+    wasm: &str,
+    expect: Option<&Path>,
+) -> (bool, String, String) {
+    let mut cmd = Command::new(workspace_bin("k2mc").unwrap());
+    cmd.current_dir(folder).args(["transforms", "run"]);
+    if world == "row" {
+        cmd.arg("--stage").arg(format!(
+            "{}=@parser.json",
+            transform_wasm("kafka-columns").unwrap().display()
+        ));
+    }
+    cmd.args(["--stage", &format!("{wasm}=@settings.json")])
+        .args(["--input", "input.jsonl"])
+        .envs(k2mc_env())
+        .env_remove("RUST_LOG");
+    if let Some(file) = expect {
+        cmd.arg("--expect").arg(file);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn a_new_row_stage_in_each_language_builds_runs_and_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let (rust, rows, err) = scaffold_in_every_language(dir.path(), "row", "upper");
+    // Five rows: upper-cased, counted in scalar values (20 emoji fit max 20); one too long.
     assert_eq!(rows.len(), 5, "{rows:?}");
     assert_eq!(rows[2]["brand"], "STRASSE");
     assert_eq!(rows[3]["brand_chars"], serde_json::Value::Null);
@@ -297,29 +346,27 @@ fn a_new_transform_in_each_language_builds_runs_and_agrees() {
         err.contains("too-long: column brand: 41 characters is over max 20"),
         "{err}"
     );
-    let expected = dir.path().join("rust.jsonl");
-    std::fs::write(
-        &expected,
-        rows.iter().map(|r| format!("{r}\n")).collect::<String>(),
-    )
-    .unwrap();
-    for (folder, wasm) in [(&js, "upper_js.wasm"), (&py, "upper_py.wasm")] {
-        let (ok, _, err) = run(folder, wasm, Some(&expected));
-        assert!(
-            ok && err.contains("rows match"),
-            "{}:\n{err}",
-            folder.display()
-        );
-        assert!(
-            err.contains("too-long: column brand: 41 characters"),
-            "{err}"
-        );
-    }
     // A configuration error names the key and the fix.
     std::fs::write(rust.join("settings.json"), "{\"max\": \"many\"}").unwrap();
-    let (ok, _, err) = run(&rust, "target/wasm32-wasip2/release/upper_rs.wasm", None);
+    let wasm = "target/wasm32-wasip2/release/upper_rust.wasm";
+    let (ok, _, err) = scaffold_run(&rust, "row", wasm, None);
     assert!(
         !ok && err.contains("max = 'many': use a whole number above 0"),
+        "{err}"
+    );
+}
+
+#[test]
+fn a_new_parser_stage_in_each_language_builds_runs_and_agrees() {
+    let dir = tempfile::tempdir().unwrap();
+    let (_, rows, err) = scaffold_in_every_language(dir.path(), "parser", "lines");
+    // One row per record but the 77-character one; 57 characters of which 20 are emoji (77
+    // UTF-16 units) fit max 60.
+    let offsets: Vec<i64> = rows.iter().map(|r| r["offset"].as_i64().unwrap()).collect();
+    assert_eq!(offsets, [0, 1, 2, 3, 5]);
+    assert_eq!(rows[4]["value_chars"], 57);
+    assert!(
+        err.contains("too-long: offset 4: 77 characters is over max 60"),
         "{err}"
     );
 }

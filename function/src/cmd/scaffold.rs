@@ -1,7 +1,8 @@
-//! `k2mc transforms new NAME --lang rust|js|python`: a standalone folder with a working row
-//! stage, its own build command and output path, a copy of the WIT contract, test input and the
-//! settings to run it with. The three templates (`function/templates/`) behave identically, so
-//! their outputs can be compared with `k2mc transforms run --expect`.
+//! `k2mc transforms new NAME --lang rust|js|python [--world row|parser]`: a standalone folder
+//! with a working stage, its own build command and output path, a copy of the WIT contract, test
+//! input and the settings to run it with. The templates of one world (`function/templates/`)
+//! behave identically in every language, so their outputs can be compared with
+//! `k2mc transforms run --expect`.
 
 use std::path::{Path, PathBuf};
 
@@ -19,10 +20,34 @@ const WIT: &str = include_str!("../../../wit/transform.wit");
 const INPUT: &str = include_str!("../../templates/input.jsonl.tmpl");
 /// The parser before the new stage: the built-in kafka-columns reading the sample's fields.
 const PARSER: &str = r#"{"columns": "[{\"name\": \"id\", \"type\": \"bigint\"}, {\"name\": \"brand\", \"type\": \"string\"}, {\"name\": \"city\", \"type\": \"string\"}]"}"#;
-const SETTINGS: &str = "{\"column\": \"brand\"}\n";
+/// The WIT worlds a stage can be written for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum World {
+    /// Rows in, rows out: after the parser.
+    Row,
+    /// Kafka records in, rows out: the first stage.
+    Parser,
+}
+
+impl World {
+    fn wit_name(self) -> &'static str {
+        match self {
+            World::Row => "row-stage",
+            World::Parser => "parser-stage",
+        }
+    }
+
+    fn settings(self) -> &'static str {
+        match self {
+            World::Row => "{\"column\": \"brand\"}\n",
+            World::Parser => "{\"max\": \"60\"}\n",
+        }
+    }
+}
 
 /// The files of a language's template: (path in the new folder, text).
-fn files(lang: Lang) -> Vec<(&'static str, &'static str)> {
+fn files(lang: Lang, world: World) -> Vec<(&'static str, &'static str)> {
+    let row = world == World::Row;
     match lang {
         Lang::Rust => vec![
             (
@@ -39,7 +64,11 @@ fn files(lang: Lang) -> Vec<(&'static str, &'static str)> {
             ),
             (
                 "src/lib.rs",
-                include_str!("../../templates/rust/lib.rs.tmpl"),
+                if row {
+                    include_str!("../../templates/rust/lib.rs.tmpl")
+                } else {
+                    include_str!("../../templates/rust/parser.rs.tmpl")
+                },
             ),
         ],
         Lang::Js => vec![
@@ -51,14 +80,28 @@ fn files(lang: Lang) -> Vec<(&'static str, &'static str)> {
                 "build.mjs",
                 include_str!("../../templates/js/build.mjs.tmpl"),
             ),
-            ("stage.js", include_str!("../../templates/js/stage.js.tmpl")),
+            (
+                "stage.js",
+                if row {
+                    include_str!("../../templates/js/stage.js.tmpl")
+                } else {
+                    include_str!("../../templates/js/parser.js.tmpl")
+                },
+            ),
             (
                 ".gitignore",
                 include_str!("../../templates/js/gitignore.tmpl"),
             ),
         ],
         Lang::Python => vec![
-            ("app.py", include_str!("../../templates/python/app.py.tmpl")),
+            (
+                "app.py",
+                if row {
+                    include_str!("../../templates/python/app.py.tmpl")
+                } else {
+                    include_str!("../../templates/python/parser.py.tmpl")
+                },
+            ),
             (
                 ".gitignore",
                 include_str!("../../templates/python/gitignore.tmpl"),
@@ -68,7 +111,7 @@ fn files(lang: Lang) -> Vec<(&'static str, &'static str)> {
 }
 
 /// How to build, and where the component lands (relative to the folder).
-fn build(lang: Lang, wasm: &str) -> (String, String) {
+fn build(lang: Lang, world: World, wasm: &str) -> (String, String) {
     match lang {
         Lang::Rust => (
             "cargo build --release".into(),
@@ -79,7 +122,10 @@ fn build(lang: Lang, wasm: &str) -> (String, String) {
             format!("{wasm}.wasm"),
         ),
         Lang::Python => (
-            format!("componentize-py -d wit -w row-stage componentize app -o {wasm}.wasm"),
+            format!(
+                "componentize-py -d wit -w {} componentize app -o {wasm}.wasm",
+                world.wit_name()
+            ),
             format!("{wasm}.wasm"),
         ),
     }
@@ -100,7 +146,7 @@ fn check_name(name: &str) -> anyhow::Result<()> {
 }
 
 /// Writes the folder `dir/NAME` and prints how to build and run it.
-pub(crate) fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<PathBuf> {
+pub(crate) fn new(name: &str, lang: Lang, world: World, dir: &Path) -> anyhow::Result<PathBuf> {
     check_name(name)?;
     let root = dir.join(name);
     if root.exists() {
@@ -110,25 +156,43 @@ pub(crate) fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<PathBuf>
         );
     }
     let wasm = name.replace('-', "_");
-    let (build_cmd, output) = build(lang, &wasm);
-    let fill = |text: &str| text.replace("{{name}}", name).replace("{{wasm}}", &wasm);
-    let mut all: Vec<(&str, String)> = files(lang)
+    let (build_cmd, output) = build(lang, world, &wasm);
+    let fill = |text: &str| {
+        text.replace("{{name}}", name)
+            .replace("{{wasm}}", &wasm)
+            .replace("{{world}}", world.wit_name())
+    };
+    let mut all: Vec<(&str, String)> = files(lang, world)
         .into_iter()
         .map(|(path, text)| (path, fill(text)))
         .collect();
     all.push(("wit/transform.wit", WIT.to_owned()));
     all.push(("input.jsonl", INPUT.to_owned()));
-    all.push(("parser.json", format!("{PARSER}\n")));
-    all.push(("settings.json", SETTINGS.to_owned()));
-    let run = format!(
-        "k2mc transforms run --stage KAFKA_COLUMNS.wasm=@parser.json --stage {output}=@settings.json --input input.jsonl"
-    );
+    all.push(("settings.json", world.settings().to_owned()));
+    let run = match world {
+        World::Row => {
+            all.push(("parser.json", format!("{PARSER}\n")));
+            format!(
+                "k2mc transforms run --stage KAFKA_COLUMNS.wasm=@parser.json --stage {output}=@settings.json --input input.jsonl"
+            )
+        }
+        World::Parser => {
+            format!("k2mc transforms run --stage {output}=@settings.json --input input.jsonl")
+        }
+    };
+    let what = match world {
+        World::Row => {
+            "A row stage: upper-cases the column named by `column`, adds `<column>_chars`, and makes a record whose value is over `max` characters (default 20) a dead letter."
+        }
+        World::Parser => {
+            "A parser stage: each record becomes a row of its offset, key, value as text and the value's length in characters; a value that is missing, not UTF-8 or over `max` characters is a dead letter."
+        }
+    };
     all.push((
         "README.md",
         format!(
-            "# {name}\n\nA row stage ({lang:?}): upper-cases the column named by `column`, adds `<column>_chars`, and makes a \
-             record whose value is over `max` characters (default 20) a dead letter.\n\n```sh\n{build_cmd}   # writes {output}\n\
-             {run}\n```\n\nKAFKA_COLUMNS is the built-in parser: `transforms/target/wasm32-wasip2/release/kafka_columns` in \
+            "# {name}\n\n{what} ({lang:?})\n\n```sh\n{build_cmd}   # writes {output}\n{run}\n```\n\n\
+             KAFKA_COLUMNS (row stages) is the built-in parser: `transforms/target/wasm32-wasip2/release/kafka_columns` in \
              the k2mc repository after `cargo build --release` in `transforms/`. `wit/transform.wit` is a copy of the \
              contract this stage was written against.\n"
         ),
@@ -142,8 +206,9 @@ pub(crate) fn new(name: &str, lang: Lang, dir: &Path) -> anyhow::Result<PathBuf>
         std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
     }
     eprintln!(
-        "wrote {} ({lang:?} row stage)\n  build: cd {} && {build_cmd}\n  run:   {run}",
+        "wrote {} ({lang:?}, {} world)\n  build: cd {} && {build_cmd}\n  run:   {run}",
         root.display(),
+        world.wit_name(),
         root.display()
     );
     Ok(root)

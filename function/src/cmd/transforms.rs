@@ -33,14 +33,17 @@ pub(crate) enum TransformsCommand {
         #[arg(long)]
         expect: Option<PathBuf>,
     },
-    /// Write a new transform: a standalone folder with a working row stage in Rust, JavaScript
-    /// or Python, its build command, the WIT contract, sample input and settings.
+    /// Write a new transform: a standalone folder with a working row or parser stage in Rust,
+    /// JavaScript or Python, its build command, the WIT contract, sample input and settings.
     New {
         /// The transform's name (lower-case letters, digits and '-'); also the folder's.
         name: String,
         /// The language.
         #[arg(long, value_enum)]
         lang: super::scaffold::Lang,
+        /// The WIT world: a row stage (after the parser) or a parser stage (the first).
+        #[arg(long, value_enum, default_value = "row")]
+        world: super::scaffold::World,
         /// Where to create the folder.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
@@ -64,9 +67,12 @@ pub(crate) fn run(command: TransformsCommand) -> anyhow::Result<()> {
             topic,
             expect,
         } => run_chain(&stages, &input, &topic, expect.as_deref()),
-        TransformsCommand::New { name, lang, dir } => {
-            super::scaffold::new(&name, lang, &dir).map(drop)
-        }
+        TransformsCommand::New {
+            name,
+            lang,
+            world,
+            dir,
+        } => super::scaffold::new(&name, lang, world, &dir).map(drop),
         TransformsCommand::Precompile { wasm, out } => {
             let host = TransformHost::new()?;
             std::fs::create_dir_all(&out)?;
