@@ -11,6 +11,16 @@ use harness::{foreign_wasm, repo_root, transform_wasm, workspace_bin};
 
 use crate::case::Case;
 
+/// Runs `cmd` to its end: (success, stdout, stderr).
+fn outcome(cmd: &mut Command) -> (bool, String, String) {
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 /// `k2mc transforms run` on the golden vehicle records: kafka-columns, then `stage`.
 fn transforms_run(wasm: &Path, settings: &serde_json::Value) -> (bool, String, String) {
     transforms_run_with(wasm, settings, &[])
@@ -24,25 +34,20 @@ fn transforms_run_with(
     let golden = repo_root().join("transforms/golden");
     let columns = std::fs::read_to_string(golden.join("vehicle-columns.json")).unwrap();
     let parser = serde_json::json!({ "columns": columns });
-    let out = Command::new(workspace_bin("k2mc").unwrap())
-        .args(["transforms", "run", "--stage"])
-        .arg(format!(
-            "{}={parser}",
-            transform_wasm("kafka-columns").unwrap().display()
-        ))
-        .arg("--stage")
-        .arg(format!("{}={settings}", wasm.display()))
-        .arg("--input")
-        .arg(golden.join("vehicle-records.jsonl"))
-        .args(extra)
-        .envs(k2mc_env())
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
+    outcome(
+        Command::new(workspace_bin("k2mc").unwrap())
+            .args(["transforms", "run", "--stage"])
+            .arg(format!(
+                "{}={parser}",
+                transform_wasm("kafka-columns").unwrap().display()
+            ))
+            .arg("--stage")
+            .arg(format!("{}={settings}", wasm.display()))
+            .arg("--input")
+            .arg(golden.join("vehicle-records.jsonl"))
+            .args(extra)
+            .envs(k2mc_env())
+            .env_remove("RUST_LOG"),
     )
 }
 
@@ -198,14 +203,12 @@ fn run_in(dir: &Path, program: &Path, args: &[&str]) {
     let mut cmd = Command::new(program);
     cmd.args(args).current_dir(dir);
     harness::clean_cargo_env(&mut cmd);
-    let out = cmd.output().unwrap();
+    let (ok, out, err) = outcome(&mut cmd);
     assert!(
-        out.status.success(),
-        "{} {args:?} in {} failed:\n{}{}",
+        ok,
+        "{} {args:?} in {} failed:\n{out}{err}",
         program.display(),
-        dir.display(),
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
+        dir.display()
     );
 }
 
@@ -220,25 +223,21 @@ fn scaffold_in_every_language(
     let k2mc = workspace_bin("k2mc").unwrap();
     let new = |lang: &str| -> (PathBuf, String) {
         let name = format!("{stem}-{lang}");
-        let out = Command::new(&k2mc)
-            .args([
-                "transforms",
-                "new",
-                &name,
-                "--lang",
-                lang,
-                "--world",
-                world,
-                "--dir",
-            ])
-            .arg(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
+        let (ok, _, err) = outcome(
+            Command::new(&k2mc)
+                .args([
+                    "transforms",
+                    "new",
+                    &name,
+                    "--lang",
+                    lang,
+                    "--world",
+                    world,
+                    "--dir",
+                ])
+                .arg(dir),
         );
+        assert!(ok, "{err}");
         (dir.join(&name), name.replace('-', "_"))
     };
     let wit_world = format!("{world}-stage");
@@ -325,12 +324,7 @@ fn scaffold_run(
     if let Some(file) = expect {
         cmd.arg("--expect").arg(file);
     }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    outcome(&mut cmd)
 }
 
 #[test]
