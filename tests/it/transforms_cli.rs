@@ -212,9 +212,9 @@ fn run_in(dir: &Path, program: &Path, args: &[&str]) {
     );
 }
 
-/// Scaffolds `world` in Rust, JavaScript and Python, builds each, runs each on its sample input
-/// and checks that the JavaScript and Python rows equal the Rust rows (`--expect`). Returns the
-/// Rust folder, its rows and the run's stderr.
+/// Scaffolds `world` in Rust, JavaScript, Python and C, builds each, runs each on its sample
+/// input and checks that the other ports' rows equal the Rust rows (`--expect`). Returns the Rust
+/// folder, its rows and the run's stderr.
 fn scaffold_in_every_language(
     dir: &Path,
     world: &str,
@@ -276,6 +276,23 @@ fn scaffold_in_every_language(
         ],
     );
 
+    // C: its build script, with the tools setup installed (clang-14 from Debian, wasm-tools in
+    // the venv, wit-bindgen in ~/.cargo/bin).
+    let (c, c_wasm) = new("c");
+    let mut build = Command::new(c.join("build.sh"));
+    build
+        .current_dir(&c)
+        .env(
+            "WASM_TOOLS",
+            harness::python().unwrap().with_file_name("wasm-tools"),
+        )
+        .env(
+            "WIT_BINDGEN",
+            harness::stack::cargo_tool("wit-bindgen").unwrap(),
+        );
+    let (ok, out, err) = outcome(&mut build);
+    assert!(ok, "{} build.sh failed:\n{out}{err}", c.display());
+
     let rust_out = format!("target/wasm32-wasip2/release/{rust_wasm}.wasm");
     let (ok, rows, err) = scaffold_run(&rust, world, &rust_out, None);
     assert!(ok, "{err}");
@@ -289,7 +306,11 @@ fn scaffold_in_every_language(
         rows.iter().map(|r| format!("{r}\n")).collect::<String>(),
     )
     .unwrap();
-    for (folder, wasm) in [(&js, format!("{js_wasm}.wasm")), (&py, py_out)] {
+    for (folder, wasm) in [
+        (&js, format!("{js_wasm}.wasm")),
+        (&py, py_out),
+        (&c, format!("{c_wasm}.wasm")),
+    ] {
         let (ok, _, other) = scaffold_run(folder, world, &wasm, Some(&expected));
         assert!(
             ok && other.contains("rows match"),
@@ -333,7 +354,8 @@ fn a_new_row_stage_in_each_language_builds_runs_and_agrees() {
     let (rust, rows, err) = scaffold_in_every_language(dir.path(), "row", "upper");
     // Five rows: upper-cased, counted in scalar values (20 emoji fit max 20); one too long.
     assert_eq!(rows.len(), 5, "{rows:?}");
-    assert_eq!(rows[2]["brand"], "STRASSE");
+    // ASCII upper-casing in every port: ß has no one-letter capital and C no Unicode mapping.
+    assert_eq!(rows[2]["brand"], "STRAßE");
     assert_eq!(rows[3]["brand_chars"], serde_json::Value::Null);
     assert_eq!(rows[4]["brand_chars"], 20);
     assert!(

@@ -1,4 +1,4 @@
-//! `k2mc transforms new NAME --lang rust|js|python [--world row|parser]`: a standalone folder
+//! `k2mc transforms new NAME --lang rust|js|python|c [--world row|parser]`: a standalone folder
 //! with a working stage, its own build command and output path, a copy of the WIT contract, test
 //! input and the settings to run it with. The templates of one world (`function/templates/`)
 //! behave identically in every language, so their outputs can be compared with
@@ -14,6 +14,8 @@ pub(crate) enum Lang {
     Rust,
     Js,
     Python,
+    /// C with Debian's clang and wasi-libc, `wit-bindgen c` and `wasm-tools component new`.
+    C,
 }
 
 const WIT: &str = include_str!("../../../wit/transform.wit");
@@ -93,6 +95,21 @@ fn files(lang: Lang, world: World) -> Vec<(&'static str, &'static str)> {
                 include_str!("../../templates/js/gitignore.tmpl"),
             ),
         ],
+        Lang::C => vec![
+            ("build.sh", include_str!("../../templates/c/build.sh.tmpl")),
+            (
+                if row { "stage.c" } else { "parser.c" },
+                if row {
+                    include_str!("../../templates/c/stage.c.tmpl")
+                } else {
+                    include_str!("../../templates/c/parser.c.tmpl")
+                },
+            ),
+            (
+                ".gitignore",
+                include_str!("../../templates/c/gitignore.tmpl"),
+            ),
+        ],
         Lang::Python => vec![
             (
                 "app.py",
@@ -121,6 +138,7 @@ fn build(lang: Lang, world: World, wasm: &str) -> (String, String) {
             "npm install && node build.mjs".into(),
             format!("{wasm}.wasm"),
         ),
+        Lang::C => ("./build.sh".into(), format!("{wasm}.wasm")),
         Lang::Python => (
             format!(
                 "componentize-py -d wit -w {} componentize app -o {wasm}.wasm",
@@ -161,6 +179,14 @@ pub(crate) fn new(name: &str, lang: Lang, world: World, dir: &Path) -> anyhow::R
         text.replace("{{name}}", name)
             .replace("{{wasm}}", &wasm)
             .replace("{{world}}", world.wit_name())
+            .replace(
+                "{{source}}",
+                if world == World::Row {
+                    "stage.c"
+                } else {
+                    "parser.c"
+                },
+            )
     };
     let mut all: Vec<(&str, String)> = files(lang, world)
         .into_iter()
@@ -197,13 +223,31 @@ pub(crate) fn new(name: &str, lang: Lang, world: World, dir: &Path) -> anyhow::R
              contract this stage was written against.\n"
         ),
     ));
-    for (path, text) in &all {
+    let mut all: Vec<(&str, Vec<u8>)> = all
+        .into_iter()
+        .map(|(path, text)| (path, text.into_bytes()))
+        .collect();
+    if lang == Lang::C {
+        // The adapter that turns the module's WASI preview-1 imports into the component
+        // model's, from the wasmtime release k2mc runs on.
+        all.push((
+            "wasi_snapshot_preview1.reactor.wasm",
+            wasi_preview1_component_adapter_provider::WASI_SNAPSHOT_PREVIEW1_REACTOR_ADAPTER
+                .to_vec(),
+        ));
+    }
+    for (path, data) in &all {
         let file = root.join(path);
         if let Some(parent) = file.parent() {
             std::fs::create_dir_all(parent)
                 .with_context(|| format!("creating {}", parent.display()))?;
         }
-        std::fs::write(&file, text).with_context(|| format!("writing {}", file.display()))?;
+        std::fs::write(&file, data).with_context(|| format!("writing {}", file.display()))?;
+        if path.ends_with(".sh") {
+            use std::os::unix::fs::PermissionsExt as _;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+                .with_context(|| format!("making {} executable", file.display()))?;
+        }
     }
     eprintln!(
         "wrote {} ({lang:?}, {} world)\n  build: cd {} && {build_cmd}\n  run:   {run}",

@@ -34,7 +34,7 @@ pub(crate) enum TransformsCommand {
         expect: Option<PathBuf>,
     },
     /// Write a new transform: a standalone folder with a working row or parser stage in Rust,
-    /// JavaScript or Python, its build command, the WIT contract, sample input and settings.
+    /// JavaScript, Python or C, its build command, the WIT contract, sample input and settings.
     New {
         /// The transform's name (lower-case letters, digits and '-'); also the folder's.
         name: String,
