@@ -313,6 +313,11 @@ impl App {
     ) -> Result<Vec<BatchReport>, PipelineError> {
         let span = tracing::info_span!("invocation", invocation, trigger = "replay", key);
         async {
+            if !deadletters::is_committed(self.log.staging(), key).await? {
+                return Err(PipelineError::NotReplayable {
+                    key: key.to_owned(),
+                });
+            }
             let groups = deadletters::read(self.log.staging(), key).await?;
             let object: String = sha2::Sha256::digest(key.as_bytes())
                 .iter()
@@ -328,15 +333,29 @@ impl App {
             for (tp, records) in groups {
                 let start = records.iter().map(|r| r.offset).min().unwrap_or(0);
                 let end = records.iter().map(|r| r.offset).max().unwrap_or(0) + 1;
-                if log.entry(&tp, start).await?.is_some() {
-                    tracing::info!(%tp, start, "dead letters already replayed");
-                    continue;
-                }
-                let resumable = log.intent(&tp, start).await?;
-                match run_batch(&ctx, None, &tp, (start, end), &records, resumable).await {
-                    Ok(r) => reports.push(r),
-                    Err(PipelineError::LostRace { .. }) => {}
-                    Err(e) => return Err(e),
+                // Batches chain from the object's first offset until its last is committed: a
+                // byte limit may cut the replay into several (the next starts where one ended).
+                let mut next = start;
+                while next < end {
+                    if let Some(entry) = log.entry(&tp, next).await? {
+                        tracing::info!(%tp, start = next, "dead letters already replayed");
+                        next = entry.intent.batch.end;
+                        continue;
+                    }
+                    let resumable = log.intent(&tp, next).await?;
+                    match run_batch(&ctx, None, &tp, (next, end), &records, resumable).await {
+                        Ok(r) => {
+                            next = r.batch.end;
+                            reports.push(r);
+                        }
+                        // A racing replay committed it: its entry is read on the next turn.
+                        Err(e @ PipelineError::LostRace { .. }) => {
+                            if log.entry(&tp, next).await?.is_none() {
+                                return Err(e);
+                            }
+                        }
+                        Err(e) => return Err(e),
+                    }
                 }
             }
             Ok(reports)

@@ -9,20 +9,48 @@ use k2mc_formats::dead_letter::{self, DeadLetter};
 use k2mc_formats::scope::LogScope;
 
 use crate::error::PipelineError;
-use crate::pipeline::commit::TopicPartition;
+use crate::pipeline::commit::{CommitLog, TopicPartition};
 use crate::staging::{Staging, StagingError};
 use crate::transform::bindings::{Header, KafkaRecord};
 
-/// Every dead-letter object of `cluster`'s main log and of its replays, in key order; other
-/// clusters sharing the bucket and prefix, and backfills, are left out.
-pub async fn keys(staging: &Staging, cluster: &str) -> Result<Vec<String>, StagingError> {
+/// A dead-letter object as the listing sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Listed {
+    pub key: String,
+    /// Whether a committed batch names it. Only these are counted and replayed: an object no
+    /// log entry names was written by a staging attempt that did not commit (it lost the race
+    /// to fix its batch, crashed before its intent, or passed the error limit), and the records
+    /// in it were loaded or dead-lettered by the attempt that did (`docs/reliability.md`).
+    pub committed: bool,
+}
+
+/// Every dead-letter object of `cluster` (its main log, its backfills and its replays) in key
+/// order, each checked against the log entry of its batch. Other clusters sharing the bucket
+/// and prefix are left out.
+pub async fn list(staging: &Staging, cluster: &str) -> Result<Vec<Listed>, PipelineError> {
     let all = staging
         .list_all(&format!("{}{cluster}", dead_letter::PREFIX))
         .await?;
-    Ok(all
-        .into_iter()
-        .filter(|k| dead_letter::scope_of_key(k).is_some_and(|s| s.is_main_or_replay_of(cluster)))
-        .collect())
+    let mut out = Vec::new();
+    for key in all {
+        if dead_letter::scope_of_key(&key).is_some_and(|s| s.cluster() == cluster) {
+            let committed = is_committed(staging, &key).await?;
+            out.push(Listed { key, committed });
+        }
+    }
+    Ok(out)
+}
+
+/// Whether the log entry of the batch `key` belongs to names it as its dead letters.
+pub async fn is_committed(staging: &Staging, key: &str) -> Result<bool, PipelineError> {
+    let Some(parts) = dead_letter::parse_key(key) else {
+        return Ok(false);
+    };
+    let log = CommitLog::new(staging.clone(), parts.scope);
+    Ok(log
+        .entry(&parts.tp, parts.start)
+        .await?
+        .is_some_and(|e| e.intent.dead_letters_key.as_deref() == Some(key)))
 }
 
 /// How many dead letters the object `key` holds (0 when it is gone).
@@ -33,18 +61,20 @@ pub async fn count(staging: &Staging, key: &str) -> Result<usize, StagingError> 
         .map_or(0, |o| dead_letter::count_lines(&o.data)))
 }
 
-/// How many dead letters `tp` has in `scope`, over all its objects.
+/// How many dead letters `tp` has in `scope`, over the objects its committed batches name.
 pub async fn count_partition(
     staging: &Staging,
     scope: &LogScope,
     tp: &TopicPartition,
-) -> Result<usize, StagingError> {
+) -> Result<usize, PipelineError> {
     let mut n = 0;
     for key in staging
         .list_all(&dead_letter::partition_prefix(scope, tp))
         .await?
     {
-        n += count(staging, &key).await?;
+        if is_committed(staging, &key).await? {
+            n += count(staging, &key).await?;
+        }
     }
     Ok(n)
 }

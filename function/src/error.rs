@@ -61,6 +61,29 @@ pub enum PipelineError {
         partition: i32,
         start: i64,
     },
+    /// A session whose commit was requested and whose status no longer tells whether it
+    /// committed: never loaded again blindly.
+    #[error(transparent)]
+    CommitUnknown(Box<CommitUnknown>),
+    #[error(
+        "{topic}-{partition}: the batch at offset {start} was fixed for MaxCompute project {fixed}, and the config now names {configured}; run once with the config of {fixed} to finish it, then switch"
+    )]
+    ProjectChanged {
+        topic: String,
+        partition: i32,
+        start: i64,
+        fixed: String,
+        configured: String,
+    },
+    #[error(
+        "{topic}-{partition}: the commit log is at offset {next} but {reason}: the topic was deleted and recreated, or kafka.cluster names another cluster than the log was written for. Nothing was loaded. To sync the new topic from its start, give the config a new kafka.cluster name (a log of its own)"
+    )]
+    SourceChanged {
+        topic: String,
+        partition: i32,
+        next: i64,
+        reason: String,
+    },
     #[error("the chain's output does not fit table {table}: {problems}")]
     SchemaMismatch { table: String, problems: String },
     #[error(transparent)]
@@ -79,6 +102,10 @@ pub enum PipelineError {
         start: i64,
         end: i64,
     },
+    #[error(
+        "dead-letter object {key} belongs to no committed batch (a staging attempt that lost its race, crashed or passed the error limit; the attempt that committed settled its records); replay the keys `k2mc dead-letters list` prints"
+    )]
+    NotReplayable { key: String },
     #[error("topic {topic} is not in kafka.topics of the config; add it or remove the trigger")]
     UnknownTopic { topic: String },
     #[error(
@@ -90,6 +117,23 @@ pub enum PipelineError {
         next: i64,
         earliest: i64,
     },
+}
+
+/// The batch, session and table of a `commit-unknown` stop, and the command that settles it.
+#[derive(Debug, Error)]
+#[error(
+    "{topic}-{partition} [{start}, {end}): upload session {upload_id} of table {table} (partition '{destination}') is {status}, and its commit was requested, so whether its rows landed is unknown; loading them again could duplicate them. Check the table for offsets {start}..{end} of {topic}-{partition}, then run `k2mc settle --topic {topic} --partition {partition} --start {start} --scope {scope} --as committed` if the rows are there, or `--as not-committed` if they are not"
+)]
+pub struct CommitUnknown {
+    pub topic: String,
+    pub partition: i32,
+    pub start: i64,
+    pub end: i64,
+    pub scope: String,
+    pub upload_id: String,
+    pub status: String,
+    pub table: String,
+    pub destination: String,
 }
 
 /// What an error means to whoever reports it: a stable name, whether running the same work again
@@ -144,9 +188,13 @@ impl PipelineError {
             PipelineError::ErrorLimit { .. } => Class::new("error-limit", false, true),
             PipelineError::LostRace { .. } => Class::new("lost-race", false, false),
             PipelineError::SchemaMismatch { .. } => Class::new("schema-mismatch", false, true),
+            PipelineError::CommitUnknown(_) => Class::new("commit-unknown", false, true),
+            PipelineError::ProjectChanged { .. } => Class::new("project-changed", false, true),
+            PipelineError::SourceChanged { .. } => Class::new("source-changed", false, true),
             PipelineError::Route(_) => Class::new("partition", false, true),
             PipelineError::Event { .. } => Class::new("event", false, true),
             PipelineError::UnknownTopic { .. } => Class::new("unknown-topic", false, true),
+            PipelineError::NotReplayable { .. } => Class::new("not-replayable", false, true),
             PipelineError::BackfillRange { .. } => Class::new("backfill-range", false, true),
             PipelineError::OffsetsLost { .. } => Class::new("offsets-lost", false, true),
         }

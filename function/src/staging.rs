@@ -52,9 +52,14 @@ pub enum StagingError {
 }
 
 /// The IAM actions these calls need: `get` (GetObject), `put`/`create`/`replace` (PutObject, with
-/// or without a condition), `list` (ListBucket). The deployment template grants exactly these, on
-/// the prefix only; a test compares the two.
-pub const S3_ACTIONS: &[&str] = &["s3:GetObject", "s3:PutObject", "s3:ListBucket"];
+/// or without a condition), `delete` (DeleteObject), `list` (ListBucket). The deployment template
+/// grants exactly these, on the prefix only; a test compares the two.
+pub const S3_ACTIONS: &[&str] = &[
+    "s3:GetObject",
+    "s3:PutObject",
+    "s3:DeleteObject",
+    "s3:ListBucket",
+];
 
 /// The outcome of a conditional write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -136,6 +141,19 @@ impl Staging {
             .send()
             .await
             .map_err(|e| self.fail("put", &key, &e))?;
+        Ok(())
+    }
+
+    /// Deletes an object (a missing one is not an error).
+    pub async fn delete(&self, relative: &str) -> Result<(), StagingError> {
+        let key = self.key(relative);
+        self.client
+            .delete_object()
+            .bucket(&self.bucket)
+            .key(&key)
+            .send()
+            .await
+            .map_err(|e| self.fail("delete", &key, &e))?;
         Ok(())
     }
 

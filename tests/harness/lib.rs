@@ -289,6 +289,16 @@ impl Emulator {
         Ok(())
     }
 
+    /// Expires one upload session now (committed or not), as its lifetime passing would.
+    pub fn expire_upload(&self, upload_id: &str) -> anyhow::Result<()> {
+        let path = format!("/_emulator/uploads/{upload_id}/expire");
+        let resp = http_request(&self.addr, "POST", &path, "")?;
+        if !resp.starts_with("HTTP/1.1 204") {
+            bail!("expiring {upload_id} failed: {resp}");
+        }
+        Ok(())
+    }
+
     /// The fault knobs and how often each fired.
     pub fn faults(&self) -> anyhow::Result<serde_json::Value> {
         let resp = http_request(&self.addr, "GET", "/_emulator/faults", "")?;

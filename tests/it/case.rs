@@ -52,6 +52,18 @@ pub fn transforms_toml() -> String {
 
 /// Produces vehicle events `ids` (JSON for [`COLUMNS`]) to `partition` of `topic`; `day` picks
 /// the event date.
+/// The key and value of vehicle event `i` on `day` (JSON for [`COLUMNS`]).
+pub fn vehicle(i: u32, day: u32) -> (Vec<u8>, Vec<u8>) {
+    (
+        format!("V{i}").into_bytes(),
+        format!(
+            r#"{{"vehicle":{{"id":"V{i}"}},"average_speed":{}.5,"total_miles":{},"ts":"2024-01-{day:02} 08:00:{:02}","owner":{{"phone":"1380013{:04}"}}}}"#,
+            i % 120, i * 10, i % 60, i % 10000
+        )
+        .into_bytes(),
+    )
+}
+
 pub async fn produce_vehicles(
     client: &rskafka::client::Client,
     topic: &str,
@@ -64,14 +76,14 @@ pub async fn produce_vehicles(
         .await
         .unwrap();
     let records: Vec<Record> = ids
-        .map(|i| Record {
-            key: Some(format!("V{i}").into_bytes()),
-            value: Some(format!(
-                r#"{{"vehicle":{{"id":"V{i}"}},"average_speed":{}.5,"total_miles":{},"ts":"2024-01-{day:02} 08:00:{:02}","owner":{{"phone":"1380013{:04}"}}}}"#,
-                i % 120, i * 10, i % 60, i % 10000
-            ).into_bytes()),
-            headers: BTreeMap::new(),
-            timestamp: chrono::Utc::now(),
+        .map(|i| {
+            let (key, value) = vehicle(i, day);
+            Record {
+                key: Some(key),
+                value: Some(value),
+                headers: BTreeMap::new(),
+                timestamp: chrono::Utc::now(),
+            }
         })
         .collect();
     // Record batches of four, so that batches and fetches start inside them (tansu 0.6

@@ -303,7 +303,7 @@ fn the_bucket_is_private_encrypted_tls_only_and_keeps_the_log() {
         .iter()
         .filter_map(|r| r["Prefix"]["Fn::Sub"].as_str().map(str::to_owned))
         .collect();
-    for kept in ["staged/", "intents/", "dead-letters/"] {
+    for kept in ["staged/", "dead-letters/"] {
         assert!(
             prefixes.iter().any(|p| p.ends_with(kept)),
             "no rule for {kept}"
@@ -312,6 +312,10 @@ fn the_bucket_is_private_encrypted_tls_only_and_keeps_the_log() {
     assert!(
         prefixes.iter().all(|p| !p.contains("log/")),
         "the commit log must never expire"
+    );
+    assert!(
+        prefixes.iter().all(|p| !p.contains("intents/")),
+        "an intent of a batch not yet committed must never expire (k2mc deletes committed ones)"
     );
 }
 

@@ -202,11 +202,22 @@ async fn sessions_expire_after_their_ttl() -> anyhow::Result<()> {
         &encode_block(&types, &rows(0, 1), Compression::None)?,
     )
     .await?;
-    tokio::time::sleep(Duration::from_millis(1500)).await;
-    let reloaded = mc
-        .reload_upload_session("ttl_t", Some(&spec), &session.id)
+    // A committed one too: past its lifetime the status no longer tells it from the other.
+    let committed = mc
+        .create_upload_session("ttl_t", Some(&spec), false)
         .await?;
-    assert_eq!(reloaded.status, "EXPIRED");
+    mc.upload_block(
+        &committed,
+        0,
+        &encode_block(&types, &rows(1, 1), Compression::None)?,
+    )
+    .await?;
+    mc.commit_upload(&committed, &[0]).await?;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    for id in [&session.id, &committed.id] {
+        let reloaded = mc.reload_upload_session("ttl_t", Some(&spec), id).await?;
+        assert_eq!(reloaded.status, "EXPIRED");
+    }
     Ok(())
 }
 

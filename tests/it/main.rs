@@ -7,6 +7,7 @@
 mod case;
 mod deploy;
 mod emulator;
+mod exactly_once;
 mod faults;
 mod hostile;
 mod kafka_tls;

@@ -1,8 +1,9 @@
 //! Dead letters: the records that did not become rows, with why, as JSON lines in the staging
-//! bucket (`docs/architecture.md`, "Dead letters"). One object per batch that had any, under
-//! `dead-letters/<scope>/<topic>/<partition>/<start>-<end>.jsonl`; the pipeline writes them, the
-//! listing counts them and the replay reads them back into records. The line's layout lives only
-//! here, so the writer and the reader cannot drift apart.
+//! bucket (`docs/architecture.md`, "Dead letters"). One object per staging attempt of a batch
+//! that had any, under `dead-letters/<scope>/<topic>/<partition>/<start>-<end>-<attempt>.jsonl`;
+//! the pipeline writes them, the listing counts the ones a committed batch names and the replay
+//! reads them back into records. The line's layout and the key's live only here, so the writer
+//! and the reader cannot drift apart.
 
 use base64::Engine as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -14,9 +15,49 @@ use crate::scope::LogScope;
 /// What every dead-letter key starts with.
 pub const PREFIX: &str = "dead-letters/";
 
-/// The key of the dead letters of batch `[start, end)` of `tp` in `scope`.
-pub fn object_key(scope: &LogScope, tp: &TopicPartition, start: i64, end: i64) -> String {
-    format!("{}{start:020}-{end:020}.jsonl", partition_prefix(scope, tp))
+/// The key of the dead letters of one staging attempt of batch `[start, end)` of `tp` in
+/// `scope`. Each attempt writes its own object, so an attempt that loses the race to fix the
+/// batch never overwrites the one the committed batch names.
+pub fn object_key(
+    scope: &LogScope,
+    tp: &TopicPartition,
+    start: i64,
+    end: i64,
+    attempt: &str,
+) -> String {
+    format!(
+        "{}{start:020}-{end:020}-{attempt}.jsonl",
+        partition_prefix(scope, tp)
+    )
+}
+
+/// What a dead-letter key names: its scope, partition and the batch's planned range.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeyParts {
+    pub scope: LogScope,
+    pub tp: TopicPartition,
+    pub start: i64,
+    pub end: i64,
+}
+
+/// Reads a key [`object_key`] wrote (or one of the attempt-less keys of earlier releases).
+pub fn parse_key(key: &str) -> Option<KeyParts> {
+    let rest = key.strip_prefix(PREFIX)?;
+    let mut parts = rest.split('/');
+    let (scope, topic, partition, file) =
+        (parts.next()?, parts.next()?, parts.next()?, parts.next()?);
+    if parts.next().is_some() {
+        return None;
+    }
+    let mut range = file.strip_suffix(".jsonl")?.split('-');
+    let start = range.next()?.parse().ok()?;
+    let end = range.next()?.parse().ok()?;
+    Some(KeyParts {
+        scope: LogScope::parse(scope),
+        tp: TopicPartition::new(topic, partition.parse().ok()?),
+        start,
+        end,
+    })
 }
 
 /// The prefix of every dead-letter object of `tp` in `scope`.
@@ -220,13 +261,27 @@ mod tests {
     fn keys_name_scope_topic_partition_and_range() {
         let scope = LogScope::replay("prod", "0011");
         let tp = TopicPartition::new("clicks", 2);
-        let key = object_key(&scope, &tp, 5, 17);
+        let key = object_key(&scope, &tp, 5, 17, "00ff");
         assert_eq!(
             key,
-            "dead-letters/prod~replay-0011/clicks/2/00000000000000000005-00000000000000000017.jsonl"
+            "dead-letters/prod~replay-0011/clicks/2/00000000000000000005-00000000000000000017-00ff.jsonl"
         );
         assert!(key.starts_with(&partition_prefix(&scope, &tp)));
-        assert_eq!(scope_of_key(&key), Some(scope));
+        assert_eq!(scope_of_key(&key), Some(scope.clone()));
         assert_eq!(scope_of_key("log/prod/x"), None);
+        let parts = KeyParts {
+            scope,
+            tp,
+            start: 5,
+            end: 17,
+        };
+        assert_eq!(parse_key(&key), Some(parts.clone()));
+        // Keys of earlier releases had no attempt.
+        assert_eq!(
+            parse_key(&key.replace("-00ff.jsonl", ".jsonl")),
+            Some(parts)
+        );
+        assert_eq!(parse_key("dead-letters/prod/clicks/x/1-2.jsonl"), None);
+        assert_eq!(parse_key("dead-letters/prod/clicks/2/1-2.json"), None);
     }
 }

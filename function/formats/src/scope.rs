@@ -91,12 +91,6 @@ impl LogScope {
     pub fn kind(&self) -> &ScopeKind {
         &self.kind
     }
-
-    /// Whether this is `cluster`'s main log or one of its replays: the dead letters that
-    /// `k2mc dead-letters` lists and replays for a config of `cluster`.
-    pub fn is_main_or_replay_of(&self, cluster: &str) -> bool {
-        self.cluster == cluster && !matches!(self.kind, ScopeKind::Backfill { .. })
-    }
 }
 
 impl fmt::Display for LogScope {
@@ -164,12 +158,13 @@ mod tests {
     }
 
     #[test]
-    fn dead_letter_listings_take_main_and_replays_of_one_cluster() {
-        let of = |text: &str| LogScope::parse(text).is_main_or_replay_of("prod");
+    fn every_log_of_a_cluster_names_that_cluster() {
+        // The dead-letter listing takes a cluster's main log, backfills and replays.
+        let of = |text: &str| LogScope::parse(text).cluster() == "prod";
         assert!(of("prod"));
         assert!(of("prod~replay-ab"));
         assert!(of("prod~replay-ab~replay-cd"));
-        assert!(!of("prod~backfill-x"));
+        assert!(of("prod~backfill-x"));
         assert!(!of("prod2"));
         assert!(!of("pro"));
         assert!(!of("prod2~replay-ab"));

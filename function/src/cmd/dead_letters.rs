@@ -1,5 +1,6 @@
-//! `k2mc dead-letters list | replay`: the dead letters of the config's cluster (its main log and
-//! its replays), and loading them again through the current transforms, exactly once per object.
+//! `k2mc dead-letters list | replay`: the dead letters of the config's cluster (its main log, its
+//! backfills and its replays) that committed batches name, and loading them again through the
+//! current transforms, exactly once per object.
 
 use clap::Subcommand;
 use k2mc::app::App;
@@ -10,7 +11,7 @@ use super::{RunArgs, invocation_id};
 /// `list` or `replay`.
 #[derive(Debug, Subcommand)]
 pub(crate) enum DeadLettersCommand {
-    /// List dead-letter objects with their record counts.
+    /// List the dead-letter objects of committed batches with their record counts.
     List {
         #[command(flatten)]
         run: RunArgs,
@@ -35,7 +36,9 @@ pub(crate) async fn run(command: DeadLettersCommand) -> anyhow::Result<()> {
             let config = run.load_config()?;
             let conns = k2mc::app::connections(&config).await?;
             let mut objects = Vec::new();
-            for key in deadletters::keys(&conns.staging, &config.kafka.cluster).await? {
+            let listed = deadletters::list(&conns.staging, &config.kafka.cluster).await?;
+            let uncommitted = listed.iter().filter(|l| !l.committed).count();
+            for key in listed.into_iter().filter(|l| l.committed).map(|l| l.key) {
                 let n = deadletters::count(&conns.staging, &key).await?;
                 if json {
                     objects.push(serde_json::json!({ "key": key, "dead_letters": n }));
@@ -47,12 +50,22 @@ pub(crate) async fn run(command: DeadLettersCommand) -> anyhow::Result<()> {
                 let doc = serde_json::json!({ "objects": objects });
                 println!("{}", serde_json::to_string_pretty(&doc)?);
             }
+            if uncommitted > 0 {
+                eprintln!(
+                    "({uncommitted} more from staging attempts that did not commit; their records were settled by the attempts that did, and replay ignores them)"
+                );
+            }
             Ok(())
         }
         DeadLettersCommand::Replay { run, keys } => {
             let app = App::start(run.load_config()?).await?;
             let keys = if keys.is_empty() {
-                deadletters::keys(app.log.staging(), &app.config.kafka.cluster).await?
+                deadletters::list(app.log.staging(), &app.config.kafka.cluster)
+                    .await?
+                    .into_iter()
+                    .filter(|l| l.committed)
+                    .map(|l| l.key)
+                    .collect()
             } else {
                 keys
             };

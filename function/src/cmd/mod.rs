@@ -8,6 +8,7 @@ mod invoke;
 mod maxcompute;
 mod run;
 mod scaffold;
+mod settle;
 mod status;
 mod transforms;
 mod validate;
@@ -45,6 +46,8 @@ enum Command {
     Status(status::StatusArgs),
     /// Check the config, transforms, table and connectivity; name every problem and its fix.
     Validate(RunArgs),
+    /// Record whether a batch whose commit cannot be told (error `commit-unknown`) landed.
+    Settle(settle::SettleArgs),
     /// Dead letters in the staging bucket.
     #[command(name = "dead-letters", subcommand)]
     DeadLetters(dead_letters::DeadLettersCommand),
@@ -64,6 +67,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Command::Invoke(a) => invoke::run(a).await,
         Command::Status(a) => status::run(a).await,
         Command::Validate(a) => validate::run(a).await,
+        Command::Settle(a) => settle::run(a).await,
         Command::DeadLetters(c) => dead_letters::run(c).await,
         Command::MaxCompute(mc) => maxcompute::run(*mc).await,
         Command::Transforms(t) => transforms::run(t),

@@ -47,6 +47,11 @@ pub enum MaxComputeError {
     Endpoint { endpoint: String, reason: String },
     #[error("upload session {upload_id} is {status}; it can no longer take blocks or commit")]
     SessionNotWritable { upload_id: String, status: String },
+    /// The server is still committing the session (`CLOSING`/`COMMITTING`) after the wait.
+    #[error(
+        "upload session {upload_id} is still committing; the next run settles it (never with a second session)"
+    )]
+    CommitInProgress { upload_id: String },
     #[error("block id {block_id} is outside 0..20000")]
     BlockId { block_id: u32 },
     #[error(transparent)]
@@ -62,7 +67,9 @@ impl MaxComputeError {
             MaxComputeError::Service { status, .. } => {
                 matches!(status, 308 | 408 | 429) || *status >= 500
             }
-            MaxComputeError::Transport { .. } | MaxComputeError::RetriesExhausted { .. } => true,
+            MaxComputeError::Transport { .. }
+            | MaxComputeError::RetriesExhausted { .. }
+            | MaxComputeError::CommitInProgress { .. } => true,
             _ => false,
         }
     }

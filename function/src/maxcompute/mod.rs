@@ -27,5 +27,6 @@ pub use sign::{
 };
 pub use sql::{SqlResult, TableInfo, split_odps_error};
 pub use tunnel::{
-    Block, Compression, DownloadSession, MAX_BLOCKS, UploadSession, decode_block, encode_block,
+    Block, Compression, DownloadSession, MAX_BLOCKS, SessionState, UploadSession, decode_block,
+    encode_block,
 };

@@ -106,10 +106,39 @@ pub struct UploadSession {
     pub blocks: Vec<u32>,
 }
 
+/// What an upload session's status proves about its rows (`docs/maxcompute-protocol.md`,
+/// "Status values"; `docs/reliability.md`, "Session status"). The one place a status is read.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SessionState {
+    /// `CLOSED`: committed.
+    Committed,
+    /// `NORMAL`: open; takes blocks and a commit.
+    Open,
+    /// `CLOSING` or `COMMITTING`: a commit is under way. Wait; never replace the session.
+    Committing,
+    /// `CANCELED`: never committed and never will.
+    Canceled,
+    /// Anything else (`EXPIRED`, which a committed session also reports once its lifetime
+    /// passed, `CRITICAL`, `UNKNOWN`, empty): it can no longer commit, and whether it did is
+    /// not told. Only the caller's own record (was a commit ever requested?) can settle it.
+    Unknown,
+}
+
 impl UploadSession {
     /// True once the session's rows are committed.
     pub fn is_committed(&self) -> bool {
-        self.status == "CLOSED"
+        self.state() == SessionState::Committed
+    }
+
+    /// What the status proves.
+    pub fn state(&self) -> SessionState {
+        match self.status.as_str() {
+            "CLOSED" => SessionState::Committed,
+            "NORMAL" => SessionState::Open,
+            "CLOSING" | "COMMITTING" => SessionState::Committing,
+            "CANCELED" | "CANCELLED" => SessionState::Canceled,
+            _ => SessionState::Unknown,
+        }
     }
 }
 
@@ -223,10 +252,21 @@ impl MaxComputeClient {
         let current = self
             .reload_upload_session(table, partition, &session.id)
             .await?;
-        if current.is_committed() {
-            return Ok(current);
+        match current.state() {
+            SessionState::Committed => return Ok(current),
+            SessionState::Committing => {
+                return self
+                    .settle_commit(
+                        session,
+                        MaxComputeError::CommitInProgress {
+                            upload_id: session.id.clone(),
+                        },
+                    )
+                    .await;
+            }
+            _ => {}
         }
-        if current.status != "NORMAL" {
+        if current.state() != SessionState::Open {
             return Err(MaxComputeError::SessionNotWritable {
                 upload_id: session.id.clone(),
                 status: current.status,
@@ -249,33 +289,55 @@ impl MaxComputeClient {
             .await?;
         call.operation = format!("commit session {}", session.id);
         call.params.push(("uploadid".into(), session.id.clone()));
-        match self.session_json(&call).await {
+        let answered = match self.session_json(&call).await {
             Ok(json) => {
-                let committed = upload_session(json, table, partition);
-                if committed.is_committed() || committed.status.is_empty() {
-                    return Ok(UploadSession {
-                        status: "CLOSED".into(),
-                        ..committed
-                    });
+                let answer = upload_session(json, table, partition);
+                if answer.is_committed() {
+                    return Ok(answer);
                 }
-                Err(MaxComputeError::SessionNotWritable {
+                // Any other answer (an empty status included) is settled by the session itself.
+                MaxComputeError::SessionNotWritable {
                     upload_id: session.id.clone(),
-                    status: committed.status,
-                })
+                    status: answer.status,
+                }
             }
             Err(err) => {
                 // The commit may have happened even though we saw an error: ask the session.
-                tracing::warn!(upload_id = %session.id, error = %err, "Commit failed; reloading the session to settle it.");
-                let after = self
-                    .reload_upload_session(table, partition, &session.id)
-                    .await?;
-                if after.is_committed() {
-                    Ok(after)
-                } else {
-                    Err(err)
+                tracing::warn!(upload_id = %session.id, error = %err, "commit failed; reloading the session to settle it");
+                err
+            }
+        };
+        self.settle_commit(session, answered).await
+    }
+
+    /// After a commit request whose answer was not `CLOSED`: reloads the session, waiting out a
+    /// commit under way (`CLOSING`/`COMMITTING`, the 1 s, 2 s, 4 s … of the SDKs' polling, up to
+    /// about a minute). `CLOSED` is success; anything else returns `answered`, or
+    /// [`MaxComputeError::CommitInProgress`] when the commit is still under way.
+    async fn settle_commit(
+        &self,
+        session: &UploadSession,
+        answered: MaxComputeError,
+    ) -> Result<UploadSession, MaxComputeError> {
+        let (table, partition) = (&session.table, session.partition.as_ref());
+        let mut wait = std::time::Duration::from_millis(250);
+        for _ in 0..8 {
+            let now = self
+                .reload_upload_session(table, partition, &session.id)
+                .await?;
+            match now.state() {
+                SessionState::Committed => return Ok(now),
+                SessionState::Committing => {
+                    tracing::info!(upload_id = %session.id, status = %now.status, "commit under way; waiting");
+                    tokio::time::sleep(wait).await;
+                    wait = (wait * 2).min(std::time::Duration::from_secs(16));
                 }
+                _ => return Err(answered),
             }
         }
+        Err(MaxComputeError::CommitInProgress {
+            upload_id: session.id.clone(),
+        })
     }
 
     /// Opens a download session over `table` (and `partition`).

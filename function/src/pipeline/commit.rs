@@ -11,48 +11,13 @@ use crate::error::PipelineError;
 use crate::fault;
 use crate::staging::{Conditional, Object, Staging};
 
+mod intent;
+
+pub use intent::{
+    BatchId, Counts, Destination, Entry, Intent, ModuleVersion, RecordMark, StagedBlock,
+};
 pub use k2mc_formats::event::TopicPartition;
 pub use k2mc_formats::scope::{LogScope, ScopeKind};
-
-/// The identity of a batch (invariant 1): everything staged for it derives from this.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct BatchId {
-    /// The log scope ([`LogScope`] as text; the field keeps its first name in stored intents).
-    pub cluster: String,
-    pub topic: String,
-    pub partition: i32,
-    pub start: i64,
-    pub end: i64,
-}
-
-impl BatchId {
-    /// The partition the batch belongs to.
-    pub fn tp(&self) -> TopicPartition {
-        TopicPartition::new(self.topic.clone(), self.partition)
-    }
-
-    fn dir(&self) -> String {
-        format!(
-            "{}/{}/{}/{:020}-{:020}",
-            self.cluster, self.topic, self.partition, self.start, self.end
-        )
-    }
-
-    /// Key of a staged block of the `dest`-th destination partition.
-    pub fn block_key(&self, dest: usize, block: u32) -> String {
-        format!("staged/{}/p{dest:04}/{block:05}.blk", self.dir())
-    }
-
-    /// Key of the batch's dead letters.
-    pub fn dead_letters_key(&self) -> String {
-        k2mc_formats::dead_letter::object_key(
-            &LogScope::parse(&self.cluster),
-            &self.tp(),
-            self.start,
-            self.end,
-        )
-    }
-}
 
 /// Where a partition's log lives.
 fn log_dir(scope: &LogScope, tp: &TopicPartition) -> String {
@@ -68,74 +33,6 @@ fn intent_key(scope: &LogScope, tp: &TopicPartition, start: i64) -> String {
         "intents/{scope}/{}/{}/{start:020}.json",
         tp.topic, tp.partition
     )
-}
-
-/// Counts that reconcile a batch: `read = loaded + filtered + dead_lettered` (invariant 9).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Counts {
-    pub read: u64,
-    pub loaded: u64,
-    pub filtered: u64,
-    pub dead_lettered: u64,
-    /// Kafka key and value bytes read.
-    pub bytes: u64,
-}
-
-impl Counts {
-    /// True when every record read is accounted for.
-    pub fn reconciles(&self) -> bool {
-        self.read == self.loaded + self.filtered + self.dead_lettered
-    }
-}
-
-/// A transform stage as the batch ran it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ModuleVersion {
-    pub name: String,
-    pub version: String,
-    pub sha256: String,
-}
-
-/// One staged block of a destination.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct StagedBlock {
-    pub id: u32,
-    pub key: String,
-    pub rows: u64,
-}
-
-/// Rows of a batch bound for one MaxCompute partition.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Destination {
-    /// Tunnel form `k=v,k2=v2`, empty for an unpartitioned table.
-    pub partition: String,
-    pub rows: u64,
-    pub blocks: Vec<StagedBlock>,
-    /// The Tunnel session that loads these rows, once opened (invariant 3).
-    #[serde(default)]
-    pub upload_id: Option<String>,
-}
-
-/// What a batch is, fixed before MaxCompute sees any of it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Intent {
-    pub batch: BatchId,
-    pub counts: Counts,
-    pub modules: Vec<ModuleVersion>,
-    pub destinations: Vec<Destination>,
-    #[serde(default)]
-    pub dead_letters_key: Option<String>,
-}
-
-/// A committed batch: its intent as finally recorded (the same JSON fields, flattened), and when
-/// and by whom it was committed.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Entry {
-    #[serde(flatten)]
-    pub intent: Intent,
-    /// RFC 3339; informational only (never a cut point).
-    pub committed_at: String,
-    pub invocation: String,
 }
 
 /// Where syncing of a partition began (`origin.json`).
@@ -202,19 +99,31 @@ impl CommitLog {
     pub async fn position(&self, tp: &TopicPartition) -> Result<Position, PipelineError> {
         let dir = log_dir(&self.scope, tp);
         let head_key = format!("{dir}/head.json");
-        let mut start = match self.staging.get(&head_key).await? {
+        let head = match self.staging.get(&head_key).await? {
             Some(obj) => Some(parse::<Head>(&head_key, &obj)?.start),
             None => None,
         };
-        if start.is_none() {
-            let origin_key = format!("{dir}/origin.json");
-            match self.staging.get(&origin_key).await? {
-                Some(obj) => start = Some(parse::<OriginRecord>(&origin_key, &obj)?.offset),
-                None => return Ok(Position::default()),
+        let origin_key = format!("{dir}/origin.json");
+        let origin = match self.staging.get(&origin_key).await? {
+            Some(obj) => Some(parse::<OriginRecord>(&origin_key, &obj)?.offset),
+            None => None,
+        };
+        // A missing object is never read as "the chain ends here" when the log says otherwise:
+        // restarting from the origin (or from `start_from`) would load committed batches again
+        // (docs/reliability.md, "State the protocol needs").
+        let start = match (head, origin) {
+            (None, None) => return Ok(Position::default()),
+            (Some(_), None) => {
+                return Err(corrupt(
+                    &origin_key,
+                    "the log has entries but no origin; something deleted log objects (a lifecycle rule on log/?)",
+                ));
             }
-        }
+            (Some(h), Some(_)) => h,
+            (None, Some(o)) => o,
+        };
         let mut position = Position {
-            next: start,
+            next: Some(start),
             last: None,
         };
         while let Some(at) = position.next {
@@ -227,6 +136,12 @@ impl CommitLog {
                     }
                     position.next = Some(entry.intent.batch.end);
                     position.last = Some(entry);
+                }
+                None if head.is_some() && position.last.is_none() => {
+                    return Err(corrupt(
+                        &key,
+                        "the head hint names this entry but it is missing; something deleted log objects (a lifecycle rule on log/?)",
+                    ));
                 }
                 None => break,
             }
@@ -311,6 +226,14 @@ impl CommitLog {
         let outcome = self.staging.create(&key, to_json(entry)).await?;
         if outcome == Conditional::Written {
             let head = format!("{}/head.json", log_dir(&self.scope, &tp));
+            // The intent has served its purpose: the entry holds all of it. Deleting it keeps
+            // `intents/` to the batches in flight, so no lifecycle rule has to expire intents
+            // (one that expired an uncommitted batch's intent would let it load twice). An
+            // invocation still holding the old view is stopped by the entry (`load`).
+            let intent = intent_key(&self.scope, &tp, entry.intent.batch.start);
+            if let Err(err) = self.staging.delete(&intent).await {
+                tracing::warn!(key = %intent, error = %err, "could not delete a committed batch's intent");
+            }
             // Advisory: a lost update only makes the next reader walk one more entry.
             if let Err(err) = self
                 .staging
@@ -328,25 +251,46 @@ impl CommitLog {
         Ok(outcome)
     }
 
+    /// Deletes what `ours` staged that `theirs` (the intent in force) does not name: an attempt
+    /// that lost the race to fix the batch. Best effort: a leftover is never named by an intent
+    /// or a log entry, so nothing loads or lists it; the bucket's lifecycle rule removes it.
+    /// (When the conflict was the SDK retrying our own create, `theirs` is ours and names all.)
+    async fn discard_unnamed(&self, ours: &Intent, theirs: &Intent) {
+        let named: std::collections::HashSet<&str> = theirs.staged_keys().collect();
+        for key in ours.staged_keys().filter(|k| !named.contains(k)) {
+            if let Err(err) = self.staging.delete(key).await {
+                tracing::warn!(key, error = %err, "could not delete an unused staged object");
+            }
+        }
+    }
+
     /// Creates the intent of a new batch, or adopts the one a racing or crashed invocation fixed
     /// first (invariant 3); returns the intent in force with its entity tag.
     pub async fn fix(&self, intent: &Intent) -> Result<(Intent, String), PipelineError> {
         let tp = intent.batch.tp();
         let start = intent.batch.start;
         let created = self.create_intent(intent).await?;
-        let (found, etag) =
-            self.intent(&tp, start)
-                .await?
-                .ok_or_else(|| PipelineError::Corrupt {
-                    key: intent_key(&self.scope, &tp, start),
-                    reason: "missing right after it was written".into(),
-                })?;
+        let Some((found, etag)) = self.intent(&tp, start).await? else {
+            // Intents are deleted once their batch is committed: a racing invocation did.
+            if self.entry(&tp, start).await?.is_some() {
+                return Err(PipelineError::LostRace {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    start,
+                });
+            }
+            return Err(corrupt(
+                &intent_key(&self.scope, &tp, start),
+                "missing right after it was written",
+            ));
+        };
         if created == Conditional::Conflict {
             tracing::info!(
                 theirs_end = found.batch.end,
                 ours_end = intent.batch.end,
                 "adopting the intent another invocation fixed"
             );
+            self.discard_unnamed(intent, &found).await;
         } else {
             fault::point("after-intent");
         }

@@ -2,8 +2,9 @@
 //! record blocks against the table's schema. Each cell is checked and converted ([`layout`]); a
 //! record whose row does not fit becomes a dead letter and the others go on. Rows are routed to
 //! their destination partition and written into one open block per destination; a block is
-//! closed and handed back for staging when it reaches the configured size, so memory is bounded
-//! by blocks, not by the range.
+//! closed and handed back for staging when it reaches the configured size, and at most
+//! [`MAX_OPEN_BLOCKS`] are open at once (the least recently written closes first), so memory is
+//! bounded by blocks, not by the range or by how many partitions its rows scatter over.
 
 mod layout;
 
@@ -51,9 +52,17 @@ impl<W: Write> Write for Counting<W> {
 
 type BlockWriter<'s> = RecordWriter<'s, Counting<ZlibEncoder<Vec<u8>>>>;
 
+/// How many blocks may be open (compressing) at once. Each holds a deflate state (about 256 KiB)
+/// and its compressed bytes so far; rows scattered over many destination partitions (an
+/// event-time template over old, out-of-order records) would otherwise open one per partition
+/// with no bound, and fail the same way on every retry (invariant 8).
+pub(crate) const MAX_OPEN_BLOCKS: usize = 16;
+
 struct Open<'s> {
     writer: BlockWriter<'s>,
     size: Arc<AtomicU64>,
+    /// When a row was last written (a counter), to close the least recently written first.
+    used: u64,
 }
 
 struct Dest<'s> {
@@ -90,6 +99,9 @@ pub(crate) struct Encoder<'s> {
     block_bytes: usize,
     dests: Vec<Dest<'s>>,
     index: HashMap<String, usize>,
+    /// Rows written so far (the clock of [`Open::used`]).
+    written: u64,
+    open: usize,
 }
 
 impl std::fmt::Debug for Encoder<'_> {
@@ -114,6 +126,8 @@ impl<'s> Encoder<'s> {
             block_bytes,
             dests: Vec::new(),
             index: HashMap::new(),
+            written: 0,
+            open: 0,
         }
     }
 
@@ -154,9 +168,7 @@ impl<'s> Encoder<'s> {
                 }),
                 None => {
                     for (dest, values) in converted {
-                        if let Some(block) = self.write(dest, &values)? {
-                            closed.push(block);
-                        }
+                        self.write(dest, &values, &mut closed)?;
                     }
                 }
             }
@@ -165,11 +177,14 @@ impl<'s> Encoder<'s> {
         Ok((closed, rejected))
     }
 
+    /// Writes one row into its destination's open block (opening one, after closing the least
+    /// recently written if [`MAX_OPEN_BLOCKS`] are open); blocks it closes go to `closed`.
     fn write(
         &mut self,
         partition: String,
         values: &[Value],
-    ) -> Result<Option<ClosedBlock>, EncodeError> {
+        closed: &mut Vec<ClosedBlock>,
+    ) -> Result<(), EncodeError> {
         let d = match self.index.get(&partition) {
             Some(&d) => d,
             None => {
@@ -184,8 +199,23 @@ impl<'s> Encoder<'s> {
                 self.dests.len() - 1
             }
         };
+        if self.dests[d].open.is_none() && self.open >= MAX_OPEN_BLOCKS {
+            let oldest = self
+                .dests
+                .iter()
+                .enumerate()
+                .filter_map(|(i, dest)| dest.open.as_ref().map(|o| (o.used, i)))
+                .min()
+                .map(|(_, i)| i);
+            if let Some(oldest) = oldest {
+                closed.push(self.close(oldest)?);
+            }
+        }
         let types = &self.layout.types;
+        self.written += 1;
+        let used = self.written;
         let dest = &mut self.dests[d];
+        let opened = dest.open.is_none();
         let open = dest.open.get_or_insert_with(|| {
             let size = Arc::new(AtomicU64::new(0));
             Open {
@@ -197,19 +227,24 @@ impl<'s> Encoder<'s> {
                     },
                 ),
                 size,
+                used,
             }
         });
+        open.used = used;
         open.writer.write(values).map_err(wire)?;
         dest.rows += 1;
-        if open.size.load(Ordering::Relaxed) as usize >= self.block_bytes {
-            return self.close(d).map(Some);
+        let full = open.size.load(Ordering::Relaxed) as usize >= self.block_bytes;
+        self.open += usize::from(opened);
+        if full {
+            closed.push(self.close(d)?);
         }
-        Ok(None)
+        Ok(())
     }
 
     fn close(&mut self, d: usize) -> Result<ClosedBlock, EncodeError> {
         let dest = &mut self.dests[d];
         let open = dest.open.take().ok_or_else(|| wire("no open block"))?;
+        self.open -= 1;
         let rows = open.writer.count();
         let data = open
             .writer
@@ -258,6 +293,8 @@ impl<'s> Encoder<'s> {
                 rows: d.rows,
                 blocks: d.blocks.clone(),
                 upload_id: None,
+                commit_requested: false,
+                settled_committed: false,
             })
             .collect()
     }

@@ -5,9 +5,12 @@
 //! Blocks are read back from the staging bucket one ahead of the upload, so memory stays at two
 //! blocks.
 
-use crate::error::PipelineError;
+use crate::error::{CommitUnknown, PipelineError};
 use crate::fault;
-use crate::maxcompute::{Block, Compression, MaxComputeClient, PartitionSpec, UploadSession};
+use crate::maxcompute::{
+    Block, Compression, MaxComputeClient, MaxComputeError, PartitionSpec, SessionState,
+    UploadSession,
+};
 use crate::pipeline::commit::{CommitLog, Intent};
 use crate::staging::Conditional;
 
@@ -44,27 +47,68 @@ pub(crate) async fn load(
     let tp = intent.batch.tp();
     for d in 0..intent.destinations.len() {
         let partition = spec(&intent.destinations[d].partition)?;
-        // Resume the recorded session if it can still commit.
+        // Resume the recorded session if it can still commit (docs/reliability.md, "Session
+        // status": only a status that proves the session holds no rows lets a new one open).
         let mut session: Option<UploadSession> = None;
         if let Some(id) = intent.destinations[d].upload_id.clone() {
-            let s = client
-                .reload_upload_session(table, partition.as_ref(), &id)
-                .await?;
-            if s.is_committed() {
-                tracing::info!(upload_id = %id, partition = %intent.destinations[d].partition, "session already committed");
+            let dest = &intent.destinations[d];
+            if dest.settled_committed {
+                tracing::info!(upload_id = %id, partition = %dest.partition, "session settled as committed by hand");
                 report.sessions_resumed += 1;
                 continue;
             }
-            if s.status == "NORMAL" {
-                report.sessions_resumed += 1;
-                session = Some(s);
-            } else {
-                tracing::warn!(upload_id = %id, status = %s.status, "recorded session cannot commit; opening a new one");
+            let s = client
+                .reload_upload_session(table, partition.as_ref(), &id)
+                .await?;
+            match s.state() {
+                SessionState::Committed => {
+                    tracing::info!(upload_id = %id, partition = %dest.partition, "session already committed");
+                    report.sessions_resumed += 1;
+                    continue;
+                }
+                SessionState::Open => {
+                    report.sessions_resumed += 1;
+                    session = Some(s);
+                }
+                SessionState::Committing => {
+                    // Committed or about to be: a second session would load the rows twice.
+                    return Err(MaxComputeError::CommitInProgress { upload_id: id }.into());
+                }
+                SessionState::Canceled => {
+                    tracing::warn!(upload_id = %id, status = %s.status, "recorded session was cancelled; opening a new one");
+                }
+                SessionState::Unknown if !dest.commit_requested => {
+                    // No commit was ever requested for it, so it holds no rows.
+                    tracing::warn!(upload_id = %id, status = %s.status, "recorded session can no longer commit and never was asked to; opening a new one");
+                }
+                SessionState::Unknown => {
+                    return Err(PipelineError::CommitUnknown(Box::new(CommitUnknown {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        start: intent.batch.start,
+                        end: intent.batch.end,
+                        scope: intent.batch.cluster.clone(),
+                        upload_id: id,
+                        status: s.status,
+                        table: table.to_owned(),
+                        destination: dest.partition.clone(),
+                    })));
+                }
             }
         }
         let session = match session {
             Some(s) => s,
             None => {
+                // A batch whose entry exists is committed, whatever this invocation's view of
+                // its intent: never open a session for it (a zombie that planned from a stale
+                // position, or an intent read before another invocation committed).
+                if log.entry(&tp, intent.batch.start).await?.is_some() {
+                    return Err(PipelineError::LostRace {
+                        topic: tp.topic.clone(),
+                        partition: tp.partition,
+                        start: intent.batch.start,
+                    });
+                }
                 if create_partitions
                     && let Some(p) = &partition
                     && !client.partition_exists(table, p).await?
@@ -77,18 +121,12 @@ pub(crate) async fn load(
                     .await?;
                 report.sessions_opened += 1;
                 intent.destinations[d].upload_id = Some(s.id.clone());
-                match log.update_intent(&intent, &etag).await? {
-                    Conditional::Written => {}
-                    Conditional::Conflict => {
+                intent.destinations[d].commit_requested = false;
+                match record(log, &mut intent, &mut etag).await? {
+                    None => {}
+                    Some((theirs, their_etag)) => {
                         // Another invocation recorded a session first: ours is never used (it
                         // expires uncommitted). Continue with theirs.
-                        let (theirs, their_etag) = log
-                            .intent(&tp, intent.batch.start)
-                            .await?
-                            .ok_or_else(|| PipelineError::Corrupt {
-                                key: format!("intent of {tp} at {}", intent.batch.start),
-                                reason: "vanished during an update".into(),
-                            })?;
                         tracing::info!(abandoned = %s.id, "a racing invocation recorded its session first");
                         return Box::pin(load(
                             client,
@@ -105,15 +143,6 @@ pub(crate) async fn load(
                         });
                     }
                 }
-                let (fresh, fresh_etag) =
-                    log.intent(&tp, intent.batch.start).await?.ok_or_else(|| {
-                        PipelineError::Corrupt {
-                            key: format!("intent of {tp} at {}", intent.batch.start),
-                            reason: "vanished after an update".into(),
-                        }
-                    })?;
-                intent = fresh;
-                etag = fresh_etag;
                 fault::point("after-session-open");
                 s
             }
@@ -156,11 +185,86 @@ pub(crate) async fn load(
             ids.push(block.id);
             fault::point("after-block");
         }
+        if !intent.destinations[d].commit_requested {
+            // Recorded before the first commit request: from here on an unknown status cannot
+            // be taken for "never committed".
+            intent.destinations[d].commit_requested = true;
+            if let Some((theirs, their_etag)) = record(log, &mut intent, &mut etag).await? {
+                tracing::info!("a racing invocation changed the intent; resuming from it");
+                return Box::pin(load(
+                    client,
+                    log,
+                    table,
+                    create_partitions,
+                    theirs,
+                    their_etag,
+                ))
+                .await;
+            }
+        }
+        fault::point("before-maxcompute-commit");
         client.commit_upload(&session, &ids).await?;
+        let dest = &intent.destinations[d];
         tracing::info!(upload_id = %session.id, partition = %dest.partition, rows = dest.rows, "session committed");
         fault::point("after-maxcompute-commit");
     }
     Ok((intent, report))
+}
+
+/// The table `intent` loads into: the one its blocks were encoded for (a rolling deploy may
+/// have changed the config's since it was fixed). Another project cannot be reached with this
+/// config's client: an error that says how to finish the batch.
+pub(crate) fn target_table(
+    intent: &Intent,
+    mc: &k2mc_formats::config::MaxComputeConfig,
+) -> Result<String, PipelineError> {
+    if let Some(project) = intent.project.as_deref().filter(|p| *p != mc.project) {
+        return Err(PipelineError::ProjectChanged {
+            topic: intent.batch.topic.clone(),
+            partition: intent.batch.partition,
+            start: intent.batch.start,
+            fixed: project.to_owned(),
+            configured: mc.project.clone(),
+        });
+    }
+    let table = intent.table.clone().unwrap_or_else(|| mc.table.clone());
+    if table != mc.table {
+        tracing::warn!(%table, configured = %mc.table, "resuming a batch fixed for another table; it loads there");
+    }
+    Ok(table)
+}
+
+/// Writes `intent` if the stored one is still `etag`, then reads it back: the session ids and
+/// flags loaded from are the stored ones, compared, never assumed (a store that ignored the
+/// precondition would show another invocation's session here). `None`: ours is in force;
+/// otherwise another invocation changed the intent first, and this is theirs, as stored.
+async fn record(
+    log: &CommitLog,
+    intent: &mut Intent,
+    etag: &mut String,
+) -> Result<Option<(Intent, String)>, PipelineError> {
+    let tp = intent.batch.tp();
+    let written = log.update_intent(intent, etag).await? == Conditional::Written;
+    let Some((stored, stored_etag)) = log.intent(&tp, intent.batch.start).await? else {
+        // Intents are deleted once their batch is committed.
+        if log.entry(&tp, intent.batch.start).await?.is_some() {
+            return Err(PipelineError::LostRace {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                start: intent.batch.start,
+            });
+        }
+        return Err(PipelineError::Corrupt {
+            key: format!("intent of {tp} at {}", intent.batch.start),
+            reason: "vanished during an update, and its batch is not committed".into(),
+        });
+    };
+    if written && stored == *intent {
+        *etag = stored_etag;
+        Ok(None)
+    } else {
+        Ok(Some((stored, stored_etag)))
+    }
 }
 
 /// A staged block's bytes; missing is corruption (the bucket lost what an intent names).

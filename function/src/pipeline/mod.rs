@@ -37,7 +37,7 @@ use crate::report::{BatchReport, PartitionOutcome};
 use crate::staging::Conditional;
 use crate::transform::Chain;
 use crate::transform::bindings::KafkaRecord;
-use commit::{BatchId, CommitLog, Entry, Intent, ModuleVersion, TopicPartition};
+use commit::{BatchId, CommitLog, Entry, Intent, ModuleVersion, RecordMark, TopicPartition};
 use encode::Layout;
 use fetch::PartitionReader;
 use plan::{Target, Work};
@@ -71,19 +71,22 @@ pub(crate) async fn sync_partition(
     let result: Result<(), PipelineError> = async {
         let reader = kafka.partition(tp).await?;
         let origin = reader.resolve(work.start).await?;
-        let mut next = match ctx.log.position(tp).await?.next {
+        let position = ctx.log.position(tp).await?;
+        let mut next = match position.next {
             Some(n) => n,
             None => ctx.log.ensure_origin(tp, origin).await?,
         };
         outcome.next = Some(next);
-        let end = match work.target {
-            Target::Offset(end) => end,
+        let (end, hwm) = match work.target {
+            Target::Offset(end) => (end, None),
             Target::HighWatermark => {
                 let earliest = reader.earliest().await?;
                 plan::check_retained(tp, next, earliest)?;
-                reader.watermark_at(next).await?
+                let hwm = reader.watermark_at(earliest).await?;
+                (hwm, Some(hwm))
             }
         };
+        check_source(&reader, tp, next, end, hwm, &position).await?;
         outcome.high_watermark = Some(end);
         let limits = &ctx.config.limits;
         for _ in 0..limits.batches_per_invocation {
@@ -101,7 +104,18 @@ pub(crate) async fn sync_partition(
                 break;
             }
             let planned = plan::batch_range(next, end, limits.batch_records);
-            match run_batch(ctx, Some(&reader), tp, planned, &work.delivered, resumable).await {
+            let result = if resumable.is_none() && ctx.log.entry(tp, next).await?.is_some() {
+                // Committed (and its intent deleted) since this invocation read the log: stop
+                // before staging it again for nothing.
+                Err(PipelineError::LostRace {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    start: next,
+                })
+            } else {
+                run_batch(ctx, Some(&reader), tp, planned, &work.delivered, resumable).await
+            };
+            match result {
                 Ok(report) => {
                     next = report.batch.end;
                     outcome.next = Some(next);
@@ -133,6 +147,48 @@ pub(crate) async fn sync_partition(
         outcome.error = Some(e);
     }
     outcome
+}
+
+/// Stops when the partition is not the one the log was written from (a topic deleted and
+/// recreated, `kafka.cluster` pointed at another cluster): its offsets end below the log's next
+/// offset, or the last record the log committed is now another record. Loading on would skip
+/// or drop what the new partition holds (`docs/reliability.md`, "The source changes").
+async fn check_source(
+    reader: &PartitionReader,
+    tp: &TopicPartition,
+    next: i64,
+    end: i64,
+    hwm: Option<i64>,
+    position: &commit::Position,
+) -> Result<(), PipelineError> {
+    let changed = |reason: String| PipelineError::SourceChanged {
+        topic: tp.topic.clone(),
+        partition: tp.partition,
+        next,
+        reason,
+    };
+    // Does the partition still reach the log's offset? A schedule knows its high watermark; an
+    // event whose records are all below the log (a redelivery) asks.
+    let hwm = match hwm {
+        Some(h) => Some(h),
+        None if end <= next => Some(reader.high_watermark().await?),
+        None => None,
+    };
+    if let Some(hwm) = hwm.filter(|&h| h < next) {
+        return Err(changed(format!("the partition ends at offset {hwm}")));
+    }
+    let Some(mark) = position.last.as_ref().and_then(|e| e.intent.last_record) else {
+        return Ok(());
+    };
+    if let Some(record) = reader.record_at(mark.offset).await?
+        && RecordMark::of(&record) != mark
+    {
+        return Err(changed(format!(
+            "the record at offset {} is not the one the log committed",
+            mark.offset
+        )));
+    }
+    Ok(())
 }
 
 /// One batch: fixes `[start, end)` (or resumes the intent found), moves it into MaxCompute and
@@ -175,10 +231,11 @@ pub(crate) async fn run_batch(
 
         let t = Instant::now();
         let mc = &ctx.config.maxcompute;
+        let table = load::target_table(&intent, mc)?;
         let (intent, report) = load::load(
             ctx.maxcompute,
             ctx.log,
-            &mc.table,
+            &table,
             mc.create_partitions,
             intent,
             etag,

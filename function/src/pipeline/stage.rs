@@ -6,7 +6,7 @@
 
 use std::time::Instant;
 
-use super::commit::{BatchId, Counts, Intent, ModuleVersion};
+use super::commit::{BatchId, Counts, Intent, ModuleVersion, RecordMark};
 use super::encode::{Encoder, Rejected};
 use super::fetch::{PartitionReader, RangeReader};
 use super::{BatchContext, plan};
@@ -137,6 +137,21 @@ impl<'m> Accounting<'m> {
     }
 }
 
+/// A record's rows load all together or not at all (`docs/reliability.md`, "One record, rows
+/// and a dead letter"): the rows of a record the chain refused are dropped, and each record's
+/// rows are made contiguous (a stable sort by source), so the encoder accepts or rejects them
+/// whole.
+fn whole_records(output: &mut ChainOutput) {
+    if !output.dead_letters.is_empty() {
+        let dead: std::collections::HashSet<u32> =
+            output.dead_letters.iter().map(|d| d.source).collect();
+        output.rows.retain(|r| !dead.contains(&r.source));
+    }
+    if !output.rows.is_sorted_by_key(|r| r.source) {
+        output.rows.sort_by_key(|r| r.source);
+    }
+}
+
 /// fetch → transform → encode → stage for a new batch; returns its intent (not yet written).
 /// Without a `reader` only `delivered` records are read (dead-letter replay).
 pub(crate) async fn stage_batch(
@@ -147,14 +162,17 @@ pub(crate) async fn stage_batch(
     times: &mut StageTimes,
 ) -> Result<Intent, PipelineError> {
     let limits = &ctx.config.limits;
-    // Staged keys name the planned range: a retry plans the same range and cuts it the same way.
+    // Staged keys name the planned range and this attempt: nothing another attempt stages can
+    // replace the bytes this attempt's intent names (invariant 5).
     let planned = batch.clone();
+    let attempt = format!("{:016x}", rand::random::<u64>());
     let mut range = RangeReader::new(reader, batch.start, batch.end, delivered);
     let mut run = ctx.chain.start_run();
     let mut encoder = Encoder::new(ctx.layout, ctx.router, limits.block_bytes);
     let mut accounting = Accounting::new(ctx.modules);
     let mut uploads = Uploads::new(ctx.log.staging(), STAGING_UPLOADS);
     let mut bytes = 0;
+    let mut last_record = None;
     loop {
         let t = Instant::now();
         let Some(mut records) = range.next_chunk(limits.transform_records).await? else {
@@ -165,6 +183,9 @@ pub(crate) async fn stage_batch(
             records.truncate(n);
             batch.end = records.last().map_or(batch.end, |r| r.offset + 1);
         }
+        if let Some(r) = records.last() {
+            last_record = Some(RecordMark::of(r));
+        }
         times.fetch += t.elapsed();
         fault::point("after-fetch");
 
@@ -174,7 +195,8 @@ pub(crate) async fn stage_batch(
             partition: batch.partition,
             records,
         };
-        let output = run.run(&chunk)?;
+        let mut output = run.run(&chunk)?;
+        whole_records(&mut output);
         times.transform += t.elapsed();
 
         let t = Instant::now();
@@ -184,7 +206,7 @@ pub(crate) async fn stage_batch(
 
         let t = Instant::now();
         for block in closed {
-            let key = planned.block_key(block.dest, block.id);
+            let key = planned.block_key(&attempt, block.dest, block.id);
             uploads.put(key.clone(), block.data.clone()).await?;
             encoder.staged(&block, key);
         }
@@ -195,7 +217,7 @@ pub(crate) async fn stage_batch(
     }
     let t = Instant::now();
     for block in encoder.finish()? {
-        let key = planned.block_key(block.dest, block.id);
+        let key = planned.block_key(&attempt, block.dest, block.id);
         uploads.put(key.clone(), block.data.clone()).await?;
         encoder.staged(&block, key);
     }
@@ -208,7 +230,7 @@ pub(crate) async fn stage_batch(
     let dead_letters_key = match accounting.into_dead_letters() {
         None => None,
         Some(lines) => {
-            let key = planned.dead_letters_key();
+            let key = planned.dead_letters_key(&attempt);
             ctx.log.staging().put(&key, lines.into()).await?;
             Some(key)
         }
@@ -250,5 +272,9 @@ pub(crate) async fn stage_batch(
         modules: ctx.modules.to_vec(),
         destinations: encoder.destinations(),
         dead_letters_key,
+        project: Some(ctx.config.maxcompute.project.clone()),
+        table: Some(ctx.config.maxcompute.table.clone()),
+        // Only a batch read from the broker marks it (a replay reads a dead-letter object).
+        last_record: reader.and(last_record),
     })
 }

@@ -20,6 +20,11 @@ pub struct Faults {
     pub throttle: u32,
     /// Delay every request by this many milliseconds.
     pub latency_ms: u64,
+    /// Report `CLOSING` for the next N status reads of a committed session (a commit the
+    /// server has not finished).
+    pub closing_reads: u32,
+    /// Report `CRITICAL` for the next N status reads of a session that is not committed.
+    pub critical_reads: u32,
 }
 
 /// How often each fault has fired since start.
@@ -30,6 +35,8 @@ pub struct Fired {
     pub fail_blocks: u64,
     pub throttle: u64,
     pub expired_sessions: u64,
+    pub closing_reads: u64,
+    pub critical_reads: u64,
 }
 
 /// Knobs and counters behind one lock.

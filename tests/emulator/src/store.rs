@@ -164,14 +164,20 @@ impl Store {
             .join(safe_name(&meta.id))
     }
 
-    /// `NORMAL`, `CLOSED` or `EXPIRED`, derived from the files.
+    /// Whether the session's rows are committed.
+    pub fn is_committed(&self, meta: &UploadMeta) -> bool {
+        self.committed_dir(meta).join("commit.json").exists()
+    }
+
+    /// `NORMAL`, `CLOSED` or `EXPIRED`, derived from the files. Past its lifetime a session is
+    /// `EXPIRED` whether or not it committed, as MaxCompute's protocol notes say
+    /// (`docs/maxcompute-protocol.md`): the status then no longer tells a committed session
+    /// from one that never was.
     pub fn upload_status(&self, meta: &UploadMeta) -> &'static str {
-        if self.committed_dir(meta).join("commit.json").exists() {
-            "CLOSED"
-        } else if meta.force_expired
-            || now_ms() - meta.created_ms > self.session_ttl.as_millis() as i64
-        {
+        if meta.force_expired || now_ms() - meta.created_ms > self.session_ttl.as_millis() as i64 {
             "EXPIRED"
+        } else if self.is_committed(meta) {
+            "CLOSED"
         } else {
             "NORMAL"
         }
@@ -179,7 +185,7 @@ impl Store {
 
     /// Block ids uploaded to a session (committed or not).
     pub fn blocks(&self, meta: &UploadMeta) -> Vec<u32> {
-        let dir = if self.upload_status(meta) == "CLOSED" {
+        let dir = if self.is_committed(meta) {
             self.committed_dir(meta)
         } else {
             self.upload_dir(&meta.id).join("blocks")

@@ -57,7 +57,22 @@ pub async fn handle(
         Method::POST if has("uploads") => create_upload(state, &project, &table, &params).await,
         Method::GET if has("uploadid") => {
             let meta = upload(state, &params)?;
-            Ok(session_json(state, &meta)?)
+            // The status knobs act on status reads only; writes see the session as it is.
+            let status = state.store.upload_status(&meta);
+            let mut faults = lock(&state.faults);
+            let reported = if status == "CLOSED"
+                && faults.take(|f| &mut f.closing_reads, |f| &mut f.closing_reads)
+            {
+                "CLOSING"
+            } else if !state.store.is_committed(&meta)
+                && faults.take(|f| &mut f.critical_reads, |f| &mut f.critical_reads)
+            {
+                "CRITICAL"
+            } else {
+                status
+            };
+            drop(faults);
+            Ok(session_json_as(state, &meta, reported)?)
         }
         Method::PUT if has("uploadid") && has("blockid") => {
             put_block(state, &params, headers, &body).await
@@ -182,6 +197,15 @@ fn upload(state: &AppState, params: &HashMap<String, String>) -> Result<UploadMe
 }
 
 fn session_json(state: &AppState, meta: &UploadMeta) -> Result<Response, ApiError> {
+    session_json_as(state, meta, state.store.upload_status(meta))
+}
+
+/// The session's JSON with `status` reported.
+fn session_json_as(
+    state: &AppState,
+    meta: &UploadMeta,
+    status: &str,
+) -> Result<Response, ApiError> {
     let table = state.store.require_table(&meta.project, &meta.table)?;
     let blocks: Vec<serde_json::Value> = state
         .store
@@ -191,7 +215,7 @@ fn session_json(state: &AppState, meta: &UploadMeta) -> Result<Response, ApiErro
         .collect();
     let body = serde_json::json!({
         "UploadID": meta.id,
-        "Status": state.store.upload_status(meta),
+        "Status": status,
         "Owner": "ALIYUN$emulator",
         "Initiated": httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(meta.created_ms.max(0) as u64)),
         "Schema": table.schema,

@@ -121,3 +121,44 @@ fn blocks_close_at_the_size_limit_and_are_deterministic() {
             .all(|(x, y)| x.data == y.data && x.id == y.id)
     );
 }
+
+#[test]
+fn rows_scattered_over_many_partitions_keep_a_bounded_number_of_blocks_open() {
+    // One row per day over 200 days, twice: at most MAX_OPEN_BLOCKS blocks are open at a time,
+    // so some destinations get several blocks; every row is in exactly one block.
+    let layout = Layout::new(&chain(), &table(), &["ts".into()]).unwrap();
+    let names: Vec<String> = chain().iter().map(|c| c.name.clone()).collect();
+    let router = Router::new("ds={ts:%Y%m%d}", &["ds".into()], &names, chrono::Utc::now()).unwrap();
+    let mut enc = Encoder::new(&layout, &router, 1 << 20);
+    let mut closed = Vec::new();
+    for round in 0..2 {
+        for day in 0..200u32 {
+            let rows = [row(
+                day,
+                i64::from(round * 1000 + day),
+                "x",
+                i64::from(day) * 86_400,
+            )];
+            let (blocks, rejected) = enc.add(&rows).unwrap();
+            assert!(rejected.is_empty());
+            closed.extend(blocks);
+            assert!(enc.open <= MAX_OPEN_BLOCKS, "{} open", enc.open);
+        }
+    }
+    closed.extend(enc.finish().unwrap());
+    assert_eq!(enc.open, 0);
+    assert_eq!(closed.iter().map(|b| b.rows).sum::<u64>(), 400);
+    let mut ids: Vec<(usize, u32)> = closed.iter().map(|b| (b.dest, b.id)).collect();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(
+        ids.len(),
+        closed.len(),
+        "block ids are unique per destination"
+    );
+    assert!(
+        closed.len() > 200,
+        "scattered rows closed blocks early: {}",
+        closed.len()
+    );
+}

@@ -275,6 +275,13 @@ impl<C: FetchClient> CheckedFetch<C> {
         self.watermark_at(earliest).await
     }
 
+    /// The record at `offset` (a checked fetch: one on Kafka, which answers from the batch
+    /// holding it); `None` when the partition no longer holds it (retention, compaction).
+    pub async fn record_at(&self, offset: i64) -> Result<Option<KafkaRecord>, FetchError> {
+        let (records, _) = self.fetch(offset).await?;
+        Ok(records.into_iter().find(|r| r.offset == offset))
+    }
+
     /// The high watermark as a minimal fetch at `offset` reports it (at most one batch is sent).
     pub async fn watermark_at(&self, offset: i64) -> Result<i64, FetchError> {
         let (_, hwm) = self

@@ -30,22 +30,29 @@ impl<C> std::fmt::Debug for RangeReader<'_, C> {
 }
 
 impl<'r, C: FetchClient> RangeReader<'r, C> {
-    /// `delivered` are records an event already carried (any offsets; filtered to the range).
+    /// `delivered` are records an event already carried (any offsets, in any order, repeats
+    /// allowed; filtered to the range).
     pub fn new(
         reader: Option<&'r CheckedFetch<C>>,
         start: i64,
         end: i64,
         delivered: &[KafkaRecord],
     ) -> Self {
+        let mut delivered: Vec<KafkaRecord> = delivered
+            .iter()
+            .filter(|r| r.offset >= start && r.offset < end)
+            .cloned()
+            .collect();
+        // The reader walks offsets upwards and skips to the next delivered one: an out-of-order
+        // list (a dead-letter object: transform refusals before encoder rejects) would skip
+        // records behind a higher offset (docs/reliability.md, replay).
+        delivered.sort_by_key(|r| r.offset);
+        delivered.dedup_by_key(|r| r.offset);
         RangeReader {
             reader,
             next: start,
             end,
-            delivered: delivered
-                .iter()
-                .filter(|r| r.offset >= start && r.offset < end)
-                .cloned()
-                .collect(),
+            delivered: delivered.into(),
             fetched: VecDeque::new(),
         }
     }

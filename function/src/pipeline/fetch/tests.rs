@@ -322,6 +322,21 @@ async fn without_a_broker_only_delivered_records_are_read() {
 }
 
 #[tokio::test]
+async fn delivered_records_in_any_order_are_all_read_once() {
+    // A dead-letter object lists transform refusals before encoder rejects, so its offsets are
+    // not in order (audit F1); an object may also repeat a record. Every offset is read once.
+    let delivered: Vec<KafkaRecord> = [7, 3, 5, 3].into_iter().map(|o| record(o, "d")).collect();
+    let mut range = RangeReader::<FakeBroker>::new(None, 3, 8, &delivered);
+    assert_eq!(read_all(&mut range, 100).await.expect("range"), [3, 5, 7]);
+    let reader = FakeBroker::even(8, 8).reader();
+    let mut range = RangeReader::new(Some(&reader), 0, 8, &delivered);
+    assert_eq!(
+        read_all(&mut range, 100).await.expect("range"),
+        [0, 1, 2, 3, 4, 5, 6, 7]
+    );
+}
+
+#[tokio::test]
 async fn a_range_past_the_watermark_is_an_error() {
     let reader = FakeBroker::even(5, 5).reader();
     let mut range = RangeReader::new(Some(&reader), 0, 7, &[]);

@@ -62,10 +62,10 @@ impl Guest for Hostile {
                 ty: ColumnType::String,
                 nullable: true,
             }],
-            "loop" | "alloc" | "trap-on" | "print" => input,
+            "loop" | "alloc" | "trap-on" | "print" | "split" => input,
             other => {
                 return Err(format!(
-                    "mode = '{other}': use loop, alloc, trap-on, print or probe"
+                    "mode = '{other}': use loop, alloc, trap-on, print, split or probe"
                 ));
             }
         };
@@ -111,6 +111,28 @@ impl Guest for Hostile {
                 eprintln!("hostile: to stderr");
                 BatchOutput {
                     rows,
+                    errors: Vec::new(),
+                }
+            }
+            // One record, two rows: a row whose first cell is `value` is followed by a copy
+            // whose first cell is `value!` (a 1:N parser; a later `trap-on` can refuse one).
+            "split" => {
+                let mut out = Vec::with_capacity(rows.len());
+                for row in rows {
+                    let copy = matches!(row.cells.first(), Some(Cell::String(s)) if *s == value)
+                        .then(|| {
+                            let mut cells = row.cells.clone();
+                            cells[0] = Cell::String(format!("{value}!"));
+                            Row {
+                                source: row.source,
+                                cells,
+                            }
+                        });
+                    out.push(row);
+                    out.extend(copy);
+                }
+                BatchOutput {
+                    rows: out,
                     errors: Vec::new(),
                 }
             }
