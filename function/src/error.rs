@@ -84,6 +84,15 @@ pub enum PipelineError {
         next: i64,
         reason: String,
     },
+    #[error(
+        "{topic}-{partition}: the event's records from offset {next} to {end} were not loaded in this invocation (time, limits.batches_per_invocation, or a racing invocation); they are reported failed so the mapping delivers them again"
+    )]
+    Unfinished {
+        topic: String,
+        partition: i32,
+        next: i64,
+        end: i64,
+    },
     #[error("the chain's output does not fit table {table}: {problems}")]
     SchemaMismatch { table: String, problems: String },
     #[error(transparent)]
@@ -191,6 +200,7 @@ impl PipelineError {
             PipelineError::CommitUnknown(_) => Class::new("commit-unknown", false, true),
             PipelineError::ProjectChanged { .. } => Class::new("project-changed", false, true),
             PipelineError::SourceChanged { .. } => Class::new("source-changed", false, true),
+            PipelineError::Unfinished { .. } => Class::new("unfinished", true, false),
             PipelineError::Route(_) => Class::new("partition", false, true),
             PipelineError::Event { .. } => Class::new("event", false, true),
             PipelineError::UnknownTopic { .. } => Class::new("unknown-topic", false, true),

@@ -126,11 +126,25 @@ pub(crate) async fn sync_partition(
                         next,
                         "another invocation committed this batch; stopping cleanly"
                     );
-                    outcome.next = ctx.log.position(tp).await?.next;
+                    next = ctx.log.position(tp).await?.next.unwrap_or(next);
+                    outcome.next = Some(next);
                     break;
                 }
                 Err(e) => return Err(e),
             }
+        }
+        // An event's records not all loaded (time ran short, the batch cap, a racing invocation
+        // that stopped this one) fail from `next`: the mapping delivers them again, instead of
+        // leaving them to a trigger that may never come on a quiet partition.
+        if let Target::Offset(_) = work.target
+            && next < end
+        {
+            return Err(PipelineError::Unfinished {
+                topic: tp.topic.clone(),
+                partition: tp.partition,
+                next,
+                end,
+            });
         }
         Ok(())
     }
