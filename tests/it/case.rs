@@ -193,18 +193,8 @@ impl<'e> Case<'e> {
             std::fs::write(&case.config, text).unwrap();
         }
         let table = case.table.clone();
-        let topic = case.topic.clone();
-        let bootstrap = case.bootstrap.clone();
-        rt().block_on(async move {
-            create_vehicle_table(emulator, &table).await;
-            let client = ClientBuilder::new(vec![bootstrap]).build().await.unwrap();
-            client
-                .controller_client()
-                .unwrap()
-                .create_topic(&topic, partitions, 1, 5_000)
-                .await
-                .unwrap();
-        });
+        rt().block_on(create_vehicle_table(emulator, &table));
+        case.create_topic(partitions);
         case
     }
 
@@ -265,6 +255,38 @@ impl<'e> Case<'e> {
             String::from_utf8_lossy(&out.stdout).into_owned(),
             String::from_utf8_lossy(&out.stderr).into_owned(),
         )
+    }
+
+    /// `dead-letters list --json`: (key, count) of every object listed.
+    pub fn dead_letter_objects(&self) -> Vec<(String, u64)> {
+        let (ok, out, stderr) = self.k2mc(&["dead-letters", "list", "--json"], &[]);
+        assert!(ok, "{stderr}");
+        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
+        doc["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| {
+                (
+                    o["key"].as_str().unwrap().to_owned(),
+                    o["dead_letters"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// Creates the case's topic (again, on a new broker) with `partitions` partitions.
+    pub fn create_topic(&self, partitions: i32) {
+        let (topic, bootstrap) = (self.topic.clone(), self.bootstrap.clone());
+        rt().block_on(async move {
+            let client = ClientBuilder::new(vec![bootstrap]).build().await.unwrap();
+            client
+                .controller_client()
+                .unwrap()
+                .create_topic(&topic, partitions, 1, 5_000)
+                .await
+                .unwrap();
+        });
     }
 
     /// Every row pyodps reads from every partition: (partition, vehicle_id, kafka_offset, phone).

@@ -119,24 +119,6 @@ fn a_racing_attempt_with_other_limits_never_changes_the_bytes_an_intent_names() 
     assert_eq!(attempts.len(), 1, "{staged:?}");
 }
 
-/// `dead-letters list --json`: (key, count) of every object listed.
-fn listed(case: &Case<'_>) -> Vec<(String, u64)> {
-    let (ok, out, stderr) = case.k2mc(&["dead-letters", "list", "--json"], &[]);
-    assert!(ok, "{stderr}");
-    let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-    doc["objects"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|o| {
-            (
-                o["key"].as_str().unwrap().to_owned(),
-                o["dead_letters"].as_u64().unwrap(),
-            )
-        })
-        .collect()
-}
-
 #[test]
 fn dead_letters_of_attempts_that_never_committed_are_neither_listed_nor_replayed() {
     // Audit F6: a batch over the error limit writes its dead letters and commits nothing; the
@@ -146,11 +128,11 @@ fn dead_letters_of_attempts_that_never_committed_are_neither_listed_nor_replayed
     case.produce_raw(0, &["{not json", "[1,2"]);
     let (ok, _, stderr) = case.k2mc(&["run"], &[]);
     assert!(!ok && stderr.contains("over error_limit 1"), "{stderr}");
-    assert!(listed(&case).is_empty());
+    assert!(case.dead_letter_objects().is_empty());
     case.produce(0, 3..8, 1);
     let (ok, _, stderr) = case.k2mc(&["run"], &[("K2MC__LIMITS__ERROR_LIMIT", "5")]);
     assert!(ok, "{stderr}");
-    let objects = listed(&case);
+    let objects = case.dead_letter_objects();
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert_eq!(objects[0].1, 2);
     assert_eq!(case.status_of(0)["dead_letters"].as_u64(), Some(2));
@@ -191,7 +173,7 @@ fn a_replay_reads_every_dead_letter_of_an_object_whatever_its_order() {
     case.produce(0, 2..4, 1);
     let (ok, _, stderr) = case.k2mc(&["run"], &[]);
     assert!(ok, "{stderr}");
-    let objects = listed(&case);
+    let objects = case.dead_letter_objects();
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert_eq!(objects[0].1, 2);
     let (ok, out, stderr) = case.k2mc(&["dead-letters", "replay", "--key", &objects[0].0], &[]);
@@ -214,7 +196,7 @@ fn a_replay_cut_by_the_byte_limit_goes_on_until_every_dead_letter_is_read() {
     case.produce_raw(0, &poison);
     let (ok, _, stderr) = case.k2mc(&["run"], &[]);
     assert!(ok, "{stderr}");
-    let objects = listed(&case);
+    let objects = case.dead_letter_objects();
     assert_eq!(objects, [(objects[0].0.clone(), 6)]);
     let (ok, out, stderr) = case.k2mc(
         &["dead-letters", "replay", "--key", &objects[0].0],
@@ -247,7 +229,7 @@ fn backfill_dead_letters_are_listed_and_replayable() {
     ];
     let (ok, _, stderr) = case.k2mc(&range, &[]);
     assert!(ok, "{stderr}");
-    let objects = listed(&case);
+    let objects = case.dead_letter_objects();
     assert_eq!(objects.len(), 1, "{objects:?}");
     assert!(
         objects[0].0.contains("backfill_dead~backfill-old/"),
@@ -407,19 +389,7 @@ fn a_recreated_topic_under_the_same_cluster_name_stops_loudly() {
     drop(broker);
     // Another broker on the same address: the topic exists again, with other records.
     let _broker = harness::stack::start_tansu_durable(&dir.path().join("b"), port).unwrap();
-    let topic = case.topic.clone();
-    rt().block_on(async {
-        let client = rskafka::client::ClientBuilder::new(vec![bootstrap.clone()])
-            .build()
-            .await
-            .unwrap();
-        client
-            .controller_client()
-            .unwrap()
-            .create_topic(&topic, 1, 1, 5_000)
-            .await
-            .unwrap();
-    });
+    case.create_topic(1);
     case.produce(0, 100..110, 1);
     let event = dir.path().join("event.json");
     std::fs::write(
@@ -473,7 +443,7 @@ fn a_record_whose_rows_are_partly_refused_loads_none_of_them_until_replayed() {
         ids
     };
     assert_eq!(ids(&case), ["V0", "V1", "V2", "V4", "V5"]);
-    let objects = listed(&case);
+    let objects = case.dead_letter_objects();
     assert_eq!(objects.len(), 1, "{objects:?}");
     // The trap fixed (the stage removed): the replay loads both rows of record 3, once.
     let text = std::fs::read_to_string(&case.config).unwrap();
@@ -594,7 +564,7 @@ fn committed_dead_letters(case: &Case<'_>) -> Vec<i64> {
     let stack = shared_stack().unwrap();
     let staging = rt().block_on(harness::stack::staging_client(stack, "k2mc"));
     let mut offsets = Vec::new();
-    for (key, _) in listed(case) {
+    for (key, _) in case.dead_letter_objects() {
         let groups = rt()
             .block_on(k2mc::deadletters::read(&staging, &key))
             .unwrap();

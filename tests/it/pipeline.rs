@@ -454,14 +454,9 @@ fn dead_letters_replay_once_after_the_data_is_fixed() {
     assert!(ok, "{stderr}");
     assert_eq!(case.landed().len(), 3);
     let list = |case: &Case<'_>| -> Vec<String> {
-        let (ok, out, stderr) = case.k2mc(&["dead-letters", "list", "--json"], &[]);
-        assert!(ok, "{stderr}");
-        let doc: serde_json::Value = serde_json::from_str(&out).unwrap();
-        doc["objects"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .map(|o| o["key"].as_str().unwrap().to_owned())
+        case.dead_letter_objects()
+            .into_iter()
+            .map(|(key, _)| key)
             .collect()
     };
     let first = list(&case);

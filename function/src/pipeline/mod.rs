@@ -78,7 +78,7 @@ pub(crate) async fn sync_partition(
         };
         outcome.next = Some(next);
         let (end, hwm) = match work.target {
-            Target::Offset(end) => (end, None),
+            Target::Offset(end) | Target::Delivered(end) => (end, None),
             Target::HighWatermark => {
                 let earliest = reader.earliest().await?;
                 plan::check_retained(tp, next, earliest)?;
@@ -136,7 +136,7 @@ pub(crate) async fn sync_partition(
         // An event's records not all loaded (time ran short, the batch cap, a racing invocation
         // that stopped this one) fail from `next`: the mapping delivers them again, instead of
         // leaving them to a trigger that may never come on a quiet partition.
-        if let Target::Offset(_) = work.target
+        if let Target::Delivered(_) = work.target
             && next < end
         {
             return Err(PipelineError::Unfinished {

@@ -66,8 +66,11 @@ impl FromStr for OffsetSpec {
 pub enum Target {
     /// The high watermark at plan time (schedule tick).
     HighWatermark,
-    /// A fixed end (event batch: last delivered offset + 1; backfill: `--to`).
+    /// A fixed end (a backfill's `--to`); what one invocation leaves is the next one's.
     Offset(i64),
+    /// The last delivered offset + 1 of an event batch: what the invocation leaves is reported
+    /// failed, so the event source delivers it again.
+    Delivered(i64),
 }
 
 /// A partition to sync in this invocation.
@@ -161,10 +164,17 @@ pub fn plan(trigger: &Trigger, config: &Config, partitions: &BTreeMap<String, Ve
                     continue;
                 }
                 let end = list.iter().map(|r| r.offset).max().map_or(0, |m| m + 1);
+                // A partition's first event fixes its origin as `start_from` says: `earliest`
+                // loads what came before the first delivered record too (fetched), whichever
+                // trigger reaches the partition first; `latest` starts at the first delivered.
+                let start = match config.kafka.start_from {
+                    StartFrom::Earliest => OffsetSpec::Earliest,
+                    StartFrom::Latest => OffsetSpec::Offset(first.unwrap_or(0)),
+                };
                 plan.work.push(Work {
                     tp: tp.clone(),
-                    start: OffsetSpec::Offset(first.unwrap_or(0)),
-                    target: Target::Offset(end),
+                    start,
+                    target: Target::Delivered(end),
                     delivered: list.iter().cloned().map(Into::into).collect(),
                 });
             }

@@ -110,6 +110,23 @@ fn a_schedule_lists_only_configured_topics() {
 }
 
 #[test]
+fn an_event_on_a_partition_never_synced_starts_where_start_from_says() {
+    // Under `earliest`, what came before the first delivered record is loaded too (a schedule
+    // reaching the partition first would have); under `latest`, the first delivered record.
+    let mut c = config();
+    c.kafka.start_from = StartFrom::Earliest;
+    let p = plan(&event(&[("a", 3, &[10, 11])]), &c, &BTreeMap::new());
+    assert_eq!(
+        shape(&p),
+        [(
+            "a-3".to_owned(),
+            OffsetSpec::Earliest,
+            Target::Delivered(12)
+        )]
+    );
+}
+
+#[test]
 fn an_event_syncs_each_partition_to_its_last_delivered_offset() {
     let p = plan(
         &event(&[("a", 3, &[10, 11, 14]), ("b", 0, &[5]), ("zzz", 1, &[7, 8])]),
@@ -119,8 +136,16 @@ fn an_event_syncs_each_partition_to_its_last_delivered_offset() {
     assert_eq!(
         shape(&p),
         [
-            ("a-3".to_owned(), OffsetSpec::Offset(10), Target::Offset(15)),
-            ("b-0".to_owned(), OffsetSpec::Offset(5), Target::Offset(6)),
+            (
+                "a-3".to_owned(),
+                OffsetSpec::Offset(10),
+                Target::Delivered(15)
+            ),
+            (
+                "b-0".to_owned(),
+                OffsetSpec::Offset(5),
+                Target::Delivered(6)
+            ),
         ]
     );
     // Delivered records keep their headers as the payload had them (order and repeats).
