@@ -8,6 +8,7 @@ mod error;
 mod http;
 mod json;
 mod partition;
+mod session;
 mod sign;
 mod sql;
 mod tunnel;
@@ -22,11 +23,11 @@ pub use k2mc_formats::tunnel::{
     is_plain_decimal,
 };
 pub use partition::PartitionSpec;
+pub use session::SessionState;
 pub use sign::{
     CanonicalRequest, Credentials, SignatureVersion, authorization, decode_path_and_query, v4_key,
 };
 pub use sql::{SqlResult, TableInfo, split_odps_error};
 pub use tunnel::{
-    Block, Compression, DownloadSession, MAX_BLOCKS, SessionState, UploadSession, decode_block,
-    encode_block,
+    Block, Compression, DownloadSession, MAX_BLOCKS, UploadSession, decode_block, encode_block,
 };

@@ -16,6 +16,7 @@ use super::client::MaxComputeClient;
 use super::error::MaxComputeError;
 use super::http::{Call, Payload};
 use super::partition::PartitionSpec;
+use super::session::SessionState;
 use k2mc_formats::tunnel::Value;
 use k2mc_formats::tunnel::{ColumnType, TableSchema};
 use k2mc_formats::tunnel::{RecordReader, RecordWriter};
@@ -106,24 +107,6 @@ pub struct UploadSession {
     pub blocks: Vec<u32>,
 }
 
-/// What an upload session's status proves about its rows (`docs/maxcompute-protocol.md`,
-/// "Status values"; `docs/reliability.md`, "Session status"). The one place a status is read.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum SessionState {
-    /// `CLOSED`: committed.
-    Committed,
-    /// `NORMAL`: open; takes blocks and a commit.
-    Open,
-    /// `CLOSING` or `COMMITTING`: a commit is under way. Wait; never replace the session.
-    Committing,
-    /// `CANCELED`: never committed and never will.
-    Canceled,
-    /// Anything else (`EXPIRED`, which a committed session also reports once its lifetime
-    /// passed, `CRITICAL`, `UNKNOWN`, empty): it can no longer commit, and whether it did is
-    /// not told. Only the caller's own record (was a commit ever requested?) can settle it.
-    Unknown,
-}
-
 impl UploadSession {
     /// True once the session's rows are committed.
     pub fn is_committed(&self) -> bool {
@@ -132,13 +115,7 @@ impl UploadSession {
 
     /// What the status proves.
     pub fn state(&self) -> SessionState {
-        match self.status.as_str() {
-            "CLOSED" => SessionState::Committed,
-            "NORMAL" => SessionState::Open,
-            "CLOSING" | "COMMITTING" => SessionState::Committing,
-            "CANCELED" | "CANCELLED" => SessionState::Canceled,
-            _ => SessionState::Unknown,
-        }
+        SessionState::of(&self.status)
     }
 }
 
