@@ -118,7 +118,7 @@ pub enum PipelineError {
     #[error("topic {topic} is not in kafka.topics of the config; add it or remove the trigger")]
     UnknownTopic { topic: String },
     #[error(
-        "{topic}-{partition}: the commit log is at offset {next} but the oldest record Kafka still has is {earliest}; records in between were deleted by retention before they were synced"
+        "{topic}-{partition}: the commit log is at offset {next} but the oldest record Kafka still has is {earliest}; records in between were deleted by retention before they were synced. They cannot be loaded from Kafka any more; reload them from another copy if there is one, then run `k2mc skip-lost --topic {topic} --partition {partition}` to go on from {earliest} (the log records the skip and the count lost)"
     )]
     OffsetsLost {
         topic: String,
@@ -131,7 +131,8 @@ pub enum PipelineError {
 /// The batch, session and table of a `commit-unknown` stop, and the command that settles it.
 #[derive(Debug, Error)]
 #[error(
-    "{topic}-{partition} [{start}, {end}): upload session {upload_id} of table {table} (partition '{destination}') is {status}, and its commit was requested, so whether its rows landed is unknown; loading them again could duplicate them. Check the table for offsets {start}..{end} of {topic}-{partition}, then run `k2mc settle --topic {topic} --partition {partition} --start {start} --scope {scope} --as committed` if the rows are there, or `--as not-committed` if they are not"
+    "{topic}-{partition} [{start}, {end}): upload session {upload_id} of table {table} (partition '{destination}') is {status}, and its commit was requested, so whether its rows landed is unknown; loading them again could duplicate them. Check that partition of the table for offsets {start}..{end} of {topic}-{partition}, then run `k2mc settle --topic {topic} --partition {partition} --start {start} --scope {scope}{flag} --as committed` if the rows are there, or `--as not-committed` if they are not",
+    flag = destination_flag(.destination)
 )]
 pub struct CommitUnknown {
     pub topic: String,
@@ -143,6 +144,16 @@ pub struct CommitUnknown {
     pub status: String,
     pub table: String,
     pub destination: String,
+}
+
+/// The settle command's `--destination` for a batch's destination partition (none for a table
+/// without partitions): each session in doubt is settled by the evidence of its own partition.
+fn destination_flag(destination: &str) -> String {
+    if destination.is_empty() {
+        String::new()
+    } else {
+        format!(" --destination {destination}")
+    }
 }
 
 /// What an error means to whoever reports it: a stable name, whether running the same work again

@@ -129,6 +129,7 @@ mod tests {
             filtered: 2,
             dead_lettered: 1,
             bytes: 900,
+            lost: 0,
         };
         let doc = batch_document("t", 3, &counts, 5, &StageTimes::default(), 0);
         let declared = doc["_aws"]["CloudWatchMetrics"][0]["Metrics"]

@@ -299,6 +299,24 @@ impl Emulator {
         Ok(())
     }
 
+    /// Expires every upload session the emulator holds, as a day-long outage would (each
+    /// session's `session.json` under the data directory names its id).
+    pub fn expire_all_uploads(&self) -> anyhow::Result<usize> {
+        let mut n = 0;
+        for entry in std::fs::read_dir(self.data.join("uploads"))? {
+            let file = entry?.path().join("session.json");
+            let Ok(bytes) = std::fs::read(&file) else {
+                continue;
+            };
+            let meta: serde_json::Value = serde_json::from_slice(&bytes)?;
+            if let Some(id) = meta["id"].as_str() {
+                self.expire_upload(id)?;
+                n += 1;
+            }
+        }
+        Ok(n)
+    }
+
     /// The fault knobs and how often each fired.
     pub fn faults(&self) -> anyhow::Result<serde_json::Value> {
         let resp = http_request(&self.addr, "GET", "/_emulator/faults", "")?;

@@ -138,6 +138,77 @@ pub fn start_tansu_advertising(dir: &Path, advertised: Option<u16>) -> anyhow::R
 /// A tansu broker on sqlite storage (`dir/tansu.db`) listening on `port`: stopped and started
 /// again on the same port and directory, it still has every record (the broker-restart test).
 pub fn start_tansu_durable(dir: &Path, port: u16) -> anyhow::Result<Guarded> {
+    start_tansu_sqlite(dir, port, "sqlite://tansu.db")
+}
+
+/// [`start_tansu_durable`] that applies retention: tansu's maintenance deletes records older
+/// than their topic's `retention.ms` (topics created by [`create_topic_with_retention`]) at
+/// start and then every second.
+pub fn start_tansu_retaining(dir: &Path, port: u16) -> anyhow::Result<Guarded> {
+    start_tansu_sqlite(dir, port, "sqlite://tansu.db?maintenance_interval=1s")
+}
+
+/// Creates `topic` with one partition and `cleanup.policy=delete`, `retention.ms=retention_ms`
+/// through tansu's own CLI (rskafka creates topics without configs).
+pub fn create_topic_with_retention(
+    port: u16,
+    topic: &str,
+    retention_ms: u64,
+) -> anyhow::Result<()> {
+    let bin = cargo_tool("tansu")?;
+    let out = std::process::Command::new(bin)
+        .args([
+            "topic",
+            "create",
+            "--broker",
+            &format!("tcp://127.0.0.1:{port}"),
+            topic,
+        ])
+        .args(["--partitions", "1", "--config", "cleanup.policy=delete"])
+        .args(["--config", &format!("retention.ms={retention_ms}")])
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "tansu topic create {topic} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+/// Adds partition `partition` to `topic` in the sqlite storage of a stopped
+/// [`start_tansu_durable`] broker in `dir`, as Kafka's CreatePartitions would (tansu 0.6
+/// implements no CreatePartitions; rskafka sends none): the topic's partition count, the
+/// partition and its watermark, the rows tansu itself writes when it creates a topic.
+pub fn add_partition_stopped(dir: &Path, topic: &str, partition: i32) -> anyhow::Result<()> {
+    let script = r#"
+import sqlite3, sys
+db, topic, p = sys.argv[1], sys.argv[2], int(sys.argv[3])
+c = sqlite3.connect(db)
+(tid,) = c.execute("select id from topic where name = ?", (topic,)).fetchone()
+c.execute("update topic set partitions = ? where id = ?", (p + 1, tid))
+c.execute("insert into topition (topic, partition) values (?, ?)", (tid, p))
+(tp,) = c.execute("select id from topition where topic = ? and partition = ?", (tid, p)).fetchone()
+c.execute("insert into watermark (topition) values (?)", (tp,))
+c.commit()
+"#;
+    let out = std::process::Command::new("python3")
+        .arg("-c")
+        .arg(script)
+        .arg(dir.join("tansu.db"))
+        .arg(topic)
+        .arg(partition.to_string())
+        .output()?;
+    if !out.status.success() {
+        anyhow::bail!(
+            "adding partition {partition} to {topic}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(())
+}
+
+fn start_tansu_sqlite(dir: &Path, port: u16, storage: &str) -> anyhow::Result<Guarded> {
     let bin = cargo_tool("tansu")?;
     let url = format!("tcp://127.0.0.1:{port}");
     // tansu resolves a sqlite URL against its working directory.
@@ -148,7 +219,7 @@ pub fn start_tansu_durable(dir: &Path, port: u16) -> anyhow::Result<Guarded> {
         "--advertised-listener-url".into(),
         url,
         "--storage-engine".into(),
-        "sqlite://tansu.db".into(),
+        storage.into(),
     ];
     Guarded::spawn(&bin, &args, port, &dir.join("tansu.log"), Some(dir))
 }

@@ -95,8 +95,8 @@ pub async fn produce_vehicles(
     }
 }
 
-/// Every row pyodps reads from every partition of `table`: (partition, vehicle_id,
-/// kafka_offset, phone), by offset.
+/// Every row pyodps reads from every partition of `table`: (partition, vehicle_id (empty when
+/// null), kafka_offset, phone), by offset.
 pub fn landed_rows(emulator: &Emulator, table: &str) -> Vec<(String, String, i64, String)> {
     let out = emulator
         .pyodps(&["dump", table, "--all-partitions"])
@@ -109,7 +109,7 @@ pub fn landed_rows(emulator: &Emulator, table: &str) -> Vec<(String, String, i64
             let row = &v["row"];
             (
                 v["partition"].as_str().unwrap().to_owned(),
-                row[0].as_str().unwrap().to_owned(),
+                row[0].as_str().unwrap_or_default().to_owned(),
                 row[5].as_i64().unwrap(),
                 row[4].as_str().unwrap_or_default().to_owned(),
             )
@@ -156,7 +156,8 @@ impl Case<'static> {
 
 impl<'e> Case<'e> {
     /// A case on `emulator` and the broker at `bootstrap` (the staging bucket is the shared
-    /// stack's; a config override can point it at another S3 front).
+    /// stack's; a config override can point it at another S3 front). `partitions` 0: the topic
+    /// exists already.
     pub fn on(
         name: &str,
         partitions: i32,
@@ -194,7 +195,9 @@ impl<'e> Case<'e> {
         }
         let table = case.table.clone();
         rt().block_on(create_vehicle_table(emulator, &table));
-        case.create_topic(partitions);
+        if partitions > 0 {
+            case.create_topic(partitions);
+        }
         case
     }
 
@@ -240,9 +243,19 @@ impl<'e> Case<'e> {
 
     /// Runs a `k2mc` CLI command with the case's config; returns (success, stdout, stderr).
     pub fn k2mc(&self, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+        self.k2mc_with(&self.config, args, env)
+    }
+
+    /// Runs a `k2mc` CLI command with the config at `config` (another version of the case's).
+    pub fn k2mc_with(
+        &self,
+        config: &std::path::Path,
+        args: &[&str],
+        env: &[(&str, &str)],
+    ) -> (bool, String, String) {
         let bin = workspace_bin("k2mc").unwrap();
         let mut cmd = Command::new(bin);
-        cmd.args(args).arg("--config").arg(&self.config);
+        cmd.args(args).arg("--config").arg(config);
         for (k, v) in k2mc_env() {
             cmd.env(k, v);
         }
@@ -310,7 +323,8 @@ impl<'e> Case<'e> {
 impl Case<'_> {
     /// The commit log of `partition` as stored: entries chain from the origin without gaps or
     /// overlaps (strictly increasing), each reconciles, and the last ends at the high watermark.
-    pub fn assert_log_chains(&self, partition: i32) {
+    /// Returns the entries' ranges.
+    pub fn assert_log_chains(&self, partition: i32) -> Vec<(i64, i64)> {
         let stack = shared_stack().unwrap();
         let cluster = self.topic.trim_start_matches("t_");
         let dir = stack
@@ -330,6 +344,7 @@ impl Case<'_> {
             .collect();
         names.sort();
         let mut next = origin["offset"].as_i64().unwrap();
+        let mut ranges = Vec::new();
         for name in &names {
             let entry: serde_json::Value =
                 serde_json::from_slice(&std::fs::read(dir.join(name)).unwrap()).unwrap();
@@ -347,6 +362,7 @@ impl Case<'_> {
                     + c["dead_lettered"].as_u64().unwrap(),
                 "{name}: counts do not reconcile"
             );
+            ranges.push((start, end));
             next = end;
         }
         // status agrees: committed = high watermark, lag 0.
@@ -360,6 +376,7 @@ impl Case<'_> {
             (Some(next), Some(next), Some(0)),
             "status: {row}"
         );
+        ranges
     }
 
     /// `k2mc status --json`'s partitions of the case's topic, in partition order.

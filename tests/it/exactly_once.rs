@@ -300,7 +300,7 @@ fn session_statuses_that_prove_nothing_never_open_a_second_session() {
     let (ok, _, stderr) = case.k2mc(&["run"], &[]);
     assert!(
         !ok && stderr.contains(&format!(
-            "k2mc settle --topic {} --partition 0 --start 0 --scope settle --as committed",
+            "k2mc settle --topic {} --partition 0 --start 0 --scope settle --destination ds=20240101 --as committed",
             case.topic
         )),
         "{stderr}"
@@ -359,6 +359,63 @@ fn session_statuses_that_prove_nothing_never_open_a_second_session() {
     assert!(ok, "{stderr}");
     assert_eq!(fired("critical_reads"), 1);
     case.assert_exactly_once(50);
+
+    // Two sessions in doubt with different fates: the first committed, the second asked to
+    // commit and stopped before it, then both past their lifetime. One finding cannot settle
+    // both; each is settled by its own partition's rows.
+    case.produce(0, 50..55, 1);
+    case.produce(0, 55..60, 2);
+    let (ok, _, stderr) = case.k2mc(
+        &["run"],
+        &[("K2MC_FAULT_POINT", "before-maxcompute-commit:2")],
+    );
+    assert!(
+        !ok && stderr.contains("before-maxcompute-commit"),
+        "{stderr}"
+    );
+    emulator.expire_all_uploads().unwrap();
+    let doubt = |destination: &str| {
+        let (ok, _, stderr) = case.k2mc(&["run"], &[]);
+        assert!(
+            !ok && stderr.contains(&format!(
+                "--start 50 --scope settle --destination {destination} --as committed"
+            )),
+            "{stderr}"
+        );
+    };
+    doubt("ds=20240101");
+    let settle_at = |destination: Option<&str>, finding: &str| {
+        let mut args = vec![
+            "settle",
+            "--topic",
+            &case.topic,
+            "--partition",
+            "0",
+            "--start",
+            "50",
+            "--as",
+            finding,
+        ];
+        if let Some(d) = destination {
+            args.extend(["--destination", d]);
+        }
+        case.k2mc(&args, &[])
+    };
+    let (ok, _, stderr) = settle_at(None, "committed");
+    assert!(!ok && stderr.contains("2 sessions in doubt"), "{stderr}");
+    let (ok, out, stderr) = settle_at(Some("ds=20240101"), "committed");
+    assert!(ok && out.contains("settled 1 session"), "{stderr}");
+    doubt("ds=20240102");
+    assert_eq!(
+        case.landed().len(),
+        55,
+        "the first destination's rows, once"
+    );
+    let (ok, out, stderr) = settle_at(Some("ds=20240102"), "not-committed");
+    assert!(ok && out.contains("settled 1 session"), "{stderr}");
+    let (ok, _, stderr) = case.k2mc(&["run"], &[]);
+    assert!(ok, "{stderr}");
+    case.assert_exactly_once(60);
     case.assert_log_chains(0);
     // Intents are deleted once their batch commits: none is left.
     assert!(list_keys("intents/settle/").is_empty());
@@ -514,275 +571,4 @@ fn an_event_batch_not_finished_in_one_invocation_is_reported_failed_from_where_i
         ]
     );
     case.assert_exactly_once(30);
-}
-
-/// What the history test produced at each offset of its one partition: a vehicle (id, day) or
-/// a poison value.
-#[derive(Debug, Clone)]
-enum Produced {
-    Vehicle(u32, u32),
-    Poison(String),
-}
-
-impl Produced {
-    fn bytes(&self) -> (Option<Vec<u8>>, Vec<u8>) {
-        match self {
-            Produced::Vehicle(id, day) => {
-                let (key, value) = crate::case::vehicle(*id, *day);
-                (Some(key), value)
-            }
-            Produced::Poison(v) => (None, v.clone().into_bytes()),
-        }
-    }
-}
-
-/// An MSK event delivering `range` of partition 0 with the bytes the broker holds.
-fn delivery(
-    case: &Case<'_>,
-    model: &[Produced],
-    range: std::ops::Range<usize>,
-) -> serde_json::Value {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
-    let records: Vec<serde_json::Value> = range
-        .map(|o| {
-            let (key, value) = model[o].bytes();
-            let mut r = serde_json::json!({"topic": case.topic, "partition": 0, "offset": o,
-                "timestamp": 0, "timestampType": "CREATE_TIME", "value": b64.encode(value), "headers": []});
-            if let Some(key) = key {
-                r["key"] = b64.encode(key).into();
-            }
-            r
-        })
-        .collect();
-    serde_json::json!({"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:x",
-        "bootstrapServers": "b:9092", "records": {format!("{}-0", case.topic): records}})
-}
-
-/// Every offset in the dead-letter objects a committed batch names.
-fn committed_dead_letters(case: &Case<'_>) -> Vec<i64> {
-    let stack = shared_stack().unwrap();
-    let staging = rt().block_on(harness::stack::staging_client(stack, "k2mc"));
-    let mut offsets = Vec::new();
-    for (key, _) in case.dead_letter_objects() {
-        let groups = rt()
-            .block_on(k2mc::deadletters::read(&staging, &key))
-            .unwrap();
-        offsets.extend(groups.values().flatten().map(|r| r.offset));
-    }
-    offsets.sort_unstable();
-    offsets
-}
-
-/// A randomized, replayable history of what teams do to a running sync: schedule ticks and
-/// event batches (overlapping, redelivered, with gaps), each possibly killed at a random step
-/// boundary; two invocations racing with different settings (a rolling deploy); the limits
-/// changed between rounds; the emulator failing blocks and commits, answering commits
-/// ambiguously or reporting them CLOSING. After every round and its repair (runs until caught
-/// up), the oracle: every vehicle produced is in MaxCompute exactly once (pyodps), every poison
-/// record is in exactly one committed dead-letter object, and the log chains without gaps.
-/// `K2MC_TEST_SEED` replays a history; `K2MC_HISTORY_ROUNDS` (default 6) sets its length.
-#[test]
-fn a_random_history_of_operations_loses_and_duplicates_nothing() {
-    use rand::{Rng, SeedableRng};
-    let seed: u64 = std::env::var("K2MC_TEST_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(rand::random);
-    let rounds: u32 = std::env::var("K2MC_HISTORY_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(6);
-    eprintln!("history: K2MC_TEST_SEED={seed} K2MC_HISTORY_ROUNDS={rounds}");
-    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
-    let dir = tempfile::tempdir().unwrap();
-    let emulator = harness::Emulator::start_with(dir.path(), &[]).unwrap();
-    let stack = shared_stack().unwrap();
-    let case = Case::on(
-        "history",
-        1,
-        "[limits]\nerror_limit = \"100%\"\nbatches_per_invocation = 100\n",
-        "ds={event_time:%Y%m%d}",
-        &emulator,
-        &stack.bootstrap(),
-    );
-    let mut model: Vec<Produced> = Vec::new();
-    let mut next_id = 0u32;
-    let started = Instant::now();
-    for round in 0..rounds {
-        // Produce: vehicles over three days (three destination partitions), some poison.
-        let n = rng.random_range(0..30);
-        let mut records = Vec::new();
-        for _ in 0..n {
-            let produced = if rng.random_bool(0.1) {
-                Produced::Poison(format!("{{not json {next_id}"))
-            } else {
-                Produced::Vehicle(next_id, rng.random_range(1..4))
-            };
-            next_id += 1;
-            let (key, value) = produced.bytes();
-            records.push(rskafka::record::Record {
-                key,
-                value: Some(value),
-                headers: Default::default(),
-                timestamp: chrono::Utc::now(),
-            });
-            model.push(produced);
-        }
-        if !records.is_empty() {
-            case.produce_records(0, records);
-        }
-        // Settings of this round, as a deploy would change them.
-        let block = ["8388608", "65536"][rng.random_range(0..2)];
-        let batch = ["5", "13", "500"][rng.random_range(0..3)];
-        let bytes = ["67108864", "1500"][rng.random_range(0..2)];
-        let settings = [
-            ("K2MC__LIMITS__BLOCK_BYTES", block.to_owned()),
-            ("K2MC__LIMITS__BATCH_RECORDS", batch.to_owned()),
-            ("K2MC__LIMITS__BATCH_BYTES", bytes.to_owned()),
-        ];
-        let knob = [
-            serde_json::json!({}),
-            serde_json::json!({"ambiguous_commits": 1}),
-            serde_json::json!({"fail_blocks": 2}),
-            serde_json::json!({"closing_reads": 2}),
-            serde_json::json!({"fail_commits": 1}),
-        ][rng.random_range(0..5)]
-        .clone();
-        emulator.set_faults(&knob).unwrap();
-        let crash = |rng: &mut rand::rngs::StdRng| -> Option<String> {
-            rng.random_bool(0.4).then(|| {
-                let points = k2mc::fault::POINTS;
-                format!(
-                    "{}:{}",
-                    points[rng.random_range(0..points.len())],
-                    rng.random_range(1..3)
-                )
-            })
-        };
-        let with = |crash: &Option<String>| -> Vec<(String, String)> {
-            let mut env: Vec<(String, String)> = settings
-                .iter()
-                .map(|(k, v)| ((*k).to_owned(), v.clone()))
-                .collect();
-            if let Some(c) = crash {
-                env.push((k2mc::fault::ENV.to_owned(), c.clone()));
-            }
-            env
-        };
-        let k2mc = |args: &[&str], env: &[(String, String)]| {
-            let env: Vec<(&str, &str)> =
-                env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-            case.k2mc(args, &env)
-        };
-        let event_file = dir.path().join(format!("event-{round}.json"));
-        let event = |rng: &mut rand::rngs::StdRng| {
-            // A delivery of a random stretch: redelivered, overlapping or leaving a gap.
-            let hwm = model.len();
-            let a = rng.random_range(0..=hwm);
-            let b = rng.random_range(a..=hwm);
-            std::fs::write(&event_file, delivery(&case, &model, a..b).to_string()).unwrap();
-            format!("event {a}..{b}")
-        };
-        let action = rng.random_range(0..4);
-        let what = match action {
-            0 => {
-                let c = crash(&mut rng);
-                k2mc(&["run"], &with(&c));
-                format!("tick {c:?}")
-            }
-            1 => {
-                let what = event(&mut rng);
-                let c = crash(&mut rng);
-                k2mc(
-                    &["invoke", "--event", event_file.to_str().unwrap()],
-                    &with(&c),
-                );
-                format!("{what} {c:?}")
-            }
-            _ => {
-                // Two invocations at once: a tick with this round's settings and, with the
-                // other settings, a tick or an event delivery.
-                let what = if action == 2 {
-                    "tick".to_owned()
-                } else {
-                    event(&mut rng)
-                };
-                let other = [
-                    ("K2MC__LIMITS__BLOCK_BYTES".to_owned(), "65536".to_owned()),
-                    ("K2MC__LIMITS__BATCH_RECORDS".to_owned(), "9".to_owned()),
-                ];
-                let mine = with(&None);
-                std::thread::scope(|s| {
-                    s.spawn(|| k2mc(&["run"], &mine));
-                    s.spawn(|| {
-                        if action == 2 {
-                            k2mc(&["run"], &other)
-                        } else {
-                            k2mc(&["invoke", "--event", event_file.to_str().unwrap()], &other)
-                        }
-                    });
-                });
-                format!("race: tick and {what}")
-            }
-        };
-        emulator.set_faults(&serde_json::json!({})).unwrap();
-        eprintln!(
-            "history round {round}: {n} records, block {block} batch {batch} bytes {bytes}, {knob}, {what}"
-        );
-        // Repair: runs (the next ticks) until caught up.
-        let mut caught_up = false;
-        for _ in 0..6 {
-            let (ok, _, _) = k2mc(&["run"], &with(&None));
-            if ok
-                && case
-                    .status(&[])
-                    .is_some_and(|rows| rows.iter().all(|p| p["lag"] == 0))
-            {
-                caught_up = true;
-                break;
-            }
-        }
-        let (_, _, stderr) = k2mc(&["run"], &with(&None));
-        assert!(
-            caught_up,
-            "round {round} (seed {seed}): not caught up: {stderr}"
-        );
-        // The oracle.
-        let rows = case.landed();
-        let mut seen = std::collections::BTreeMap::new();
-        for r in &rows {
-            *seen.entry(r.1.clone()).or_insert(0) += 1;
-        }
-        let vehicles: Vec<String> = model
-            .iter()
-            .filter_map(|p| match p {
-                Produced::Vehicle(id, _) => Some(format!("V{id}")),
-                Produced::Poison(_) => None,
-            })
-            .collect();
-        let dupes: Vec<_> = seen.iter().filter(|(_, n)| **n > 1).collect();
-        let missing: Vec<_> = vehicles.iter().filter(|v| !seen.contains_key(*v)).collect();
-        assert!(
-            dupes.is_empty() && missing.is_empty() && rows.len() == vehicles.len(),
-            "round {round} after {what} (seed {seed}): duplicates {dupes:?}, missing {missing:?}"
-        );
-        let poison: Vec<i64> = model
-            .iter()
-            .enumerate()
-            .filter(|(_, p)| matches!(p, Produced::Poison(_)))
-            .map(|(o, _)| o as i64)
-            .collect();
-        assert_eq!(
-            committed_dead_letters(&case),
-            poison,
-            "round {round} after {what} (seed {seed}): dead letters"
-        );
-        case.assert_log_chains(0);
-    }
-    eprintln!(
-        "history: {rounds} rounds, {} records, {:.0?} (seed {seed})",
-        model.len(),
-        started.elapsed()
-    );
 }

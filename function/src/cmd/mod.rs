@@ -9,6 +9,7 @@ mod maxcompute;
 mod run;
 mod scaffold;
 mod settle;
+mod skip_lost;
 mod status;
 mod transforms;
 mod validate;
@@ -48,6 +49,10 @@ enum Command {
     Validate(RunArgs),
     /// Record whether a batch whose commit cannot be told (error `commit-unknown`) landed.
     Settle(settle::SettleArgs),
+    /// Skip offsets retention deleted before they were synced (error `offsets-lost`), on
+    /// purpose and visibly: recorded in the log with the count lost.
+    #[command(name = "skip-lost")]
+    SkipLost(skip_lost::SkipLostArgs),
     /// Dead letters in the staging bucket.
     #[command(name = "dead-letters", subcommand)]
     DeadLetters(dead_letters::DeadLettersCommand),
@@ -68,6 +73,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Command::Status(a) => status::run(a).await,
         Command::Validate(a) => validate::run(a).await,
         Command::Settle(a) => settle::run(a).await,
+        Command::SkipLost(a) => skip_lost::run(a).await,
         Command::DeadLetters(c) => dead_letters::run(c).await,
         Command::MaxCompute(mc) => maxcompute::run(*mc).await,
         Command::Transforms(t) => transforms::run(t),

@@ -36,6 +36,10 @@ pub(crate) struct SettleArgs {
     /// The log scope (the error names it; default: the config's cluster).
     #[arg(long)]
     scope: Option<String>,
+    /// The destination partition whose session is in doubt (the error names it; needed when
+    /// more than one session of the batch is): each is settled by its own partition's rows.
+    #[arg(long)]
+    destination: Option<String>,
     /// What the table shows.
     #[arg(long = "as", value_enum)]
     finding: Finding,
@@ -67,12 +71,41 @@ pub(crate) async fn run(args: SettleArgs) -> anyhow::Result<()> {
         .table
         .clone()
         .unwrap_or_else(|| config.maxcompute.table.clone());
+    // The sessions in doubt by the intent, narrowed to the one destination named.
+    let in_doubt: Vec<String> = intent
+        .destinations
+        .iter()
+        .filter(|d| d.upload_id.is_some() && d.commit_requested && !d.settled_committed)
+        .map(|d| d.partition.clone())
+        .collect();
+    if let Some(want) = &args.destination
+        && !in_doubt.contains(want)
+    {
+        bail!(
+            "{tp} batch at {}: no session in doubt has destination '{want}' (in doubt: {in_doubt:?})",
+            args.start
+        );
+    }
+    if args.destination.is_none() && in_doubt.len() > 1 {
+        bail!(
+            "{tp} batch at {} has {} sessions in doubt (destinations {in_doubt:?}); one finding cannot settle them all: check each partition and settle it with --destination",
+            args.start,
+            in_doubt.len()
+        );
+    }
     let mut settled = 0;
     for dest in &mut intent.destinations {
         let Some(id) = dest.upload_id.clone() else {
             continue;
         };
         if !dest.commit_requested || dest.settled_committed {
+            continue;
+        }
+        if args
+            .destination
+            .as_ref()
+            .is_some_and(|w| *w != dest.partition)
+        {
             continue;
         }
         let partition = if dest.partition.is_empty() {

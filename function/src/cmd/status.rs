@@ -1,5 +1,5 @@
 //! `k2mc status`: per partition, the committed offset, the high watermark, the lag, the last
-//! commit and the dead letters, from the commit log and the brokers only. `--json` prints one
+//! commit, the dead letters and the offsets skipped as lost, from the commit log and the brokers only. `--json` prints one
 //! JSON document for scripts and tests.
 
 use k2mc::deadletters;
@@ -32,6 +32,8 @@ struct PartitionStatus {
     /// When the last batch was committed (RFC 3339, UTC).
     last_commit: Option<String>,
     dead_letters: usize,
+    /// Offsets deleted by retention before they were synced and skipped with `k2mc skip-lost`.
+    lost: u64,
 }
 
 /// Prints every partition's status.
@@ -65,6 +67,7 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<()> {
                 lag: hwm - position.next.unwrap_or(hwm),
                 last_commit,
                 dead_letters: deadletters::count_partition(&conns.staging, &scope, &tp).await?,
+                lost: log.lost(&tp).await?,
             });
         }
     }
@@ -76,15 +79,22 @@ pub(crate) async fn run(args: StatusArgs) -> anyhow::Result<()> {
         return Ok(());
     }
     println!(
-        "{:<24} {:>5} {:>12} {:>14} {:>10} {:<20} {:>12}",
-        "topic", "part", "committed", "high_watermark", "lag", "last_commit", "dead_letters"
+        "{:<24} {:>5} {:>12} {:>14} {:>10} {:<20} {:>12} {:>8}",
+        "topic",
+        "part",
+        "committed",
+        "high_watermark",
+        "lag",
+        "last_commit",
+        "dead_letters",
+        "lost"
     );
     for r in rows {
         let committed = r.committed.map_or("-".to_owned(), |n| n.to_string());
         let last = r.last_commit.as_deref().unwrap_or("-");
         println!(
-            "{:<24} {:>5} {committed:>12} {:>14} {:>10} {last:<20} {:>12}",
-            r.topic, r.partition, r.high_watermark, r.lag, r.dead_letters
+            "{:<24} {:>5} {committed:>12} {:>14} {:>10} {last:<20} {:>12} {:>8}",
+            r.topic, r.partition, r.high_watermark, r.lag, r.dead_letters, r.lost
         );
     }
     Ok(())

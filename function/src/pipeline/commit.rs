@@ -35,6 +35,17 @@ fn intent_key(scope: &LogScope, tp: &TopicPartition, start: i64) -> String {
     )
 }
 
+/// The marker of a skip of lost offsets starting at `start` (`k2mc status` lists them).
+fn skip_key(scope: &LogScope, tp: &TopicPartition, start: i64) -> String {
+    format!("{}/skipped-{start:020}.json", log_dir(scope, tp))
+}
+
+/// The partitions a topic had when its syncing began in a scope (`started.json`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct Started {
+    partitions: Vec<i32>,
+}
+
 /// Where syncing of a partition began (`origin.json`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 struct OriginRecord {
@@ -188,6 +199,41 @@ impl CommitLog {
         }
     }
 
+    /// The partitions `topic` had when its syncing began in this scope: fixed (create-only) the
+    /// first time one of its partitions needs an origin, as the partitions that have an origin
+    /// already (a log kept by an earlier release) or else all of `current`. A partition not in
+    /// it was added later, so everything it holds was written after syncing began
+    /// (`docs/reliability.md`, "Partitions added later").
+    pub async fn partitions_at_start(
+        &self,
+        topic: &str,
+        current: &[i32],
+    ) -> Result<Vec<i32>, PipelineError> {
+        let key = format!("log/{}/{topic}/started.json", self.scope);
+        if let Some(obj) = self.staging.get(&key).await? {
+            return Ok(parse::<Started>(&key, &obj)?.partitions);
+        }
+        let mut partitions = Vec::new();
+        for &p in current {
+            let tp = TopicPartition::new(topic, p);
+            let origin = format!("{}/origin.json", log_dir(&self.scope, &tp));
+            if self.staging.get(&origin).await?.is_some() {
+                partitions.push(p);
+            }
+        }
+        if partitions.is_empty() {
+            partitions = current.to_vec();
+        }
+        let started = Started { partitions };
+        match self.staging.create(&key, to_json(&started)).await? {
+            Conditional::Written => Ok(started.partitions),
+            Conditional::Conflict => match self.staging.get(&key).await? {
+                Some(obj) => Ok(parse::<Started>(&key, &obj)?.partitions),
+                None => Err(corrupt(&key, "vanished after a conflicting create")),
+            },
+        }
+    }
+
     /// The intent of the batch starting at `start`, with its entity tag.
     pub async fn intent(
         &self,
@@ -249,6 +295,64 @@ impl CommitLog {
             }
         }
         Ok(outcome)
+    }
+
+    /// Records on purpose that retention deleted `[start, end)` before it was synced
+    /// (`k2mc skip-lost`, `docs/reliability.md`, "Offsets lost to retention"): a marker that
+    /// `k2mc status` counts, then an entry at `start` that loads nothing and counts the offsets
+    /// lost, so the chain stays gapless and says where it skipped. Create-only like every entry:
+    /// `Conflict` means a batch at `start` was committed meanwhile (the marker is withdrawn).
+    pub async fn skip_lost(
+        &self,
+        tp: &TopicPartition,
+        start: i64,
+        end: i64,
+        invocation: &str,
+    ) -> Result<Conditional, PipelineError> {
+        let entry = Entry {
+            intent: Intent {
+                batch: BatchId {
+                    cluster: self.scope.to_string(),
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    start,
+                    end,
+                },
+                counts: Counts {
+                    lost: u64::try_from(end - start).unwrap_or(0),
+                    ..Counts::default()
+                },
+                modules: Vec::new(),
+                destinations: Vec::new(),
+                dead_letters_key: None,
+                project: None,
+                table: None,
+                last_record: None,
+            },
+            committed_at: chrono::Utc::now().to_rfc3339(),
+            invocation: invocation.to_owned(),
+        };
+        let marker = skip_key(&self.scope, tp, start);
+        if self.staging.create(&marker, to_json(&entry)).await? == Conditional::Conflict {
+            return Ok(Conditional::Conflict);
+        }
+        let outcome = self.commit(&entry).await?;
+        if outcome == Conditional::Conflict {
+            self.staging.delete(&marker).await?;
+        }
+        Ok(outcome)
+    }
+
+    /// The offsets skipped as lost in `tp`'s log, over all its skips.
+    pub async fn lost(&self, tp: &TopicPartition) -> Result<u64, PipelineError> {
+        let prefix = format!("{}/skipped-", log_dir(&self.scope, tp));
+        let mut lost = 0;
+        for key in self.staging.list_all(&prefix).await? {
+            if let Some(obj) = self.staging.get(&key).await? {
+                lost += parse::<Entry>(&key, &obj)?.intent.counts.lost;
+            }
+        }
+        Ok(lost)
     }
 
     /// Deletes what `ours` staged that `theirs` (the intent in force) does not name: an attempt

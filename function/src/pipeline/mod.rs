@@ -70,18 +70,26 @@ pub(crate) async fn sync_partition(
     let mut outcome = PartitionOutcome::new(tp.clone());
     let result: Result<(), PipelineError> = async {
         let reader = kafka.partition(tp).await?;
-        let origin = reader.resolve(work.start).await?;
         let position = ctx.log.position(tp).await?;
         let mut next = match position.next {
             Some(n) => n,
-            None => ctx.log.ensure_origin(tp, origin).await?,
+            None => {
+                let spec = first_origin(ctx, kafka, work).await?;
+                ctx.log
+                    .ensure_origin(tp, reader.resolve(spec).await?)
+                    .await?
+            }
         };
         outcome.next = Some(next);
         let (end, hwm) = match work.target {
             Target::Offset(end) | Target::Delivered(end) => (end, None),
             Target::HighWatermark => {
                 let earliest = reader.earliest().await?;
-                plan::check_retained(tp, next, earliest)?;
+                // A batch staged before retention deleted its records still loads from its
+                // staged blocks; only records not yet read are lost.
+                if next < earliest && ctx.log.intent(tp, next).await?.is_none() {
+                    plan::check_retained(tp, next, earliest)?;
+                }
                 let hwm = reader.watermark_at(earliest).await?;
                 (hwm, Some(hwm))
             }
@@ -161,6 +169,37 @@ pub(crate) async fn sync_partition(
         outcome.error = Some(e);
     }
     outcome
+}
+
+/// Where a never-synced partition starts: where the work says (`start_from`), except that under
+/// `start_from = "latest"` a partition added to the topic after its syncing began starts at its
+/// earliest offset: all it holds was written after syncing began, and `latest` would skip what
+/// was written to it before its first invocation (`docs/reliability.md`, "Partitions added
+/// later").
+async fn first_origin(
+    ctx: &BatchContext<'_>,
+    kafka: &Kafka,
+    work: &Work,
+) -> Result<plan::OffsetSpec, PipelineError> {
+    if *ctx.log.scope().kind() != commit::ScopeKind::Main
+        || ctx.config.kafka.start_from != crate::config::StartFrom::Latest
+    {
+        return Ok(work.start);
+    }
+    let current = kafka.partitions(&work.tp.topic).await?;
+    let at_start = ctx
+        .log
+        .partitions_at_start(&work.tp.topic, &current)
+        .await?;
+    if at_start.contains(&work.tp.partition) {
+        Ok(work.start)
+    } else {
+        tracing::info!(
+            partition = work.tp.partition,
+            "a partition added after syncing began: starting at its earliest offset"
+        );
+        Ok(plan::OffsetSpec::Earliest)
+    }
 }
 
 /// Stops when the partition is not the one the log was written from (a topic deleted and

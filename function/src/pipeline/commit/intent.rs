@@ -60,6 +60,14 @@ pub struct Counts {
     pub dead_lettered: u64,
     /// Kafka key and value bytes read.
     pub bytes: u64,
+    /// Offsets retention deleted before they were read, skipped on purpose by `k2mc skip-lost`
+    /// (only such an entry has any; they are not `read`, so the batch still reconciles).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub lost: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 impl Counts {
