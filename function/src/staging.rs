@@ -1,7 +1,7 @@
 //! The staging bucket (S3, or OSS through its S3 API): the stage step writes blocks here, the load
 //! step reads them back, and the commit log, intents and dead letters live here too. Conditional
-//! writes are the whole concurrency story: create-only for log entries and intents
-//! (`If-None-Match: *`, or `x-oss-forbid-overwrite` on OSS), `If-Match` for intent updates.
+//! writes are the whole concurrency story, and only create-only ones (`If-None-Match: *`, or
+//! `x-oss-forbid-overwrite` on OSS): log entries, intents and each version of an intent.
 
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
 use aws_sdk_s3::primitives::ByteStream;
@@ -185,30 +185,6 @@ impl Staging {
             Ok(_) => Ok(Conditional::Written),
             Err(e) if is_conflict(&e) => Ok(Conditional::Conflict),
             Err(e) => Err(self.fail("create", &key, &e)),
-        }
-    }
-
-    /// Replaces an object only if it still has `etag`.
-    pub async fn replace(
-        &self,
-        relative: &str,
-        data: Bytes,
-        etag: &str,
-    ) -> Result<Conditional, StagingError> {
-        let key = self.key(relative);
-        let result = self
-            .client
-            .put_object()
-            .bucket(&self.bucket)
-            .key(&key)
-            .if_match(etag)
-            .body(ByteStream::from(data))
-            .send()
-            .await;
-        match result {
-            Ok(_) => Ok(Conditional::Written),
-            Err(e) if is_conflict(&e) => Ok(Conditional::Conflict),
-            Err(e) => Err(self.fail("replace", &key, &e)),
         }
     }
 

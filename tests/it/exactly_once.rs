@@ -239,14 +239,19 @@ fn backfill_dead_letters_are_listed_and_replayable() {
     assert!(ok && out.contains("read 1"), "{stderr}{out}");
 }
 
-/// The upload session the only intent of `case` recorded (the batch's, before it committed).
+/// The upload session the only intent of `case` recorded (the batch's, before it committed), as
+/// its last version says.
 fn recorded_session(case: &Case<'_>, cluster: &str) -> String {
     let stack = shared_stack().unwrap();
-    let keys = list_keys(&format!("intents/{cluster}/"));
-    assert_eq!(keys.len(), 1, "{keys:?}");
+    // Version 0 of the intent and the versions that recorded its sessions: the last one.
+    let mut keys = list_keys(&format!("intents/{cluster}/"));
+    keys.sort();
+    let starts: std::collections::BTreeSet<&str> =
+        keys.iter().map(|k| k.split('.').next().unwrap()).collect();
+    assert_eq!(starts.len(), 1, "{keys:?}");
     rt().block_on(async {
         let staging = harness::stack::staging_client(stack, "k2mc").await;
-        let obj = staging.get(&keys[0]).await.unwrap().unwrap();
+        let obj = staging.get(keys.last().unwrap()).await.unwrap().unwrap();
         let intent: serde_json::Value = serde_json::from_slice(&obj.data).unwrap();
         let _ = case;
         intent["destinations"][0]["upload_id"]

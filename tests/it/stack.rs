@@ -1,8 +1,10 @@
-//! The local stack keeps the guarantees the commit protocol takes from S3: of racing create-only
-//! writes of one key exactly one wins, and of racing `If-Match` replaces from one ETag exactly one
-//! wins. (s3s-fs alone does not; the stack's front makes it so, see `harness::s3front`.)
+//! The local stack keeps the guarantee the commit protocol takes from S3 (and OSS): of racing
+//! create-only writes of one key exactly one wins, so of racing changes to one version of an
+//! intent exactly one becomes the next version. (s3s-fs alone does not; the stack's front makes
+//! it so, see `harness::s3front`.)
 
 use harness::stack::{shared_stack, staging_client};
+use k2mc::pipeline::commit::{BatchId, CommitLog, Counts, Intent, LogScope, TopicPartition};
 use k2mc::staging::{Conditional, Staging};
 
 async fn staging() -> Staging {
@@ -65,21 +67,62 @@ fn racing_conditional_writes_have_one_winner() {
             .await;
             assert_eq!(won, 1, "create-only round {round}: {won} writers won");
 
-            let original = clients[0].get(&key).await.unwrap().unwrap();
-            let gate = std::sync::Arc::new(tokio::sync::Barrier::new(clients.len()));
-            let won = race(&clients, |s, w| {
-                let (key, gate, etag) = (key.clone(), gate.clone(), original.etag.clone());
-                tokio::spawn(async move {
-                    let data = body(&format!("replacer {w}"));
-                    gate.wait().await;
-                    s.replace(&key, data, &etag).await.unwrap()
+            // Racing changes to one version of an intent: one writer makes the next version.
+            let logs: Vec<CommitLog> = clients
+                .iter()
+                .map(|s| CommitLog::new(s.clone(), LogScope::main("stack-test")))
+                .collect();
+            let intent = |read: u64| Intent {
+                batch: BatchId {
+                    cluster: "stack-test".into(),
+                    topic: "race".into(),
+                    partition: 0,
+                    start: round,
+                    end: round + 1,
+                },
+                counts: Counts {
+                    read,
+                    ..Counts::default()
+                },
+                modules: Vec::new(),
+                destinations: Vec::new(),
+                dead_letters_key: None,
+                project: None,
+                table: None,
+                last_record: None,
+            };
+            assert_eq!(
+                logs[0].create_intent(&intent(100)).await.unwrap(),
+                Conditional::Written
+            );
+            let gate = std::sync::Arc::new(tokio::sync::Barrier::new(logs.len()));
+            let tasks: Vec<_> = logs
+                .iter()
+                .enumerate()
+                .map(|(w, log)| {
+                    let (log, gate, mine) = (log.clone(), gate.clone(), intent(w as u64));
+                    tokio::spawn(async move {
+                        gate.wait().await;
+                        log.update_intent(&mine, "v0")
+                            .await
+                            .unwrap()
+                            .map(|tag| (w, tag))
+                    })
                 })
-            })
-            .await;
-            assert_eq!(won, 1, "If-Match round {round}: {won} replacers won");
-            let after = clients[0].get(&key).await.unwrap().unwrap();
-            assert!(after.data.starts_with(b"replacer "));
-            assert_ne!(after.etag, original.etag);
+                .collect();
+            let mut winners = Vec::new();
+            for task in tasks {
+                winners.extend(task.await.unwrap());
+            }
+            assert_eq!(winners.len(), 1, "intent round {round}: {winners:?} won");
+            let tp = TopicPartition::new("race", 0);
+            let (stored, tag) = logs[0].intent(&tp, round).await.unwrap().unwrap();
+            assert_eq!(
+                (stored.counts.read, tag),
+                (winners[0].0 as u64, winners[0].1.clone())
+            );
+            logs[0].delete_intent(&tp, round).await;
+            assert!(logs[0].intent(&tp, round).await.unwrap().is_none());
         }
     });
 }

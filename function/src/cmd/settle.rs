@@ -8,7 +8,6 @@
 use anyhow::{Context, bail};
 use k2mc::maxcompute::{PartitionSpec, SessionState};
 use k2mc::pipeline::commit::{CommitLog, LogScope, TopicPartition};
-use k2mc::staging::Conditional;
 
 use super::RunArgs;
 
@@ -141,7 +140,7 @@ pub(crate) async fn run(args: SettleArgs) -> anyhow::Result<()> {
     if settled == 0 {
         bail!("no session of this batch is in doubt; nothing changed");
     }
-    if log.update_intent(&intent, &etag).await? == Conditional::Conflict {
+    if log.update_intent(&intent, &etag).await?.is_none() {
         bail!("the batch's intent changed while settling (a run is under way?); run settle again");
     }
     println!(

@@ -8,10 +8,10 @@
 use serde::{Deserialize, Serialize};
 
 use crate::error::PipelineError;
-use crate::fault;
 use crate::staging::{Conditional, Object, Staging};
 
 mod intent;
+mod intents;
 
 pub use intent::{
     BatchId, Counts, Destination, Entry, Intent, ModuleVersion, RecordMark, StagedBlock,
@@ -26,13 +26,6 @@ fn log_dir(scope: &LogScope, tp: &TopicPartition) -> String {
 
 fn entry_key(scope: &LogScope, tp: &TopicPartition, start: i64) -> String {
     format!("{}/{start:020}.json", log_dir(scope, tp))
-}
-
-fn intent_key(scope: &LogScope, tp: &TopicPartition, start: i64) -> String {
-    format!(
-        "intents/{scope}/{}/{}/{start:020}.json",
-        tp.topic, tp.partition
-    )
 }
 
 /// The marker of a skip of lost offsets starting at `start` (`k2mc status` lists them).
@@ -234,37 +227,6 @@ impl CommitLog {
         }
     }
 
-    /// The intent of the batch starting at `start`, with its entity tag.
-    pub async fn intent(
-        &self,
-        tp: &TopicPartition,
-        start: i64,
-    ) -> Result<Option<(Intent, String)>, PipelineError> {
-        let key = intent_key(&self.scope, tp, start);
-        match self.staging.get(&key).await? {
-            Some(obj) => Ok(Some((parse(&key, &obj)?, obj.etag))),
-            None => Ok(None),
-        }
-    }
-
-    /// Creates an intent; `Conflict` means another invocation fixed this batch first.
-    pub async fn create_intent(&self, intent: &Intent) -> Result<Conditional, PipelineError> {
-        let tp = intent.batch.tp();
-        let key = intent_key(&self.scope, &tp, intent.batch.start);
-        Ok(self.staging.create(&key, to_json(intent)).await?)
-    }
-
-    /// Replaces an intent only if it is unchanged since it was read as `etag`.
-    pub async fn update_intent(
-        &self,
-        intent: &Intent,
-        etag: &str,
-    ) -> Result<Conditional, PipelineError> {
-        let tp = intent.batch.tp();
-        let key = intent_key(&self.scope, &tp, intent.batch.start);
-        Ok(self.staging.replace(&key, to_json(intent), etag).await?)
-    }
-
     /// Creates the log entry of a batch (invariant 2) and moves the head hint.
     pub async fn commit(&self, entry: &Entry) -> Result<Conditional, PipelineError> {
         let tp = entry.intent.batch.tp();
@@ -276,10 +238,7 @@ impl CommitLog {
             // `intents/` to the batches in flight, so no lifecycle rule has to expire intents
             // (one that expired an uncommitted batch's intent would let it load twice). An
             // invocation still holding the old view is stopped by the entry (`load`).
-            let intent = intent_key(&self.scope, &tp, entry.intent.batch.start);
-            if let Err(err) = self.staging.delete(&intent).await {
-                tracing::warn!(key = %intent, error = %err, "could not delete a committed batch's intent");
-            }
+            self.delete_intent(&tp, entry.intent.batch.start).await;
             // Advisory: a lost update only makes the next reader walk one more entry.
             if let Err(err) = self
                 .staging
@@ -353,51 +312,5 @@ impl CommitLog {
             }
         }
         Ok(lost)
-    }
-
-    /// Deletes what `ours` staged that `theirs` (the intent in force) does not name: an attempt
-    /// that lost the race to fix the batch. Best effort: a leftover is never named by an intent
-    /// or a log entry, so nothing loads or lists it; the bucket's lifecycle rule removes it.
-    /// (When the conflict was the SDK retrying our own create, `theirs` is ours and names all.)
-    async fn discard_unnamed(&self, ours: &Intent, theirs: &Intent) {
-        let named: std::collections::HashSet<&str> = theirs.staged_keys().collect();
-        for key in ours.staged_keys().filter(|k| !named.contains(k)) {
-            if let Err(err) = self.staging.delete(key).await {
-                tracing::warn!(key, error = %err, "could not delete an unused staged object");
-            }
-        }
-    }
-
-    /// Creates the intent of a new batch, or adopts the one a racing or crashed invocation fixed
-    /// first (invariant 3); returns the intent in force with its entity tag.
-    pub async fn fix(&self, intent: &Intent) -> Result<(Intent, String), PipelineError> {
-        let tp = intent.batch.tp();
-        let start = intent.batch.start;
-        let created = self.create_intent(intent).await?;
-        let Some((found, etag)) = self.intent(&tp, start).await? else {
-            // Intents are deleted once their batch is committed: a racing invocation did.
-            if self.entry(&tp, start).await?.is_some() {
-                return Err(PipelineError::LostRace {
-                    topic: tp.topic.clone(),
-                    partition: tp.partition,
-                    start,
-                });
-            }
-            return Err(corrupt(
-                &intent_key(&self.scope, &tp, start),
-                "missing right after it was written",
-            ));
-        };
-        if created == Conditional::Conflict {
-            tracing::info!(
-                theirs_end = found.batch.end,
-                ours_end = intent.batch.end,
-                "adopting the intent another invocation fixed"
-            );
-            self.discard_unnamed(intent, &found).await;
-        } else {
-            fault::point("after-intent");
-        }
-        Ok((found, etag))
     }
 }

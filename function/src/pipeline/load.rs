@@ -12,7 +12,6 @@ use crate::maxcompute::{
     UploadSession,
 };
 use crate::pipeline::commit::{CommitLog, Intent};
-use crate::staging::Conditional;
 
 /// What loading a batch did.
 #[derive(Debug, Clone, Default)]
@@ -234,36 +233,34 @@ pub(crate) fn target_table(
     Ok(table)
 }
 
-/// Writes `intent` if the stored one is still `etag`, then reads it back: the session ids and
-/// flags loaded from are the stored ones, compared, never assumed (a store that ignored the
-/// precondition would show another invocation's session here). `None`: ours is in force;
-/// otherwise another invocation changed the intent first, and this is theirs, as stored.
+/// Records `intent` as the next version of the one read at `etag` (create-only, so of two
+/// invocations exactly one records its change). `None`: ours is in force and `etag` is its
+/// version now; otherwise another invocation changed the intent first, and this is theirs, as
+/// stored (the sessions and flags loaded from are always the stored ones).
 async fn record(
     log: &CommitLog,
     intent: &mut Intent,
     etag: &mut String,
 ) -> Result<Option<(Intent, String)>, PipelineError> {
+    if let Some(tag) = log.update_intent(intent, etag).await? {
+        *etag = tag;
+        return Ok(None);
+    }
     let tp = intent.batch.tp();
-    let written = log.update_intent(intent, etag).await? == Conditional::Written;
-    let Some((stored, stored_etag)) = log.intent(&tp, intent.batch.start).await? else {
+    match log.intent(&tp, intent.batch.start).await? {
+        Some(theirs) => Ok(Some(theirs)),
         // Intents are deleted once their batch is committed.
-        if log.entry(&tp, intent.batch.start).await?.is_some() {
-            return Err(PipelineError::LostRace {
+        None if log.entry(&tp, intent.batch.start).await?.is_some() => {
+            Err(PipelineError::LostRace {
                 topic: tp.topic.clone(),
                 partition: tp.partition,
                 start: intent.batch.start,
-            });
+            })
         }
-        return Err(PipelineError::Corrupt {
+        None => Err(PipelineError::Corrupt {
             key: format!("intent of {tp} at {}", intent.batch.start),
             reason: "vanished during an update, and its batch is not committed".into(),
-        });
-    };
-    if written && stored == *intent {
-        *etag = stored_etag;
-        Ok(None)
-    } else {
-        Ok(Some((stored, stored_etag)))
+        }),
     }
 }
 

@@ -103,7 +103,7 @@ pub struct Destination {
     /// The Tunnel session that loads these rows, once opened (invariant 3).
     #[serde(default)]
     pub upload_id: Option<String>,
-    /// Set (with `If-Match`) before the session's commit is first requested. A session whose
+    /// Set (in a new version of the intent) before the session's commit is first requested. A session whose
     /// status no longer tells whether it committed (`EXPIRED` past its lifetime, `CRITICAL`)
     /// holds no rows when this is unset; when set, only evidence settles it (`k2mc settle`).
     #[serde(default)]

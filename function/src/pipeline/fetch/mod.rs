@@ -22,8 +22,10 @@
 //! - **A one-byte fetch for the high watermark.** tansu 0.6 answers ListOffsets(latest) with the
 //!   last batch's base offset + 1; a fetch's high watermark is right. On Kafka it costs one fetch
 //!   of at most one batch instead of a ListOffsets request.
-//! - **Never skip offsets on an empty answer** below the high watermark: they may hold records not
-//!   readable yet. The batch fails and is retried rather than losing them.
+//! - **Never skip offsets on an empty answer** below the high watermark unless they are below the
+//!   last stable offset (then only transaction markers sit there, which rskafka drops): at or
+//!   past it they may hold records of a transaction still open. The batch fails and is retried
+//!   rather than losing them. Costs one ListOffsets only where an answer is empty.
 
 mod range;
 #[cfg(test)]
@@ -172,6 +174,17 @@ impl<C: FetchClient> CheckedFetch<C> {
             .map_err(|e| self.err("list earliest offset", e))
     }
 
+    /// The last stable offset: below it every transaction is decided. rskafka lists offsets
+    /// read_committed, for which Kafka answers "latest" with the last stable offset. (tansu 0.6
+    /// answers with the last batch's base offset + 1; it has no transactions, and its fetches
+    /// never leave the case this is asked in, see [`RangeReader`].)
+    pub async fn last_stable_offset(&self) -> Result<i64, FetchError> {
+        self.client
+            .get_offset(OffsetAt::Latest)
+            .await
+            .map_err(|e| self.err("list the last stable offset", e))
+    }
+
     /// The first offset at or after `time`; negative when no record is that late.
     pub async fn offset_at(&self, time: chrono::DateTime<chrono::Utc>) -> Result<i64, FetchError> {
         self.client
@@ -198,9 +211,21 @@ impl<C: FetchClient> CheckedFetch<C> {
     /// high watermark. An answer that does not start at `offset` is checked by stepping back (the
     /// module doc says why); records are never skipped on an unchecked answer.
     pub async fn fetch(&self, offset: i64) -> Result<(Vec<KafkaRecord>, i64), FetchError> {
+        let (records, hwm, _) = self.fetch_checked(offset).await?;
+        Ok((records, hwm))
+    }
+
+    /// [`CheckedFetch::fetch`], also saying whether an empty answer was confirmed: the broker
+    /// answered with a readable record below `offset` and with nothing from the offset after
+    /// it, so nothing readable sits between it and the high watermark (a broker that answers
+    /// every fetch with nothing confirms nothing).
+    async fn fetch_checked(
+        &self,
+        offset: i64,
+    ) -> Result<(Vec<KafkaRecord>, i64, bool), FetchError> {
         let (records, hwm) = self.fetch_once(offset).await?;
         if offset >= hwm || records.first().is_some_and(|r| r.offset == offset) {
-            return Ok((records, hwm));
+            return Ok((records, hwm, false));
         }
         let earliest = self.earliest().await?;
         let mut back = 1i64;
@@ -219,6 +244,7 @@ impl<C: FetchClient> CheckedFetch<C> {
                 found = self.fetch_once(last + 1).await?.0;
             }
             found.retain(|r| r.offset >= offset);
+            let confirmed_empty = found.is_empty();
             if found.first().map(|r| r.offset) != records.first().map(|r| r.offset) {
                 tracing::warn!(
                     offset,
@@ -228,10 +254,10 @@ impl<C: FetchClient> CheckedFetch<C> {
                     "the broker's answer skipped records; read them from the start of their batch"
                 );
             }
-            return Ok((found, hwm));
+            return Ok((found, hwm, confirmed_empty));
         }
         // At the earliest offset: the missing offsets hold no records.
-        Ok((records, hwm))
+        Ok((records, hwm, false))
     }
 
     async fn fetch_once(&self, offset: i64) -> Result<(Vec<KafkaRecord>, i64), FetchError> {

@@ -92,7 +92,7 @@ impl<'r, C: FetchClient> RangeReader<'r, C> {
             return Ok(Some(Vec::new()));
         };
         if self.fetched.is_empty() {
-            let (records, hwm) = reader.fetch(self.next).await?;
+            let (records, hwm, confirmed_empty) = reader.fetch_checked(self.next).await?;
             let beyond = records.iter().any(|r| r.offset >= stop);
             let next = self.next;
             self.fetched.extend(
@@ -106,8 +106,21 @@ impl<'r, C: FetchClient> RangeReader<'r, C> {
                     self.next = stop;
                     return Ok(Some(Vec::new()));
                 }
-                // Never skip offsets on an empty answer: they may hold records not readable yet.
-                let (tp, offset) = (reader.tp().clone(), self.next);
+                // An empty answer below the high watermark, confirmed from the record before it:
+                // offsets below the last stable offset are decided, and a read_committed fetch
+                // that returns none of them found only control batches there (transaction
+                // markers, which rskafka drops): skip them. Offsets at or past it may hold
+                // records of a transaction still open: never skip those (docs/architecture.md,
+                // "Fetch and the broker workarounds").
+                let offset = self.next;
+                if hwm > offset && confirmed_empty {
+                    let stable = reader.last_stable_offset().await?;
+                    if stable > offset {
+                        self.next = stable.min(stop);
+                        return Ok(Some(Vec::new()));
+                    }
+                }
+                let tp = reader.tp().clone();
                 return Err(if hwm > offset {
                     FetchError::EmptyBelowWatermark {
                         tp,

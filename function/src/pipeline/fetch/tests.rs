@@ -27,6 +27,9 @@ struct Quirks {
     empty_at: BTreeSet<i64>,
     /// Repeat the last batch of every answer (tansu 0.6).
     repeat_last: bool,
+    /// A transaction still open from this offset: fetches (read_committed) return nothing at
+    /// or past it, and it is the last stable offset. `None`: every transaction is decided.
+    open_from: Option<i64>,
 }
 
 /// A partition as a broker serves it. `max_bytes` counts records: an answer holds whole batches
@@ -127,13 +130,17 @@ impl FetchClient for FakeBroker {
         if self.quirks.repeat_last {
             out.extend(last_batch);
         }
+        if let Some(open) = self.quirks.open_from {
+            out.retain(|r| r.offset < open);
+        }
         Ok((out, self.hwm()))
     }
 
     async fn get_offset(&self, at: OffsetAt) -> Result<i64, KafkaError> {
         Ok(match at {
             OffsetAt::Earliest => self.batches.first().map_or(0, |b| b.base),
-            OffsetAt::Latest => self.hwm(),
+            // Listed read_committed: the last stable offset.
+            OffsetAt::Latest => self.quirks.open_from.unwrap_or_else(|| self.hwm()),
             OffsetAt::Timestamp(t) => self
                 .batches
                 .iter()
@@ -270,17 +277,18 @@ fn with_marker(after: Option<Batch>) -> FakeBroker {
 }
 
 #[tokio::test]
-async fn a_trailing_transaction_marker_stops_the_range_until_a_record_follows_it() {
-    // The marker is the last offset below the high watermark: an empty answer there cannot be
-    // told from records not readable yet, so the batch fails (retryably) instead of skipping.
-    let reader = with_marker(None).reader();
+async fn a_trailing_transaction_marker_is_skipped_once_the_transaction_is_decided() {
+    // The marker is the last offset below the high watermark: the answer there is empty. Below
+    // the last stable offset only markers can be empty under read_committed, so the range ends
+    // at the watermark (it used to fail until a record followed the marker: audit item 7).
+    let broker = with_marker(None);
+    let reader = broker.reader();
     let mut range = RangeReader::new(Some(&reader), 0, 6, &[]);
-    let err = read_all(&mut range, 100).await.expect_err("refused");
-    assert!(
-        matches!(err, FetchError::EmptyBelowWatermark { offset: 5, .. }),
-        "{err}"
+    assert_eq!(
+        read_all(&mut range, 100).await.expect("range"),
+        [0, 1, 2, 3, 4]
     );
-    // Once a record follows the marker, the marker is skipped and the range completes.
+    // A record after the marker: the marker is skipped on the way.
     let reader = with_marker(Some(Batch {
         base: 6,
         last: 6,
@@ -292,6 +300,26 @@ async fn a_trailing_transaction_marker_stops_the_range_until_a_record_follows_it
         read_all(&mut range, 100).await.expect("range"),
         [0, 1, 2, 3, 4, 6]
     );
+}
+
+#[tokio::test]
+async fn records_of_a_transaction_still_open_are_never_skipped() {
+    // Offsets 6..9 belong to a transaction not yet decided: the last stable offset is 6 and a
+    // read_committed fetch returns nothing there. The range waits (retryably) for them.
+    let mut broker = with_marker(Some(Batch {
+        base: 6,
+        last: 8,
+        records: vec![6, 7, 8],
+    }));
+    broker.quirks.open_from = Some(6);
+    let reader = broker.reader();
+    let mut range = RangeReader::new(Some(&reader), 0, 9, &[]);
+    let err = read_all(&mut range, 100).await.expect_err("refused");
+    assert!(
+        matches!(err, FetchError::EmptyBelowWatermark { offset: 6, .. }),
+        "{err}"
+    );
+    assert!(err.is_retryable());
 }
 
 #[tokio::test]
