@@ -10,7 +10,7 @@ use futures_util::StreamExt;
 use sha2::Digest as _;
 use tracing::Instrument as _;
 
-use crate::config::Config;
+use crate::config::{Config, ConfigError, SaslMechanism};
 use crate::deadletters;
 use crate::error::PipelineError;
 use crate::kafka::{self, Kafka, KafkaAuth, SaslSecrets};
@@ -81,11 +81,37 @@ pub async fn connections(config: &Config) -> Result<Connections, PipelineError> 
         credentials,
     ))?;
     let sasl = match &config.kafka.sasl {
-        Some(s) => Some(SaslSecrets {
-            mechanism: s.mechanism,
-            username: secrets.resolve("kafka.sasl.username", &s.username).await?,
-            password: secrets.resolve("kafka.sasl.password", &s.password).await?,
-        }),
+        Some(s) if s.mechanism == SaslMechanism::AwsMskIam => {
+            let provider = sdk
+                .credentials_provider()
+                .ok_or_else(|| kafka::MskIamError::Credentials {
+                    reason: "the AWS SDK has no credential provider".into(),
+                })
+                .map_err(kafka::KafkaError::from)?;
+            Some(SaslSecrets::AwsMskIam(
+                kafka::MskIamSigner::new(
+                    s.region.as_deref(),
+                    &config.kafka.bootstrap,
+                    sdk.region().map(|r| r.as_ref()),
+                    provider,
+                )
+                .map_err(kafka::KafkaError::from)?,
+            ))
+        }
+        Some(s) => {
+            let (Some(username), Some(password)) = (&s.username, &s.password) else {
+                return Err(ConfigError::Value {
+                    key: "kafka.sasl.password".into(),
+                    fix: "plain and scram need kafka.sasl.username and kafka.sasl.password".into(),
+                }
+                .into());
+            };
+            Some(SaslSecrets::Password {
+                mechanism: s.mechanism,
+                username: secrets.resolve("kafka.sasl.username", username).await?,
+                password: secrets.resolve("kafka.sasl.password", password).await?,
+            })
+        }
         None => None,
     };
     let tls = match &config.kafka.tls {

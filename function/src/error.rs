@@ -195,7 +195,12 @@ impl PipelineError {
                 KafkaError::Tls { .. } | KafkaError::TlsMaterial { .. } => {
                     Class::new("kafka-tls", false, true)
                 }
-                KafkaError::Sasl { .. } => Class::new("kafka-sasl", false, true),
+                KafkaError::Sasl { .. } | KafkaError::MskIam { .. } => {
+                    Class::new("kafka-sasl", false, true)
+                }
+                KafkaError::Token(e) => {
+                    Class::new("kafka-sasl", e.is_retryable(), !e.is_retryable())
+                }
                 KafkaError::UnknownTopic { .. } => Class::new("unknown-topic", false, true),
                 _ => Class::new("kafka", true, false),
             },

@@ -13,6 +13,7 @@ use std::sync::OnceLock;
 
 use anyhow::{Context, bail};
 
+pub mod iamfront;
 pub mod s3front;
 pub mod stack;
 pub mod tlsfront;

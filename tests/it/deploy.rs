@@ -554,7 +554,7 @@ fn kafka_authentication_reaches_the_function_from_the_mappings_secrets() {
         );
         if sasl.is_some() {
             assert_eq!(
-                kafka.sasl.as_ref().map(|s| s.password.clone()),
+                kafka.sasl.as_ref().and_then(|s| s.password.clone()),
                 field(secret, "password")
             );
         }

@@ -13,6 +13,7 @@ mod history;
 mod hostile;
 mod kafka_tls;
 mod maxcompute;
+mod msk_iam;
 mod pipeline;
 mod retention;
 mod rows;

@@ -75,13 +75,22 @@ pub enum StartFrom {
     Latest,
 }
 
-/// SASL authentication (rskafka supports PLAIN and SCRAM; Kerberos/GSSAPI is not available).
+/// SASL authentication: PLAIN and SCRAM with a username and password, or Amazon MSK's IAM
+/// access control with the function's own AWS credentials (Kerberos/GSSAPI is not available).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct SaslConfig {
     pub mechanism: SaslMechanism,
-    pub username: SecretRef,
-    pub password: SecretRef,
+    /// PLAIN and SCRAM only.
+    #[serde(default)]
+    pub username: Option<SecretRef>,
+    /// PLAIN and SCRAM only.
+    #[serde(default)]
+    pub password: Option<SecretRef>,
+    /// `aws-msk-iam` only: the cluster's AWS region (default: from the broker host name,
+    /// `b-1.<cluster>.<id>.c2.kafka.<region>.amazonaws.com`, else the AWS SDK's region).
+    #[serde(default)]
+    pub region: Option<String>,
 }
 
 /// The SASL mechanism, named as Kafka names it (`SCRAM-SHA-512`) or in lower case.
@@ -93,6 +102,10 @@ pub enum SaslMechanism {
     ScramSha256,
     #[serde(rename = "scram-sha-512", alias = "SCRAM-SHA-512")]
     ScramSha512,
+    /// Amazon MSK IAM access control: SASL OAUTHBEARER carrying a SigV4-signed
+    /// `kafka-cluster:Connect` request made from the function's AWS credentials.
+    #[serde(rename = "aws-msk-iam", alias = "AWS_MSK_IAM")]
+    AwsMskIam,
 }
 
 /// TLS to the brokers. The CA to trust comes from `ca_file` or `ca` (a secret reference holding
@@ -457,6 +470,37 @@ impl Config {
                 "plain would send the password unencrypted to a remote broker; add [kafka.tls] (tls = {} trusts the public CAs) or use scram-sha-512",
             );
         }
+        if let Some(s) = &self.kafka.sasl {
+            let iam = s.mechanism == SaslMechanism::AwsMskIam;
+            if iam && (s.username.is_some() || s.password.is_some()) {
+                return fail(
+                    "kafka.sasl.username",
+                    "aws-msk-iam signs in with the function's AWS credentials (its role); remove kafka.sasl.username and .password",
+                );
+            }
+            if !iam && (s.username.is_none() || s.password.is_none()) {
+                return fail(
+                    "kafka.sasl.password",
+                    "plain and scram need kafka.sasl.username and kafka.sasl.password (secret references)",
+                );
+            }
+            if !iam && s.region.is_some() {
+                return fail(
+                    "kafka.sasl.region",
+                    "region is for aws-msk-iam only; remove it",
+                );
+            }
+            // The token is a bearer credential for 15 minutes: never in the clear off this host.
+            if iam
+                && self.kafka.tls.is_none()
+                && !self.kafka.bootstrap.iter().all(|b| is_loopback(b))
+            {
+                return fail(
+                    "kafka.sasl.mechanism",
+                    "aws-msk-iam needs TLS (MSK serves IAM on port 9098 over TLS); add [kafka.tls] (tls = {} trusts the public CAs)",
+                );
+            }
+        }
         if let Some(tls) = &self.kafka.tls {
             if tls.ca.is_some() && tls.ca_file.is_some() {
                 return fail(
@@ -483,8 +527,8 @@ impl Config {
         ];
         refs.extend(mc.sts_token.as_ref().map(|r| ("maxcompute.sts_token", r)));
         if let Some(s) = &self.kafka.sasl {
-            refs.push(("kafka.sasl.username", &s.username));
-            refs.push(("kafka.sasl.password", &s.password));
+            refs.extend(s.username.as_ref().map(|r| ("kafka.sasl.username", r)));
+            refs.extend(s.password.as_ref().map(|r| ("kafka.sasl.password", r)));
         }
         if let Some(t) = &self.kafka.tls {
             refs.extend(t.ca.as_ref().map(|r| ("kafka.tls.ca", r)));

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use rskafka::BackoffConfig;
 use rskafka::client::partition::UnknownTopicHandling;
-use rskafka::client::{Client, ClientBuilder, Credentials, SaslConfig};
+use rskafka::client::{Client, ClientBuilder, Credentials, OauthBearerCredentials, SaslConfig};
 use thiserror::Error;
 
 use crate::config::{KafkaConfig, SaslMechanism};
@@ -16,7 +16,9 @@ use crate::maxcompute::Secret;
 use crate::pipeline::fetch::{CheckedFetch, PartitionReader};
 use k2mc_formats::event::TopicPartition;
 
+pub mod msk_iam;
 mod tls;
+pub use msk_iam::{MskIamError, MskIamSigner};
 pub use tls::{Pem, TlsMaterial, client_config, tls_material};
 
 /// Why the brokers could not be reached or asked.
@@ -45,6 +47,15 @@ pub enum KafkaError {
         "kafka sasl: the brokers at {brokers} refused the login ({cause}); check kafka.sasl.mechanism against what the brokers offer, and kafka.sasl.username and .password"
     )]
     Sasl { brokers: String, cause: String },
+    /// The brokers refused the MSK IAM login.
+    #[error(
+        "kafka aws-msk-iam: the brokers at {brokers} refused the login ({cause}); check that the function's role allows kafka-cluster:Connect on the cluster (and DescribeTopic, ReadData on the topics), that kafka.sasl.region ({region}) is the cluster's, and that the brokers are the cluster's IAM listener (port 9098)"
+    )]
+    MskIam {
+        brokers: String,
+        region: String,
+        cause: String,
+    },
     /// A metadata request failed after the connection was made.
     #[error("kafka {operation} on {topic}: {source}")]
     Request {
@@ -53,6 +64,9 @@ pub enum KafkaError {
         #[source]
         source: Box<rskafka::client::error::Error>,
     },
+    /// No MSK IAM token could be made.
+    #[error(transparent)]
+    Token(#[from] MskIamError),
     /// A configured topic the brokers do not have.
     #[error(
         "topic {topic} (not on the brokers) is not in kafka.topics of the config; add it or remove the trigger"
@@ -82,11 +96,19 @@ fn refusal(
     }
     // rskafka reports every SASL failure (an unknown mechanism, wrong credentials) as a failed
     // handshake.
-    if auth.sasl.is_some() && text.contains("Sasl handshake failed") {
-        return Some(KafkaError::Sasl {
-            brokers: brokers.to_owned(),
-            cause,
-        });
+    if text.contains("Sasl handshake failed") {
+        return match &auth.sasl {
+            Some(SaslSecrets::AwsMskIam(signer)) => Some(KafkaError::MskIam {
+                brokers: brokers.to_owned(),
+                region: signer.region().to_owned(),
+                cause,
+            }),
+            Some(SaslSecrets::Password { .. }) => Some(KafkaError::Sasl {
+                brokers: brokers.to_owned(),
+                cause,
+            }),
+            None => None,
+        };
     }
     None
 }
@@ -104,12 +126,17 @@ impl std::fmt::Debug for Kafka {
     }
 }
 
-/// Resolved SASL credentials.
+/// The resolved SASL login.
 #[derive(Debug, Clone)]
-pub struct SaslSecrets {
-    pub mechanism: SaslMechanism,
-    pub username: Secret,
-    pub password: Secret,
+pub enum SaslSecrets {
+    /// PLAIN or SCRAM with a username and password.
+    Password {
+        mechanism: SaslMechanism,
+        username: Secret,
+        password: Secret,
+    },
+    /// MSK IAM: a token signed from the function's AWS credentials at every login.
+    AwsMskIam(MskIamSigner),
 }
 
 /// How to reach the brokers, resolved at cold start: SASL credentials and the TLS config
@@ -162,16 +189,42 @@ impl Kafka {
         if let Some(tls) = &auth.tls {
             builder = builder.tls_config(Arc::clone(tls));
         }
-        if let Some(s) = &auth.sasl {
-            let creds = Credentials::new(
-                s.username.expose().to_owned(),
-                s.password.expose().to_owned(),
-            );
-            builder = builder.sasl_config(match s.mechanism {
-                SaslMechanism::Plain => SaslConfig::Plain(creds),
-                SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(creds),
-                SaslMechanism::ScramSha512 => SaslConfig::ScramSha512(creds),
-            });
+        match &auth.sasl {
+            Some(SaslSecrets::Password {
+                mechanism,
+                username,
+                password,
+            }) => {
+                let creds =
+                    Credentials::new(username.expose().to_owned(), password.expose().to_owned());
+                builder = builder.sasl_config(match mechanism {
+                    SaslMechanism::Plain => SaslConfig::Plain(creds),
+                    SaslMechanism::ScramSha256 => SaslConfig::ScramSha256(creds),
+                    // The config never pairs a password with IAM (checked on load).
+                    SaslMechanism::ScramSha512 | SaslMechanism::AwsMskIam => {
+                        SaslConfig::ScramSha512(creds)
+                    }
+                });
+            }
+            Some(SaslSecrets::AwsMskIam(signer)) => {
+                // rskafka calls this at every SASL login: each connection signs afresh.
+                let signer = signer.clone();
+                let callback: rskafka::client::OauthCallback = Arc::new(move || {
+                    let signer = signer.clone();
+                    Box::pin(async move {
+                        signer
+                            .token()
+                            .await
+                            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+                    })
+                });
+                builder = builder.sasl_config(SaslConfig::Oauthbearer(OauthBearerCredentials {
+                    callback,
+                    authz_id: None,
+                    bearer_kvs: Vec::new(),
+                }));
+            }
+            None => {}
         }
         builder
     }
