@@ -264,9 +264,17 @@ fn the_role_grants_what_the_function_uses_and_no_more() {
         .collect();
     assert_eq!(
         services,
-        ["ec2", "kafka", "logs", "s3", "secretsmanager", "sns"]
-            .into_iter()
-            .collect(),
+        [
+            "ec2",
+            "kafka",
+            "kafka-cluster",
+            "logs",
+            "s3",
+            "secretsmanager",
+            "sns"
+        ]
+        .into_iter()
+        .collect(),
         "a service the function does not use"
     );
 }
@@ -491,6 +499,13 @@ fn kafka_authentication_reaches_the_function_from_the_mappings_secrets() {
     ];
     let cases = vec![
         (
+            [&msk[..2], &[("MskAuth", "IAM")]].concat(),
+            "MskTrigger",
+            Some(SaslMechanism::AwsMskIam),
+            false,
+            false,
+        ),
+        (
             msk.to_vec(),
             "MskTrigger",
             Some(SaslMechanism::ScramSha512),
@@ -552,7 +567,7 @@ fn kafka_authentication_reaches_the_function_from_the_mappings_secrets() {
             sasl,
             "{pairs:?}: {env:?}"
         );
-        if sasl.is_some() {
+        if sasl.is_some_and(|m| m != SaslMechanism::AwsMskIam) {
             assert_eq!(
                 kafka.sasl.as_ref().and_then(|s| s.password.clone()),
                 field(secret, "password")
@@ -578,8 +593,17 @@ fn kafka_authentication_reaches_the_function_from_the_mappings_secrets() {
             },
             "{pairs:?}"
         );
-        // The mapping authenticates with the same secret, as the kind the parameters name.
+        // The mapping authenticates with the same secret, as the kind the parameters name (under
+        // IAM with the function's role: no secret at all).
         let access = resolve(&t, &params, &t["Resources"][mapping]["Properties"]).unwrap()["SourceAccessConfigurations"].clone();
+        if sasl == Some(SaslMechanism::AwsMskIam) {
+            assert_eq!(access, Value::Null, "{pairs:?}");
+            assert!(
+                !env.iter()
+                    .any(|(k, _)| k.contains("USERNAME") || k.contains("PASSWORD"))
+            );
+            continue;
+        }
         let kind = match (mtls, sasl) {
             (true, _) => "CLIENT_CERTIFICATE_TLS_AUTH",
             (false, Some(SaslMechanism::ScramSha256)) => "SASL_SCRAM_256_AUTH",
@@ -601,5 +625,81 @@ fn kafka_authentication_reaches_the_function_from_the_mappings_secrets() {
                 "{access}"
             );
         }
+    }
+}
+
+/// Under `MskAuth = IAM` the role may connect to the one cluster, describe and read the one
+/// topic, and keep the offsets of the mapping's own consumer group, which the mapping is named
+/// to use; under the other modes the role has no `kafka-cluster` grant at all.
+#[test]
+fn msk_iam_grants_exactly_the_cluster_the_topic_and_the_mappings_group() {
+    let t = template();
+    let cluster = "arn:aws:kafka:eu-west-1:111122223333:cluster/orders/0f1e2d3c-aaaa-bbbb-cccc-1234567890ab-2";
+    let params = |auth: &str| -> serde_json::Map<String, Value> {
+        [
+            ("MskClusterArn", cluster),
+            ("MskTopic", "orders"),
+            ("MskAuth", auth),
+        ]
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), json!(v)))
+        .collect()
+    };
+    let grants = |params: &serde_json::Map<String, Value>| -> Vec<(Vec<String>, Value)> {
+        let policies = resolve(
+            &t,
+            params,
+            &t["Resources"]["FunctionRole"]["Properties"]["Policies"],
+        )
+        .unwrap();
+        let mut out = Vec::new();
+        for p in policies.as_array().unwrap() {
+            for s in p["PolicyDocument"]["Statement"].as_array().unwrap() {
+                let mut actions = Vec::new();
+                strings(&s["Action"], &mut actions);
+                if actions.iter().any(|a| a.starts_with("kafka-cluster:")) {
+                    out.push((actions, s["Resource"].clone()));
+                }
+            }
+        }
+        out
+    };
+    let iam = params("IAM");
+    let base = "arn:aws:kafka:eu-west-1:111122223333";
+    let uuid = "orders/0f1e2d3c-aaaa-bbbb-cccc-1234567890ab-2";
+    assert_eq!(
+        grants(&iam),
+        vec![
+            (vec!["kafka-cluster:Connect".to_owned()], json!(cluster)),
+            (
+                vec![
+                    "kafka-cluster:DescribeTopic".to_owned(),
+                    "kafka-cluster:ReadData".to_owned()
+                ],
+                json!(format!("{base}:topic/{uuid}/orders"))
+            ),
+            (
+                vec![
+                    "kafka-cluster:DescribeGroup".to_owned(),
+                    "kafka-cluster:AlterGroup".to_owned()
+                ],
+                json!(format!("{base}:group/{uuid}/k2mc-${{AWS::StackName}}"))
+            ),
+        ]
+    );
+    let mapping = resolve(&t, &iam, &t["Resources"]["MskTrigger"]["Properties"]).unwrap();
+    assert_eq!(
+        mapping["AmazonManagedKafkaEventSourceConfig"]["ConsumerGroupId"],
+        json!("k2mc-${AWS::StackName}")
+    );
+    for other in ["SASL_SCRAM_512_AUTH", "CLIENT_CERTIFICATE_TLS_AUTH"] {
+        let p = params(other);
+        assert!(grants(&p).is_empty(), "{other}");
+        let mapping = resolve(&t, &p, &t["Resources"]["MskTrigger"]["Properties"]).unwrap();
+        assert_eq!(
+            mapping["AmazonManagedKafkaEventSourceConfig"],
+            Value::Null,
+            "{other}"
+        );
     }
 }
