@@ -325,6 +325,13 @@ impl Emulator {
         Ok(serde_json::from_str(body)?)
     }
 
+    /// What the Tunnel quotas accepted and refused (`GET /_emulator/quotas`).
+    pub fn quotas(&self) -> anyhow::Result<serde_json::Value> {
+        let resp = http_request(&self.addr, "GET", "/_emulator/quotas", "")?;
+        let body = resp.split("\r\n\r\n").nth(1).unwrap_or_default();
+        Ok(serde_json::from_str(body)?)
+    }
+
     /// Runs the pyodps referee script against this emulator.
     pub fn pyodps(&self, args: &[&str]) -> anyhow::Result<String> {
         pyodps(Some(self), args)

@@ -15,6 +15,7 @@ mod kafka_tls;
 mod maxcompute;
 mod msk_iam;
 mod pipeline;
+mod quotas;
 mod retention;
 mod rows;
 mod secrets;

@@ -303,6 +303,20 @@ def cmd_suite(args):
     print(json.dumps({"rows_downloaded": len(got), "count": count, "partitions": partitions, "errors": errors_seen}))
 
 
+def cmd_sessions(args):
+    """Opens, writes and commits `count` sessions one after another (each one row), as fast as
+    pyodps lets it: against a table over its quota, pyodps' own retry of 429 must carry it."""
+    o = connect(args)
+    tunnel = TableTunnel(o)
+    table = o.get_table(args.table)
+    for i in range(args.count):
+        session = tunnel.create_upload_session(args.table, partition_spec=args.partition)
+        with session.open_record_writer(0) as writer:
+            writer.write(session.new_record([i] + [None] * (len(table.table_schema.simple_columns) - 1)))
+        session.commit([0])
+    print(json.dumps({"committed": args.count}))
+
+
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--endpoint")
@@ -316,6 +330,10 @@ def main():
     s.add_argument("table")
     s.add_argument("--partition")
     s.add_argument("--all-partitions", action="store_true")
+    s = sub.add_parser("sessions")
+    s.add_argument("table")
+    s.add_argument("--partition")
+    s.add_argument("--count", type=int, required=True)
     s = sub.add_parser("write-stream")
     s.add_argument("--schema", required=True, help='JSON [[name, type], ...]')
     s.add_argument("--rows", required=True, help="canonical JSON lines")
@@ -325,7 +343,8 @@ def main():
     s.add_argument("--input", required=True)
     s.add_argument("--deflate", action="store_true")
     args = p.parse_args()
-    {"suite": cmd_suite, "dump": cmd_dump, "write-stream": cmd_write_stream, "decode-stream": cmd_decode_stream}[args.cmd](args)
+    {"suite": cmd_suite, "dump": cmd_dump, "write-stream": cmd_write_stream, "decode-stream": cmd_decode_stream,
+     "sessions": cmd_sessions}[args.cmd](args)
 
 
 if __name__ == "__main__":

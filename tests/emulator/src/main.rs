@@ -1,7 +1,8 @@
 //! `maxcompute-emulator`: a local MaxCompute that serves the REST API (`/api/...`) and the batch
 //! Tunnel (`/projects/...`) on one loopback port, verifies request signatures, keeps its state in
 //! files under `--data`, and has fault knobs for reliability tests. pyodps 0.13.2 is its referee:
-//! the conformance tests drive it with pyodps, not only with our own client.
+//! the conformance tests drive it with pyodps, not only with our own client. It enforces the
+//! batch Tunnel's per-table quotas (`quota.rs`), on a compressible clock.
 //!
 //! It prints its bound address as the first line on stdout, so a harness can start it on port 0.
 
@@ -9,6 +10,7 @@ mod auth;
 mod error;
 mod exec;
 mod faults;
+mod quota;
 mod rest;
 mod sql;
 mod store;
@@ -60,6 +62,8 @@ struct Args {
     /// Exit when standard input closes, so a test harness's emulator dies with the harness.
     #[arg(long)]
     exit_on_stdin_eof: bool,
+    #[command(flatten)]
+    quotas: quota::QuotaArgs,
 }
 
 /// Shared server state.
@@ -73,6 +77,8 @@ pub struct AppState {
     pub meta_lock: tokio::sync::Mutex<()>,
     pub instances: Mutex<HashMap<String, rest::Instance>>,
     pub downloads: Mutex<HashMap<String, tunnel::Download>>,
+    /// The per-table Tunnel quotas (`quota.rs`).
+    pub quotas: Mutex<quota::Quotas>,
 }
 
 #[tokio::main]
@@ -105,6 +111,7 @@ async fn main() -> anyhow::Result<()> {
         meta_lock: tokio::sync::Mutex::new(()),
         instances: Mutex::new(HashMap::new()),
         downloads: Mutex::new(HashMap::new()),
+        quotas: Mutex::new(quota::Quotas::new(args.quotas)),
     });
     println!("{addr}");
     // Tunnel blocks are streamed bodies of any size (axum's default 2 MB limit answered a
@@ -189,6 +196,11 @@ fn admin(state: &AppState, method: &Method, path: &str, body: &[u8]) -> Result<R
                 .map_err(|e| ApiError::invalid(format!("bad faults JSON: {e}")))?;
             lock(&state.faults).armed = armed;
             Ok(StatusCode::NO_CONTENT.into_response())
+        }
+        (&Method::GET, ["quotas"]) => {
+            let body = serde_json::to_string(&lock(&state.quotas).counts())
+                .map_err(|e| ApiError::internal(e.to_string()))?;
+            Ok(([("Content-Type", "application/json")], body).into_response())
         }
         (&Method::POST, ["uploads", id, "expire"]) => {
             let mut meta = state.store.upload(id)?.ok_or_else(|| {

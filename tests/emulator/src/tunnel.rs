@@ -5,6 +5,7 @@
 use std::collections::HashMap;
 use std::io::Read;
 use std::path::PathBuf;
+use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
@@ -14,6 +15,7 @@ use k2mc::maxcompute::{
 };
 
 use crate::error::ApiError;
+use crate::quota;
 use crate::store::{Store, TableMeta, UploadMeta, now_ms};
 use crate::{AppState, lock, path_segments, query_params};
 
@@ -162,6 +164,11 @@ async fn create_upload(
         .get("create_partition")
         .is_some_and(|v| v.is_empty() || v == "true");
     let (meta, spec) = table_and_partition(state, project, table, params, create)?;
+    lock(&state.quotas).take(
+        &format!("{project}.{}", meta.name),
+        quota::Kind::Session,
+        Instant::now(),
+    )?;
     let upload = UploadMeta {
         id: format!(
             "{}{:016x}",
@@ -264,6 +271,7 @@ async fn put_block(
             )
         })?;
     require_normal(state, &meta)?;
+    lock(&state.quotas).take(&quota_key(&meta), quota::Kind::Block, Instant::now())?;
     if lock(&state.faults).take(|f| &mut f.fail_blocks, |f| &mut f.fail_blocks) {
         return Err(ApiError::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -328,7 +336,37 @@ fn check_field_sizes(rows: &[Vec<Value>]) -> Result<(), String> {
     Ok(())
 }
 
+/// The table a session draws its quotas from.
+fn quota_key(meta: &UploadMeta) -> String {
+    format!("{}.{}", meta.project, meta.table)
+}
+
+/// A committing slot of a table's quota, given back when the commit ends however it ends.
+struct Committing<'a> {
+    state: &'a AppState,
+    table: String,
+}
+
+impl Drop for Committing<'_> {
+    fn drop(&mut self) {
+        lock(&self.state.quotas).end_commit(&self.table);
+    }
+}
+
 async fn commit(state: &AppState, params: &HashMap<String, String>) -> Result<Response, ApiError> {
+    let meta = upload(state, params)?;
+    require_normal(state, &meta)?;
+    let table = quota_key(&meta);
+    let commit_ms = {
+        let mut quotas = lock(&state.quotas);
+        quotas.take(&table, quota::Kind::Commit, Instant::now())?;
+        quotas.begin_commit(&table)?;
+        quotas.args().commit_ms
+    };
+    let _slot = Committing { state, table };
+    if commit_ms > 0 {
+        tokio::time::sleep(Duration::from_millis(commit_ms)).await;
+    }
     let _guard = state.meta_lock.lock().await;
     let meta = upload(state, params)?;
     require_normal(state, &meta)?;
