@@ -16,8 +16,9 @@ use crate::error::PipelineError;
 use crate::kafka::{self, Kafka, KafkaAuth, SaslSecrets};
 use crate::maxcompute::{ClientConfig, Credentials, MaxComputeClient, TableInfo};
 use crate::metrics;
-use crate::pipeline::commit::{CommitLog, LogScope, ModuleVersion, TopicPartition};
+use crate::pipeline::commit::{CommitLog, LogScope, ModuleVersion, TableQueue, TopicPartition};
 use crate::pipeline::encode::Layout;
+use crate::pipeline::loader::{LoadOutcome, Loader};
 use crate::pipeline::plan::{self, OffsetSpec, Work};
 use crate::pipeline::route::{RouteError, Router};
 use crate::pipeline::{BatchContext, run_batch, sync_partition};
@@ -238,7 +239,9 @@ impl App {
                     refused.error,
                 ));
             }
-            Ok(InvocationReport::new(outcomes))
+            let mut report = InvocationReport::new(outcomes);
+            report.loads = self.load(false).await;
+            Ok(report)
         }
         .instrument(span)
         .await
@@ -272,11 +275,52 @@ impl App {
         invocation: &str,
     ) -> InvocationReport {
         let span = tracing::info_span!("invocation", invocation, trigger = "backfill");
-        let outcomes = self
-            .sync_all(work, chrono::Utc::now(), deadline, invocation)
-            .instrument(span)
-            .await;
-        InvocationReport::new(outcomes)
+        async {
+            let outcomes = self
+                .sync_all(work, chrono::Utc::now(), deadline, invocation)
+                .await;
+            let mut report = InvocationReport::new(outcomes);
+            report.loads = self.load(false).await;
+            report
+        }
+        .instrument(span)
+        .await
+    }
+
+    /// Loads the staged batches of each table of the project whose load is due (every table
+    /// with staged batches when `force`), after finishing the loads in flight
+    /// (`docs/architecture.md`, "Staging and loading").
+    pub async fn load(&self, force: bool) -> Vec<LoadOutcome> {
+        let staging = self.log.staging();
+        let project = &self.config.maxcompute.project;
+        let cluster = &self.config.kafka.cluster;
+        let loader = Loader {
+            staging,
+            cluster,
+            project,
+            maxcompute: &self.maxcompute,
+            settings: &self.config.load,
+            create_partitions: self.config.maxcompute.create_partitions,
+        };
+        let tables = match TableQueue::tables(staging, cluster, project).await {
+            Ok(tables) => tables,
+            Err(error) => {
+                return vec![LoadOutcome {
+                    table: format!("{project}.*"),
+                    error: Some(error),
+                    ..LoadOutcome::default()
+                }];
+            }
+        };
+        let mut out = Vec::with_capacity(tables.len());
+        for table in tables {
+            let outcome = loader.table(&table, force).await;
+            if self.emit_metrics {
+                metrics::emit_load(&outcome);
+            }
+            out.push(outcome);
+        }
+        out
     }
 
     /// Syncs every partition of `work`, `limits.concurrency` at once.

@@ -61,10 +61,20 @@ pub enum PipelineError {
         partition: i32,
         start: i64,
     },
+    #[error(
+        "another invocation finished load {load} while this one was loading it; this one stopped without side effects"
+    )]
+    LoadRaced { load: String },
     /// A session whose commit was requested and whose status no longer tells whether it
     /// committed: never loaded again blindly.
     #[error(transparent)]
     CommitUnknown(Box<CommitUnknown>),
+    /// The same, for a session of a load (many staged batches of one table).
+    #[error(transparent)]
+    LoadCommitUnknown(Box<LoadCommitUnknown>),
+    /// Staged blocks whose bytes do not match their intent cannot be joined.
+    #[error(transparent)]
+    Join(#[from] crate::pipeline::JoinError),
     #[error(
         "{topic}-{partition}: the batch at offset {start} was fixed for MaxCompute project {fixed}, and the config now names {configured}; run once with the config of {fixed} to finish it, then switch"
     )]
@@ -146,6 +156,23 @@ pub struct CommitUnknown {
     pub destination: String,
 }
 
+/// The load, session and table of a `commit-unknown` stop of a load, and the command that
+/// settles it.
+#[derive(Debug, Error)]
+#[error(
+    "load {load} of table {table}: upload session {upload_id} (partition '{destination}') is {status}, and its commit was requested, so whether its rows landed is unknown; loading them again could duplicate them. It holds the rows of {batches}. Check that partition of the table for those offsets, then run `k2mc settle --load {load} --table {table}{flag} --as committed` if the rows are there, or `--as not-committed` if they are not",
+    flag = destination_flag(.destination)
+)]
+pub struct LoadCommitUnknown {
+    pub load: String,
+    pub table: String,
+    pub upload_id: String,
+    pub status: String,
+    pub destination: String,
+    /// The staged batches of the load, as `scope topic-partition [start, end)` ranges.
+    pub batches: String,
+}
+
 /// The settle command's `--destination` for a batch's destination partition (none for a table
 /// without partitions): each session in doubt is settled by the evidence of its own partition.
 fn destination_flag(destination: &str) -> String {
@@ -211,9 +238,14 @@ impl PipelineError {
             PipelineError::MaxCompute(e) => Class::new("maxcompute", e.is_retryable(), false),
             PipelineError::Transform(_) => Class::new("transform", false, true),
             PipelineError::ErrorLimit { .. } => Class::new("error-limit", false, true),
-            PipelineError::LostRace { .. } => Class::new("lost-race", false, false),
+            PipelineError::LostRace { .. } | PipelineError::LoadRaced { .. } => {
+                Class::new("lost-race", false, false)
+            }
             PipelineError::SchemaMismatch { .. } => Class::new("schema-mismatch", false, true),
-            PipelineError::CommitUnknown(_) => Class::new("commit-unknown", false, true),
+            PipelineError::CommitUnknown(_) | PipelineError::LoadCommitUnknown(_) => {
+                Class::new("commit-unknown", false, true)
+            }
+            PipelineError::Join(_) => Class::new("corrupt", false, false),
             PipelineError::ProjectChanged { .. } => Class::new("project-changed", false, true),
             PipelineError::SourceChanged { .. } => Class::new("source-changed", false, true),
             PipelineError::Unfinished { .. } => Class::new("unfinished", true, false),

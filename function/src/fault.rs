@@ -15,11 +15,16 @@ pub const POINTS: &[&str] = &[
     "after-fetch",
     "after-stage",
     "after-intent",
+    "after-pending",
+    "after-log-entry",
+    "after-load-created",
+    "after-claim",
+    "after-load-fixed",
     "after-session-open",
     "after-block",
     "before-maxcompute-commit",
     "after-maxcompute-commit",
-    "after-log-entry",
+    "after-load-done",
 ];
 
 struct Armed {

@@ -104,6 +104,9 @@ pub async fn handle(
     for f in report.failures() {
         tracing::error!(invocation, topic = %f.tp.topic, partition = f.tp.partition, next = f.next, error = %f.error, kind = f.error.kind(), "partition failed");
     }
+    for (table, error) in report.load_failures() {
+        tracing::error!(invocation, table, error = %error, kind = error.kind(), "load failed");
+    }
     match trigger {
         Trigger::Kafka { .. } => {
             let failed: Vec<_> = report
@@ -118,6 +121,14 @@ pub async fn handle(
         Trigger::Schedule { .. } => {
             let failed = report.failures().len();
             let Some(first) = report.partitions.iter_mut().find(|p| p.error.is_some()) else {
+                // A load that failed fails the tick (its alarm fires; the next tick resumes the
+                // load). An event source mapping's batch is not failed for it: its records are
+                // staged, and redelivering them would not help.
+                if let Some(load) = report.loads.iter_mut().find(|l| l.error.is_some())
+                    && let Some(error) = load.error.take()
+                {
+                    return Err(HandlerError::Pipeline(error));
+                }
                 return Ok(report.summary());
             };
             let next = first.next.unwrap_or(0);

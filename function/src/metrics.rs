@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
+use crate::pipeline::LoadOutcome;
 use crate::pipeline::commit::Counts;
 use crate::report::PartitionOutcome;
 
@@ -63,6 +64,44 @@ pub fn emit(outcome: &PartitionOutcome) {
         );
         println!("{doc}");
     }
+}
+
+/// Prints the EMF document of one table's load on stdout: what it loaded and how long the
+/// oldest staged batch left waiting has waited (`Freshness`, what the template's freshness
+/// alarm watches; 0 when nothing waits).
+pub fn emit_load(outcome: &LoadOutcome) {
+    println!(
+        "{}",
+        load_document(outcome, chrono::Utc::now().timestamp_millis())
+    );
+}
+
+/// The EMF document of one table's load.
+pub fn load_document(outcome: &LoadOutcome, timestamp_ms: i64) -> serde_json::Value {
+    json!({
+        "_aws": {
+            "Timestamp": timestamp_ms,
+            "CloudWatchMetrics": [{
+                "Namespace": NAMESPACE,
+                "Dimensions": [[], ["Table"]],
+                "Metrics": [
+                    {"Name": "LoadedBatches", "Unit": "Count"},
+                    {"Name": "LoadedRows", "Unit": "Count"},
+                    {"Name": "LoadBlocks", "Unit": "Count"},
+                    {"Name": "StagedWaiting", "Unit": "Count"},
+                    {"Name": "FreshnessSeconds", "Unit": "Seconds"},
+                    {"Name": "LoadErrors", "Unit": "Count"},
+                ],
+            }],
+        },
+        "Table": outcome.table,
+        "LoadedBatches": outcome.batches,
+        "LoadedRows": outcome.rows,
+        "LoadBlocks": outcome.blocks,
+        "StagedWaiting": outcome.waiting,
+        "FreshnessSeconds": outcome.oldest_waiting.map_or(0.0, |d| d.as_secs_f64()),
+        "LoadErrors": u32::from(outcome.error.is_some()),
+    })
 }
 
 /// The EMF document of one batch.

@@ -6,6 +6,7 @@ use serde::Serialize;
 
 use crate::error::PipelineError;
 use crate::metrics::StageTimes;
+use crate::pipeline::LoadOutcome;
 use crate::pipeline::commit::{BatchId, Counts, TopicPartition};
 
 /// What one committed (or resumed) batch did.
@@ -61,10 +62,25 @@ pub struct Failure<'a> {
     pub error: &'a PipelineError,
 }
 
-/// Per-partition results of an invocation, in topic-partition order.
+/// Per-partition results of an invocation, in topic-partition order, and the loads it ran.
 #[derive(Debug, Default)]
 pub struct InvocationReport {
     pub partitions: Vec<PartitionOutcome>,
+    /// Per table: what loading its staged batches did (`docs/architecture.md`, "Staging and
+    /// loading").
+    pub loads: Vec<LoadOutcome>,
+}
+
+#[derive(Serialize)]
+struct LoadSummary<'a> {
+    table: &'a str,
+    loads: u32,
+    batches: u64,
+    rows: u64,
+    sessions: u32,
+    blocks: u32,
+    waiting: u64,
+    error: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -85,7 +101,10 @@ impl InvocationReport {
     /// A report of `partitions`, sorted by topic-partition.
     pub fn new(mut partitions: Vec<PartitionOutcome>) -> Self {
         partitions.sort_by(|a, b| a.tp.cmp(&b.tp));
-        InvocationReport { partitions }
+        InvocationReport {
+            partitions,
+            loads: Vec::new(),
+        }
     }
 
     /// Partitions that stopped on an error.
@@ -99,6 +118,14 @@ impl InvocationReport {
                     error,
                 })
             })
+            .collect()
+    }
+
+    /// Loads that stopped on an error, with their table.
+    pub fn load_failures(&self) -> Vec<(&str, &PipelineError)> {
+        self.loads
+            .iter()
+            .filter_map(|l| l.error.as_ref().map(|e| (l.table.as_str(), e)))
             .collect()
     }
 
@@ -123,6 +150,20 @@ impl InvocationReport {
                 error: p.error.as_ref().map(ToString::to_string),
             })
             .collect();
-        serde_json::json!({ "partitions": list })
+        let loads: Vec<LoadSummary<'_>> = self
+            .loads
+            .iter()
+            .map(|l| LoadSummary {
+                table: &l.table,
+                loads: l.loads,
+                batches: l.batches,
+                rows: l.rows,
+                sessions: l.sessions,
+                blocks: l.blocks,
+                waiting: l.waiting,
+                error: l.error.as_ref().map(ToString::to_string),
+            })
+            .collect();
+        serde_json::json!({ "partitions": list, "loads": loads })
     }
 }

@@ -112,11 +112,10 @@ fn a_racing_attempt_with_other_limits_never_changes_the_bytes_an_intent_names() 
     assert!(ok, "{stderr}");
     case.assert_exactly_once(2000);
     case.assert_log_chains(0);
-    // The loser deleted what it staged: only the winner's blocks remain under the batch.
+    // The loser deleted what it staged, and the load deleted the winner's blocks once they
+    // were in MaxCompute: nothing staged is left behind.
     let staged = list_keys(&format!("staged/race_bytes/{}/0/", case.topic));
-    let attempts: std::collections::BTreeSet<&str> =
-        staged.iter().filter_map(|k| k.split('/').nth(5)).collect();
-    assert_eq!(attempts.len(), 1, "{staged:?}");
+    assert!(staged.is_empty(), "{staged:?}");
 }
 
 #[test]
@@ -239,25 +238,29 @@ fn backfill_dead_letters_are_listed_and_replayable() {
     assert!(ok && out.contains("read 1"), "{stderr}{out}");
 }
 
-/// The upload session the only intent of `case` recorded (the batch's, before it committed), as
-/// its last version says.
-fn recorded_session(case: &Case<'_>, cluster: &str) -> String {
+/// The only load in flight of `case`'s table and the upload session its first destination
+/// recorded, as the load record's last version says.
+fn recorded_session(case: &Case<'_>, cluster: &str) -> (String, String) {
     let stack = shared_stack().unwrap();
-    // Version 0 of the intent and the versions that recorded its sessions: the last one.
-    let mut keys = list_keys(&format!("intents/{cluster}/"));
+    let prefix = format!("loads/{cluster}/{}/{}/", harness::PROJECT, case.table);
+    let mut keys = list_keys(&prefix);
     keys.sort();
-    let starts: std::collections::BTreeSet<&str> =
-        keys.iter().map(|k| k.split('.').next().unwrap()).collect();
-    assert_eq!(starts.len(), 1, "{keys:?}");
+    let loads: std::collections::BTreeSet<&str> = keys
+        .iter()
+        .map(|k| k.trim_start_matches(&prefix).split('.').next().unwrap())
+        .collect();
+    assert_eq!(loads.len(), 1, "{keys:?}");
     rt().block_on(async {
         let staging = harness::stack::staging_client(stack, "k2mc").await;
         let obj = staging.get(keys.last().unwrap()).await.unwrap().unwrap();
-        let intent: serde_json::Value = serde_json::from_slice(&obj.data).unwrap();
-        let _ = case;
-        intent["destinations"][0]["upload_id"]
-            .as_str()
-            .unwrap()
-            .to_owned()
+        let record: serde_json::Value = serde_json::from_slice(&obj.data).unwrap();
+        (
+            record["id"].as_str().unwrap().to_owned(),
+            record["destinations"][0]["upload_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        )
     })
 }
 
@@ -280,15 +283,13 @@ fn session_statuses_that_prove_nothing_never_open_a_second_session() {
         let (ok, _, stderr) = case.k2mc(&["run"], &[("K2MC_FAULT_POINT", point)]);
         assert!(!ok && stderr.contains(point), "{stderr}");
     };
-    let settle = |start: &str, finding: &str| {
+    let settle = |load: &str, finding: &str| {
         let args = [
             "settle",
-            "--topic",
-            &case.topic,
-            "--partition",
-            "0",
-            "--start",
-            start,
+            "--load",
+            load,
+            "--table",
+            &case.table,
             "--as",
             finding,
         ];
@@ -299,19 +300,18 @@ fn session_statuses_that_prove_nothing_never_open_a_second_session() {
     // Committed, then past its lifetime: EXPIRED tells nothing, and a commit was requested.
     case.produce(0, 0..10, 1);
     crash("after-maxcompute-commit");
-    emulator
-        .expire_upload(&recorded_session(&case, "settle"))
-        .unwrap();
+    let (load, session) = recorded_session(&case, "settle");
+    emulator.expire_upload(&session).unwrap();
     let (ok, _, stderr) = case.k2mc(&["run"], &[]);
     assert!(
         !ok && stderr.contains(&format!(
-            "k2mc settle --topic {} --partition 0 --start 0 --scope settle --destination ds=20240101 --as committed",
-            case.topic
-        )),
+            "k2mc settle --load {load} --table {} --destination ds=20240101 --as committed",
+            case.table
+        )) && stderr.contains(&format!("settle {}-0 [0, 10)", case.topic)),
         "{stderr}"
     );
     assert_eq!(case.landed().len(), 10, "nothing loaded twice");
-    settle("0", "committed");
+    settle(&load, "committed");
     let (ok, _, stderr) = case.k2mc(&["run"], &[]);
     assert!(ok, "{stderr}");
     case.assert_exactly_once(10);
@@ -319,12 +319,11 @@ fn session_statuses_that_prove_nothing_never_open_a_second_session() {
     // Asked to commit, never committed, then expired: settled by hand as not committed.
     case.produce(0, 10..20, 1);
     crash("before-maxcompute-commit");
-    emulator
-        .expire_upload(&recorded_session(&case, "settle"))
-        .unwrap();
+    let (load, session) = recorded_session(&case, "settle");
+    emulator.expire_upload(&session).unwrap();
     let (ok, _, stderr) = case.k2mc(&["run"], &[]);
     assert!(!ok && stderr.contains("is unknown"), "{stderr}");
-    settle("10", "not-committed");
+    settle(&load, "not-committed");
     let (ok, _, stderr) = case.k2mc(&["run"], &[]);
     assert!(ok, "{stderr}");
     case.assert_exactly_once(20);
@@ -379,11 +378,13 @@ fn session_statuses_that_prove_nothing_never_open_a_second_session() {
         "{stderr}"
     );
     emulator.expire_all_uploads().unwrap();
+    let (load, _) = recorded_session(&case, "settle");
     let doubt = |destination: &str| {
         let (ok, _, stderr) = case.k2mc(&["run"], &[]);
         assert!(
             !ok && stderr.contains(&format!(
-                "--start 50 --scope settle --destination {destination} --as committed"
+                "--load {load} --table {} --destination {destination} --as committed",
+                case.table
             )),
             "{stderr}"
         );
@@ -392,12 +393,10 @@ fn session_statuses_that_prove_nothing_never_open_a_second_session() {
     let settle_at = |destination: Option<&str>, finding: &str| {
         let mut args = vec![
             "settle",
-            "--topic",
-            &case.topic,
-            "--partition",
-            "0",
-            "--start",
-            "50",
+            "--load",
+            &load,
+            "--table",
+            &case.table,
             "--as",
             finding,
         ];
@@ -422,8 +421,10 @@ fn session_statuses_that_prove_nothing_never_open_a_second_session() {
     assert!(ok, "{stderr}");
     case.assert_exactly_once(60);
     case.assert_log_chains(0);
-    // Intents are deleted once their batch commits: none is left.
-    assert!(list_keys("intents/settle/").is_empty());
+    // Intents, pointers and load records are deleted once their batch's load is done.
+    for prefix in ["intents/settle/", "pending/settle/", "loads/settle/"] {
+        assert!(list_keys(prefix).is_empty(), "{prefix}");
+    }
 }
 
 #[test]

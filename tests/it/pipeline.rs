@@ -100,12 +100,26 @@ fn a_schedule_tick_through_the_lambda_runtime_loads_every_record_once() {
         );
     }
     let metrics = std::fs::read_to_string(dir.join("lambda.out")).unwrap();
-    let docs: Vec<serde_json::Value> = metrics
+    let all: Vec<serde_json::Value> = metrics
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
         .filter(|v| v["_aws"]["CloudWatchMetrics"].is_array())
         .collect();
+    let (docs, loads): (Vec<_>, Vec<_>) = all.into_iter().partition(|d| d.get("Read").is_some());
     assert_eq!(docs.len(), 2, "{metrics}");
+    // One load document for the table (both partitions' batches in one load); the rows it made
+    // visible are the rows staged, and nothing is left waiting (the default bound loads at once).
+    assert_eq!(loads.len(), 1, "{metrics}");
+    let loaded_rows: u64 = loads
+        .iter()
+        .map(|d| d["LoadedRows"].as_u64().unwrap())
+        .sum();
+    assert!(
+        loads
+            .iter()
+            .all(|d| d["Table"] == case.table.as_str() && d["FreshnessSeconds"] == 0.0),
+        "{metrics}"
+    );
     let total = |k: &str| docs.iter().map(|d| d[k].as_u64().unwrap()).sum::<u64>();
     assert_eq!(total("Read"), 70);
     assert_eq!(
@@ -117,6 +131,7 @@ fn a_schedule_tick_through_the_lambda_runtime_loads_every_record_once() {
             .all(|d| d["Lag"] == 0 && d["LoadMs"].is_number()),
         "{metrics}"
     );
+    assert_eq!(loaded_rows, total("Loaded"), "{metrics}");
 }
 
 /// An MSK event carrying `offsets` of `partition` as the broker holds them when vehicle `o`

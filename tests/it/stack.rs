@@ -90,6 +90,7 @@ fn racing_conditional_writes_have_one_winner() {
                 project: None,
                 table: None,
                 last_record: None,
+                load: None,
             };
             assert_eq!(
                 logs[0].create_intent(&intent(100)).await.unwrap(),

@@ -10,8 +10,10 @@ use serde::Deserialize;
 use crate::secret::SecretRef;
 
 mod error;
+mod load;
 
 pub use error::ConfigError;
+pub use load::LoadConfig;
 
 /// Environment variables starting with this override config keys: `K2MC__KAFKA__TOPICS='["a"]'`
 /// sets `kafka.topics`. Values are read as TOML values, and as plain strings if they are not.
@@ -33,6 +35,8 @@ pub struct Config {
     pub transforms: Vec<StageConfig>,
     #[serde(default)]
     pub limits: LimitsConfig,
+    #[serde(default)]
+    pub load: LoadConfig,
     /// Where the config file lives; relative paths in it are resolved against this directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -450,6 +454,12 @@ impl Config {
         }
         if self.limits.block_bytes < 64 * 1024 {
             return fail("limits.block_bytes", "use at least 65536");
+        }
+        if self.load.block_bytes < self.limits.block_bytes as u64 {
+            return fail(
+                "load.block_bytes",
+                "use at least limits.block_bytes (a load joins staged blocks, it never splits one)",
+            );
         }
         if self.limits.concurrency == 0 || self.limits.transform_records == 0 {
             return fail("limits.concurrency", "use a positive number");

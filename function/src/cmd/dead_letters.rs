@@ -78,6 +78,12 @@ pub(crate) async fn run(command: DeadLettersCommand) -> anyhow::Result<()> {
                     );
                 }
             }
+            // The replayed batches are staged; they load as any invocation's do, when due.
+            for outcome in app.load(false).await {
+                if let Some(error) = outcome.error {
+                    anyhow::bail!("loading table {}: {error}", outcome.table);
+                }
+            }
             Ok(())
         }
     }

@@ -5,6 +5,7 @@
 mod backfill;
 mod dead_letters;
 mod invoke;
+mod load;
 mod maxcompute;
 mod run;
 mod scaffold;
@@ -43,7 +44,10 @@ enum Command {
     Backfill(backfill::BackfillArgs),
     /// Run the handler on a Lambda event JSON file (schedule, MSK or self-managed Kafka).
     Invoke(invoke::InvokeArgs),
-    /// Per partition: committed offset, high watermark, lag, last commit, dead letters.
+    /// Load the staged batches of every table now (a schedule tick loads them when due).
+    Load(load::LoadArgs),
+    /// Per partition: committed and visible offsets, high watermark, lag, last commit, what is
+    /// staged and not loaded, dead letters; per table, what waits for a load.
     Status(status::StatusArgs),
     /// Check the config, transforms, table and connectivity; name every problem and its fix.
     Validate(RunArgs),
@@ -70,6 +74,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Command::Run(a) => run::run(a).await,
         Command::Backfill(a) => backfill::run(a).await,
         Command::Invoke(a) => invoke::run(a).await,
+        Command::Load(a) => load::run(a).await,
         Command::Status(a) => status::run(a).await,
         Command::Validate(a) => validate::run(a).await,
         Command::Settle(a) => settle::run(a).await,
@@ -114,11 +119,18 @@ fn invocation_id() -> String {
 fn print_report(report: &InvocationReport) -> anyhow::Result<()> {
     println!("{}", serde_json::to_string_pretty(&report.summary())?);
     let failures = report.failures();
+    for f in &failures {
+        eprintln!("error: {} stopped at offset {}: {}", f.tp, f.next, f.error);
+    }
+    let loads = report.load_failures();
+    for (table, error) in &loads {
+        eprintln!("error: loading table {table}: {error}");
+    }
     if !failures.is_empty() {
-        for f in &failures {
-            eprintln!("error: {} stopped at offset {}: {}", f.tp, f.next, f.error);
-        }
         bail!("{} partition(s) did not finish", failures.len());
+    }
+    if !loads.is_empty() {
+        bail!("{} table(s) did not load", loads.len());
     }
     Ok(())
 }

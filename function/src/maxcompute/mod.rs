@@ -20,7 +20,7 @@ pub use json::{display_json, value_from_json};
 pub use k2mc_formats::secret::Secret;
 pub use k2mc_formats::tunnel::{
     Column, ColumnType, RecordReader, RecordWriter, SchemaError, TableSchema, Value, WireError,
-    is_plain_decimal,
+    footer, is_plain_decimal,
 };
 pub use partition::PartitionSpec;
 pub use session::SessionState;

@@ -12,12 +12,16 @@ use crate::staging::{Conditional, Object, Staging};
 
 mod intent;
 mod intents;
+mod loads;
+mod versions;
 
 pub use intent::{
-    BatchId, Counts, Destination, Entry, Intent, ModuleVersion, RecordMark, StagedBlock,
+    BatchId, Counts, Destination, Entry, Intent, Join, ModuleVersion, RecordMark, SessionRecord,
+    StagedBlock,
 };
 pub use k2mc_formats::event::TopicPartition;
 pub use k2mc_formats::scope::{LogScope, ScopeKind};
+pub use loads::{LoadBlock, LoadDestination, LoadRecord, Pending, TableQueue};
 
 /// Where a partition's log lives.
 fn log_dir(scope: &LogScope, tp: &TopicPartition) -> String {
@@ -234,11 +238,14 @@ impl CommitLog {
         let outcome = self.staging.create(&key, to_json(entry)).await?;
         if outcome == Conditional::Written {
             let head = format!("{}/head.json", log_dir(&self.scope, &tp));
-            // The intent has served its purpose: the entry holds all of it. Deleting it keeps
-            // `intents/` to the batches in flight, so no lifecycle rule has to expire intents
-            // (one that expired an uncommitted batch's intent would let it load twice). An
-            // invocation still holding the old view is stopped by the entry (`load`).
-            self.delete_intent(&tp, entry.intent.batch.start).await;
+            // A loaded batch's intent has served its purpose: the entry holds all of it.
+            // Deleting it keeps `intents/` to the batches in flight, so no lifecycle rule has to
+            // expire intents (one that expired an uncommitted batch's intent would let it load
+            // twice). An invocation still holding the old view is stopped by the entry (`load`).
+            // A staged batch's intent stays until its load is done (L1).
+            if !entry.staged {
+                self.delete_intent(&tp, entry.intent.batch.start).await;
+            }
             // Advisory: a lost update only makes the next reader walk one more entry.
             if let Err(err) = self
                 .staging
@@ -287,9 +294,11 @@ impl CommitLog {
                 project: None,
                 table: None,
                 last_record: None,
+                load: None,
             },
             committed_at: chrono::Utc::now().to_rfc3339(),
             invocation: invocation.to_owned(),
+            staged: false,
         };
         let marker = skip_key(&self.scope, tp, start);
         if self.staging.create(&marker, to_json(&entry)).await? == Conditional::Conflict {

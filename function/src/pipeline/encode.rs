@@ -19,7 +19,7 @@ use flate2::write::ZlibEncoder;
 use thiserror::Error;
 
 use crate::maxcompute::{RecordWriter, Value};
-use crate::pipeline::commit::{Destination, StagedBlock};
+use crate::pipeline::commit::{Destination, Join, SessionRecord, StagedBlock};
 use crate::pipeline::route::Router;
 use crate::transform::bindings::Row;
 
@@ -33,16 +33,19 @@ pub struct EncodeError {
     reason: String,
 }
 
-/// Counts bytes written through it: the uncompressed size of an open block.
+/// Counts bytes written through it (the uncompressed size of an open block) and keeps their
+/// Adler-32 (what a joined block's zlib trailer is combined from).
 struct Counting<W> {
     inner: W,
     count: Arc<AtomicU64>,
+    adler32: u32,
 }
 
 impl<W: Write> Write for Counting<W> {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
         let n = self.inner.write(buf)?;
         self.count.fetch_add(n as u64, Ordering::Relaxed);
+        self.adler32 = zlib_rs::adler32::adler32(self.adler32, &buf[..n]);
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -80,8 +83,13 @@ pub(crate) struct ClosedBlock {
     pub dest: usize,
     pub id: u32,
     pub rows: u64,
+    /// Where its body ends and what it sums to, for joining.
+    pub join: Join,
     pub data: Bytes,
 }
+
+/// Bytes of the zlib header before a block's deflate stream (RFC 1950, no dictionary).
+pub(crate) const ZLIB_HEADER: u64 = 2;
 
 /// A record the encode stage could not load.
 #[derive(Debug, Clone)]
@@ -224,6 +232,7 @@ impl<'s> Encoder<'s> {
                     Counting {
                         inner: ZlibEncoder::new(Vec::new(), Level::fast()),
                         count: size.clone(),
+                        adler32: 1,
                     },
                 ),
                 size,
@@ -246,8 +255,18 @@ impl<'s> Encoder<'s> {
         let open = dest.open.take().ok_or_else(|| wire("no open block"))?;
         self.open -= 1;
         let rows = open.writer.count();
-        let data = open
-            .writer
+        let mut writer = open.writer;
+        // The body ends with a sync flush, so a load can join it with other blocks' bodies
+        // (docs/architecture.md, "Joining staged pieces into large blocks").
+        writer.flush_body().map_err(wire)?;
+        let sink = writer.get_ref();
+        let join = Join {
+            body: (sink.inner.get_ref().len() as u64).saturating_sub(ZLIB_HEADER),
+            raw: sink.count.load(Ordering::Relaxed),
+            adler32: sink.adler32,
+            checksum: writer.checksum(),
+        };
+        let data = writer
             .finish()
             .map_err(wire)?
             .inner
@@ -259,6 +278,7 @@ impl<'s> Encoder<'s> {
             dest: d,
             id,
             rows,
+            join,
             data: data.into(),
         })
     }
@@ -281,6 +301,7 @@ impl<'s> Encoder<'s> {
             id: block.id,
             key,
             rows: block.rows,
+            join: Some(block.join),
         });
     }
 
@@ -292,9 +313,7 @@ impl<'s> Encoder<'s> {
                 partition: d.partition.clone(),
                 rows: d.rows,
                 blocks: d.blocks.clone(),
-                upload_id: None,
-                commit_requested: false,
-                settled_committed: false,
+                session: SessionRecord::default(),
             })
             .collect()
     }

@@ -1,9 +1,13 @@
-//! The load stage: one Tunnel upload session per (batch, destination partition), recorded in the
-//! intent before any block is sent (invariant 3). A retry resumes the recorded session: a
-//! `CLOSED` session is already committed, a `NORMAL` one gets its blocks again (a re-PUT replaces a
-//! block) and is committed; only an expired or cancelled uncommitted session is replaced.
-//! Blocks are read back from the staging bucket one ahead of the upload, so memory stays at two
-//! blocks.
+//! The load stage's sessions: one Tunnel upload session per destination partition of what is
+//! loaded, recorded before any block is sent (invariant 3 in `docs/architecture.md`). What is
+//! loaded is a [`Loading`]: a load record (many staged batches of one table, `loader.rs`), or the
+//! intent of a batch that a release before loads had already opened a session for
+//! ([`BatchLoad`], L4). A retry resumes the recorded session: a `CLOSED` session is already
+//! committed, a `NORMAL` one gets its blocks again (a re-PUT replaces a block) and is committed;
+//! only a session whose status proves it holds no rows is replaced. Blocks are read (and joined)
+//! one ahead of the upload, so memory stays at two blocks.
+
+use std::future::Future;
 
 use crate::error::{CommitUnknown, PipelineError};
 use crate::fault;
@@ -11,9 +15,9 @@ use crate::maxcompute::{
     Block, Compression, MaxComputeClient, MaxComputeError, PartitionSpec, SessionState,
     UploadSession,
 };
-use crate::pipeline::commit::{CommitLog, Intent};
+use crate::pipeline::commit::{CommitLog, Intent, SessionRecord};
 
-/// What loading a batch did.
+/// What loading did.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct LoadReport {
     pub(crate) sessions_opened: u32,
@@ -22,37 +26,60 @@ pub(crate) struct LoadReport {
     pub(crate) partitions_created: u32,
 }
 
+/// What the session logic loads: destinations, each with its recorded session and its blocks,
+/// kept in a version chain (an intent or a load record).
+pub(crate) trait Loading: Sized + Send + Sync {
+    /// How many destination partitions.
+    fn destinations(&self) -> usize;
+    /// Destination `d` in Tunnel form (empty for an unpartitioned table).
+    fn partition(&self, d: usize) -> &str;
+    fn session(&self, d: usize) -> &SessionRecord;
+    fn session_mut(&mut self, d: usize) -> &mut SessionRecord;
+    /// The Tunnel block ids of destination `d`, in upload order.
+    fn block_ids(&self, d: usize) -> Vec<u32>;
+    /// Block `i` of destination `d`, ready to upload.
+    fn block(
+        &self,
+        d: usize,
+        i: usize,
+    ) -> impl Future<Output = Result<Block, PipelineError>> + Send;
+    /// Records the change made to the sessions as the next version. `None`: ours is in force;
+    /// otherwise another invocation changed it first, and this is theirs as stored.
+    fn record(&mut self) -> impl Future<Output = Result<Option<Self>, PipelineError>> + Send;
+    /// Fails when no session may be opened any more (what it loads is committed already).
+    fn check_open(&self) -> impl Future<Output = Result<(), PipelineError>> + Send;
+    /// The `commit-unknown` stop for destination `d`'s session.
+    fn unknown(&self, d: usize, upload_id: String, status: String, table: &str) -> PipelineError;
+}
+
 fn spec(partition: &str) -> Result<Option<PartitionSpec>, PipelineError> {
     if partition.is_empty() {
         Ok(None)
     } else {
         Ok(Some(
-            PartitionSpec::parse(partition).map_err(crate::maxcompute::MaxComputeError::from)?,
+            PartitionSpec::parse(partition).map_err(MaxComputeError::from)?,
         ))
     }
 }
 
-/// Loads every destination of `intent` (re-read with `etag`) and leaves it committed in
-/// MaxCompute. Returns the intent as finally recorded.
-pub(crate) async fn load(
+/// Loads every destination of `work` into `table` and leaves it committed in MaxCompute.
+/// Returns the work as finally recorded.
+pub(crate) async fn load<L: Loading>(
     client: &MaxComputeClient,
-    log: &CommitLog,
     table: &str,
     create_partitions: bool,
-    mut intent: Intent,
-    mut etag: String,
-) -> Result<(Intent, LoadReport), PipelineError> {
+    mut work: L,
+) -> Result<(L, LoadReport), PipelineError> {
     let mut report = LoadReport::default();
-    let tp = intent.batch.tp();
-    for d in 0..intent.destinations.len() {
-        let partition = spec(&intent.destinations[d].partition)?;
+    for d in 0..work.destinations() {
+        let partition = spec(work.partition(d))?;
         // Resume the recorded session if it can still commit (docs/reliability.md, "Session
         // status": only a status that proves the session holds no rows lets a new one open).
         let mut session: Option<UploadSession> = None;
-        if let Some(id) = intent.destinations[d].upload_id.clone() {
-            let dest = &intent.destinations[d];
-            if dest.settled_committed {
-                tracing::info!(upload_id = %id, partition = %dest.partition, "session settled as committed by hand");
+        if let Some(id) = work.session(d).upload_id.clone() {
+            let recorded = work.session(d);
+            if recorded.settled_committed {
+                tracing::info!(upload_id = %id, partition = %work.partition(d), "session settled as committed by hand");
                 report.sessions_resumed += 1;
                 continue;
             }
@@ -61,7 +88,7 @@ pub(crate) async fn load(
                 .await?;
             match s.state() {
                 SessionState::Committed => {
-                    tracing::info!(upload_id = %id, partition = %dest.partition, "session already committed");
+                    tracing::info!(upload_id = %id, partition = %work.partition(d), "session already committed");
                     report.sessions_resumed += 1;
                     continue;
                 }
@@ -76,38 +103,17 @@ pub(crate) async fn load(
                 SessionState::Canceled => {
                     tracing::warn!(upload_id = %id, status = %s.status, "recorded session was cancelled; opening a new one");
                 }
-                SessionState::Unknown if !dest.commit_requested => {
+                SessionState::Unknown if !recorded.commit_requested => {
                     // No commit was ever requested for it, so it holds no rows.
                     tracing::warn!(upload_id = %id, status = %s.status, "recorded session can no longer commit and never was asked to; opening a new one");
                 }
-                SessionState::Unknown => {
-                    return Err(PipelineError::CommitUnknown(Box::new(CommitUnknown {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
-                        start: intent.batch.start,
-                        end: intent.batch.end,
-                        scope: intent.batch.cluster.clone(),
-                        upload_id: id,
-                        status: s.status,
-                        table: table.to_owned(),
-                        destination: dest.partition.clone(),
-                    })));
-                }
+                SessionState::Unknown => return Err(work.unknown(d, id, s.status, table)),
             }
         }
         let session = match session {
             Some(s) => s,
             None => {
-                // A batch whose entry exists is committed, whatever this invocation's view of
-                // its intent: never open a session for it (a zombie that planned from a stale
-                // position, or an intent read before another invocation committed).
-                if log.entry(&tp, intent.batch.start).await?.is_some() {
-                    return Err(PipelineError::LostRace {
-                        topic: tp.topic.clone(),
-                        partition: tp.partition,
-                        start: intent.batch.start,
-                    });
-                }
+                work.check_open().await?;
                 if create_partitions
                     && let Some(p) = &partition
                     && !client.partition_exists(table, p).await?
@@ -119,55 +125,43 @@ pub(crate) async fn load(
                     .create_upload_session(table, partition.as_ref(), false)
                     .await?;
                 report.sessions_opened += 1;
-                intent.destinations[d].upload_id = Some(s.id.clone());
-                intent.destinations[d].commit_requested = false;
-                match record(log, &mut intent, &mut etag).await? {
-                    None => {}
-                    Some((theirs, their_etag)) => {
-                        // Another invocation recorded a session first: ours is never used (it
-                        // expires uncommitted). Continue with theirs.
-                        tracing::info!(abandoned = %s.id, "a racing invocation recorded its session first");
-                        return Box::pin(load(
-                            client,
-                            log,
-                            table,
-                            create_partitions,
-                            theirs,
-                            their_etag,
-                        ))
+                let recorded = work.session_mut(d);
+                recorded.upload_id = Some(s.id.clone());
+                recorded.commit_requested = false;
+                if let Some(theirs) = work.record().await? {
+                    // Another invocation recorded a session first: ours is never used (it
+                    // expires uncommitted). Continue with theirs.
+                    tracing::info!(abandoned = %s.id, "a racing invocation recorded its session first");
+                    let opened = report.sessions_opened;
+                    return Box::pin(load(client, table, create_partitions, theirs))
                         .await
-                        .map(|(i, mut r)| {
-                            r.sessions_opened += report.sessions_opened;
-                            (i, r)
+                        .map(|(w, mut r)| {
+                            r.sessions_opened += opened;
+                            (w, r)
                         });
-                    }
                 }
                 fault::point("after-session-open");
                 s
             }
         };
-        let dest = &intent.destinations[d];
-        let mut ids = Vec::with_capacity(dest.blocks.len());
-        // Each block is read back from the bucket while the one before it uploads.
-        let mut next = match dest.blocks.first() {
-            Some(first) => Some(staged_block(log, &first.key).await?),
+        let ids = work.block_ids(d);
+        let mut sent = Vec::with_capacity(ids.len());
+        // Each block is read (and joined) while the one before it uploads.
+        let mut next = match ids.first() {
+            Some(_) => Some(work.block(d, 0).await?),
             None => None,
         };
-        for (i, block) in dest.blocks.iter().enumerate() {
-            let Some(data) = next.take() else { break };
-            let block_data = Block {
-                data,
-                compression: Compression::Deflate,
-                rows: block.rows,
-            };
+        for (i, &id) in ids.iter().enumerate() {
+            let Some(block) = next.take() else { break };
             let ahead = async {
-                match dest.blocks.get(i + 1) {
-                    Some(b) => staged_block(log, &b.key).await.map(Some),
-                    None => Ok(None),
+                if i + 1 < ids.len() {
+                    work.block(d, i + 1).await.map(Some)
+                } else {
+                    Ok(None)
                 }
             };
             let (uploaded, read_ahead) =
-                tokio::join!(client.upload_block(&session, block.id, &block_data), ahead);
+                tokio::join!(client.upload_block(&session, id, &block), ahead);
             if let Err(err) = uploaded {
                 // A racing invocation may have committed this recorded session meanwhile.
                 let now = client
@@ -181,33 +175,24 @@ pub(crate) async fn load(
             }
             next = read_ahead?;
             report.blocks_uploaded += 1;
-            ids.push(block.id);
+            sent.push(id);
             fault::point("after-block");
         }
-        if !intent.destinations[d].commit_requested {
+        if !work.session(d).commit_requested {
             // Recorded before the first commit request: from here on an unknown status cannot
             // be taken for "never committed".
-            intent.destinations[d].commit_requested = true;
-            if let Some((theirs, their_etag)) = record(log, &mut intent, &mut etag).await? {
-                tracing::info!("a racing invocation changed the intent; resuming from it");
-                return Box::pin(load(
-                    client,
-                    log,
-                    table,
-                    create_partitions,
-                    theirs,
-                    their_etag,
-                ))
-                .await;
+            work.session_mut(d).commit_requested = true;
+            if let Some(theirs) = work.record().await? {
+                tracing::info!("a racing invocation changed the record; resuming from it");
+                return Box::pin(load(client, table, create_partitions, theirs)).await;
             }
         }
         fault::point("before-maxcompute-commit");
-        client.commit_upload(&session, &ids).await?;
-        let dest = &intent.destinations[d];
-        tracing::info!(upload_id = %session.id, partition = %dest.partition, rows = dest.rows, "session committed");
+        client.commit_upload(&session, &sent).await?;
+        tracing::info!(upload_id = %session.id, partition = %work.partition(d), blocks = sent.len(), "session committed");
         fault::point("after-maxcompute-commit");
     }
-    Ok((intent, report))
+    Ok((work, report))
 }
 
 /// The table `intent` loads into: the one its blocks were encoded for (a rolling deploy may
@@ -233,46 +218,120 @@ pub(crate) fn target_table(
     Ok(table)
 }
 
-/// Records `intent` as the next version of the one read at `etag` (create-only, so of two
-/// invocations exactly one records its change). `None`: ours is in force and `etag` is its
-/// version now; otherwise another invocation changed the intent first, and this is theirs, as
-/// stored (the sessions and flags loaded from are always the stored ones).
-async fn record(
-    log: &CommitLog,
-    intent: &mut Intent,
-    etag: &mut String,
-) -> Result<Option<(Intent, String)>, PipelineError> {
-    if let Some(tag) = log.update_intent(intent, etag).await? {
-        *etag = tag;
-        return Ok(None);
+/// A batch loaded on its own, in the sessions its intent records (an intent a release before
+/// loads opened a session for; `docs/architecture.md`, "Staging and loading", L4).
+#[derive(Debug)]
+pub(crate) struct BatchLoad<'a> {
+    pub(crate) log: &'a CommitLog,
+    pub(crate) intent: Intent,
+    /// The version the intent was read at.
+    pub(crate) tag: String,
+}
+
+impl Loading for BatchLoad<'_> {
+    fn destinations(&self) -> usize {
+        self.intent.destinations.len()
     }
-    let tp = intent.batch.tp();
-    match log.intent(&tp, intent.batch.start).await? {
-        Some(theirs) => Ok(Some(theirs)),
-        // Intents are deleted once their batch is committed.
-        None if log.entry(&tp, intent.batch.start).await?.is_some() => {
-            Err(PipelineError::LostRace {
-                topic: tp.topic.clone(),
-                partition: tp.partition,
-                start: intent.batch.start,
-            })
+
+    fn partition(&self, d: usize) -> &str {
+        &self.intent.destinations[d].partition
+    }
+
+    fn session(&self, d: usize) -> &SessionRecord {
+        &self.intent.destinations[d].session
+    }
+
+    fn session_mut(&mut self, d: usize) -> &mut SessionRecord {
+        &mut self.intent.destinations[d].session
+    }
+
+    fn block_ids(&self, d: usize) -> Vec<u32> {
+        self.intent.destinations[d]
+            .blocks
+            .iter()
+            .map(|b| b.id)
+            .collect()
+    }
+
+    async fn block(&self, d: usize, i: usize) -> Result<Block, PipelineError> {
+        let staged = &self.intent.destinations[d].blocks[i];
+        Ok(Block {
+            data: staged_block(self.log.staging(), &staged.key).await?,
+            compression: Compression::Deflate,
+            rows: staged.rows,
+        })
+    }
+
+    async fn record(&mut self) -> Result<Option<Self>, PipelineError> {
+        if let Some(tag) = self.log.update_intent(&self.intent, &self.tag).await? {
+            self.tag = tag;
+            return Ok(None);
         }
-        None => Err(PipelineError::Corrupt {
-            key: format!("intent of {tp} at {}", intent.batch.start),
-            reason: "vanished during an update, and its batch is not committed".into(),
-        }),
+        let batch = &self.intent.batch;
+        let tp = batch.tp();
+        match self.log.intent(&tp, batch.start).await? {
+            Some((intent, tag)) => Ok(Some(BatchLoad {
+                log: self.log,
+                intent,
+                tag,
+            })),
+            // Intents are deleted once their batch is committed.
+            None if self.log.entry(&tp, batch.start).await?.is_some() => {
+                Err(PipelineError::LostRace {
+                    topic: tp.topic.clone(),
+                    partition: tp.partition,
+                    start: batch.start,
+                })
+            }
+            None => Err(PipelineError::Corrupt {
+                key: format!("intent of {tp} at {}", batch.start),
+                reason: "vanished during an update, and its batch is not committed".into(),
+            }),
+        }
+    }
+
+    async fn check_open(&self) -> Result<(), PipelineError> {
+        // A batch whose entry exists is committed, whatever this invocation's view of its
+        // intent: never open a session for it (a zombie that planned from a stale position, or
+        // an intent read before another invocation committed).
+        let batch = &self.intent.batch;
+        if self.log.entry(&batch.tp(), batch.start).await?.is_some() {
+            return Err(PipelineError::LostRace {
+                topic: batch.topic.clone(),
+                partition: batch.partition,
+                start: batch.start,
+            });
+        }
+        Ok(())
+    }
+
+    fn unknown(&self, d: usize, upload_id: String, status: String, table: &str) -> PipelineError {
+        let batch = &self.intent.batch;
+        PipelineError::CommitUnknown(Box::new(CommitUnknown {
+            topic: batch.topic.clone(),
+            partition: batch.partition,
+            start: batch.start,
+            end: batch.end,
+            scope: batch.cluster.clone(),
+            upload_id,
+            status,
+            table: table.to_owned(),
+            destination: self.intent.destinations[d].partition.clone(),
+        }))
     }
 }
 
 /// A staged block's bytes; missing is corruption (the bucket lost what an intent names).
-async fn staged_block(log: &CommitLog, key: &str) -> Result<bytes::Bytes, PipelineError> {
-    let obj = log
-        .staging()
+pub(crate) async fn staged_block(
+    staging: &crate::staging::Staging,
+    key: &str,
+) -> Result<bytes::Bytes, PipelineError> {
+    let obj = staging
         .get(key)
         .await?
         .ok_or_else(|| PipelineError::Corrupt {
             key: key.to_owned(),
-            reason: "a staged block of an intent is missing; the staging bucket lifecycle rule may be too short".into(),
+            reason: "a staged block of an intent is missing; a lifecycle rule on staged/ may be shorter than the longest a batch waits for its load".into(),
         })?;
     Ok(obj.data)
 }

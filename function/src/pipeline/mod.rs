@@ -18,9 +18,14 @@
 pub mod commit;
 pub mod encode;
 pub mod fetch;
+mod join;
 mod load;
+pub(crate) mod loader;
 pub mod plan;
 pub(crate) mod route;
+
+pub use join::JoinError;
+pub use loader::LoadOutcome;
 mod stage;
 
 use std::time::Instant;
@@ -285,20 +290,26 @@ pub(crate) async fn run_batch(
         let t = Instant::now();
         let mc = &ctx.config.maxcompute;
         let table = load::target_table(&intent, mc)?;
-        let (intent, report) = load::load(
-            ctx.maxcompute,
-            ctx.log,
-            &table,
-            mc.create_partitions,
-            intent,
-            etag,
-        )
-        .await?;
+        let (intent, staged) = if intent.has_own_session() {
+            // A release before loads opened a session for this batch: it finishes on its own,
+            // in that session (docs/architecture.md, "Staging and loading", L4).
+            let work = load::BatchLoad {
+                log: ctx.log,
+                intent,
+                tag: etag,
+            };
+            let (work, report) =
+                load::load(ctx.maxcompute, &table, mc.create_partitions, work).await?;
+            tracing::debug!(?report, "loaded on its own");
+            (work.intent, false)
+        } else {
+            pend(ctx, &intent, &table).await?;
+            (intent, true)
+        };
         times.load = t.elapsed();
-        tracing::debug!(?report, "loaded");
 
         let t = Instant::now();
-        let entry = commit(ctx, intent).await?;
+        let entry = commit(ctx, intent, staged).await?;
         times.commit = t.elapsed();
         Ok(BatchReport {
             batch: entry.intent.batch,
@@ -311,12 +322,39 @@ pub(crate) async fn run_batch(
     .await
 }
 
-/// Creates the batch's log entry (invariant 4: only after MaxCompute confirmed the load).
-async fn commit(ctx: &BatchContext<'_>, intent: Intent) -> Result<Entry, PipelineError> {
+/// Records the staged batch as pending for `table` (before its entry: L1), so a loader finds it.
+async fn pend(ctx: &BatchContext<'_>, intent: &Intent, table: &str) -> Result<(), PipelineError> {
+    let project = intent
+        .project
+        .as_deref()
+        .unwrap_or(&ctx.config.maxcompute.project);
+    let blocks = intent.destinations.iter().flat_map(|d| d.blocks.iter());
+    let pending = commit::Pending {
+        batch: intent.batch.clone(),
+        rows: intent.destinations.iter().map(|d| d.rows).sum(),
+        bytes: blocks.map(|b| b.join.map_or(0, |j| j.raw)).sum(),
+        staged_at: chrono::Utc::now().to_rfc3339(),
+    };
+    let cluster = ctx.log.scope().cluster();
+    commit::TableQueue::new(ctx.log.staging().clone(), cluster, project, table)
+        .add(&pending)
+        .await?;
+    fault::point("after-pending");
+    Ok(())
+}
+
+/// Creates the batch's log entry: `staged` (its load comes later, L1), or loaded (invariant 4:
+/// only after MaxCompute confirmed its own sessions).
+async fn commit(
+    ctx: &BatchContext<'_>,
+    intent: Intent,
+    staged: bool,
+) -> Result<Entry, PipelineError> {
     let entry = Entry {
         intent,
         committed_at: chrono::Utc::now().to_rfc3339(),
         invocation: ctx.invocation.to_owned(),
+        staged,
     };
     if ctx.log.commit(&entry).await? == Conditional::Conflict {
         let batch = &entry.intent.batch;
@@ -333,6 +371,7 @@ async fn commit(ctx: &BatchContext<'_>, intent: Intent) -> Result<Entry, Pipelin
         loaded = c.loaded,
         filtered = c.filtered,
         dead_lettered = c.dead_lettered,
+        staged = entry.staged,
         "batch committed"
     );
     Ok(entry)

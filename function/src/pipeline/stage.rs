@@ -276,5 +276,6 @@ pub(crate) async fn stage_batch(
         table: Some(ctx.config.maxcompute.table.clone()),
         // Only a batch read from the broker marks it (a replay reads a dead-letter object).
         last_record: reader.and(last_record),
+        load: None,
     })
 }

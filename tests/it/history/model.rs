@@ -157,25 +157,47 @@ impl Run<'_> {
 }
 
 /// The settle command a `commit-unknown` error asks for, decided as an operator would: by
-/// whether the rows of the batch are in the table (for a replay, the rows only replays load:
-/// records without a vehicle id). `None` when `stderr` is another error.
+/// whether the rows of the session are in the table: any row of the destination partition at
+/// an offset of a batch the error names (for a replay, the rows only replays load: records
+/// without a vehicle id). A session commits all its rows or none, and a table's loads wait for
+/// the one in doubt, so no later load's rows can be taken for its. `None` when `stderr` is
+/// another error.
 pub(super) fn settle_by_evidence(stderr: &str, emulator: &harness::Emulator) -> Option<String> {
     let between = |text: &str, a: &str, b: &str| -> Option<String> {
         let rest = &text[text.find(a)? + a.len()..];
         Some(rest[..rest.find(b)?].to_owned())
     };
     let command = between(stderr, "`k2mc settle ", "`")?;
-    let table = between(stderr, "of table ", " (partition '")?;
+    let table = between(stderr, " of table ", ": upload session")
+        .or_else(|| between(stderr, "of table ", " (partition '"))?;
     let destination = between(stderr, " (partition '", "')")?;
-    let range = between(stderr, " of the table for offsets ", " of ")?;
-    let (start, end) = range.split_once("..")?;
-    let (start, end): (i64, i64) = (start.parse().ok()?, end.parse().ok()?);
-    let replay = command.contains("~replay-");
+    // A load's error lists its batches as `scope topic-p [start, end)`; a batch's error names
+    // its one range as `offsets start..end of topic-p` and its scope in the command.
+    let mut ranges: Vec<(bool, i64, i64)> = Vec::new();
+    if let Some(list) = between(stderr, "It holds the rows of ", ". Check") {
+        for item in list.split("), ") {
+            let scope = item.split_whitespace().next()?;
+            let range = between(&format!("{item})"), "[", ")")?;
+            let (a, b) = range.split_once(", ")?;
+            ranges.push((scope.contains("~replay-"), a.parse().ok()?, b.parse().ok()?));
+        }
+    } else {
+        let range = between(stderr, " of the table for offsets ", " of ")?;
+        let (a, b) = range.split_once("..")?;
+        ranges.push((
+            command.contains("~replay-"),
+            a.parse().ok()?,
+            b.parse().ok()?,
+        ));
+    }
     let norm = |s: &str| s.replace(['\'', '"', ' '], "");
-    let landed = landed_rows(emulator, &table).into_iter().any(|r| {
-        norm(&r.0) == norm(&destination)
-            && (start..end).contains(&r.2)
-            && (!replay || r.1.is_empty())
+    let rows = landed_rows(emulator, &table);
+    let landed = ranges.iter().any(|&(replay, start, end)| {
+        rows.iter().any(|r| {
+            norm(&r.0) == norm(&destination)
+                && (start..end).contains(&r.2)
+                && (!replay || r.1.is_empty())
+        })
     });
     let command = command.strip_suffix(" --as committed")?;
     let verdict = if landed { "committed" } else { "not-committed" };

@@ -10,4 +10,4 @@ mod wire;
 pub use error::{SchemaError, WireError};
 pub use schema::{Column, ColumnType, TableSchema};
 pub use value::{Value, is_plain_decimal};
-pub use wire::{RecordReader, RecordWriter};
+pub use wire::{RecordReader, RecordWriter, footer};

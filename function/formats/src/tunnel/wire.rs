@@ -76,17 +76,34 @@ impl<'s, W: Write> RecordWriter<'s, W> {
         Ok(())
     }
 
+    /// The sink.
+    pub fn get_ref(&self) -> &W {
+        &self.out
+    }
+
     /// Rows written so far.
     pub fn count(&self) -> u64 {
         self.count
     }
 
+    /// The CRC-32C of the record CRCs written so far (the footer's checksum).
+    pub fn checksum(&self) -> u32 {
+        self.crc_of_crcs
+    }
+
+    /// Hands every record written so far to the sink and flushes it, without the footer: the
+    /// body of the stream ends here ([`footer`] follows it).
+    pub fn flush_body(&mut self) -> Result<(), WireError> {
+        self.out.write_all(&self.buf)?;
+        self.buf.clear();
+        self.out.flush()?;
+        Ok(())
+    }
+
     /// Writes the footer and returns the sink.
     pub fn finish(mut self) -> Result<W, WireError> {
-        put_tag(&mut self.buf, META_COUNT, WIRETYPE_VARINT);
-        put_varint(&mut self.buf, zigzag64(self.count as i64));
-        put_tag(&mut self.buf, META_CHECKSUM, WIRETYPE_VARINT);
-        put_varint(&mut self.buf, u64::from(self.crc_of_crcs));
+        self.buf
+            .extend_from_slice(&footer(self.count, self.crc_of_crcs));
         self.out.write_all(&self.buf)?;
         self.out.flush()?;
         Ok(self.out)
@@ -548,6 +565,18 @@ fn wire_type(ty: &ColumnType) -> u32 {
         | ColumnType::IntervalYearMonth => WIRETYPE_VARINT,
         _ => WIRETYPE_LENGTH_DELIMITED,
     }
+}
+
+/// The footer that ends a record stream of `count` records whose CRC of CRCs is `checksum`.
+/// Streams are joined by concatenating their bodies and writing one footer with the counts
+/// summed and the checksums combined (`crc32c::crc32c_combine` over 4 bytes a record).
+pub fn footer(count: u64, checksum: u32) -> Vec<u8> {
+    let mut out = Vec::with_capacity(16);
+    put_tag(&mut out, META_COUNT, WIRETYPE_VARINT);
+    put_varint(&mut out, zigzag64(count as i64));
+    put_tag(&mut out, META_CHECKSUM, WIRETYPE_VARINT);
+    put_varint(&mut out, u64::from(checksum));
+    out
 }
 
 fn put_tag(buf: &mut Vec<u8>, field: u32, wt: u32) {

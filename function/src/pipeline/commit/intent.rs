@@ -91,6 +91,25 @@ pub struct StagedBlock {
     pub id: u32,
     pub key: String,
     pub rows: u64,
+    /// How to join its body with others into a larger block (absent in blocks staged by
+    /// earlier releases, which load as blocks of their own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub join: Option<Join>,
+}
+
+/// A staged block's body, the part a load joins (`docs/architecture.md`, "Joining staged
+/// pieces into large blocks"): the deflate stream after the 2-byte zlib header up to the sync
+/// flush after its last record, and what the records in it sum to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Join {
+    /// Compressed bytes of the body.
+    pub body: u64,
+    /// Uncompressed bytes of the body (the records, without the footer).
+    pub raw: u64,
+    /// Adler-32 of the uncompressed body.
+    pub adler32: u32,
+    /// CRC-32C of the body's record CRCs.
+    pub checksum: u32,
 }
 
 /// Rows of a batch bound for one MaxCompute partition.
@@ -100,10 +119,20 @@ pub struct Destination {
     pub partition: String,
     pub rows: u64,
     pub blocks: Vec<StagedBlock>,
-    /// The Tunnel session that loads these rows, once opened (invariant 3).
+    /// The Tunnel session that loads these rows, when a release before loads loaded the batch
+    /// on its own (invariant 3; `docs/architecture.md`, "Staging and loading", L4).
+    #[serde(flatten)]
+    pub session: SessionRecord,
+}
+
+/// A Tunnel session as the commit protocol records it, in an intent or a load record
+/// (invariant 3): recorded before any block is sent, "commit requested" before its commit.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The session, once opened.
     #[serde(default)]
     pub upload_id: Option<String>,
-    /// Set (in a new version of the intent) before the session's commit is first requested. A session whose
+    /// Set (in a new version) before the session's commit is first requested. A session whose
     /// status no longer tells whether it committed (`EXPIRED` past its lifetime, `CRITICAL`)
     /// holds no rows when this is unset; when set, only evidence settles it (`k2mc settle`).
     #[serde(default)]
@@ -111,6 +140,14 @@ pub struct Destination {
     /// Set by `k2mc settle --as committed`: an operator checked the table and found the rows.
     #[serde(default)]
     pub settled_committed: bool,
+}
+
+impl SessionRecord {
+    /// A session whose commit was requested and whose outcome no status can tell any more is
+    /// settled only by an operator (`k2mc settle`).
+    pub fn in_doubt(&self) -> bool {
+        self.upload_id.is_some() && self.commit_requested && !self.settled_committed
+    }
 }
 
 /// What a batch is, fixed before MaxCompute sees any of it.
@@ -132,6 +169,9 @@ pub struct Intent {
     /// still holds it, so a recreated topic or another cluster is noticed, not loaded from.
     #[serde(default)]
     pub last_record: Option<RecordMark>,
+    /// The load that claimed the staged batch (`docs/architecture.md`, "Staging and loading").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub load: Option<String>,
 }
 
 /// A record's identity in the log: its offset and a checksum of its key and value (the
@@ -181,4 +221,18 @@ pub struct Entry {
     /// RFC 3339; informational only (never a cut point).
     pub committed_at: String,
     pub invocation: String,
+    /// The batch is staged: its Kafka progress is durable and its rows become visible when the
+    /// load that claims it commits. Absent (false) in entries loaded per batch.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub staged: bool,
+}
+
+impl Intent {
+    /// True when a Tunnel session of the batch's own was ever recorded: loaded per batch, as
+    /// releases before loads did, never by a load.
+    pub fn has_own_session(&self) -> bool {
+        self.destinations
+            .iter()
+            .any(|d| d.session.upload_id.is_some())
+    }
 }

@@ -7,19 +7,19 @@
 //! write that both S3 (`If-None-Match: *`) and OSS (`x-oss-forbid-overwrite`) document; OSS does
 //! not document `If-Match` on PutObject, so nothing here relies on it.
 
-use super::{CommitLog, Intent, LogScope, TopicPartition, corrupt, parse, to_json};
+use super::versions::Chain;
+use super::{CommitLog, Intent, LogScope, TopicPartition, corrupt};
 use crate::error::PipelineError;
 use crate::fault;
 use crate::staging::Conditional;
 
-/// The key of version `version` of the intent of the batch at `start` (0: the intent as fixed).
-fn version_key(scope: &LogScope, tp: &TopicPartition, start: i64, version: u32) -> String {
-    let base = format!("intents/{scope}/{}/{}/{start:020}", tp.topic, tp.partition);
-    if version == 0 {
-        format!("{base}.json")
-    } else {
-        format!("{base}.v{version:04}.json")
-    }
+/// The version chain of the intent of the batch at `start`.
+fn chain<'a>(log: &'a CommitLog, tp: &TopicPartition, start: i64) -> Chain<'a> {
+    Chain::new(&log.staging, base(&log.scope, tp, start))
+}
+
+fn base(scope: &LogScope, tp: &TopicPartition, start: i64) -> String {
+    format!("intents/{scope}/{}/{}/{start:020}", tp.topic, tp.partition)
 }
 
 /// The version an intent was read at, as the opaque tag callers hand back to change it.
@@ -39,24 +39,17 @@ impl CommitLog {
         tp: &TopicPartition,
         start: i64,
     ) -> Result<Option<(Intent, String)>, PipelineError> {
-        let mut found: Option<(Intent, u32)> = None;
-        let mut version = 0;
-        loop {
-            let key = version_key(&self.scope, tp, start, version);
-            match self.staging.get(&key).await? {
-                Some(obj) => found = Some((parse(&key, &obj)?, version)),
-                None => break,
-            }
-            version += 1;
-        }
-        Ok(found.map(|(intent, v)| (intent, tag(v))))
+        Ok(chain(self, tp, start)
+            .last::<Intent>()
+            .await?
+            .map(|(intent, v)| (intent, tag(v))))
     }
 
     /// Creates an intent; `Conflict` means another invocation fixed this batch first.
     pub async fn create_intent(&self, intent: &Intent) -> Result<Conditional, PipelineError> {
-        let tp = intent.batch.tp();
-        let key = version_key(&self.scope, &tp, intent.batch.start, 0);
-        Ok(self.staging.create(&key, to_json(intent)).await?)
+        chain(self, &intent.batch.tp(), intent.batch.start)
+            .create(0, intent)
+            .await
     }
 
     /// Changes an intent read at version `tag`: creates the next version. Returns its tag, or
@@ -66,37 +59,24 @@ impl CommitLog {
         intent: &Intent,
         tag_read: &str,
     ) -> Result<Option<String>, PipelineError> {
-        let tp = intent.batch.tp();
-        let key = version_key(&self.scope, &tp, intent.batch.start, 0);
-        let read = version_of(tag_read)
-            .ok_or_else(|| corrupt(&key, format!("'{tag_read}' is not an intent version")))?;
-        let next = read + 1;
-        let key = version_key(&self.scope, &tp, intent.batch.start, next);
-        Ok(match self.staging.create(&key, to_json(intent)).await? {
-            Conditional::Written => Some(tag(next)),
+        let chain = chain(self, &intent.batch.tp(), intent.batch.start);
+        let read = version_of(tag_read).ok_or_else(|| {
+            corrupt(
+                &chain.key(0),
+                format!("'{tag_read}' is not an intent version"),
+            )
+        })?;
+        Ok(match chain.create(read + 1, intent).await? {
+            Conditional::Written => Some(tag(read + 1)),
             Conditional::Conflict => None,
         })
     }
 
-    /// Deletes every version of a committed batch's intent (its entry holds all of it), the
-    /// fixed one first so that no new reader finds it. Best effort: a version left behind is
-    /// never read without the first (and a batch whose entry exists never loads again).
+    /// Deletes every version of a batch's intent once it is no longer needed (its entry, or its
+    /// load, holds all of it). Best effort: a version left behind is never read without the
+    /// first (and a batch whose entry exists never loads again).
     pub async fn delete_intent(&self, tp: &TopicPartition, start: i64) {
-        let base = version_key(&self.scope, tp, start, 0);
-        let prefix = base.trim_end_matches(".json");
-        let mut keys = match self.staging.list_all(prefix).await {
-            Ok(keys) => keys,
-            Err(err) => {
-                tracing::warn!(key = %base, error = %err, "could not list a committed batch's intent versions");
-                vec![base]
-            }
-        };
-        keys.sort();
-        for key in keys {
-            if let Err(err) = self.staging.delete(&key).await {
-                tracing::warn!(key = %key, error = %err, "could not delete a committed batch's intent");
-            }
-        }
+        chain(self, tp, start).delete().await;
     }
 
     /// Deletes what `ours` staged that `theirs` (the intent in force) does not name: an attempt
@@ -131,7 +111,7 @@ impl CommitLog {
                 });
             }
             return Err(corrupt(
-                &version_key(&self.scope, &tp, start, 0),
+                &chain(self, &tp, start).key(0),
                 "missing right after it was written",
             ));
         };
