@@ -225,6 +225,12 @@ impl App {
     ) -> Result<InvocationReport, PipelineError> {
         let span = tracing::info_span!("invocation", invocation, trigger = trigger.kind());
         async {
+            if let Trigger::Load { .. } = trigger {
+                return Ok(InvocationReport {
+                    loads: self.load(false).await,
+                    ..InvocationReport::default()
+                });
+            }
             let topics = plan::topics_to_list(trigger, &self.config)?;
             let partitions = self.kafka.partitions_of(&topics).await?;
             let plan = plan::plan(trigger, &self.config, &partitions);

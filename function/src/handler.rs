@@ -118,7 +118,7 @@ pub async fn handle(
             response["k2mc"] = report.summary();
             Ok(response)
         }
-        Trigger::Schedule { .. } => {
+        Trigger::Schedule { .. } | Trigger::Load { .. } => {
             let failed = report.failures().len();
             let Some(first) = report.partitions.iter_mut().find(|p| p.error.is_some()) else {
                 // A load that failed fails the tick (its alarm fires; the next tick resumes the

@@ -97,6 +97,9 @@ fn sample(name: &str, value: &Value) -> String {
         "K2MC__MAXCOMPUTE__ENDPOINT" => {
             "https://service.cn-hangzhou.maxcompute.aliyun.com/api".into()
         }
+        // The parameters' defaults, as the template turns them into config values.
+        "K2MC__LOAD__INTERVAL" => "60s".into(),
+        "K2MC__LOAD__MIN_BYTES" => "256MiB".into(),
         _ => "from-the-template".into(),
     }
 }
@@ -321,10 +324,40 @@ fn the_bucket_is_private_encrypted_tls_only_and_keeps_the_log() {
         prefixes.iter().all(|p| !p.contains("log/")),
         "the commit log must never expire"
     );
+    for kept in ["intents/", "pending/", "loads/"] {
+        assert!(
+            prefixes.iter().all(|p| !p.contains(kept)),
+            "{kept}: what a batch not yet loaded needs must never expire (k2mc deletes it after the load)"
+        );
+    }
+}
+
+#[test]
+fn a_loader_schedule_is_always_deployed_and_its_bound_reaches_the_config() {
+    let t = template();
+    let events = &t["Resources"]["Function"]["Properties"]["Events"];
+    let load = &events["LoadTick"];
+    assert_eq!(load["Type"], "ScheduleV2");
+    assert_eq!(load["Properties"]["State"], "ENABLED");
     assert!(
-        prefixes.iter().all(|p| !p.contains("intents/")),
-        "an intent of a batch not yet committed must never expire (k2mc deletes committed ones)"
+        load.get("Condition").is_none(),
+        "deployed with or without mappings"
     );
+    let input: Value = serde_json::from_str(load["Properties"]["Input"].as_str().unwrap()).unwrap();
+    // The function reads this event as the loader's.
+    assert!(matches!(
+        k2mc::trigger::parse_event(&input, chrono::Utc::now()).unwrap(),
+        k2mc::trigger::Trigger::Load { .. }
+    ));
+    let vars = &t["Resources"]["Function"]["Properties"]["Environment"]["Variables"];
+    assert_eq!(
+        vars["K2MC__LOAD__INTERVAL"]["Fn::Sub"],
+        "${LoadIntervalSeconds}s"
+    );
+    assert_eq!(t["Parameters"]["LoadIntervalSeconds"]["Default"], 60);
+    let alarm = &t["Resources"]["FreshnessAlarm"]["Properties"];
+    assert_eq!(alarm["MetricName"], "FreshnessSeconds");
+    assert_eq!(alarm["Namespace"], k2mc::metrics::NAMESPACE);
 }
 
 /// A value of the template with the given parameters: the intrinsic functions the template uses

@@ -63,6 +63,9 @@ pub enum Trigger {
         topics: Vec<String>,
         partitions: Vec<i32>,
     },
+    /// The loader schedule (`{"action": "load"}`): no partition is synced; the tables whose
+    /// staged batches are due are loaded (`docs/architecture.md`, "Staging and loading").
+    Load { time: DateTime<Utc> },
     /// An event source mapping batch: records per partition, in offset order.
     Kafka {
         source: String,
@@ -76,6 +79,7 @@ impl Trigger {
     pub fn kind(&self) -> &str {
         match self {
             Trigger::Schedule { .. } => "schedule",
+            Trigger::Load { .. } => "load",
             Trigger::Kafka { source, .. } => source,
         }
     }
@@ -83,7 +87,9 @@ impl Trigger {
     /// The trigger time, for static (DataWorks-style) partition templates.
     pub fn time(&self) -> DateTime<Utc> {
         match self {
-            Trigger::Schedule { time, .. } | Trigger::Kafka { time, .. } => *time,
+            Trigger::Schedule { time, .. }
+            | Trigger::Load { time }
+            | Trigger::Kafka { time, .. } => *time,
         }
     }
 }
@@ -122,6 +128,15 @@ pub fn parse_event(event: &Json, now: DateTime<Utc>) -> Result<Trigger, EventErr
             "eventSource {other:?} is not a Kafka event source (aws:kafka or SelfManagedKafka)"
         ))),
         None => {
+            match event.get("action") {
+                None | Some(Json::Null) => {}
+                Some(Json::String(a)) if a == "load" => return Ok(Trigger::Load { time }),
+                Some(other) => {
+                    return Err(bad(format!(
+                        "action {other} is not one k2mc knows (\"load\", or no action for a schedule tick)"
+                    )));
+                }
+            }
             let strings = |key: &str| -> Result<Vec<String>, EventError> {
                 match event.get(key) {
                     None | Some(Json::Null) => Ok(Vec::new()),
@@ -264,5 +279,18 @@ mod tests {
         };
         assert_eq!(time.to_rfc3339(), "2024-05-01T10:00:00+00:00");
         assert_eq!((topics, partitions), (vec!["a".to_owned()], vec![2]));
+    }
+
+    #[test]
+    fn the_loader_schedule_loads_and_unknown_actions_are_refused() {
+        let event = serde_json::json!({"source": "k2mc.schedule", "action": "load"});
+        assert!(matches!(
+            parse_event(&event, Utc::now()).unwrap(),
+            Trigger::Load { .. }
+        ));
+        let err = parse_event(&serde_json::json!({"action": "sync"}), Utc::now())
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("\"sync\"") && err.contains("load"), "{err}");
     }
 }

@@ -113,7 +113,7 @@ fn check_topic(config: &Config, topic: &str) -> Result<(), PipelineError> {
 /// which names its partitions). A schedule naming a topic the config does not cover fails whole.
 pub fn topics_to_list(trigger: &Trigger, config: &Config) -> Result<Vec<String>, PipelineError> {
     match trigger {
-        Trigger::Kafka { .. } => Ok(Vec::new()),
+        Trigger::Kafka { .. } | Trigger::Load { .. } => Ok(Vec::new()),
         Trigger::Schedule { topics, .. } if topics.is_empty() => Ok(config.kafka.topics.clone()),
         Trigger::Schedule { topics, .. } => {
             for t in topics {
@@ -152,6 +152,7 @@ pub fn plan(trigger: &Trigger, config: &Config, partitions: &BTreeMap<String, Ve
                 }
             }
         }
+        Trigger::Load { .. } => {}
         Trigger::Kafka { records, .. } => {
             for (tp, list) in records {
                 let first = list.iter().map(|r| r.offset).min();
