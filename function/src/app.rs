@@ -18,7 +18,7 @@ use crate::maxcompute::{ClientConfig, Credentials, MaxComputeClient, TableInfo};
 use crate::metrics;
 use crate::pipeline::commit::{CommitLog, LogScope, ModuleVersion, TableQueue, TopicPartition};
 use crate::pipeline::encode::Layout;
-use crate::pipeline::loader::{LoadOutcome, Loader};
+use crate::pipeline::loader::{LoadMode, LoadOutcome, Loader};
 use crate::pipeline::plan::{self, OffsetSpec, Work};
 use crate::pipeline::route::{RouteError, Router};
 use crate::pipeline::{BatchContext, run_batch, sync_partition};
@@ -42,6 +42,10 @@ pub struct App {
     modules: Vec<ModuleVersion>,
     /// Emit EMF metric lines on stdout (on in Lambda).
     pub emit_metrics: bool,
+    /// When this process last looked for a due load while passing by (a Kafka event's
+    /// invocation): such looks are spaced by half `[load] interval` per warm process, because
+    /// each lists the table's staged batches, and the loader schedule keeps the time bound.
+    passing_check: std::sync::Mutex<Option<Instant>>,
 }
 
 /// Resolved secrets and the clients built from them.
@@ -206,6 +210,7 @@ impl App {
             layout,
             modules,
             emit_metrics: false,
+            passing_check: std::sync::Mutex::new(None),
         })
     }
 
@@ -227,7 +232,7 @@ impl App {
         async {
             if let Trigger::Load { .. } = trigger {
                 return Ok(InvocationReport {
-                    loads: self.load(false).await,
+                    loads: self.load(LoadMode::Due).await,
                     ..InvocationReport::default()
                 });
             }
@@ -246,7 +251,10 @@ impl App {
                 ));
             }
             let mut report = InvocationReport::new(outcomes);
-            report.loads = self.load(false).await;
+            report.loads = match trigger {
+                Trigger::Kafka { .. } => self.load(LoadMode::Passing).await,
+                _ => self.load(LoadMode::Due).await,
+            };
             Ok(report)
         }
         .instrument(span)
@@ -286,7 +294,7 @@ impl App {
                 .sync_all(work, chrono::Utc::now(), deadline, invocation)
                 .await;
             let mut report = InvocationReport::new(outcomes);
-            report.loads = self.load(false).await;
+            report.loads = self.load(LoadMode::Due).await;
             report
         }
         .instrument(span)
@@ -294,9 +302,19 @@ impl App {
     }
 
     /// Loads the staged batches of each table of the project whose load is due (every table
-    /// with staged batches when `force`), after finishing the loads in flight
-    /// (`docs/architecture.md`, "Staging and loading").
-    pub async fn load(&self, force: bool) -> Vec<LoadOutcome> {
+    /// with staged batches when forced), after finishing the loads in flight
+    /// (`docs/architecture.md`, "Staging and loading"); see [`LoadMode`].
+    pub async fn load(&self, mode: LoadMode) -> Vec<LoadOutcome> {
+        if mode == LoadMode::Passing {
+            let spacing = self.config.load.interval / 2;
+            let Ok(mut last) = self.passing_check.lock() else {
+                return Vec::new();
+            };
+            if last.is_some_and(|t| t.elapsed() < spacing) {
+                return Vec::new();
+            }
+            *last = Some(Instant::now());
+        }
         let staging = self.log.staging();
         let project = &self.config.maxcompute.project;
         let cluster = &self.config.kafka.cluster;
@@ -320,7 +338,7 @@ impl App {
         };
         let mut out = Vec::with_capacity(tables.len());
         for table in tables {
-            let outcome = loader.table(&table, force).await;
+            let outcome = loader.table(&table, mode).await;
             if self.emit_metrics {
                 metrics::emit_load(&outcome);
             }

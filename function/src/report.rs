@@ -80,6 +80,12 @@ struct LoadSummary<'a> {
     sessions: u32,
     blocks: u32,
     waiting: u64,
+    /// Seconds the oldest batch left waiting has waited.
+    oldest_waiting_secs: Option<f64>,
+    /// Seconds the oldest batch a new load made visible had waited since it was staged.
+    oldest_loaded_secs: Option<f64>,
+    /// Seconds the new load took (its part of `oldest_loaded_secs`).
+    load_secs: Option<f64>,
     error: Option<String>,
 }
 
@@ -161,6 +167,9 @@ impl InvocationReport {
                 sessions: l.sessions,
                 blocks: l.blocks,
                 waiting: l.waiting,
+                oldest_waiting_secs: l.oldest_waiting.map(|d| d.as_secs_f64()),
+                oldest_loaded_secs: l.oldest_loaded.map(|d| d.as_secs_f64()),
+                load_secs: l.load_time.map(|d| d.as_secs_f64()),
                 error: l.error.as_ref().map(ToString::to_string),
             })
             .collect();

@@ -64,6 +64,16 @@ pub fn vehicle(i: u32, day: u32) -> (Vec<u8>, Vec<u8>) {
     )
 }
 
+/// One record of a Kafka event source mapping payload: vehicle `id` (day 1) at `offset` of
+/// `partition`, key and value base64 as the mapping delivers them.
+pub fn esm_record(topic: &str, partition: i32, offset: i64, id: u32) -> serde_json::Value {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (key, value) = vehicle(id, 1);
+    serde_json::json!({"topic": topic, "partition": partition, "offset": offset, "timestamp": 0,
+        "timestampType": "CREATE_TIME", "key": b64.encode(key), "value": b64.encode(value), "headers": []})
+}
+
 pub async fn produce_vehicles(
     client: &rskafka::client::Client,
     topic: &str,
@@ -402,5 +412,31 @@ impl Case<'_> {
                     self.topic
                 )
             })
+    }
+}
+
+/// A `k2mc` process serving a Lambda Runtime API stand-in as Lambda's runtime would (one warm
+/// execution environment; several on one API are the function's concurrency), its output in
+/// `lambda-<n>.out` and `.err` beside the config; killed when dropped.
+pub struct LambdaProcess(std::process::Child);
+
+impl LambdaProcess {
+    pub fn spawn(config: &std::path::Path, api: &harness::stack::RuntimeApi, n: usize) -> Self {
+        let dir = config.parent().unwrap();
+        let mut cmd = Command::new(workspace_bin("k2mc").unwrap());
+        cmd.env("K2MC_CONFIG", config)
+            .stdout(std::fs::File::create(dir.join(format!("lambda-{n}.out"))).unwrap())
+            .stderr(std::fs::File::create(dir.join(format!("lambda-{n}.err"))).unwrap());
+        for (k, v) in k2mc_env().into_iter().chain(api.lambda_env()) {
+            cmd.env(k, v);
+        }
+        LambdaProcess(cmd.spawn().unwrap())
+    }
+}
+
+impl Drop for LambdaProcess {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }

@@ -18,6 +18,7 @@ mod pipeline;
 mod quotas;
 mod retention;
 mod rows;
+mod scale;
 mod secrets;
 mod stack;
 mod transforms;

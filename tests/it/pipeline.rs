@@ -3,45 +3,21 @@
 //! pyodps reading what landed.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 use std::process::Command;
 use std::time::Duration;
 
 use harness::stack::{RuntimeApi, k2mc_env, shared_stack};
 use harness::{shared_emulator, workspace_bin};
 
-use crate::case::{Case, rt};
-
-/// Starts the real binary as a Lambda function behind a Runtime API stand-in; its stdout (metrics)
-/// and stderr (logs) go to `lambda.out` and `lambda.err` beside the config.
-fn start_lambda(config: &Path) -> (RuntimeApi, std::process::Child) {
-    let api = RuntimeApi::start().unwrap();
-    let dir = config.parent().unwrap();
-    let mut cmd = Command::new(workspace_bin("k2mc").unwrap());
-    cmd.env("K2MC_CONFIG", config)
-        .stdout(std::fs::File::create(dir.join("lambda.out")).unwrap())
-        .stderr(std::fs::File::create(dir.join("lambda.err")).unwrap());
-    for (k, v) in k2mc_env().into_iter().chain(api.lambda_env()) {
-        cmd.env(k, v);
-    }
-    (api, cmd.spawn().unwrap())
-}
-
-struct Killed(std::process::Child);
-impl Drop for Killed {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
+use crate::case::{Case, LambdaProcess, rt};
 
 #[test]
 fn a_schedule_tick_through_the_lambda_runtime_loads_every_record_once() {
     let case = Case::new("e2e", 2, "");
     case.produce(0, 0..40, 1);
     case.produce(1, 40..70, 2);
-    let (api, child) = start_lambda(&case.config);
-    let _child = Killed(child);
+    let api = RuntimeApi::start().unwrap();
+    let _function = LambdaProcess::spawn(&case.config, &api, 0);
     let answer = api
         .invoke(
             serde_json::json!({"source": "aws.scheduler"}),
@@ -79,7 +55,7 @@ fn a_schedule_tick_through_the_lambda_runtime_loads_every_record_once() {
     // Observability: JSON log lines carry the invocation, topic, partition and range; each batch
     // emits a CloudWatch Embedded Metric Format document whose counts reconcile.
     let dir = case.config.parent().unwrap();
-    let logs = std::fs::read_to_string(dir.join("lambda.err")).unwrap();
+    let logs = std::fs::read_to_string(dir.join("lambda-0.err")).unwrap();
     let committed: Vec<serde_json::Value> = logs
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -99,7 +75,7 @@ fn a_schedule_tick_through_the_lambda_runtime_loads_every_record_once() {
             "{line}"
         );
     }
-    let metrics = std::fs::read_to_string(dir.join("lambda.out")).unwrap();
+    let metrics = std::fs::read_to_string(dir.join("lambda-0.out")).unwrap();
     let all: Vec<serde_json::Value> = metrics
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
@@ -141,14 +117,8 @@ pub(crate) fn msk_event(
     partition: i32,
     offsets: std::ops::Range<i64>,
 ) -> serde_json::Value {
-    use base64::Engine as _;
-    let b64 = base64::engine::general_purpose::STANDARD;
     let records: Vec<serde_json::Value> = offsets
-        .map(|o| {
-            let (key, value) = crate::case::vehicle(o as u32, 1);
-            serde_json::json!({"topic": case.topic, "partition": partition, "offset": o, "timestamp": 0,
-                "timestampType": "CREATE_TIME", "key": b64.encode(key), "value": b64.encode(value), "headers": []})
-        })
+        .map(|o| crate::case::esm_record(&case.topic, partition, o, o as u32))
         .collect();
     serde_json::json!({"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:x", "bootstrapServers": "b:9092",
         "records": {format!("{}-{partition}", case.topic): records}})
@@ -158,8 +128,8 @@ pub(crate) fn msk_event(
 fn redelivered_and_overlapping_msk_payloads_load_once_and_gaps_are_fetched() {
     let case = Case::new("msk", 1, "");
     case.produce(0, 0..30, 1);
-    let (api, child) = start_lambda(&case.config);
-    let _child = Killed(child);
+    let api = RuntimeApi::start().unwrap();
+    let _function = LambdaProcess::spawn(&case.config, &api, 0);
     let call = |event| {
         api.invoke(event, Duration::from_secs(120))
             .unwrap()

@@ -79,7 +79,7 @@ pub(crate) async fn run(command: DeadLettersCommand) -> anyhow::Result<()> {
                 }
             }
             // The replayed batches are staged; they load as any invocation's do, when due.
-            for outcome in app.load(false).await {
+            for outcome in app.load(k2mc::pipeline::LoadMode::Due).await {
                 if let Some(error) = outcome.error {
                     anyhow::bail!("loading table {}: {error}", outcome.table);
                 }

@@ -5,6 +5,7 @@
 
 use anyhow::bail;
 use k2mc::app::App;
+use k2mc::pipeline::LoadMode;
 
 use super::RunArgs;
 
@@ -21,7 +22,13 @@ pub(crate) struct LoadArgs {
 /// Runs the loads and prints what each table's did.
 pub(crate) async fn run(args: LoadArgs) -> anyhow::Result<()> {
     let app = App::start(args.run.load_config()?).await?;
-    let outcomes = app.load(!args.due).await;
+    let outcomes = app
+        .load(if args.due {
+            LoadMode::Due
+        } else {
+            LoadMode::Forced
+        })
+        .await;
     let report = k2mc::report::InvocationReport {
         loads: outcomes,
         ..Default::default()

@@ -6,20 +6,20 @@
 
 use std::time::Duration;
 
-use bytes::Bytes;
 use futures_util::StreamExt as _;
 
-use super::commit::{
-    BatchId, CommitLog, Intent, LoadBlock, LoadDestination, LoadRecord, LogScope, Pending,
-    SessionRecord, TableQueue,
-};
-use super::join::{Piece, join};
-use super::load::{self, BatchLoad, Loading};
-use crate::error::{LoadCommitUnknown, PipelineError};
+use super::commit::{BatchId, CommitLog, Intent, LoadRecord, LogScope, Pending, TableQueue};
+use super::load::{self, BatchLoad};
+use crate::error::PipelineError;
 use crate::fault;
-use crate::maxcompute::{Block, Compression, MaxComputeClient};
+use crate::maxcompute::MaxComputeClient;
 use crate::staging::{Conditional, Staging};
 use k2mc_formats::config::LoadConfig;
+
+mod blocks;
+
+use blocks::TableLoad;
+pub(crate) use blocks::plan_blocks;
 
 /// Most batches one load takes: bounds the claims a load makes before its first session, and
 /// the record's size. What is left waits for the next load.
@@ -27,9 +27,6 @@ pub(crate) const MAX_BATCHES_PER_LOAD: usize = 2000;
 
 /// Requests to the bucket in flight at once while reading or claiming many batches.
 const BUCKET_CONCURRENCY: usize = 16;
-
-/// Staged blocks read at once while a joined block is put together.
-const PIECE_READS: usize = 8;
 
 /// What loading one table did.
 #[derive(Debug, Default)]
@@ -45,8 +42,31 @@ pub struct LoadOutcome {
     pub waiting: u64,
     /// How long the oldest of them has waited since it was staged.
     pub oldest_waiting: Option<Duration>,
+    /// How long the oldest batch a new load took had waited since it was staged, when the load
+    /// was done: the freshness the load achieved (`docs/architecture.md`, "Staging and loading").
+    pub oldest_loaded: Option<Duration>,
+    /// How long the new load took, from its record to done: the part of `oldest_loaded` that is
+    /// the load's own work rather than waiting for it.
+    pub load_time: Option<Duration>,
     pub error: Option<PipelineError>,
 }
+
+/// When a loader loads, and which loads in flight it finishes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoadMode {
+    /// Every staged batch now (`k2mc load`); every load in flight is finished.
+    Forced,
+    /// The tables whose load is due (the loader schedule, `k2mc run`); every load in flight is
+    /// finished, so a crashed load resumes at the next tick.
+    Due,
+    /// A Kafka event's invocation passing by: the tables whose load is due, but a load in flight
+    /// younger than [`IN_FLIGHT_LEASE`] is left to the loader that started it (joining it would
+    /// upload its blocks twice against the table's block quota).
+    Passing,
+}
+
+/// How long a load in flight is left to the loader that created it by invocations passing by.
+pub(crate) const IN_FLIGHT_LEASE: Duration = Duration::from_secs(120);
 
 /// Loads the staged batches of a project's tables.
 #[derive(Debug)]
@@ -63,7 +83,7 @@ pub(crate) struct Loader<'a> {
 impl Loader<'_> {
     /// Loads `table` if its load is due (always when `force`), after finishing its loads in
     /// flight.
-    pub(crate) async fn table(&self, table: &str, force: bool) -> LoadOutcome {
+    pub(crate) async fn table(&self, table: &str, mode: LoadMode) -> LoadOutcome {
         let span = tracing::info_span!("load", table);
         let mut outcome = LoadOutcome {
             table: table.to_owned(),
@@ -71,13 +91,20 @@ impl Loader<'_> {
         };
         let queue = TableQueue::new(self.staging.clone(), self.cluster, self.project, table);
         let result = tracing::Instrument::instrument(
-            self.load_table(&queue, force, &mut outcome),
+            self.load_table(&queue, mode, &mut outcome),
             span.clone(),
         )
         .await;
-        if let Err(e) = result {
-            span.in_scope(|| tracing::error!(error = %e, kind = e.kind(), "load stopped"));
-            outcome.error = Some(e);
+        match result {
+            Ok(()) => {}
+            // Another loader finished the load first: nothing to report.
+            Err(e @ PipelineError::LoadRaced { .. }) => {
+                span.in_scope(|| tracing::info!(reason = %e, "load finished elsewhere"));
+            }
+            Err(e) => {
+                span.in_scope(|| tracing::error!(error = %e, kind = e.kind(), "load stopped"));
+                outcome.error = Some(e);
+            }
         }
         outcome
     }
@@ -85,42 +112,50 @@ impl Loader<'_> {
     async fn load_table(
         &self,
         queue: &TableQueue,
-        force: bool,
+        mode: LoadMode,
         outcome: &mut LoadOutcome,
     ) -> Result<(), PipelineError> {
+        let force = mode == LoadMode::Forced;
         for id in queue.load_ids().await? {
+            if mode == LoadMode::Passing && young(&id) {
+                continue;
+            }
             self.finish(queue, &id, outcome).await?;
         }
-        let candidates = self.candidates(queue).await?;
-        if candidates.is_empty() {
+        let pending = queue.pending().await?;
+        if pending.is_empty() {
             return Ok(());
         }
+        // Whether a load is due is decided on the pointers alone (one read each): an invocation
+        // that finds nothing due reads no entries or intents.
         let now = chrono::Utc::now();
-        let oldest = candidates
-            .iter()
-            .filter_map(|(p, _)| chrono::DateTime::parse_from_rfc3339(&p.staged_at).ok())
-            .min()
-            .map_or(Duration::ZERO, |t| {
-                (now - t.with_timezone(&chrono::Utc))
-                    .to_std()
-                    .unwrap_or(Duration::ZERO)
-            });
-        let bytes: u64 = candidates.iter().map(|(p, _)| p.bytes).sum();
-        let rows: u64 = candidates.iter().map(|(p, _)| p.rows).sum();
+        let age = |p: &Pending| {
+            chrono::DateTime::parse_from_rfc3339(&p.staged_at)
+                .ok()
+                .and_then(|t| (now - t.with_timezone(&chrono::Utc)).to_std().ok())
+                .unwrap_or(Duration::ZERO)
+        };
+        let oldest = pending.iter().map(age).max().unwrap_or(Duration::ZERO);
+        let bytes: u64 = pending.iter().map(|p| p.bytes).sum();
+        let rows: u64 = pending.iter().map(|p| p.rows).sum();
         if !force && !self.settings.due(oldest, bytes, rows) {
             tracing::info!(
-                batches = candidates.len(),
+                batches = pending.len(),
                 bytes,
                 rows,
                 oldest_s = oldest.as_secs(),
                 "staged batches not due for a load yet"
             );
-            outcome.waiting = candidates.len() as u64;
+            outcome.waiting = pending.len() as u64;
             outcome.oldest_waiting = Some(oldest);
             return Ok(());
         }
-        let mut candidates = candidates;
+        let mut candidates = self.candidates(queue, pending).await?;
+        if candidates.is_empty() {
+            return Ok(());
+        }
         candidates.sort_by(|a, b| a.0.staged_at.cmp(&b.0.staged_at));
+        let oldest = candidates.first().map_or(Duration::ZERO, |(p, _)| age(p));
         if candidates.len() > MAX_BATCHES_PER_LOAD {
             outcome.waiting = (candidates.len() - MAX_BATCHES_PER_LOAD) as u64;
             outcome.oldest_waiting = candidates
@@ -159,7 +194,11 @@ impl Loader<'_> {
             c?;
         }
         fault::point("after-claim");
-        self.finish(queue, &id, outcome).await
+        self.finish(queue, &id, outcome).await?;
+        let took = (chrono::Utc::now() - now).to_std().unwrap_or_default();
+        outcome.oldest_loaded = Some(oldest + took);
+        outcome.load_time = Some(took);
+        Ok(())
     }
 
     /// The table's staged batches free to claim, with their intents. Batches loaded but not
@@ -168,56 +207,73 @@ impl Loader<'_> {
     async fn candidates(
         &self,
         queue: &TableQueue,
+        pending: Vec<Pending>,
     ) -> Result<Vec<(Pending, (Intent, String))>, PipelineError> {
-        let mut out = Vec::new();
-        for p in queue.pending().await? {
-            let log = CommitLog::new(queue.staging().clone(), LogScope::parse(&p.batch.cluster));
-            let tp = p.batch.tp();
-            match log.entry(&tp, p.batch.start).await? {
-                // Still being staged: its entry comes, or a later run resumes its intent.
-                None => continue,
-                Some(e) if !e.staged => {
-                    queue.remove(&p.batch).await?;
-                    continue;
-                }
-                Some(_) => {}
+        let checked = futures_util::stream::iter(pending)
+            .map(|p| self.candidate(queue, p))
+            .buffer_unordered(BUCKET_CONCURRENCY)
+            .collect::<Vec<_>>()
+            .await;
+        let mut out = Vec::with_capacity(checked.len());
+        for c in checked {
+            if let Some(c) = c? {
+                out.push(c);
             }
-            let Some((mut intent, mut tag)) = log.intent(&tp, p.batch.start).await? else {
-                // Loaded; the cleanup after its load was cut short.
-                queue.remove(&p.batch).await?;
-                continue;
-            };
-            if let Some(id) = intent.load.clone() {
-                match queue.load_record(&id).await? {
-                    Some((r, _)) if r.fixed && !r.batches.contains(&p.batch) => {
-                        // Claimed by a load fixed without it: free it (L2).
-                        intent.load = None;
-                        match log.update_intent(&intent, &tag).await? {
-                            Some(t) => tag = t,
-                            None => continue,
-                        }
-                    }
-                    Some((r, _)) if r.done => {
-                        cleanup(queue, &log, &p.batch, &r).await;
-                        continue;
-                    }
-                    // In flight in another loader (created after this one listed the loads).
-                    Some(_) => continue,
-                    None => {
-                        // Its load is done and its record deleted (records go last).
-                        log.delete_intent(&tp, p.batch.start).await;
-                        queue.remove(&p.batch).await?;
-                        continue;
-                    }
-                }
-            }
-            if intent.has_own_session() {
-                self.load_alone(queue, &log, &p, intent, tag).await?;
-                continue;
-            }
-            out.push((p, (intent, tag)));
         }
         Ok(out)
+    }
+
+    /// One staged batch's part of [`Loader::candidates`]: `Some` when it is free to claim.
+    async fn candidate(
+        &self,
+        queue: &TableQueue,
+        p: Pending,
+    ) -> Result<Option<(Pending, (Intent, String))>, PipelineError> {
+        let log = CommitLog::new(queue.staging().clone(), LogScope::parse(&p.batch.cluster));
+        let tp = p.batch.tp();
+        match log.entry(&tp, p.batch.start).await? {
+            // Still being staged: its entry comes, or a later run resumes its intent.
+            None => return Ok(None),
+            Some(e) if !e.staged => {
+                queue.remove(&p.batch).await?;
+                return Ok(None);
+            }
+            Some(_) => {}
+        }
+        let Some((mut intent, mut tag)) = log.intent(&tp, p.batch.start).await? else {
+            // Loaded; the cleanup after its load was cut short.
+            queue.remove(&p.batch).await?;
+            return Ok(None);
+        };
+        if let Some(id) = intent.load.clone() {
+            match queue.load_record(&id).await? {
+                Some((r, _)) if r.fixed && !r.batches.contains(&p.batch) => {
+                    // Claimed by a load fixed without it: free it (L2).
+                    intent.load = None;
+                    match log.update_intent(&intent, &tag).await? {
+                        Some(t) => tag = t,
+                        None => return Ok(None),
+                    }
+                }
+                Some((r, _)) if r.done => {
+                    cleanup(queue, &log, &p.batch, &r).await;
+                    return Ok(None);
+                }
+                // In flight in another loader (created after this one listed the loads).
+                Some(_) => return Ok(None),
+                None => {
+                    // Its load is done and its record deleted (records go last).
+                    log.delete_intent(&tp, p.batch.start).await;
+                    queue.remove(&p.batch).await?;
+                    return Ok(None);
+                }
+            }
+        }
+        if intent.has_own_session() {
+            self.load_alone(queue, &log, &p, intent, tag).await?;
+            return Ok(None);
+        }
+        Ok(Some((p, (intent, tag))))
     }
 
     /// Finishes a batch whose intent records a session of its own (L4): its sessions, then the
@@ -348,55 +404,6 @@ async fn claimed(
     Ok((batches, intents))
 }
 
-/// Per destination partition (in first-seen order), the staged blocks of `intents` joined into
-/// blocks of about `block_bytes` uncompressed bytes; a block staged without join data goes alone.
-pub(crate) fn plan_blocks(intents: &[Intent], block_bytes: u64) -> Vec<LoadDestination> {
-    let mut out: Vec<LoadDestination> = Vec::new();
-    let mut raw: Vec<u64> = Vec::new();
-    for intent in intents {
-        for dest in &intent.destinations {
-            let d = match out.iter().position(|o| o.partition == dest.partition) {
-                Some(d) => d,
-                None => {
-                    out.push(LoadDestination {
-                        partition: dest.partition.clone(),
-                        rows: 0,
-                        blocks: Vec::new(),
-                        session: SessionRecord::default(),
-                    });
-                    raw.push(0);
-                    out.len() - 1
-                }
-            };
-            let o = &mut out[d];
-            o.rows += dest.rows;
-            for piece in &dest.blocks {
-                let size = piece.join.map(|j| j.raw);
-                let fits = match (size, o.blocks.last()) {
-                    (Some(s), Some(last)) => {
-                        last.pieces.iter().all(|p| p.join.is_some()) && raw[d] + s <= block_bytes
-                    }
-                    _ => false,
-                };
-                if fits && let Some(last) = o.blocks.last_mut() {
-                    last.rows += piece.rows;
-                    last.pieces.push(piece.clone());
-                    raw[d] += size.unwrap_or(0);
-                } else {
-                    let id = o.blocks.len() as u32;
-                    o.blocks.push(LoadBlock {
-                        id,
-                        rows: piece.rows,
-                        pieces: vec![piece.clone()],
-                    });
-                    raw[d] = size.unwrap_or(u64::MAX / 2);
-                }
-            }
-        }
-    }
-    out
-}
-
 /// Deletes what a loaded batch leaves: its intent (first: L1), its staged blocks, its pointer.
 /// Best effort: a leftover pointer whose intent is gone is removed by the next loader.
 async fn cleanup(queue: &TableQueue, log: &CommitLog, batch: &BatchId, record: &LoadRecord) {
@@ -413,6 +420,14 @@ async fn cleanup(queue: &TableQueue, log: &CommitLog, batch: &BatchId, record: &
     }
 }
 
+/// Whether load `id` was created less than [`IN_FLIGHT_LEASE`] ago (its id starts with the time).
+fn young(id: &str) -> bool {
+    id.get(..15)
+        .and_then(|t| chrono::NaiveDateTime::parse_from_str(t, "%Y%m%dT%H%M%S").ok())
+        .and_then(|t| (chrono::Utc::now().naive_utc() - t).to_std().ok())
+        .is_none_or(|age| age < IN_FLIGHT_LEASE)
+}
+
 /// A new load's id: when it was made, then random (sorts by time, never collides in practice;
 /// a collision is refused by the create-only write).
 fn new_load_id() -> String {
@@ -421,132 +436,6 @@ fn new_load_id() -> String {
         chrono::Utc::now().format("%Y%m%dT%H%M%S"),
         rand::random::<u64>()
     )
-}
-
-/// A load as the session logic sees it.
-#[derive(Debug)]
-struct TableLoad<'a> {
-    queue: &'a TableQueue,
-    record: LoadRecord,
-    version: u32,
-}
-
-impl Loading for TableLoad<'_> {
-    fn destinations(&self) -> usize {
-        self.record.destinations.len()
-    }
-
-    fn partition(&self, d: usize) -> &str {
-        &self.record.destinations[d].partition
-    }
-
-    fn session(&self, d: usize) -> &SessionRecord {
-        &self.record.destinations[d].session
-    }
-
-    fn session_mut(&mut self, d: usize) -> &mut SessionRecord {
-        &mut self.record.destinations[d].session
-    }
-
-    fn block_ids(&self, d: usize) -> Vec<u32> {
-        self.record.destinations[d]
-            .blocks
-            .iter()
-            .map(|b| b.id)
-            .collect()
-    }
-
-    async fn block(&self, d: usize, i: usize) -> Result<Block, PipelineError> {
-        let block = &self.record.destinations[d].blocks[i];
-        let staging = self.queue.staging();
-        let mut datas: Vec<Bytes> = Vec::with_capacity(block.pieces.len());
-        for chunk in block.pieces.chunks(PIECE_READS) {
-            let mut reads = Vec::with_capacity(chunk.len());
-            for p in chunk {
-                reads.push(load::staged_block(staging, &p.key));
-            }
-            for data in futures_util::future::join_all(reads).await {
-                datas.push(data?);
-            }
-        }
-        let data = match (block.pieces.as_slice(), datas.as_slice()) {
-            ([_], [only]) => only.clone(),
-            _ => {
-                let mut pieces = Vec::with_capacity(datas.len());
-                for (p, data) in block.pieces.iter().zip(datas) {
-                    let Some(join) = p.join else {
-                        return Err(PipelineError::Corrupt {
-                            key: p.key.clone(),
-                            reason: "a block without join data was planned into a joined block"
-                                .into(),
-                        });
-                    };
-                    pieces.push(Piece {
-                        key: &p.key,
-                        data,
-                        rows: p.rows,
-                        join,
-                    });
-                }
-                Bytes::from(join(&pieces)?)
-            }
-        };
-        Ok(Block {
-            data,
-            compression: Compression::Deflate,
-            rows: block.rows,
-        })
-    }
-
-    async fn record(&mut self) -> Result<Option<Self>, PipelineError> {
-        let chain = self.queue.load_chain(&self.record.id);
-        if chain.create(self.version + 1, &self.record).await? == Conditional::Written {
-            self.version += 1;
-            return Ok(None);
-        }
-        match self.queue.load_record(&self.record.id).await? {
-            Some((theirs, _)) if theirs.done => Err(PipelineError::LoadRaced {
-                load: self.record.id.clone(),
-            }),
-            Some((record, version)) => Ok(Some(TableLoad {
-                queue: self.queue,
-                record,
-                version,
-            })),
-            None => Err(PipelineError::LoadRaced {
-                load: self.record.id.clone(),
-            }),
-        }
-    }
-
-    async fn check_open(&self) -> Result<(), PipelineError> {
-        // Recording a session is a compare-and-swap on the version read: a stale view cannot
-        // record one, and a session it opened is never used (it expires uncommitted).
-        Ok(())
-    }
-
-    fn unknown(&self, d: usize, upload_id: String, status: String, table: &str) -> PipelineError {
-        let batches = self
-            .record
-            .batches
-            .iter()
-            .map(|b| {
-                format!(
-                    "{} {}-{} [{}, {})",
-                    b.cluster, b.topic, b.partition, b.start, b.end
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ");
-        PipelineError::LoadCommitUnknown(Box::new(LoadCommitUnknown {
-            load: self.record.id.clone(),
-            table: table.to_owned(),
-            upload_id,
-            status,
-            destination: self.record.destinations[d].partition.clone(),
-            batches,
-        }))
-    }
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ pub mod plan;
 pub(crate) mod route;
 
 pub use join::JoinError;
-pub use loader::LoadOutcome;
+pub use loader::{LoadMode, LoadOutcome};
 mod stage;
 
 use std::time::Instant;

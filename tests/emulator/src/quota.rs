@@ -61,6 +61,9 @@ pub struct QuotaCounts {
     pub refused: HashMap<String, u64>,
     /// The most sessions of one table seen committing at once.
     pub max_committing: usize,
+    /// Per table, every committed session's block sizes (uncompressed bytes, by block id): what
+    /// a scale test checks block sizes against.
+    pub committed_blocks: HashMap<String, Vec<Vec<u64>>>,
 }
 
 /// The quotas' state behind one lock.
@@ -166,6 +169,15 @@ impl Quotas {
         used.committing += 1;
         self.counts.max_committing = self.counts.max_committing.max(used.committing);
         Ok(())
+    }
+
+    /// Notes a committed session of `table` and the sizes of its blocks.
+    pub fn committed(&mut self, table: &str, block_sizes: Vec<u64>) {
+        self.counts
+            .committed_blocks
+            .entry(table.to_owned())
+            .or_default()
+            .push(block_sizes);
     }
 
     /// Gives back a committing slot.

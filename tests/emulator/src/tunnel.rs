@@ -378,11 +378,14 @@ async fn commit(state: &AppState, params: &HashMap<String, String>) -> Result<Re
     let table = state.store.require_table(&meta.project, &meta.table)?;
     let types = table.schema.column_types();
     let mut rows = 0u64;
+    let mut sizes = Vec::new();
     for (_, file) in state.store.pending_blocks(&meta) {
         let bytes = std::fs::read(&file).map_err(ApiError::io)?;
         rows += count_rows(&types, &bytes)?;
+        sizes.push(bytes.len() as u64);
     }
     state.store.commit(&meta, rows)?;
+    lock(&state.quotas).committed(&quota_key(&meta), sizes);
     tracing::info!(upload_id = %meta.id, rows, "Upload session committed.");
     if lock(&state.faults).take(|f| &mut f.ambiguous_commits, |f| &mut f.ambiguous_commits) {
         return Err(ApiError::internal(

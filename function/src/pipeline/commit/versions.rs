@@ -61,23 +61,24 @@ impl<'a> Chain<'a> {
             .await?)
     }
 
-    /// Deletes every version, the first one first so that no new reader finds the chain. Best
-    /// effort: a version left behind is never read without the first.
+    /// Deletes every version, the first one first so that no new reader finds the chain. The
+    /// versions are found by reading forward from the first (a read per version and one past the
+    /// last, instead of a list: listing costs more than reading and grows with the prefix). Best
+    /// effort: a version left behind (created after the walk) is never read without the first.
     pub(crate) async fn delete(&self) {
-        let mut keys = match self.staging.list_all(&self.base).await {
-            Ok(keys) => keys,
-            Err(err) => {
-                tracing::warn!(key = %self.key(0), error = %err, "could not list a chain's versions");
-                vec![self.key(0)]
+        let mut last = 0;
+        loop {
+            match self.staging.get(&self.key(last + 1)).await {
+                Ok(Some(_)) => last += 1,
+                Ok(None) => break,
+                Err(err) => {
+                    tracing::warn!(key = %self.key(last + 1), error = %err, "could not read a chain's version");
+                    break;
+                }
             }
-        };
-        // Only this chain's keys: `<base>.json` and `<base>.vNNNN.json`, not a longer base.
-        keys.retain(|k| {
-            k.strip_prefix(self.base.as_str())
-                .is_some_and(|rest| rest == ".json" || rest.starts_with(".v"))
-        });
-        keys.sort();
-        for key in keys {
+        }
+        for version in 0..=last {
+            let key = self.key(version);
             if let Err(err) = self.staging.delete(&key).await {
                 tracing::warn!(key = %key, error = %err, "could not delete a chain version");
             }

@@ -1,0 +1,222 @@
+//! What a load writes (`docs/architecture.md`, "Staging and loading"): the plan that joins a
+//! table's staged blocks into Tunnel blocks of at least `[load] block_bytes`, and the load as
+//! `load.rs`'s session logic sees it — its destinations, its blocks read back from the bucket and
+//! joined without recompressing (`join.rs`), and its record written as the next version.
+
+use bytes::Bytes;
+
+use super::super::commit::{
+    Intent, LoadBlock, LoadDestination, LoadRecord, SessionRecord, TableQueue,
+};
+use super::super::join::{Piece, join};
+use super::super::load::Loading;
+use crate::error::{LoadCommitUnknown, PipelineError};
+use crate::maxcompute::{Block, Compression};
+use crate::staging::Conditional;
+
+/// Staged blocks read at once while a joined block is put together.
+const PIECE_READS: usize = 8;
+
+/// Per destination partition (in first-seen order), the staged blocks of `intents` joined into
+/// blocks of at least `block_bytes` uncompressed bytes: a block closes once it reaches the size,
+/// so every block but a destination's last is at least that large and at most one staged block
+/// (`[limits] block_bytes`) larger. MaxCompute recommends blocks over 64 MB
+/// (`docs/architecture.md`, "Tunnel quotas"); a block staged without join data goes alone.
+pub(crate) fn plan_blocks(intents: &[Intent], block_bytes: u64) -> Vec<LoadDestination> {
+    let mut out: Vec<LoadDestination> = Vec::new();
+    let mut raw: Vec<u64> = Vec::new();
+    for intent in intents {
+        for dest in &intent.destinations {
+            let d = match out.iter().position(|o| o.partition == dest.partition) {
+                Some(d) => d,
+                None => {
+                    out.push(LoadDestination {
+                        partition: dest.partition.clone(),
+                        rows: 0,
+                        blocks: Vec::new(),
+                        session: SessionRecord::default(),
+                    });
+                    raw.push(0);
+                    out.len() - 1
+                }
+            };
+            let o = &mut out[d];
+            o.rows += dest.rows;
+            for piece in &dest.blocks {
+                let size = piece.join.map(|j| j.raw);
+                // The open block takes the piece while it is still under the size and every
+                // piece in it can be joined.
+                let fits = match (size, o.blocks.last()) {
+                    (Some(_), Some(last)) => {
+                        last.pieces.iter().all(|p| p.join.is_some()) && raw[d] < block_bytes
+                    }
+                    _ => false,
+                };
+                if fits && let Some(last) = o.blocks.last_mut() {
+                    last.rows += piece.rows;
+                    last.pieces.push(piece.clone());
+                    raw[d] += size.unwrap_or(0);
+                } else {
+                    let id = o.blocks.len() as u32;
+                    o.blocks.push(LoadBlock {
+                        id,
+                        rows: piece.rows,
+                        pieces: vec![piece.clone()],
+                    });
+                    raw[d] = size.unwrap_or(u64::MAX);
+                }
+            }
+        }
+    }
+    out
+}
+
+/// A load as the session logic sees it.
+#[derive(Debug)]
+pub(super) struct TableLoad<'a> {
+    pub(super) queue: &'a TableQueue,
+    pub(super) record: LoadRecord,
+    pub(super) version: u32,
+}
+
+impl TableLoad<'_> {
+    /// The error for a staged block of this load that is gone: another loader finished the load
+    /// and cleaned up while this one was still reading (a lost race, nothing to report), or
+    /// something deleted staged objects (corrupt).
+    async fn missing(&self, key: &str) -> PipelineError {
+        match self.queue.load_record(&self.record.id).await {
+            Ok(Some((theirs, _))) if !theirs.done => PipelineError::Corrupt {
+                key: key.to_owned(),
+                reason: "a staged block of a load in flight is missing; a lifecycle rule on staged/ may be shorter than the longest a batch waits for its load".into(),
+            },
+            Ok(_) => PipelineError::LoadRaced {
+                load: self.record.id.clone(),
+            },
+            Err(e) => e,
+        }
+    }
+}
+
+impl Loading for TableLoad<'_> {
+    fn destinations(&self) -> usize {
+        self.record.destinations.len()
+    }
+
+    fn partition(&self, d: usize) -> &str {
+        &self.record.destinations[d].partition
+    }
+
+    fn session(&self, d: usize) -> &SessionRecord {
+        &self.record.destinations[d].session
+    }
+
+    fn session_mut(&mut self, d: usize) -> &mut SessionRecord {
+        &mut self.record.destinations[d].session
+    }
+
+    fn block_ids(&self, d: usize) -> Vec<u32> {
+        self.record.destinations[d]
+            .blocks
+            .iter()
+            .map(|b| b.id)
+            .collect()
+    }
+
+    async fn block(&self, d: usize, i: usize) -> Result<Block, PipelineError> {
+        let block = &self.record.destinations[d].blocks[i];
+        let staging = self.queue.staging();
+        let mut datas: Vec<Bytes> = Vec::with_capacity(block.pieces.len());
+        for chunk in block.pieces.chunks(PIECE_READS) {
+            let mut reads = Vec::with_capacity(chunk.len());
+            for p in chunk {
+                reads.push(staging.get(&p.key));
+            }
+            for (p, data) in chunk
+                .iter()
+                .zip(futures_util::future::join_all(reads).await)
+            {
+                match data? {
+                    Some(obj) => datas.push(obj.data),
+                    None => return Err(self.missing(&p.key).await),
+                }
+            }
+        }
+        let data = match (block.pieces.as_slice(), datas.as_slice()) {
+            ([_], [only]) => only.clone(),
+            _ => {
+                let mut pieces = Vec::with_capacity(datas.len());
+                for (p, data) in block.pieces.iter().zip(datas) {
+                    let Some(join) = p.join else {
+                        return Err(PipelineError::Corrupt {
+                            key: p.key.clone(),
+                            reason: "a block without join data was planned into a joined block"
+                                .into(),
+                        });
+                    };
+                    pieces.push(Piece {
+                        key: &p.key,
+                        data,
+                        rows: p.rows,
+                        join,
+                    });
+                }
+                Bytes::from(join(&pieces)?)
+            }
+        };
+        Ok(Block {
+            data,
+            compression: Compression::Deflate,
+            rows: block.rows,
+        })
+    }
+
+    async fn record(&mut self) -> Result<Option<Self>, PipelineError> {
+        let chain = self.queue.load_chain(&self.record.id);
+        if chain.create(self.version + 1, &self.record).await? == Conditional::Written {
+            self.version += 1;
+            return Ok(None);
+        }
+        match self.queue.load_record(&self.record.id).await? {
+            Some((theirs, _)) if theirs.done => Err(PipelineError::LoadRaced {
+                load: self.record.id.clone(),
+            }),
+            Some((record, version)) => Ok(Some(TableLoad {
+                queue: self.queue,
+                record,
+                version,
+            })),
+            None => Err(PipelineError::LoadRaced {
+                load: self.record.id.clone(),
+            }),
+        }
+    }
+
+    async fn check_open(&self) -> Result<(), PipelineError> {
+        // Recording a session is a compare-and-swap on the version read: a stale view cannot
+        // record one, and a session it opened is never used (it expires uncommitted).
+        Ok(())
+    }
+
+    fn unknown(&self, d: usize, upload_id: String, status: String, table: &str) -> PipelineError {
+        let batches = self
+            .record
+            .batches
+            .iter()
+            .map(|b| {
+                format!(
+                    "{} {}-{} [{}, {})",
+                    b.cluster, b.topic, b.partition, b.start, b.end
+                )
+            })
+            .collect::<Vec<_>>()
+            .join(", ");
+        PipelineError::LoadCommitUnknown(Box::new(LoadCommitUnknown {
+            load: self.record.id.clone(),
+            table: table.to_owned(),
+            upload_id,
+            status,
+            destination: self.record.destinations[d].partition.clone(),
+            batches,
+        }))
+    }
+}
