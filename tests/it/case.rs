@@ -74,6 +74,20 @@ pub fn esm_record(topic: &str, partition: i32, offset: i64, id: u32) -> serde_js
         "timestampType": "CREATE_TIME", "key": b64.encode(key), "value": b64.encode(value), "headers": []})
 }
 
+/// Kafka records of vehicle events `ids` on `day`, as [`vehicle`] makes them.
+pub fn vehicle_records(ids: impl Iterator<Item = u32>, day: u32) -> Vec<Record> {
+    ids.map(|i| {
+        let (key, value) = vehicle(i, day);
+        Record {
+            key: Some(key),
+            value: Some(value),
+            headers: BTreeMap::new(),
+            timestamp: chrono::Utc::now(),
+        }
+    })
+    .collect()
+}
+
 pub async fn produce_vehicles(
     client: &rskafka::client::Client,
     topic: &str,
@@ -85,17 +99,7 @@ pub async fn produce_vehicles(
         .partition_client(topic, partition, UnknownTopicHandling::Retry)
         .await
         .unwrap();
-    let records: Vec<Record> = ids
-        .map(|i| {
-            let (key, value) = vehicle(i, day);
-            Record {
-                key: Some(key),
-                value: Some(value),
-                headers: BTreeMap::new(),
-                timestamp: chrono::Utc::now(),
-            }
-        })
-        .collect();
+    let records = vehicle_records(ids, day);
     // Record batches of four, so that batches and fetches start inside them (tansu 0.6
     // answers such a fetch with nothing; the reader steps back, see kafka.rs).
     for chunk in records.chunks(4) {

@@ -20,9 +20,8 @@ use harness::Emulator;
 use harness::stack::{RuntimeApi, shared_stack};
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
-use rskafka::record::Record;
 
-use crate::case::{Case, LambdaProcess, esm_record, rt, vehicle};
+use crate::case::{Case, LambdaProcess, esm_record, rt, vehicle_records};
 
 const PARTITIONS: i32 = 256;
 /// Records per partition, and per partition in one payload (the mapping's batch).
@@ -289,17 +288,7 @@ fn produce(case: &Case<'_>, produced: &[AtomicI64]) {
                     .partition_client(topic, p, UnknownTopicHandling::Retry)
                     .await
                     .unwrap();
-                let records: Vec<Record> = (0..RECORDS)
-                    .map(|o| {
-                        let (key, value) = vehicle(id(p, o), 1);
-                        Record {
-                            key: Some(key),
-                            value: Some(value),
-                            headers: BTreeMap::new(),
-                            timestamp: chrono::Utc::now(),
-                        }
-                    })
-                    .collect();
+                let records = vehicle_records((0..RECORDS).map(|o| id(p, o)), 1);
                 let offsets = partition
                     .produce(records, Compression::NoCompression)
                     .await

@@ -95,6 +95,7 @@ fn main() -> anyhow::Result<()> {
         let ours = format!("k2mc_{}", set.name);
         let peer = format!("peer_{}", set.name);
         let config = k2mc_config(&stack, &emulator, dir.path(), set, &ours)?;
+        let mut seen = 0;
         for rep in 0..args.reps {
             for table in [&ours, &peer] {
                 sql(format!("DROP TABLE IF EXISTS {table}"))?;
@@ -141,6 +142,7 @@ fn main() -> anyhow::Result<()> {
             let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
             report.add(set, Run::from_stats("k2mc", &m, &stats)?);
             check_rows(&sql, &ours, set.records)?;
+            report.blocks(set, committed_blocks(&emulator, &ours, &mut seen)?);
 
             eprintln!(
                 "bench: {} rep {}/{}: python peer",
@@ -229,6 +231,28 @@ fn main() -> anyhow::Result<()> {
         out.display()
     );
     Ok(())
+}
+
+/// The uncompressed sizes of the blocks of the sessions committed to `table` since the first
+/// `seen` (the emulator keeps every committed session's block sizes); moves `seen` on.
+fn committed_blocks(
+    emulator: &Emulator,
+    table: &str,
+    seen: &mut usize,
+) -> anyhow::Result<Vec<u64>> {
+    let quotas = emulator.quotas()?;
+    let sessions = quotas["committed_blocks"][format!("{}.{table}", harness::PROJECT)]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let sizes = sessions
+        .iter()
+        .skip(*seen)
+        .flat_map(|s| s.as_array().cloned().unwrap_or_default())
+        .filter_map(|b| b.as_u64())
+        .collect();
+    *seen = sessions.len();
+    Ok(sizes)
 }
 
 /// k2mc's config for a data set: the stack's broker, S3 (s3s-fs itself: one process writes, so

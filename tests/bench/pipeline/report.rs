@@ -62,6 +62,8 @@ pub struct Report {
     reps: usize,
     sets: Vec<(DataSet, Vec<Run>)>,
     memory: Option<(u64, Measured)>,
+    /// Per data set, the uncompressed size of every block k2mc's loads committed, per run.
+    blocks: Vec<(String, Vec<u64>)>,
     cold: Vec<Duration>,
 }
 
@@ -80,6 +82,7 @@ impl Report {
             reps,
             sets: Vec::new(),
             memory: None,
+            blocks: Vec::new(),
             cold: Vec::new(),
         }
     }
@@ -89,6 +92,11 @@ impl Report {
             Some((_, runs)) => runs.push(run),
             None => self.sets.push((set.clone(), vec![run])),
         }
+    }
+
+    /// The blocks one k2mc run committed (uncompressed bytes each, as the emulator stored them).
+    pub fn blocks(&mut self, set: &DataSet, sizes: Vec<u64>) {
+        self.blocks.push((set.name.clone(), sizes));
     }
 
     /// The k2mc backfill over a shorter range, for the memory comparison.
@@ -153,9 +161,32 @@ impl Report {
                 vs_peer,
                 |x| x >= 20.0,
             ));
+            // MaxCompute's batch Tunnel takes 500 blocks per table per 5 minutes: with blocks of
+            // the size this run wrote, a table takes at most 500 / 300 blocks a second.
+            let sizes: Vec<u64> = self
+                .blocks
+                .iter()
+                .filter(|(name, _)| *name == set.name)
+                .flat_map(|(_, b)| b.iter().copied())
+                .collect();
+            let runs = self
+                .blocks
+                .iter()
+                .filter(|(name, _)| *name == set.name)
+                .count();
+            let quota = (!sizes.is_empty()).then(|| {
+                let mean = sizes.iter().sum::<u64>() as f64 / sizes.len() as f64;
+                json!({
+                    "blocks_per_run": sizes.len() as f64 / runs.max(1) as f64,
+                    "mean_block_mb": mean / 1e6,
+                    "table_ceiling_mb_per_s": 500.0 / 300.0 * mean / 1e6,
+                    "ceiling_at_64_mib_mb_per_s": 500.0 / 300.0 * 64.0 * 1024.0 * 1024.0 / 1e6,
+                })
+            });
             datasets.push(json!({
                 "name": set.name, "record_bytes": set.record_bytes, "records": set.records,
                 "systems": systems,
+                "tunnel_quota": quota,
                 "ratios": {"k2mc / rskafka read": vs_read, "k2mc / python peer": vs_peer},
             }));
         }
@@ -266,6 +297,28 @@ pub fn markdown(result: &Value) -> String {
             out.push_str(&format!(" {v:.2} |"));
         }
         out.push('\n');
+    }
+    out.push_str(
+        "\nPer-table ceiling at the batch Tunnel's 500 blocks per 5 minutes (uncompressed MB/s a table can take with the \
+         blocks k2mc's loads wrote in this run; a data set smaller than `load.block_bytes` writes one short block, so \
+         its ceiling says little; the last column is the ceiling with full 64 MiB blocks):\n\n\
+         | data set | blocks per run | mean block MB | table ceiling MB/s | k2mc MB/s (Kafka bytes) | at 64 MiB blocks |\n\
+         |---|---:|---:|---:|---:|---:|\n",
+    );
+    for d in result["datasets"].as_array().unwrap_or(&empty) {
+        let q = &d["tunnel_quota"];
+        if q.is_null() {
+            continue;
+        }
+        out.push_str(&format!(
+            "| {} | {:.1} | {:.2} | {:.1} | {:.1} | {:.0} |\n",
+            d["name"].as_str().unwrap_or(""),
+            q["blocks_per_run"].as_f64().unwrap_or(0.0),
+            q["mean_block_mb"].as_f64().unwrap_or(0.0),
+            q["table_ceiling_mb_per_s"].as_f64().unwrap_or(0.0),
+            d["systems"]["k2mc"]["mb_per_s"].as_f64().unwrap_or(0.0),
+            q["ceiling_at_64_mib_mb_per_s"].as_f64().unwrap_or(0.0),
+        ));
     }
     out.push_str("\n| target | goal | measured | met |\n|---|---|---:|---|\n");
     for t in result["targets"].as_array().unwrap_or(&empty) {

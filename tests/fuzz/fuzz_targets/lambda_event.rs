@@ -1,4 +1,4 @@
-//! The Lambda invocation event parser (`parse_event`): schedule ticks and Kafka event source
+//! The Lambda invocation event parser (`parse_event`): schedule ticks, loader ticks and Kafka event source
 //! mapping batches (`aws:kafka`, `SelfManagedKafka`). Input: any bytes; those that are JSON are
 //! parsed as an event. An event is a trigger or an error, and a Kafka batch's records come out
 //! per partition in strictly increasing offset order.
@@ -31,6 +31,13 @@ fuzz_target!(|data: &[u8]| {
             );
         }
         Ok(Trigger::Schedule { .. }) => {}
+        // The loader schedule carries `"action": "load"`; nothing else is read from it.
+        Ok(Trigger::Load { .. }) => {
+            assert_eq!(
+                event["action"], "load",
+                "a load trigger without the load action"
+            );
+        }
         Err(e) => assert!(!e.to_string().is_empty()),
     }
 });
