@@ -16,9 +16,9 @@ use crate::error::PipelineError;
 use crate::kafka::{self, Kafka, KafkaAuth, SaslSecrets};
 use crate::maxcompute::{ClientConfig, Credentials, MaxComputeClient, TableInfo};
 use crate::metrics;
-use crate::pipeline::commit::{CommitLog, LogScope, ModuleVersion, TableQueue, TopicPartition};
+use crate::pipeline::commit::{CommitLog, LogScope, ModuleVersion, TopicPartition};
 use crate::pipeline::encode::Layout;
-use crate::pipeline::loader::{LoadMode, LoadOutcome, Loader};
+use crate::pipeline::loader::LoadMode;
 use crate::pipeline::plan::{self, OffsetSpec, Work};
 use crate::pipeline::route::{RouteError, Router};
 use crate::pipeline::{BatchContext, run_batch, sync_partition};
@@ -27,6 +27,8 @@ use crate::secrets::{SecretRef, SecretResolver};
 use crate::staging::{Staging, sdk_config};
 use crate::transform::{Chain, TransformHost};
 use crate::trigger::Trigger;
+
+mod load;
 
 /// A cold-started function.
 #[derive(Debug)]
@@ -299,52 +301,6 @@ impl App {
         }
         .instrument(span)
         .await
-    }
-
-    /// Loads the staged batches of each table of the project whose load is due (every table
-    /// with staged batches when forced), after finishing the loads in flight
-    /// (`docs/architecture.md`, "Staging and loading"); see [`LoadMode`].
-    pub async fn load(&self, mode: LoadMode) -> Vec<LoadOutcome> {
-        if mode == LoadMode::Passing {
-            let spacing = self.config.load.interval / 2;
-            let Ok(mut last) = self.passing_check.lock() else {
-                return Vec::new();
-            };
-            if last.is_some_and(|t| t.elapsed() < spacing) {
-                return Vec::new();
-            }
-            *last = Some(Instant::now());
-        }
-        let staging = self.log.staging();
-        let project = &self.config.maxcompute.project;
-        let cluster = &self.config.kafka.cluster;
-        let loader = Loader {
-            staging,
-            cluster,
-            project,
-            maxcompute: &self.maxcompute,
-            settings: &self.config.load,
-            create_partitions: self.config.maxcompute.create_partitions,
-        };
-        let tables = match TableQueue::tables(staging, cluster, project).await {
-            Ok(tables) => tables,
-            Err(error) => {
-                return vec![LoadOutcome {
-                    table: format!("{project}.*"),
-                    error: Some(error),
-                    ..LoadOutcome::default()
-                }];
-            }
-        };
-        let mut out = Vec::with_capacity(tables.len());
-        for table in tables {
-            let outcome = loader.table(&table, mode).await;
-            if self.emit_metrics {
-                metrics::emit_load(&outcome);
-            }
-            out.push(outcome);
-        }
-        out
     }
 
     /// Syncs every partition of `work`, `limits.concurrency` at once.
