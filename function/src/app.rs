@@ -55,6 +55,8 @@ pub struct Connections {
     pub staging: Staging,
     pub maxcompute: MaxComputeClient,
     pub kafka: KafkaAuth,
+    /// The schema registry, when `[registry]` is configured.
+    pub registry: Option<crate::transform::Registry>,
 }
 
 impl std::fmt::Debug for Connections {
@@ -127,18 +129,44 @@ pub async fn connections(config: &Config) -> Result<Connections, PipelineError> 
         )?)),
         None => None,
     };
+    let registry = match &config.registry {
+        Some(r) => {
+            let auth = match (&r.username, &r.password) {
+                (Some(user), Some(password)) => Some((
+                    secrets
+                        .resolve("registry.username", user)
+                        .await?
+                        .expose()
+                        .to_owned(),
+                    secrets.resolve("registry.password", password).await?,
+                )),
+                _ => None,
+            };
+            Some(crate::transform::Registry::new(
+                r.url.clone(),
+                auth,
+                std::time::Duration::from_millis(r.timeout_ms),
+            ))
+        }
+        None => None,
+    };
     Ok(Connections {
         staging: Staging::new(&sdk, &config.staging),
         maxcompute,
         kafka: KafkaAuth { sasl, tls },
+        registry,
     })
 }
 
-/// Loads the chain (precompiled artifacts when they match, else compiled into the cache).
-pub fn load_chain(config: &Config) -> Result<Chain, PipelineError> {
+/// Loads the chain (precompiled artifacts when they match, else compiled into the cache);
+/// `registry` serves the stages granted `registry`.
+pub fn load_chain(
+    config: &Config,
+    registry: Option<&crate::transform::Registry>,
+) -> Result<Chain, PipelineError> {
     let host = TransformHost::new()?;
     Ok(host.load_chain(
-        crate::transform::stage_specs(config),
+        crate::transform::stage_specs(config, registry),
         &crate::transform::artifact_cache_dir(),
     )?)
 }
@@ -185,7 +213,7 @@ impl App {
     pub async fn start(config: Config) -> Result<App, PipelineError> {
         let t = Instant::now();
         let conns = connections(&config).await?;
-        let chain = load_chain(&config)?;
+        let chain = load_chain(&config, conns.registry.as_ref())?;
         let kafka = Kafka::connect(&config.kafka, &conns.kafka).await?;
         let table = conns.maxcompute.get_table(&config.maxcompute.table).await?;
         let layout = check_layout(&config, &chain, &table)?;

@@ -14,6 +14,7 @@ use std::sync::OnceLock;
 use anyhow::{Context, bail};
 
 pub mod iamfront;
+pub mod registry;
 pub mod s3front;
 pub mod stack;
 pub mod tlsfront;
@@ -134,6 +135,7 @@ pub fn stage_spec(name: &str, wasm: &Path, config: &[(&str, &str)]) -> k2mc::tra
             .collect(),
         grants: k2mc::transform::Grants::default(),
         limits: k2mc::transform::Limits::default(),
+        registry: None,
     }
 }
 

@@ -16,6 +16,7 @@ mod maxcompute;
 mod msk_iam;
 mod pipeline;
 mod quotas;
+mod registry;
 mod retention;
 mod rows;
 mod scale;

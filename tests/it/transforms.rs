@@ -284,6 +284,7 @@ fn the_sandbox_grants_nothing_by_default() -> anyhow::Result<()> {
     granted.grants = Grants {
         clocks: true,
         random: true,
+        registry: false,
     };
     let parser = spec(
         "kafka-columns",

@@ -11,9 +11,11 @@ use crate::secret::SecretRef;
 
 mod error;
 mod load;
+mod registry;
 
 pub use error::ConfigError;
 pub use load::LoadConfig;
+pub use registry::RegistryConfig;
 
 /// Environment variables starting with this override config keys: `K2MC__KAFKA__TOPICS='["a"]'`
 /// sets `kafka.topics`. Values are read as TOML values, and as plain strings if they are not.
@@ -37,6 +39,9 @@ pub struct Config {
     pub limits: LimitsConfig,
     #[serde(default)]
     pub load: LoadConfig,
+    /// The schema registry parser stages granted `registry` read from.
+    #[serde(default)]
+    pub registry: Option<RegistryConfig>,
     /// Where the config file lives; relative paths in it are resolved against this directory.
     #[serde(skip)]
     pub base_dir: PathBuf,
@@ -195,6 +200,9 @@ pub struct StageConfig {
     /// Grant real randomness (otherwise a fixed sequence).
     #[serde(default)]
     pub random: bool,
+    /// Grant schemas from `[registry]` (WIT interface `registry`; parser stages only).
+    #[serde(default)]
+    pub registry: bool,
     #[serde(default = "default_memory_mb")]
     pub memory_mb: usize,
     #[serde(default = "default_deadline_ms")]
@@ -449,6 +457,29 @@ impl Config {
                 "add at least one [[transforms]] stage (the parser, e.g. kafka-columns)",
             );
         }
+        if let Some((key, fix)) = self.registry.as_ref().and_then(RegistryConfig::problem) {
+            return fail(key, fix);
+        }
+        if let Some(t) = self.transforms.iter().skip(1).find(|t| t.registry) {
+            return fail(
+                "transforms.registry",
+                &format!(
+                    "only the first (parser) stage may be granted registry; remove it from '{}'",
+                    t.name
+                ),
+            );
+        }
+        if self.registry.is_none()
+            && let Some(t) = self.transforms.iter().find(|t| t.registry)
+        {
+            return fail(
+                "registry.url",
+                &format!(
+                    "stage '{}' is granted registry: add a [registry] section with the registry's url",
+                    t.name
+                ),
+            );
+        }
         if self.limits.batch_records == 0 || self.limits.batch_bytes == 0 {
             return fail("limits.batch_records", "use a positive number");
         }
@@ -548,6 +579,10 @@ impl Config {
                     .map(|r| ("kafka.tls.client_certificate", r)),
             );
             refs.extend(t.client_key.as_ref().map(|r| ("kafka.tls.client_key", r)));
+        }
+        if let Some(r) = &self.registry {
+            refs.extend(r.username.as_ref().map(|r| ("registry.username", r)));
+            refs.extend(r.password.as_ref().map(|r| ("registry.password", r)));
         }
         refs
     }

@@ -9,6 +9,7 @@ mod load;
 mod maxcompute;
 mod run;
 mod scaffold;
+mod schema;
 mod settle;
 mod skip_lost;
 mod status;
@@ -66,6 +67,9 @@ enum Command {
     /// Try and package transform components.
     #[command(subcommand)]
     Transforms(transforms::TransformsCommand),
+    /// Table definitions from the chain's output (for a registry subject: from its schema).
+    #[command(subcommand)]
+    Schema(schema::SchemaCommand),
 }
 
 /// Runs a parsed command line.
@@ -82,6 +86,7 @@ pub(crate) async fn run(args: Args) -> anyhow::Result<()> {
         Command::DeadLetters(c) => dead_letters::run(c).await,
         Command::MaxCompute(mc) => maxcompute::run(*mc).await,
         Command::Transforms(t) => transforms::run(t),
+        Command::Schema(s) => schema::run(s).await,
     }
 }
 

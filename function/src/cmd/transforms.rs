@@ -15,7 +15,8 @@ pub(crate) enum TransformsCommand {
     /// Run a chain on records from a JSON lines file and print the rows and dead letters.
     ///
     /// Each line is {"value": <JSON or text>, "key"?: text, "offset"?: n, "timestamp"?: ms,
-    /// "headers"?: {name: text}}. Stages are given in order: the first is the parser.
+    /// "headers"?: {name: text}}; binary keys and values (Avro, Protobuf) as "key_base64" and
+    /// "value_base64". Stages are given in order: the first is the parser.
     Run {
         /// A stage: PATH.wasm, PATH.wasm={"key": "value", …} with its settings, or
         /// PATH.wasm=@FILE with the settings in a JSON file (repeat --stage).
@@ -32,6 +33,10 @@ pub(crate) enum TransformsCommand {
         /// check that a port in another language agrees with the original.
         #[arg(long)]
         expect: Option<PathBuf>,
+        /// A Confluent-compatible schema registry the first stage is granted (for parsers that
+        /// decode Avro, Protobuf or JSON Schema records, e.g. the built-in `registry`).
+        #[arg(long)]
+        registry: Option<url::Url>,
     },
     /// Write a new transform: a standalone folder with a working row or parser stage in Rust,
     /// JavaScript, Python or C, its build command, the WIT contract, sample input and settings.
@@ -66,7 +71,8 @@ pub(crate) fn run(command: TransformsCommand) -> anyhow::Result<()> {
             input,
             topic,
             expect,
-        } => run_chain(&stages, &input, &topic, expect.as_deref()),
+            registry,
+        } => run_chain(&stages, &input, &topic, expect.as_deref(), registry),
         TransformsCommand::New {
             name,
             lang,
@@ -122,6 +128,7 @@ fn parse_stage(text: &str) -> anyhow::Result<StageSpec> {
         config,
         grants: Grants::default(),
         limits: Limits::default(),
+        registry: None,
     })
 }
 
@@ -153,11 +160,25 @@ fn read_records(path: &Path) -> anyhow::Result<Vec<KafkaRecord>> {
                     .collect()
             })
             .unwrap_or_default();
+        // Binary keys and values (Avro, Protobuf) come base64-encoded.
+        let binary = |field: &str| -> anyhow::Result<Option<Option<Vec<u8>>>> {
+            use base64::Engine as _;
+            match obj.get(field) {
+                None => Ok(None),
+                Some(Json::Null) => Ok(Some(None)),
+                Some(Json::String(s)) => Ok(Some(Some(
+                    base64::engine::general_purpose::STANDARD
+                        .decode(s)
+                        .with_context(|| format!("{}: {field} is not base64", at()))?,
+                ))),
+                Some(_) => anyhow::bail!("{}: {field} must be a base64 string", at()),
+            }
+        };
         records.push(KafkaRecord {
             offset: obj.get("offset").and_then(Json::as_i64).unwrap_or(n as i64),
             timestamp_ms: obj.get("timestamp").and_then(Json::as_i64).unwrap_or(0),
-            key: bytes(obj.get("key")),
-            value: bytes(obj.get("value")),
+            key: binary("key_base64")?.unwrap_or_else(|| bytes(obj.get("key"))),
+            value: binary("value_base64")?.unwrap_or_else(|| bytes(obj.get("value"))),
             headers,
         });
     }
@@ -169,12 +190,21 @@ fn run_chain(
     input: &Path,
     topic: &str,
     expect: Option<&Path>,
+    registry: Option<url::Url>,
 ) -> anyhow::Result<()> {
     let host = TransformHost::new()?;
-    let specs = stages
+    let mut specs = stages
         .iter()
         .map(|s| parse_stage(s))
         .collect::<anyhow::Result<Vec<_>>>()?;
+    if let (Some(url), Some(first)) = (registry, specs.first_mut()) {
+        first.grants.registry = true;
+        first.registry = Some(k2mc::transform::Registry::new(
+            url,
+            None,
+            std::time::Duration::from_secs(10),
+        ));
+    }
     let mut chain = host.load_chain(specs, &k2mc::transform::artifact_cache_dir())?;
     // Dead letters, metrics and the stages' own output are labelled by the names the components
     // declare (`mask`), not by their files (`mask_js.wasm`).

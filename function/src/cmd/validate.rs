@@ -28,7 +28,19 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             bail!("the config does not load; fix it first");
         }
     };
-    let chain = app::load_chain(&config).map_err(|e| e.to_string());
+    let conns = app::connections(&config).await;
+    let conns = match conns {
+        Ok(c) => {
+            check("secrets", Ok("resolved".into()));
+            Some(c)
+        }
+        Err(e) => {
+            check("secrets", Err(e.to_string()));
+            None
+        }
+    };
+    let chain = app::load_chain(&config, conns.as_ref().and_then(|c| c.registry.as_ref()))
+        .map_err(|e| e.to_string());
     check(
         "transforms",
         chain
@@ -47,17 +59,6 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
             })
             .map_err(Clone::clone),
     );
-    let conns = app::connections(&config).await;
-    let conns = match conns {
-        Ok(c) => {
-            check("secrets", Ok("resolved".into()));
-            Some(c)
-        }
-        Err(e) => {
-            check("secrets", Err(e.to_string()));
-            None
-        }
-    };
     if let Some(conns) = conns {
         check(
             "staging bucket",

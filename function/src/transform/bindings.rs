@@ -13,6 +13,20 @@ pub mod parser {
     });
 }
 
+/// The `registry-parser-stage` world: a parser that may also import `registry` (WIT 1.1). Only
+/// the `registry` interface is taken from it; the rest is the parser world's.
+pub mod registry_parser {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "registry-parser-stage",
+        with: {
+            "kafka2mc:transform/types": super::parser::kafka2mc::transform::types,
+            "kafka2mc:transform/host": super::parser::kafka2mc::transform::host,
+            "kafka2mc:transform/parser": super::parser::exports::kafka2mc::transform::parser,
+        },
+    });
+}
+
 /// The `row-stage` world (rows → rows).
 pub mod row {
     wasmtime::component::bindgen!({
@@ -29,4 +43,7 @@ pub use parser::kafka2mc::transform::host::Level;
 pub use parser::kafka2mc::transform::types::{
     BatchOutput, Cell, Column, ColumnType, DecimalType, ErrorKind, Header, Instant, KafkaRecord,
     RecordBatch, RecordError, Row, StageInfo,
+};
+pub use registry_parser::kafka2mc::transform::registry::{
+    RegistryError, RegistryErrorKind, Schema, SchemaFormat, SchemaId, SchemaReference,
 };

@@ -13,9 +13,11 @@ use wasmtime::{Config, Engine, Store};
 
 use super::artifact::{self, Origin};
 use super::bindings::parser::{ParserStage, ParserStagePre};
+use super::bindings::registry_parser::kafka2mc::transform::registry as registry_interface;
 use super::bindings::row::{RowStage, RowStagePre};
 use super::bindings::{Column, StageInfo};
 use super::error::TransformError;
+use super::registry::Registry;
 use super::run::ChainRun;
 use super::sandbox::{Grants, Limits, StageState};
 
@@ -30,6 +32,8 @@ pub struct StageSpec {
     pub config: Vec<(String, String)>,
     pub grants: Grants,
     pub limits: Limits,
+    /// The registry a stage granted `registry` reads schemas from.
+    pub registry: Option<Registry>,
 }
 
 /// The process-wide wasmtime engine and its epoch ticker.
@@ -98,6 +102,11 @@ impl TransformHost {
         }
         ParserStage::add_to_linker::<StageState, HasSelf<StageState>>(&mut parser_linker, |s| s)
             .map_err(|e| link_error("host", &e))?;
+        registry_interface::add_to_linker::<StageState, HasSelf<StageState>>(
+            &mut parser_linker,
+            |s| s,
+        )
+        .map_err(|e| link_error("registry", &e))?;
         RowStage::add_to_linker::<StageState, HasSelf<StageState>>(&mut row_linker, |s| s)
             .map_err(|e| link_error("host", &e))?;
 
@@ -106,6 +115,7 @@ impl TransformHost {
         for (i, spec) in specs.into_iter().enumerate() {
             let (component, origin, sha256) =
                 artifact::load(&self.engine, &spec.name, &spec.wasm, cache_dir)?;
+            check_registry_grant(&self.engine, &component, &spec)?;
             let pre = if i == 0 {
                 let pre = parser_linker
                     .instantiate_pre(&component)
@@ -145,6 +155,36 @@ impl TransformHost {
             stages,
         })
     }
+}
+
+/// A component that imports the registry needs the grant and a `[registry]`: said at load time,
+/// by name, rather than as a failed lookup on the first record.
+fn check_registry_grant(
+    engine: &Engine,
+    component: &wasmtime::component::Component,
+    spec: &StageSpec,
+) -> Result<(), TransformError> {
+    let imports_registry = component
+        .component_type()
+        .imports(engine)
+        .any(|(name, _)| name.starts_with("kafka2mc:transform/registry@"));
+    if !imports_registry {
+        return Ok(());
+    }
+    let fix = if !spec.grants.registry {
+        "set registry = true on its [[transforms]] entry"
+    } else if spec.registry.is_none() {
+        "add a [registry] section with the schema registry's url"
+    } else {
+        return Ok(());
+    };
+    Err(TransformError::Configure {
+        stage: spec.name.clone(),
+        message: format!(
+            "{} reads schemas from the schema registry; {fix}",
+            spec.wasm.display()
+        ),
+    })
 }
 
 fn link_error(stage: &str, e: &wasmtime::Error) -> TransformError {
@@ -202,7 +242,7 @@ impl LoadedStage {
         let spec = &self.spec;
         let mut store = Store::new(
             engine,
-            StageState::new(&spec.name, spec.grants, spec.limits),
+            StageState::new(&spec.name, spec.grants, spec.limits, spec.registry.clone()),
         );
         store.limiter(|s| s.limiter());
         store.set_epoch_deadline(deadline_ticks(spec.limits.call_deadline));

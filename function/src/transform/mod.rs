@@ -9,12 +9,14 @@ pub mod bindings;
 mod chain;
 mod error;
 mod output;
+mod registry;
 mod run;
 mod sandbox;
 
 pub use artifact::{Manifest, Origin, WASMTIME_VERSION, expected_manifest, precompile};
 pub use chain::{Chain, StageSpec, TransformHost};
 pub use error::TransformError;
+pub use registry::Registry;
 pub use run::{ChainOutput, ChainRun, DeadLetter, StageMetrics};
 pub use sandbox::{DEFAULT_CALL_DEADLINE, DEFAULT_MEMORY_LIMIT, Grants, Limits};
 
@@ -28,7 +30,7 @@ pub fn artifact_cache_dir() -> std::path::PathBuf {
 
 /// The chain's stage specs from the config's `[[transforms]]`: settings as text (JSON values
 /// other than strings as their JSON), grants and limits.
-pub fn stage_specs(config: &crate::config::Config) -> Vec<StageSpec> {
+pub fn stage_specs(config: &crate::config::Config, registry: Option<&Registry>) -> Vec<StageSpec> {
     config
         .transforms
         .iter()
@@ -48,11 +50,13 @@ pub fn stage_specs(config: &crate::config::Config) -> Vec<StageSpec> {
             grants: Grants {
                 clocks: t.clocks,
                 random: t.random,
+                registry: t.registry,
             },
             limits: Limits {
                 memory: t.memory_mb * 1024 * 1024,
                 call_deadline: std::time::Duration::from_millis(t.deadline_ms),
             },
+            registry: registry.filter(|_| t.registry).cloned(),
         })
         .collect()
 }

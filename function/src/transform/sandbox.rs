@@ -13,8 +13,9 @@ use wasmtime_wasi::{
     WasiView,
 };
 
-use super::bindings::{self, Level};
+use super::bindings::{self, Level, RegistryError, RegistryErrorKind, Schema, SchemaId};
 use super::output::GuestOutput;
+use super::registry::Registry;
 
 pub use k2mc_formats::config::{DEFAULT_CALL_DEADLINE, DEFAULT_MEMORY_LIMIT};
 /// Log lines kept per call; a chatty guest cannot flood the function's logs.
@@ -27,6 +28,8 @@ pub struct Grants {
     pub clocks: bool,
     /// OS randomness instead of a fixed sequence.
     pub random: bool,
+    /// Schemas from the configured registry (WIT `registry`).
+    pub registry: bool,
 }
 
 /// Per-instance limits.
@@ -52,6 +55,8 @@ pub(crate) struct StageState {
     table: ResourceTable,
     limits: StoreLimits,
     log_lines: u32,
+    /// Set only when the stage is granted `registry`.
+    registry: Option<Registry>,
 }
 
 impl std::fmt::Debug for StageState {
@@ -64,7 +69,12 @@ impl std::fmt::Debug for StageState {
 
 impl StageState {
     /// A locked-down state for `stage`.
-    pub(crate) fn new(stage: &str, grants: Grants, limits: Limits) -> Self {
+    pub(crate) fn new(
+        stage: &str,
+        grants: Grants,
+        limits: Limits,
+        registry: Option<Registry>,
+    ) -> Self {
         let mut wasi = WasiCtxBuilder::new();
         wasi.allow_tcp(false)
             .allow_udp(false)
@@ -88,6 +98,7 @@ impl StageState {
                 .trap_on_grow_failure(true)
                 .build(),
             log_lines: 0,
+            registry: registry.filter(|_| grants.registry),
         }
     }
 
@@ -129,6 +140,32 @@ impl bindings::parser::kafka2mc::transform::host::Host for StageState {
 }
 
 impl bindings::parser::kafka2mc::transform::types::Host for StageState {}
+
+impl bindings::registry_parser::kafka2mc::transform::registry::Host for StageState {
+    fn schema_by_id(&mut self, id: SchemaId) -> Result<Schema, RegistryError> {
+        self.registry()?.by_id(&id)
+    }
+
+    fn schema_by_subject(
+        &mut self,
+        subject: String,
+        version: Option<i32>,
+    ) -> Result<Schema, RegistryError> {
+        self.registry()?.by_subject(&subject, version)
+    }
+}
+
+impl StageState {
+    fn registry(&self) -> Result<&Registry, RegistryError> {
+        self.registry.as_ref().ok_or_else(|| RegistryError {
+            kind: RegistryErrorKind::NotGranted,
+            message: format!(
+                "stage '{}' is not granted the schema registry; set registry = true on its [[transforms]] entry and add a [registry] section",
+                self.stage
+            ),
+        })
+    }
+}
 
 /// A clock stopped at the epoch: deterministic transforms see the same time on every run.
 struct FrozenClock;

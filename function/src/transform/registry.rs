@@ -1,0 +1,364 @@
+//! The host side of the WIT `registry` interface: schemas from a Confluent-compatible schema
+//! registry (`[registry]`), fetched by the host and handed to parser stages granted `registry`,
+//! so that a stage decodes Avro, Protobuf or JSON Schema records without network access
+//! (docs/transforms.md, "Schema registry").
+//!
+//! Guest calls are synchronous and may arrive on any thread (inside `block_in_place`, a scoped
+//! thread, or the cold start's configure), so a miss is fetched on a short-lived thread with a
+//! runtime of its own. Schemas by id never change and are kept for the life of the process;
+//! a subject's latest version is kept for [`LATEST_TTL`].
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use serde::Deserialize;
+
+use super::bindings::{
+    RegistryError, RegistryErrorKind, Schema, SchemaFormat, SchemaId, SchemaReference,
+};
+use crate::maxcompute::Secret;
+
+/// How long a subject's latest version is reused before it is asked again.
+const LATEST_TTL: Duration = Duration::from_secs(60);
+/// Deepest chain of references followed (a cycle is an error, not a hang).
+const MAX_REFERENCE_DEPTH: usize = 32;
+
+/// A schema registry client shared by every instance of a chain.
+#[derive(Clone)]
+pub struct Registry {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    base: url::Url,
+    auth: Option<(String, Secret)>,
+    timeout: Duration,
+    by_id: Mutex<HashMap<u32, Schema>>,
+    by_subject: Mutex<HashMap<SubjectVersion, (Instant, Schema)>>,
+}
+
+impl std::fmt::Debug for Registry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Registry")
+            .field("url", &self.inner.base.as_str())
+            .finish_non_exhaustive()
+    }
+}
+
+/// A subject and a version (`None`: the latest).
+type SubjectVersion = (String, Option<i32>);
+
+/// A subject version or an id lookup as the registry answers it.
+#[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct Answer {
+    schema: String,
+    #[serde(default)]
+    schema_type: Option<String>,
+    #[serde(default)]
+    references: Vec<Reference>,
+    #[serde(default)]
+    id: Option<u32>,
+    #[serde(default)]
+    subject: Option<String>,
+    #[serde(default)]
+    version: Option<i32>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Reference {
+    name: String,
+    subject: String,
+    version: i32,
+}
+
+/// What a Confluent registry says on an error: `{"error_code": 40403, "message": "..."}`.
+#[derive(Debug, Deserialize)]
+struct Refusal {
+    #[serde(default)]
+    message: String,
+}
+
+impl Registry {
+    /// A client of the registry at `base`; `auth` is basic authentication.
+    pub fn new(mut base: url::Url, auth: Option<(String, Secret)>, timeout: Duration) -> Self {
+        // `join` replaces the last segment of a base without a trailing slash.
+        if !base.path().ends_with('/') {
+            let path = format!("{}/", base.path());
+            base.set_path(&path);
+        }
+        Registry {
+            inner: Arc::new(Inner {
+                base,
+                auth,
+                timeout,
+                by_id: Mutex::new(HashMap::new()),
+                by_subject: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The registry's URL, for messages.
+    pub fn url(&self) -> &str {
+        self.inner.base.as_str()
+    }
+
+    /// The schema a record's framing names.
+    pub(crate) fn by_id(&self, id: &SchemaId) -> Result<Schema, RegistryError> {
+        let id = match id {
+            SchemaId::Confluent(id) => *id,
+            SchemaId::Glue(uuid) => {
+                return Err(unavailable(format!(
+                    "record names AWS Glue schema version {uuid}, but [registry] is a Confluent-compatible registry ({}); Glue registries are not supported yet",
+                    self.url()
+                )));
+            }
+        };
+        if let Some(s) = lock(&self.inner.by_id).get(&id) {
+            return Ok(s.clone());
+        }
+        let inner = Arc::clone(&self.inner);
+        let schema = off_thread(move || async move {
+            let client = inner.client()?;
+            let answer = inner.get(&client, &format!("schemas/ids/{id}")).await?;
+            inner.schema(&client, id.to_string(), answer).await
+        })?;
+        lock(&self.inner.by_id).insert(id, schema.clone());
+        Ok(schema)
+    }
+
+    /// A version of `subject` (`None`: the latest).
+    pub(crate) fn by_subject(
+        &self,
+        subject: &str,
+        version: Option<i32>,
+    ) -> Result<Schema, RegistryError> {
+        let key = (subject.to_owned(), version);
+        if let Some((at, s)) = lock(&self.inner.by_subject).get(&key)
+            && (version.is_some() || at.elapsed() < LATEST_TTL)
+        {
+            return Ok(s.clone());
+        }
+        let inner = Arc::clone(&self.inner);
+        let path = format!(
+            "subjects/{}/versions/{}",
+            encode(subject),
+            version.map_or_else(|| "latest".to_owned(), |v| v.to_string())
+        );
+        let schema = off_thread(move || async move {
+            let client = inner.client()?;
+            let answer = inner.get(&client, &path).await?;
+            let id = answer.id.map(|i| i.to_string()).unwrap_or_default();
+            inner.schema(&client, id, answer).await
+        })?;
+        lock(&self.inner.by_subject).insert(key, (Instant::now(), schema.clone()));
+        Ok(schema)
+    }
+}
+
+impl Inner {
+    fn client(&self) -> Result<reqwest::Client, RegistryError> {
+        reqwest::Client::builder()
+            .timeout(self.timeout)
+            .build()
+            .map_err(|e| unavailable(format!("cannot build an HTTP client: {e}")))
+    }
+
+    async fn get(&self, client: &reqwest::Client, path: &str) -> Result<Answer, RegistryError> {
+        let url = self
+            .base
+            .join(path)
+            .map_err(|e| unavailable(format!("{}{path} is not a URL: {e}", self.base)))?;
+        let mut request = client
+            .get(url.clone())
+            .header("accept", "application/vnd.schemaregistry.v1+json");
+        if let Some((user, password)) = &self.auth {
+            request = request.basic_auth(user, Some(password.expose()));
+        }
+        let response = request
+            .send()
+            .await
+            .map_err(|e| unavailable(format!("schema registry {url} did not answer: {e}")))?;
+        let status = response.status();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| unavailable(format!("schema registry {url}: reading the answer: {e}")))?;
+        if status == reqwest::StatusCode::NOT_FOUND {
+            let why = serde_json::from_slice::<Refusal>(&body)
+                .map(|r| r.message)
+                .unwrap_or_default();
+            return Err(RegistryError {
+                kind: RegistryErrorKind::NotFound,
+                message: format!("schema registry {url}: not found ({why})"),
+            });
+        }
+        if !status.is_success() {
+            let fix = if matches!(status.as_u16(), 401 | 403) {
+                "; check registry.username and registry.password"
+            } else {
+                ""
+            };
+            return Err(unavailable(format!(
+                "schema registry {url} answered {status}: {}{fix}",
+                String::from_utf8_lossy(&body)
+                    .chars()
+                    .take(300)
+                    .collect::<String>()
+            )));
+        }
+        serde_json::from_slice(&body).map_err(|e| {
+            unavailable(format!(
+                "schema registry {url} answered something that is not a schema: {e}"
+            ))
+        })
+    }
+
+    /// The WIT schema for `answer`, with its references fetched transitively.
+    async fn schema(
+        &self,
+        client: &reqwest::Client,
+        id: String,
+        answer: Answer,
+    ) -> Result<Schema, RegistryError> {
+        let mut references = Vec::new();
+        self.references(client, &answer.references, &mut references, 0)
+            .await?;
+        Ok(Schema {
+            id,
+            format: format(answer.schema_type.as_deref())?,
+            text: answer.schema,
+            references,
+            subject: answer.subject,
+            version: answer.version,
+        })
+    }
+
+    /// Appends `refs` and what they refer to, each after its own references, once each.
+    async fn references(
+        &self,
+        client: &reqwest::Client,
+        refs: &[Reference],
+        out: &mut Vec<SchemaReference>,
+        depth: usize,
+    ) -> Result<(), RegistryError> {
+        if depth > MAX_REFERENCE_DEPTH {
+            return Err(unavailable(format!(
+                "schema references nest deeper than {MAX_REFERENCE_DEPTH} (a cycle?)"
+            )));
+        }
+        for r in refs {
+            if out
+                .iter()
+                .any(|o| o.subject == r.subject && o.version == r.version)
+            {
+                continue;
+            }
+            let path = format!("subjects/{}/versions/{}", encode(&r.subject), r.version);
+            let answer = self.get(client, &path).await?;
+            Box::pin(self.references(client, &answer.references, out, depth + 1)).await?;
+            out.push(SchemaReference {
+                name: r.name.clone(),
+                subject: r.subject.clone(),
+                version: r.version,
+                format: format(answer.schema_type.as_deref())?,
+                text: answer.schema,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// Confluent's `schemaType`: absent for Avro.
+fn format(schema_type: Option<&str>) -> Result<SchemaFormat, RegistryError> {
+    match schema_type.map(str::to_ascii_uppercase).as_deref() {
+        None | Some("AVRO") => Ok(SchemaFormat::Avro),
+        Some("PROTOBUF") => Ok(SchemaFormat::Protobuf),
+        Some("JSON") => Ok(SchemaFormat::JsonSchema),
+        Some(other) => Err(RegistryError {
+            kind: RegistryErrorKind::NotFound,
+            message: format!("schema type {other} is not Avro, Protobuf or JSON Schema"),
+        }),
+    }
+}
+
+fn encode(segment: &str) -> String {
+    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+fn unavailable(message: String) -> RegistryError {
+    RegistryError {
+        kind: RegistryErrorKind::Unavailable,
+        message,
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding the cache leaves a usable map; recover it rather than propagate.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+/// Runs `work` to completion on a thread of its own with a current-thread runtime: guest calls
+/// are synchronous and may already be inside a runtime, where blocking on one would panic.
+fn off_thread<F, Fut, T>(work: F) -> Result<T, RegistryError>
+where
+    F: FnOnce() -> Fut + Send,
+    Fut: std::future::Future<Output = Result<T, RegistryError>>,
+    T: Send,
+{
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|e| unavailable(format!("cannot start a runtime: {e}")))?
+                .block_on(work())
+        })
+        .join()
+        .unwrap_or_else(|_| Err(unavailable("the registry lookup panicked".into())))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn schema_types_map_to_formats() {
+        assert_eq!(format(None).ok(), Some(SchemaFormat::Avro));
+        assert_eq!(format(Some("PROTOBUF")).ok(), Some(SchemaFormat::Protobuf));
+        assert_eq!(format(Some("JSON")).ok(), Some(SchemaFormat::JsonSchema));
+        assert!(format(Some("XML")).is_err());
+    }
+
+    #[test]
+    fn glue_ids_are_refused_with_the_reason() {
+        let r = Registry::new(
+            url::Url::parse("http://127.0.0.1:1/").expect("url"),
+            None,
+            Duration::from_secs(1),
+        );
+        let e = r
+            .by_id(&SchemaId::Glue(
+                "b7b4a7f0-0000-0000-0000-000000000000".into(),
+            ))
+            .expect_err("glue");
+        assert_eq!(e.kind, RegistryErrorKind::Unavailable);
+        assert!(e.message.contains("Glue"), "{}", e.message);
+    }
+
+    #[test]
+    fn an_unreachable_registry_is_unavailable_not_missing() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+        let port = listener.local_addr().expect("addr").port();
+        drop(listener);
+        let r = Registry::new(
+            url::Url::parse(&format!("http://127.0.0.1:{port}/")).expect("url"),
+            None,
+            Duration::from_secs(2),
+        );
+        let e = r.by_id(&SchemaId::Confluent(1)).expect_err("refused");
+        assert_eq!(e.kind, RegistryErrorKind::Unavailable, "{}", e.message);
+    }
+}

@@ -1,0 +1,324 @@
+//! The registry parser end to end: records written by confluent-kafka's `AvroSerializer`
+//! against the schema registry stand-in, the table created from `k2mc schema ddl`, `k2mc run`,
+//! and pyodps reading back every mapped type; schema evolution (a field added, a field with a
+//! default removed, an incompatible change) in one range; the stand-in against Confluent's
+//! client.
+
+use std::collections::BTreeMap;
+use std::process::Command;
+
+use harness::registry::{SchemaRegistry, run_serializer};
+use harness::stack::{k2mc_env, shared_stack, write_config};
+use harness::{shared_emulator, transform_wasm, workspace_bin};
+use rskafka::client::ClientBuilder;
+use rskafka::client::partition::{Compression, UnknownTopicHandling};
+use rskafka::record::Record;
+use serde_json::Value as Json;
+
+use crate::case::rt;
+
+/// One serialized record and what pyodps must read back.
+struct Serialized {
+    key: Option<Vec<u8>>,
+    value: Option<Vec<u8>>,
+    expect: Option<Json>,
+    dead: Option<String>,
+}
+
+fn serialize(registry: &SchemaRegistry, topic: &str, scenario: &str) -> Vec<Serialized> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let out = run_serializer(
+        "serialize.py",
+        &[
+            "--registry",
+            &registry.url,
+            "--topic",
+            topic,
+            "--scenario",
+            scenario,
+        ],
+    )
+    .unwrap();
+    out.lines()
+        .map(|l| {
+            let v: Json = serde_json::from_str(l).unwrap();
+            let bytes = |k: &str| v[k].as_str().map(|s| b64.decode(s).unwrap());
+            Serialized {
+                key: bytes("key"),
+                value: bytes("value"),
+                expect: Some(v["expect"].clone()).filter(|e| !e.is_null()),
+                dead: v["dead"].as_str().map(str::to_owned),
+            }
+        })
+        .collect()
+}
+
+fn produce(topic: &str, records: &[Serialized]) {
+    let bootstrap = shared_stack().unwrap().bootstrap();
+    let records: Vec<Record> = records
+        .iter()
+        .map(|r| Record {
+            key: r.key.clone(),
+            value: r.value.clone(),
+            headers: BTreeMap::new(),
+            timestamp: chrono::Utc::now(),
+        })
+        .collect();
+    let topic = topic.to_owned();
+    rt().block_on(async move {
+        let client = ClientBuilder::new(vec![bootstrap]).build().await.unwrap();
+        client
+            .controller_client()
+            .unwrap()
+            .create_topic(&topic, 1, 1, 5_000)
+            .await
+            .unwrap();
+        let pc = client
+            .partition_client(topic, 0, UnknownTopicHandling::Retry)
+            .await
+            .unwrap();
+        pc.produce(records, Compression::NoCompression)
+            .await
+            .unwrap();
+    });
+}
+
+/// Writes a config for `topic` → `table` with the registry stage (`settings` is a TOML inline
+/// table's body) granted the registry at `url`.
+fn config(
+    dir: &std::path::Path,
+    topic: &str,
+    table: &str,
+    settings: &str,
+    url: &str,
+) -> std::path::PathBuf {
+    let wasm = transform_wasm("registry").unwrap();
+    let path = dir.join("k2mc.toml");
+    write_config(
+        &path,
+        shared_stack().unwrap(),
+        &shared_emulator().unwrap().endpoint(),
+        topic,
+        &[topic],
+        table,
+        "",
+        &format!(
+            "[[transforms]]\nname = \"registry\"\nwasm = {:?}\nregistry = true\nsettings = {{ {settings} }}\n",
+            wasm.display().to_string()
+        ),
+        &format!("[registry]\nurl = \"{url}\"\n\n[limits]\nerror_limit = 5\n"),
+    )
+    .unwrap();
+    path
+}
+
+fn k2mc(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    let mut cmd = Command::new(workspace_bin("k2mc").unwrap());
+    cmd.args(args).arg("--config").arg(config);
+    for (k, v) in k2mc_env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// Creates the table from `k2mc schema ddl`; returns the DDL.
+fn create_table_from_ddl(config: &std::path::Path) -> String {
+    let (ok, ddl, stderr) = k2mc(config, &["schema", "ddl"]);
+    assert!(ok, "schema ddl failed: {stderr}");
+    let mc = harness::client(shared_emulator().unwrap()).unwrap();
+    rt().block_on(mc.run_sql(&ddl, &[])).unwrap();
+    ddl
+}
+
+/// Rows pyodps reads from `table`, sorted by their first cell of `sort_by`.
+fn landed(table: &str, sort_by: usize) -> Vec<Json> {
+    let out = shared_emulator().unwrap().pyodps(&["dump", table]).unwrap();
+    let mut rows: Vec<Json> = out
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    rows.sort_by_key(|r| r[sort_by].to_string());
+    rows
+}
+
+#[test]
+fn avro_records_from_confluent_serializers_land_with_every_mapped_type() {
+    let registry = SchemaRegistry::start(&[]).unwrap();
+    let (topic, table) = ("t_registry_types", "registry_types");
+    let records = serialize(&registry, topic, "types");
+    produce(topic, &records);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        topic,
+        table,
+        &format!("subject = \"{topic}-value\""),
+        &registry.url,
+    );
+
+    let ddl = create_table_from_ddl(&config);
+    for column in [
+        "`id` bigint NOT NULL",
+        "`ratio` float NOT NULL",
+        "`digest` binary NOT NULL",
+        "`price` decimal(10,2) NOT NULL",
+        "`big` decimal(20,4) NOT NULL",
+        "`day` date NOT NULL",
+        "`tod_ms` string NOT NULL",
+        "`ts_us` timestamp NOT NULL",
+        "`lts_ms` timestamp_ntz NOT NULL",
+        "`uid` string NOT NULL",
+        "`attrs` map<string,bigint> NOT NULL",
+        "`address` struct<city:string,zip:string> NOT NULL",
+        "`note` string,",
+        "`either` json,",
+        "`items` array<struct<sku:string,qty:int,at:timestamp>> NOT NULL",
+    ] {
+        assert!(ddl.contains(column), "{column} missing from\n{ddl}");
+    }
+    let (ok, out, stderr) = k2mc(&config, &["validate"]);
+    assert!(ok, "validate failed: {out}{stderr}");
+
+    let (ok, out, stderr) = k2mc(&config, &["run"]);
+    assert!(ok, "run failed: {out}{stderr}");
+    let rows = landed(table, 0);
+    let expected: Vec<Json> = records.iter().filter_map(|r| r.expect.clone()).collect();
+    assert_eq!(rows.len(), expected.len(), "{rows:?}");
+    for (row, want) in rows.iter().zip(&expected) {
+        let (row, want) = (row.as_array().unwrap(), want.as_array().unwrap());
+        assert_eq!(row.len(), want.len());
+        for (i, (got, want)) in row.iter().zip(want).enumerate() {
+            // pyodps returns a map in its own order: compare entries as sets.
+            let sorted = |v: &Json| {
+                let mut v = v.as_array().cloned().unwrap_or_default();
+                v.sort_by_key(|e| e.to_string());
+                v
+            };
+            if i == 20 {
+                assert_eq!(sorted(got), sorted(want), "column {i}");
+            } else {
+                assert_eq!(
+                    got, want,
+                    "column {i}: pyodps read {got}, the serializer wrote {want}"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn schema_evolution_in_one_range_resolves_onto_the_table_and_dead_letters_incompatible_records() {
+    let registry = SchemaRegistry::start(&[]).unwrap();
+    let (topic, table) = ("t_registry_evolution", "registry_evolution");
+    let records = serialize(&registry, topic, "evolution");
+    produce(topic, &records);
+    let dir = tempfile::tempdir().unwrap();
+    // The table is version 1 of the subject; later versions are read as version 1.
+    let config = config(
+        dir.path(),
+        topic,
+        table,
+        &format!(
+            r#"subject = "{topic}-value", version = "1", key-subject = "{topic}-key", columns = '[{{"name":"k","source":"__key__"}},{{"name":"id"}},{{"name":"name"}},{{"name":"score"}},{{"name":"region"}}]'"#
+        ),
+        &registry.url,
+    );
+    create_table_from_ddl(&config);
+    let (ok, out, stderr) = k2mc(&config, &["run"]);
+    assert!(ok, "run failed: {out}{stderr}");
+    let rows = landed(table, 1);
+    let expected: Vec<Json> = records.iter().filter_map(|r| r.expect.clone()).collect();
+    assert_eq!(rows, expected, "pyodps read {rows:#?}");
+
+    // The incompatible record is a dead letter naming both schemas; nothing else is.
+    let (ok, out, stderr) = k2mc(&config, &["dead-letters", "list", "--json"]);
+    assert!(ok, "{stderr}");
+    let doc: Json = serde_json::from_str(&out).unwrap();
+    let total: u64 = doc["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["dead_letters"].as_u64().unwrap())
+        .sum();
+    let dead = records.iter().filter(|r| r.dead.is_some()).count() as u64;
+    assert_eq!(total, dead, "{out}");
+    let keys: Vec<String> = doc["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| o["key"].as_str().unwrap().to_owned())
+        .collect();
+    let text = rt().block_on(async {
+        let staging = harness::stack::staging_client(shared_stack().unwrap(), "k2mc").await;
+        let mut text = String::new();
+        for key in &keys {
+            let obj = staging.get(key).await.unwrap().unwrap();
+            text.push_str(&String::from_utf8_lossy(&obj.data));
+        }
+        text
+    });
+    assert!(
+        text.contains("incompatible-schema")
+            && text.contains("writer schema")
+            && text.contains("(id 1)"),
+        "{text}"
+    );
+}
+
+#[test]
+fn the_stand_in_answers_confluents_client() {
+    let registry = SchemaRegistry::start(&["--basic-auth", "user:pass"]).unwrap();
+    let script = r#"
+import sys
+from confluent_kafka.schema_registry import SchemaRegistryClient, Schema
+from confluent_kafka.schema_registry.error import SchemaRegistryError
+c = SchemaRegistryClient({"url": sys.argv[1], "basic.auth.user.info": "user:pass"})
+a = '{"type":"record","name":"A","fields":[{"name":"x","type":"long"}]}'
+b = '{"type":"record","name":"B","fields":[{"name":"a","type":"A"}]}'
+ia = c.register_schema("a-value", Schema(a, "AVRO"))
+assert c.register_schema("a-value", Schema(a, "AVRO")) == ia, "registering again gives the same id"
+from confluent_kafka.schema_registry import SchemaReference
+ib = c.register_schema("b-value", Schema(b, "AVRO", [SchemaReference("A", "a-value", 1)]))
+got = c.get_schema(ib)
+assert got.references[0].subject == "a-value", got.references
+latest = c.get_latest_version("b-value")
+assert latest.schema_id == ib and latest.version == 1
+assert c.lookup_schema("a-value", Schema(a, "AVRO")).version == 1
+assert sorted(c.get_subjects()) == ["a-value", "b-value"]
+p = c.register_schema("p-value", Schema('syntax = "proto3"; message M { int64 x = 1; }', "PROTOBUF"))
+assert c.get_schema(p).schema_type == "PROTOBUF"
+try:
+    c.get_schema(999)
+    raise SystemExit("an unknown id must be an error")
+except SchemaRegistryError as e:
+    assert e.http_status_code == 404 and e.error_code == 40403, e
+bad = SchemaRegistryClient({"url": sys.argv[1], "basic.auth.user.info": "user:wrong"})
+try:
+    bad.get_subjects()
+    raise SystemExit("wrong credentials must be refused")
+except SchemaRegistryError as e:
+    assert e.http_status_code == 401, e
+print("ok")
+"#;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("client.py");
+    std::fs::write(&path, script).unwrap();
+    let out = Command::new(harness::registry::serializer_python().unwrap())
+        .arg(&path)
+        .arg(&registry.url)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -1,0 +1,224 @@
+"""Records written by Confluent's own serializers, for the registry parser's tests.
+
+Registers schemas with confluent-kafka's SchemaRegistryClient (auto.register.schemas, as a
+producer application would) against the registry at --registry and prints one JSON line per
+record: {"key": base64 or null, "value": base64 or null, "expect": the row pyodps must read back
+(canonical JSON, as tests/pyodps/conformance.py dumps it) or null, "dead": the dead-letter code
+or null}. The expectations are computed here, from the Python values, not by k2mc's code.
+
+    serialize.py --registry URL --topic T --scenario types|evolution
+"""
+
+import argparse
+import base64
+import datetime as dt
+import decimal
+import json
+import struct
+import sys
+import uuid
+
+from confluent_kafka.schema_registry import SchemaRegistryClient
+from confluent_kafka.schema_registry.avro import AvroSerializer
+from confluent_kafka.serialization import MessageField, SerializationContext
+
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+
+
+def b64(b):
+    return None if b is None else base64.b64encode(b).decode()
+
+
+def f32(x):
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def ts(d):
+    """[seconds, nanos] of an aware or naive (read as UTC) datetime."""
+    if d.tzinfo is None:
+        d = d.replace(tzinfo=dt.timezone.utc)
+    delta = d - EPOCH
+    micros = (delta.days * 86400 + delta.seconds) * 1_000_000 + delta.microseconds
+    return [micros // 1_000_000, (micros % 1_000_000) * 1000]
+
+
+ADDRESS = {
+    "type": "record",
+    "name": "Address",
+    "fields": [
+        {"name": "city", "type": "string"},
+        {"name": "zip", "type": ["null", "string"], "default": None},
+    ],
+}
+
+TYPES = {
+    "type": "record",
+    "name": "Order",
+    "namespace": "shop",
+    "fields": [
+        {"name": "id", "type": "long"},
+        {"name": "flag", "type": "boolean"},
+        {"name": "small", "type": "int"},
+        {"name": "ratio", "type": "float"},
+        {"name": "amount", "type": "double"},
+        {"name": "name", "type": "string"},
+        {"name": "payload", "type": "bytes"},
+        {"name": "digest", "type": {"type": "fixed", "name": "Digest", "size": 4}},
+        {"name": "price", "type": {"type": "bytes", "logicalType": "decimal", "precision": 10, "scale": 2}},
+        {
+            "name": "big",
+            "type": {"type": "fixed", "name": "Big", "size": 10, "logicalType": "decimal", "precision": 20, "scale": 4},
+        },
+        {"name": "day", "type": {"type": "int", "logicalType": "date"}},
+        {"name": "tod_ms", "type": {"type": "int", "logicalType": "time-millis"}},
+        {"name": "tod_us", "type": {"type": "long", "logicalType": "time-micros"}},
+        {"name": "ts_ms", "type": {"type": "long", "logicalType": "timestamp-millis"}},
+        {"name": "ts_us", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+        {"name": "lts_ms", "type": {"type": "long", "logicalType": "local-timestamp-millis"}},
+        {"name": "lts_us", "type": {"type": "long", "logicalType": "local-timestamp-micros"}},
+        {"name": "uid", "type": {"type": "string", "logicalType": "uuid"}},
+        {"name": "color", "type": {"type": "enum", "name": "Color", "symbols": ["RED", "GREEN", "BLUE"]}},
+        {"name": "tags", "type": {"type": "array", "items": "string"}},
+        {"name": "attrs", "type": {"type": "map", "values": "long"}},
+        {"name": "address", "type": ADDRESS},
+        {"name": "note", "type": ["null", "string"], "default": None},
+        {"name": "either", "type": ["null", "long", "string"], "default": None},
+        {
+            "name": "items",
+            "type": {
+                "type": "array",
+                "items": {"type": "record", "name": "Item", "fields": [
+                    {"name": "sku", "type": "string"},
+                    {"name": "qty", "type": "int"},
+                    {"name": "at", "type": {"type": "long", "logicalType": "timestamp-micros"}},
+                ]},
+            },
+        },
+    ],
+}
+
+
+def types_records():
+    out = []
+    for i in range(3):
+        when = dt.datetime(2024, 5, 1, 13, 45, 30, 123456, tzinfo=dt.timezone.utc) + dt.timedelta(days=i)
+        local = dt.datetime(2024, 5, 1, 8, 0, 0, 654321) + dt.timedelta(hours=i)
+        price = decimal.Decimal("-123.45") * (i + 1)
+        big = decimal.Decimal("12345678901234.5678") * (-1 if i == 1 else 1)
+        value = {
+            "id": 10_000_000_000 + i,
+            "flag": i % 2 == 0,
+            "small": -7 * i,
+            "ratio": 1.5 + i,
+            "amount": 2.25 * (i + 1),
+            "name": f"order-{i} 订单 ✓",
+            "payload": bytes([0, 1, 2, 255 - i]),
+            "digest": bytes([9, 8, 7, i]),
+            "price": price,
+            "big": big,
+            "day": dt.date(2024, 2, 29) + dt.timedelta(days=i),
+            "tod_ms": dt.time(13, 45, 30, 123000),
+            "tod_us": dt.time(23, 59, 59, 999999 - i),
+            "ts_ms": when.replace(microsecond=123000),
+            "ts_us": when,
+            "lts_ms": local.replace(microsecond=654000),
+            "lts_us": local,
+            "uid": uuid.UUID(int=0x1234_5678_9ABC_DEF0_0FED_CBA9_8765_4321 + i),
+            "color": ["RED", "GREEN", "BLUE"][i],
+            "tags": [f"t{j}" for j in range(i)],
+            "attrs": {"b": i, "a": -i},
+            "address": {"city": "Hangzhou", "zip": None if i == 2 else f"31000{i}"},
+            "note": None if i == 0 else f"note {i}",
+            "either": [None, 42, "forty-two"][i],
+            "items": [{"sku": f"s{j}", "qty": j, "at": when} for j in range(2 - i % 2)],
+        }
+        expect = [
+            value["id"],
+            value["flag"],
+            value["small"],
+            f32(value["ratio"]),
+            value["amount"],
+            value["name"],
+            b64(value["payload"]),
+            b64(value["digest"]),
+            format(price, "f"),
+            format(big, "f"),
+            (value["day"] - dt.date(1970, 1, 1)).days,
+            "13:45:30.123",
+            value["tod_us"].strftime("%H:%M:%S.%f"),
+            ts(value["ts_ms"]),
+            ts(value["ts_us"]),
+            ts(value["lts_ms"]),
+            ts(value["lts_us"]),
+            str(value["uid"]),
+            value["color"],
+            value["tags"],
+            sorted([[k, v] for k, v in value["attrs"].items()]),
+            [value["address"]["city"], value["address"]["zip"]],
+            value["note"],
+            None if value["either"] is None else json.dumps(value["either"], separators=(",", ":")),
+            [[it["sku"], it["qty"], ts(it["at"])] for it in value["items"]],
+        ]
+        out.append((None, TYPES, value, expect, None))
+    return out
+
+
+def schema_v(fields):
+    return {"type": "record", "name": "Reading", "namespace": "iot", "fields": fields}
+
+
+ID = {"name": "id", "type": "long"}
+NAME = {"name": "name", "type": "string"}
+SCORE = {"name": "score", "type": ["null", "double"], "default": None}
+REGION = {"name": "region", "type": "string", "default": "eu"}
+V1 = schema_v([ID, NAME, SCORE, REGION])
+V2 = schema_v([ID, NAME, SCORE, REGION, {"name": "coupon", "type": ["null", "string"], "default": None}])
+V3 = schema_v([ID, NAME, SCORE])
+V4 = schema_v([{"name": "id", "type": "string"}, NAME, SCORE, REGION])
+
+
+def evolution_records():
+    """v1, v2 (adds an optional field), v3 (removes a field that has a default), v4 (id changes
+    from long to string: incompatible). The table is v1's; the key is Avro too."""
+    rows = []
+    for i, (schema, extra) in enumerate(
+        [(V1, {}), (V1, {}), (V2, {"coupon": "SAVE10"}), (V2, {}), (V3, None), (V4, None)]
+    ):
+        value = {"id": i, "name": f"sensor {i}", "score": None if i == 1 else i / 4}
+        if schema is V4:
+            value["id"] = f"id-{i}"
+        if extra is not None:
+            value["region"] = "ap" if i % 2 else "us"
+            value.update(extra)
+        key = f"k{i}"
+        if schema is V4:
+            expect, dead = None, "incompatible-schema"
+        else:
+            expect = [key, i, value["name"], value["score"], value.get("region", "eu")]
+            dead = None
+        rows.append((key, schema, value, expect, dead))
+    return rows
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--registry", required=True)
+    p.add_argument("--topic", required=True)
+    p.add_argument("--scenario", choices=["types", "evolution"], required=True)
+    args = p.parse_args()
+    client = SchemaRegistryClient({"url": args.registry})
+    records = types_records() if args.scenario == "types" else evolution_records()
+    serializers = {}
+    key_serializer = AvroSerializer(client, json.dumps("string"))
+    for key, schema, value, expect, dead in records:
+        text = json.dumps(schema)
+        if text not in serializers:
+            serializers[text] = AvroSerializer(client, text)
+        value_bytes = serializers[text](value, SerializationContext(args.topic, MessageField.VALUE))
+        key_bytes = None if key is None else key_serializer(key, SerializationContext(args.topic, MessageField.KEY))
+        print(json.dumps({"key": b64(key_bytes), "value": b64(value_bytes), "expect": expect, "dead": dead}))
+    sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,330 @@
+//! Avro: schemas from the registry to MaxCompute types, and binary datums to cells. Decoding
+//! uses the record's own writer schema resolved onto the reader schema (the table's), per the
+//! Avro specification's resolution rules: new writer fields are dropped, reader fields the
+//! writer lacks take their defaults, and anything that cannot be resolved is an error the
+//! caller turns into a dead letter (`transforms/README.md`, "registry").
+
+use std::collections::HashMap;
+
+use apache_avro::Decimal;
+use apache_avro::reader::datum::GenericDatumReader;
+use apache_avro::schema::{Name, RecordSchema, Schema, UnionSchema};
+use apache_avro::types::Value;
+use serde_json::{Map, Value as Json};
+
+use crate::model::{Col, Out, Ty, decimal_text, instant, time_of_day};
+
+/// MaxCompute's DECIMAL limits; a wider Avro decimal becomes STRING.
+const MAX_PRECISION: usize = 38;
+const MAX_SCALE: usize = 18;
+
+/// A parsed schema with the named types it and its references define. Leaked: a stage keeps a
+/// handful (one per schema id it meets) for its whole life, and decoders borrow them.
+#[derive(Debug)]
+pub struct AvroSchema {
+    pub root: &'static Schema,
+    pub named: Vec<&'static Schema>,
+    names: HashMap<String, &'static Schema>,
+}
+
+/// Parses `text` with the texts of the schemas it references (dependencies first).
+pub fn parse(text: &str, references: &[&str]) -> Result<&'static AvroSchema, String> {
+    let (root, named) = if references.is_empty() {
+        (
+            Schema::parse_str(text).map_err(|e| e.to_string())?,
+            Vec::new(),
+        )
+    } else {
+        Schema::parse_str_with_list(text, references).map_err(|e| e.to_string())?
+    };
+    let root: &'static Schema = Box::leak(Box::new(root));
+    let named: Vec<&'static Schema> = named
+        .into_iter()
+        .map(|s| &*Box::leak(Box::new(s)))
+        .collect();
+    let mut names = HashMap::new();
+    for s in std::iter::once(root).chain(named.iter().copied()) {
+        collect_names(s, &mut names);
+    }
+    Ok(Box::leak(Box::new(AvroSchema { root, named, names })))
+}
+
+fn collect_names(s: &'static Schema, names: &mut HashMap<String, &'static Schema>) {
+    let name = |n: &Name| n.fullname(None);
+    match s {
+        Schema::Record(r) => {
+            names.insert(name(&r.name), s);
+            for f in &r.fields {
+                collect_names(&f.schema, names);
+            }
+        }
+        Schema::Enum(e) => {
+            names.insert(name(&e.name), s);
+        }
+        Schema::Fixed(f) => {
+            names.insert(name(&f.name), s);
+        }
+        Schema::Array(a) => collect_names(&a.items, names),
+        Schema::Map(m) => collect_names(&m.types, names),
+        Schema::Union(u) => u.variants().iter().for_each(|v| collect_names(v, names)),
+        _ => {}
+    }
+}
+
+impl AvroSchema {
+    /// `s` with a named reference replaced by what it names.
+    pub fn deref<'a>(&'a self, s: &'a Schema) -> &'a Schema {
+        match s {
+            Schema::Ref { name } => self.names.get(&name.fullname(None)).copied().unwrap_or(s),
+            _ => s,
+        }
+    }
+
+    /// The root record's fields as columns (a schema that is not a record is one column,
+    /// `value`).
+    pub fn columns(&self) -> Result<Vec<Col>, String> {
+        match self.deref(self.root) {
+            Schema::Record(r) => r
+                .fields
+                .iter()
+                .map(|f| {
+                    let (ty, nullable) = self.ty(&f.schema)?;
+                    Ok(Col {
+                        name: f.name.clone(),
+                        ty,
+                        nullable,
+                    })
+                })
+                .collect(),
+            other => {
+                let (ty, nullable) = self.ty(other)?;
+                Ok(vec![Col {
+                    name: "value".into(),
+                    ty,
+                    nullable,
+                }])
+            }
+        }
+    }
+
+    /// The record schema at the root, if it is one.
+    pub fn record(&self) -> Option<&RecordSchema> {
+        match self.deref(self.root) {
+            Schema::Record(r) => Some(r),
+            _ => None,
+        }
+    }
+
+    /// The MaxCompute type of `s`, and whether it admits NULL (a union with `null`).
+    pub fn ty(&self, s: &Schema) -> Result<(Ty, bool), String> {
+        Ok(match self.deref(s) {
+            Schema::Null => (Ty::String, true),
+            Schema::Boolean => (Ty::Boolean, false),
+            Schema::Int => (Ty::Int, false),
+            Schema::Long => (Ty::Bigint, false),
+            Schema::Float => (Ty::Float, false),
+            Schema::Double => (Ty::Double, false),
+            Schema::Bytes | Schema::Fixed(_) => (Ty::Binary, false),
+            Schema::String | Schema::Enum(_) | Schema::Uuid(_) | Schema::BigDecimal => {
+                (Ty::String, false)
+            }
+            Schema::TimeMillis | Schema::TimeMicros => (Ty::String, false),
+            Schema::Decimal(d) if d.precision <= MAX_PRECISION && d.scale <= MAX_SCALE => {
+                (Ty::Decimal(d.precision as u8, d.scale as u8), false)
+            }
+            Schema::Decimal(_) => (Ty::String, false),
+            Schema::Date => (Ty::Date, false),
+            Schema::TimestampMillis | Schema::TimestampMicros | Schema::TimestampNanos => {
+                (Ty::Timestamp, false)
+            }
+            Schema::LocalTimestampMillis
+            | Schema::LocalTimestampMicros
+            | Schema::LocalTimestampNanos => (Ty::TimestampNtz, false),
+            Schema::Duration(_) => (
+                Ty::Struct(vec![
+                    ("months".into(), Ty::Bigint),
+                    ("days".into(), Ty::Bigint),
+                    ("millis".into(), Ty::Bigint),
+                ]),
+                false,
+            ),
+            Schema::Array(a) => (Ty::Array(Box::new(self.ty(&a.items)?.0)), false),
+            Schema::Map(m) => (Ty::Map(Box::new(self.ty(&m.types)?.0)), false),
+            Schema::Record(r) => (
+                Ty::Struct(
+                    r.fields
+                        .iter()
+                        .map(|f| Ok((f.name.clone(), self.ty(&f.schema)?.0)))
+                        .collect::<Result<_, String>>()?,
+                ),
+                false,
+            ),
+            Schema::Union(u) => {
+                let nullable = u.is_nullable();
+                match non_null(u).as_slice() {
+                    [] => (Ty::String, true),
+                    [one] => (self.ty(one)?.0, nullable),
+                    _ => (Ty::Json, nullable),
+                }
+            }
+            Schema::Ref { name } => {
+                return Err(format!(
+                    "type {} is referenced but not defined",
+                    name.fullname(None)
+                ));
+            }
+        })
+    }
+
+    /// The cell for `v`, a value of schema `s`.
+    pub fn cell(&self, v: &Value, s: &Schema) -> Out {
+        let s = self.deref(s);
+        match (v, s) {
+            (Value::Null, _) => Out::Null,
+            (Value::Union(i, inner), Schema::Union(u)) => {
+                let branch = u.variants().get(*i as usize).unwrap_or(s);
+                if matches!(**inner, Value::Null) {
+                    Out::Null
+                } else if non_null(u).len() > 1 {
+                    Out::Json(self.json(inner, branch).to_string())
+                } else {
+                    self.cell(inner, branch)
+                }
+            }
+            (Value::Union(_, inner), _) => self.cell(inner, s),
+            (Value::Record(_) | Value::Array(_) | Value::Map(_) | Value::Duration(_), _) => {
+                Out::Json(self.json(v, s).to_string())
+            }
+            (Value::Boolean(b), _) => Out::Bool(*b),
+            (Value::Int(n), _) => Out::Int((*n).into()),
+            (Value::Long(n), _) => Out::Int(*n),
+            (Value::Float(x), _) => Out::Double((*x).into()),
+            (Value::Double(x), _) => Out::Double(*x),
+            (Value::Bytes(b) | Value::Fixed(_, b), _) => Out::Bin(b.clone()),
+            (Value::String(t) | Value::Enum(_, t), _) => Out::Str(t.clone()),
+            (Value::Uuid(u), _) => Out::Str(u.to_string()),
+            (Value::Decimal(d), Schema::Decimal(ds)) => {
+                let text = decimal(d, ds.scale);
+                if ds.precision <= MAX_PRECISION && ds.scale <= MAX_SCALE {
+                    Out::Decimal(text)
+                } else {
+                    Out::Str(text)
+                }
+            }
+            (Value::Decimal(d), _) => Out::Decimal(decimal(d, 0)),
+            (Value::BigDecimal(d), _) => Out::Str(d.to_string()),
+            (Value::Date(d), _) => Out::Date(*d),
+            (Value::TimeMillis(t), _) => time_of_day((*t).into(), 1_000, 3),
+            (Value::TimeMicros(t), _) => time_of_day(*t, 1_000_000, 6),
+            (Value::TimestampMillis(t) | Value::LocalTimestampMillis(t), _) => instant(*t, 1_000),
+            (Value::TimestampMicros(t) | Value::LocalTimestampMicros(t), _) => {
+                instant(*t, 1_000_000)
+            }
+            (Value::TimestampNanos(t) | Value::LocalTimestampNanos(t), _) => {
+                instant(*t, 1_000_000_000)
+            }
+        }
+    }
+
+    /// The canonical JSON of `v` (schema `s`) inside an ARRAY, MAP or STRUCT.
+    pub fn json(&self, v: &Value, s: &Schema) -> Json {
+        let s = self.deref(s);
+        match (v, s) {
+            (Value::Record(fields), Schema::Record(r)) => Json::Object(
+                fields
+                    .iter()
+                    .map(|(name, fv)| {
+                        let fs = r
+                            .lookup
+                            .get(name)
+                            .map_or(&Schema::Null, |i| &r.fields[*i].schema);
+                        (name.clone(), self.json(fv, fs))
+                    })
+                    .collect(),
+            ),
+            (Value::Array(items), Schema::Array(a)) => {
+                Json::Array(items.iter().map(|i| self.json(i, &a.items)).collect())
+            }
+            (Value::Map(entries), Schema::Map(m)) => {
+                let mut sorted: Vec<_> = entries.iter().collect();
+                sorted.sort_by(|a, b| a.0.cmp(b.0));
+                Json::Object(
+                    sorted
+                        .into_iter()
+                        .map(|(k, ev)| (k.clone(), self.json(ev, &m.types)))
+                        .collect::<Map<_, _>>(),
+                )
+            }
+            (Value::Duration(d), _) => serde_json::json!({
+                "months": u32::from(d.months()),
+                "days": u32::from(d.days()),
+                "millis": u32::from(d.millis()),
+            }),
+            (Value::Union(i, inner), Schema::Union(u)) => {
+                self.json(inner, u.variants().get(*i as usize).unwrap_or(s))
+            }
+            _ => self.cell(v, s).to_json(),
+        }
+    }
+}
+
+fn non_null(u: &UnionSchema) -> Vec<&Schema> {
+    u.variants()
+        .iter()
+        .filter(|v| !matches!(v, Schema::Null))
+        .collect()
+}
+
+fn decimal(d: &Decimal, scale: usize) -> String {
+    let unscaled = num_bigint::BigInt::from(d.clone());
+    decimal_text(&unscaled.to_string(), scale)
+}
+
+/// Decodes datums written with one schema, resolved onto the reader's.
+pub struct Decoder {
+    reader: GenericDatumReader<'static>,
+}
+
+impl std::fmt::Debug for Decoder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Decoder")
+    }
+}
+
+impl Decoder {
+    /// A decoder of `writer` datums; `reader` is the schema to resolve them onto (`None`: the
+    /// writer's own).
+    pub fn new(
+        writer: &'static AvroSchema,
+        reader: Option<&'static AvroSchema>,
+    ) -> Result<Self, String> {
+        let builder = GenericDatumReader::builder(writer.root)
+            .writer_schemata(writer.named.clone())
+            .map_err(|e| e.to_string())?;
+        let reader = match reader {
+            Some(r) => builder
+                .reader_schema(r.root)
+                .reader_schemata(r.named.clone())
+                .map_err(|e| e.to_string())?
+                .build(),
+            None => builder.build(),
+        }
+        .map_err(|e| e.to_string())?;
+        Ok(Decoder { reader })
+    }
+
+    /// The value of one datum; bytes left over after it are an error.
+    pub fn decode(&self, mut payload: &[u8]) -> Result<Value, String> {
+        let value = self
+            .reader
+            .read_value(&mut payload)
+            .map_err(|e| e.to_string())?;
+        if !payload.is_empty() {
+            return Err(format!(
+                "{} bytes left after the datum: the payload does not match its schema",
+                payload.len()
+            ));
+        }
+        Ok(value)
+    }
+}
