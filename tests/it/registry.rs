@@ -322,3 +322,87 @@ print("ok")
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The stage through the host, in process: a record naming an id the registry does not have is
+/// a dead letter; once the registry is down, a record naming an id not yet fetched fails the
+/// batch (nothing is skipped); a stage that imports the registry without the grant fails at
+/// load, naming the fix.
+#[test]
+fn unknown_ids_dead_letter_and_a_registry_that_is_down_fails_the_batch() {
+    use k2mc::transform::bindings::{KafkaRecord, RecordBatch};
+    use k2mc::transform::{Registry, TransformError, TransformHost};
+    let registry = SchemaRegistry::start(&[]).unwrap();
+    let topic = "t_registry_down";
+    let records = serialize(&registry, topic, "evolution");
+    let wasm = transform_wasm("registry").unwrap();
+    let host = TransformHost::new().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let subject = format!("{topic}-value");
+    let mut spec = harness::stage_spec(
+        "registry",
+        &wasm,
+        &[("subject", &subject), ("version", "1")],
+    );
+
+    let refused = host
+        .load_chain(vec![spec.clone()], cache.path())
+        .unwrap_err();
+    assert!(
+        matches!(&refused, TransformError::Configure { message, .. } if message.contains("registry = true")),
+        "{refused}"
+    );
+
+    spec.grants.registry = true;
+    spec.registry = Some(Registry::new(
+        registry.url.parse().unwrap(),
+        None,
+        std::time::Duration::from_secs(2),
+    ));
+    let chain = host.load_chain(vec![spec], cache.path()).unwrap();
+    let record = |offset: i64, value: Vec<u8>| KafkaRecord {
+        offset,
+        timestamp_ms: 0,
+        key: None,
+        value: Some(value),
+        headers: Vec::new(),
+    };
+    let mut unknown = records[0].value.clone().unwrap();
+    unknown[1..5].copy_from_slice(&999u32.to_be_bytes());
+    let out = chain
+        .start_run()
+        .run(&RecordBatch {
+            topic: topic.into(),
+            partition: 0,
+            records: vec![
+                record(0, records[0].value.clone().unwrap()),
+                record(1, unknown),
+                record(2, b"{\"not\": \"framed\"}".to_vec()),
+            ],
+        })
+        .unwrap();
+    assert_eq!(out.rows.len(), 1);
+    let codes: Vec<&str> = out.dead_letters.iter().map(|d| d.code.as_str()).collect();
+    assert_eq!(
+        codes,
+        ["unknown-schema", "bad-framing"],
+        "{:?}",
+        out.dead_letters
+    );
+    assert!(
+        out.dead_letters[0].message.contains("999"),
+        "{:?}",
+        out.dead_letters
+    );
+
+    drop(registry);
+    // Version 2's id (3: ids 1 and 2 are the value's v1 and the key) was never fetched.
+    let failed = chain.start_run().run(&RecordBatch {
+        topic: topic.into(),
+        partition: 0,
+        records: vec![record(3, records[2].value.clone().unwrap())],
+    });
+    assert!(
+        matches!(&failed, Err(TransformError::Fatal { code, .. }) if code == "registry-unavailable"),
+        "{failed:?}"
+    );
+}

@@ -488,3 +488,31 @@ fn mask_in_rust_javascript_and_python_agree() -> anyhow::Result<()> {
     assert_eq!(js, rust, "JavaScript digests differ from Rust");
     Ok(())
 }
+
+/// WIT 1.1 is a compatible change: a component built against `kafka2mc:transform@1.0.0` (the
+/// `filter` of the release before 1.1, kept as `transforms/golden/filter-wit-1.0.0.wasm`) still
+/// links and runs on this host.
+#[test]
+fn a_component_built_against_wit_1_0_runs_on_the_1_1_host() -> anyhow::Result<()> {
+    let host = TransformHost::new()?;
+    let cache = tempfile::tempdir()?;
+    let old = harness::repo_root().join("transforms/golden/filter-wit-1.0.0.wasm");
+    let chain = host.load_chain(
+        vec![
+            vehicle_parser(),
+            harness::stage_spec("filter", &old, &[("predicate", "total_miles < 100")]),
+        ],
+        cache.path(),
+    )?;
+    let event = |miles: i64| {
+        format!(
+            r#"{{"vehicle":{{"id":"V"}},"average_speed":1.0,"total_miles":{miles},"ts":"2024-01-01T08:00:00Z","owner":{{"phone":"13800138000"}}}}"#
+        )
+    };
+    let out = chain
+        .start_run()
+        .run(&batch(vec![record(0, &event(50)), record(1, &event(500))]))?;
+    let kept: Vec<u32> = out.rows.iter().map(|r| r.source).collect();
+    assert_eq!(kept, [0]);
+    Ok(())
+}
