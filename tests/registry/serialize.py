@@ -6,7 +6,7 @@ record: {"key": base64 or null, "value": base64 or null, "expect": the row pyodp
 (canonical JSON, as tests/pyodps/conformance.py dumps it) or null, "dead": the dead-letter code
 or null}. The expectations are computed here, from the Python values, not by k2mc's code.
 
-    serialize.py --registry URL --topic T --scenario types|evolution
+    serialize.py --registry URL --topic T --scenario types|evolution|protobuf|json
 """
 
 import argparse
@@ -200,13 +200,219 @@ def evolution_records():
     return rows
 
 
+PROTO_TEXT = """syntax = "proto3";
+package iot;
+import "google/protobuf/timestamp.proto";
+import "google/protobuf/wrappers.proto";
+message Reading {
+  int64 id = 1;
+  string name = 2;
+  optional double score = 3;
+  repeated string tags = 4;
+  map<string, int64> attrs = 5;
+  google.protobuf.Timestamp at = 6;
+  uint64 count = 7;
+  Kind kind = 8;
+  Line line = 9;
+  oneof pay { string card = 10; int32 cash = 11; }
+  google.protobuf.Int64Value maybe = 12;
+  enum Kind { UNKNOWN = 0; HOT = 1; COLD = 2; }
+  message Line { string sku = 1; int32 qty = 2; }
+}
+"""
+
+
+def proto_classes():
+    """Reading v1 (as PROTO_TEXT), v2 (adds `extra`) and v3 (`id` becomes a string: incompatible),
+    built as descriptors at run time, as protoc's generated code would."""
+    from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
+    from google.protobuf import timestamp_pb2, wrappers_pb2  # noqa: F401 (registers the imports)
+
+    F = descriptor_pb2.FieldDescriptorProto
+    classes = []
+    for version in (1, 2, 3):
+        fdp = descriptor_pb2.FileDescriptorProto(
+            name=f"iot/reading_v{version}.proto",
+            package=f"iot.v{version}",
+            syntax="proto3",
+            dependency=["google/protobuf/timestamp.proto", "google/protobuf/wrappers.proto"],
+        )
+        m = fdp.message_type.add(name="Reading")
+        pkg = f".iot.v{version}.Reading"
+        opt = F.LABEL_OPTIONAL
+        m.field.add(name="id", number=1, label=opt, type=F.TYPE_STRING if version == 3 else F.TYPE_INT64)
+        m.field.add(name="name", number=2, label=opt, type=F.TYPE_STRING)
+        m.field.add(name="score", number=3, label=opt, type=F.TYPE_DOUBLE, proto3_optional=True, oneof_index=1)
+        m.field.add(name="tags", number=4, label=F.LABEL_REPEATED, type=F.TYPE_STRING)
+        entry = m.nested_type.add(name="AttrsEntry")
+        entry.options.map_entry = True
+        entry.field.add(name="key", number=1, label=opt, type=F.TYPE_STRING)
+        entry.field.add(name="value", number=2, label=opt, type=F.TYPE_INT64)
+        m.field.add(name="attrs", number=5, label=F.LABEL_REPEATED, type=F.TYPE_MESSAGE, type_name=pkg + ".AttrsEntry")
+        m.field.add(name="at", number=6, label=opt, type=F.TYPE_MESSAGE, type_name=".google.protobuf.Timestamp")
+        m.field.add(name="count", number=7, label=opt, type=F.TYPE_UINT64)
+        kind = m.enum_type.add(name="Kind")
+        for n, v in (("UNKNOWN", 0), ("HOT", 1), ("COLD", 2)):
+            kind.value.add(name=n, number=v)
+        m.field.add(name="kind", number=8, label=opt, type=F.TYPE_ENUM, type_name=pkg + ".Kind")
+        line = m.nested_type.add(name="Line")
+        line.field.add(name="sku", number=1, label=opt, type=F.TYPE_STRING)
+        line.field.add(name="qty", number=2, label=opt, type=F.TYPE_INT32)
+        m.field.add(name="line", number=9, label=opt, type=F.TYPE_MESSAGE, type_name=pkg + ".Line")
+        m.oneof_decl.add(name="pay")
+        m.oneof_decl.add(name="_score")
+        m.field.add(name="card", number=10, label=opt, type=F.TYPE_STRING, oneof_index=0)
+        m.field.add(name="cash", number=11, label=opt, type=F.TYPE_INT32, oneof_index=0)
+        m.field.add(name="maybe", number=12, label=opt, type=F.TYPE_MESSAGE, type_name=".google.protobuf.Int64Value")
+        if version == 2:
+            m.field.add(name="extra", number=13, label=opt, type=F.TYPE_STRING)
+        pool = descriptor_pool.Default()
+        pool.Add(fdp)
+        classes.append(message_factory.GetMessageClass(pool.FindMessageTypeByName(pkg[1:])))
+    return classes
+
+
+def protobuf_records(client, topic):
+    """Records written by ProtobufSerializer (it registers base64 descriptors); the table's
+    reader version is registered as .proto text under <topic>-reader, as a person would."""
+    from confluent_kafka.schema_registry import Schema
+    from confluent_kafka.schema_registry.protobuf import ProtobufSerializer
+
+    client.register_schema(f"{topic}-reader", Schema(PROTO_TEXT, "PROTOBUF"))
+    v1, v2, v3 = proto_classes()
+    out = []
+    for i, cls in enumerate([v1, v1, v2, v3]):
+        msg = cls()
+        if cls is v3:
+            msg.id = f"id-{i}"
+        else:
+            msg.id = 10_000_000_000 + i
+        msg.name = f"sensor {i} ✓"
+        if i != 1:
+            msg.score = i / 4
+        msg.tags.extend([f"t{j}" for j in range(i)])
+        for k, v in {"b": i, "a": -i}.items():
+            msg.attrs[k] = v
+        msg.at.FromDatetime(dt.datetime(2024, 5, 1, 13, 45, 30, 123456) + dt.timedelta(days=i))
+        msg.count = 18_000_000_000_000_000_000 + i
+        msg.kind = i % 3
+        if i != 2:
+            msg.line.sku = f"s{i}"
+            msg.line.qty = i
+        if i % 2:
+            msg.card = "4111"
+        else:
+            msg.cash = 5 * i
+        if i == 0:
+            msg.maybe.value = -3
+        if cls is v2:
+            msg.extra = "not in the table"
+        ser = ProtobufSerializer(cls, client)
+        data = ser(msg, SerializationContext(topic, MessageField.VALUE))
+        if cls is v3:
+            out.append((None, data, None, "incompatible-schema"))
+            continue
+        at = dt.datetime(2024, 5, 1, 13, 45, 30, 123456) + dt.timedelta(days=i)
+        expect = [
+            msg.id,
+            msg.name,
+            None if i == 1 else i / 4,
+            list(msg.tags),
+            sorted([[k, v] for k, v in msg.attrs.items()]),
+            ts(at),
+            str(msg.count),
+            ["UNKNOWN", "HOT", "COLD"][i % 3],
+            None if i == 2 else [f"s{i}", i],
+            "4111" if i % 2 else None,
+            None if i % 2 else 5 * i,
+            -3 if i == 0 else None,
+        ]
+        out.append((None, data, expect, None))
+    return out
+
+
+JSON_SCHEMA = {
+    "$schema": "http://json-schema.org/draft-07/schema#",
+    "title": "Reading",
+    "type": "object",
+    "properties": {
+        "id": {"type": "integer"},
+        "name": {"type": "string"},
+        "score": {"type": ["number", "null"]},
+        "day": {"type": "string", "format": "date"},
+        "at": {"type": "string", "format": "date-time"},
+        "tags": {"type": "array", "items": {"type": "string"}},
+        "attrs": {"type": "object", "additionalProperties": {"type": "integer"}},
+        "address": {"$ref": "#/definitions/Address"},
+        "any": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
+    },
+    "required": ["id", "name", "day", "at", "tags", "attrs", "address"],
+    "definitions": {
+        "Address": {
+            "type": "object",
+            "properties": {"city": {"type": "string"}, "zip": {"type": ["string", "null"]}},
+            "required": ["city"],
+        }
+    },
+}
+
+
+def json_records(client, topic):
+    """Records written by JSONSerializer (it validates them against the schema); a second
+    version adds a property, which the table (version 1) does not load."""
+    import copy
+
+    from confluent_kafka.schema_registry.json_schema import JSONSerializer
+
+    v2 = copy.deepcopy(JSON_SCHEMA)
+    v2["properties"]["extra"] = {"type": "string"}
+    out = []
+    for i, schema in enumerate([JSON_SCHEMA, JSON_SCHEMA, v2]):
+        at = dt.datetime(2024, 5, 1, 13, 45, 30, 250000, tzinfo=dt.timezone.utc) + dt.timedelta(hours=i)
+        value = {
+            "id": 10_000_000_000 + i,
+            "name": f"json {i}",
+            "score": None if i == 1 else i * 1.5,
+            "day": (dt.date(2024, 2, 28) + dt.timedelta(days=i)).isoformat(),
+            "at": at.isoformat(),
+            "tags": [f"t{j}" for j in range(i)],
+            "attrs": {"x": i},
+            "address": {"city": "Hangzhou"} if i == 0 else {"city": "Beijing", "zip": "100000"},
+            "any": [7, "seven", None][i],
+        }
+        if value["any"] is None:
+            del value["any"]
+        if schema is v2:
+            value["extra"] = "ignored"
+        ser = JSONSerializer(json.dumps(schema), client)
+        data = ser(value, SerializationContext(topic, MessageField.VALUE))
+        expect = [
+            value["id"],
+            value["name"],
+            value["score"],
+            (dt.date.fromisoformat(value["day"]) - dt.date(1970, 1, 1)).days,
+            ts(at),
+            value["tags"],
+            [["x", i]],
+            [value["address"]["city"], value["address"].get("zip")],
+            json.dumps(value["any"], separators=(",", ":")) if "any" in value else None,
+        ]
+        out.append((None, data, expect, None))
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--registry", required=True)
     p.add_argument("--topic", required=True)
-    p.add_argument("--scenario", choices=["types", "evolution"], required=True)
+    p.add_argument("--scenario", choices=["types", "evolution", "protobuf", "json"], required=True)
     args = p.parse_args()
     client = SchemaRegistryClient({"url": args.registry})
+    if args.scenario in ("protobuf", "json"):
+        made = protobuf_records(client, args.topic) if args.scenario == "protobuf" else json_records(client, args.topic)
+        for key, value, expect, dead in made:
+            print(json.dumps({"key": b64(key), "value": b64(value), "expect": expect, "dead": dead}))
+        return
     records = types_records() if args.scenario == "types" else evolution_records()
     serializers = {}
     key_serializer = AvroSerializer(client, json.dumps("string"))

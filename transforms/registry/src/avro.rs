@@ -12,7 +12,7 @@ use apache_avro::schema::{Name, RecordSchema, Schema, UnionSchema};
 use apache_avro::types::Value;
 use serde_json::{Map, Value as Json};
 
-use crate::model::{Col, Out, Ty, decimal_text, instant, time_of_day};
+use crate::model::{Field, Out, Ty, decimal_text, instant, time_of_day};
 
 /// MaxCompute's DECIMAL limits; a wider Avro decimal becomes STRING.
 const MAX_PRECISION: usize = 38;
@@ -80,31 +80,27 @@ impl AvroSchema {
         }
     }
 
-    /// The root record's fields as columns (a schema that is not a record is one column,
-    /// `value`).
-    pub fn columns(&self) -> Result<Vec<Col>, String> {
-        match self.deref(self.root) {
-            Schema::Record(r) => r
+    /// The reader-side tree of the root: a record's fields as children, recursively.
+    pub fn tree(&self) -> Result<Field, String> {
+        self.field("", self.root)
+    }
+
+    fn field(&self, name: &str, s: &Schema) -> Result<Field, String> {
+        let (ty, nullable) = self.ty(s)?;
+        let children = match record_of(self, s) {
+            Some(r) => r
                 .fields
                 .iter()
-                .map(|f| {
-                    let (ty, nullable) = self.ty(&f.schema)?;
-                    Ok(Col {
-                        name: f.name.clone(),
-                        ty,
-                        nullable,
-                    })
-                })
-                .collect(),
-            other => {
-                let (ty, nullable) = self.ty(other)?;
-                Ok(vec![Col {
-                    name: "value".into(),
-                    ty,
-                    nullable,
-                }])
-            }
-        }
+                .map(|f| self.field(&f.name, &f.schema))
+                .collect::<Result<_, _>>()?,
+            None => Vec::new(),
+        };
+        Ok(Field {
+            name: name.to_owned(),
+            ty,
+            nullable,
+            children,
+        })
     }
 
     /// The record schema at the root, if it is one.
@@ -149,7 +145,10 @@ impl AvroSchema {
                 false,
             ),
             Schema::Array(a) => (Ty::Array(Box::new(self.ty(&a.items)?.0)), false),
-            Schema::Map(m) => (Ty::Map(Box::new(self.ty(&m.types)?.0)), false),
+            Schema::Map(m) => (
+                Ty::Map(Box::new(Ty::String), Box::new(self.ty(&m.types)?.0)),
+                false,
+            ),
             Schema::Record(r) => (
                 Ty::Struct(
                     r.fields
@@ -265,6 +264,66 @@ impl AvroSchema {
             }
             _ => self.cell(v, s).to_json(),
         }
+    }
+}
+
+/// The record `s` is (through a nullable union and references), if any.
+fn record_of<'a>(schema: &'a AvroSchema, s: &'a Schema) -> Option<&'a RecordSchema> {
+    match schema.deref(s) {
+        Schema::Record(r) => Some(r),
+        Schema::Union(u) => match non_null(u).as_slice() {
+            [one] => record_of(schema, one),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// The cell at `path` in `v` (a value of `schema`'s root): NULL where a step is NULL.
+pub fn extract(schema: &AvroSchema, v: &Value, path: &[String]) -> Out {
+    let mut value = v;
+    let mut s = schema.root;
+    for step in path {
+        let (inner, inner_schema) = unwrap_union(schema, value, s);
+        let (Value::Record(fields), Some(record)) = (inner, record_of(schema, inner_schema)) else {
+            return Out::Null;
+        };
+        let Some(i) = record.lookup.get(step) else {
+            return Out::Null;
+        };
+        s = &record.fields[*i].schema;
+        value = match fields.iter().find(|(n, _)| n == step) {
+            Some((_, fv)) => fv,
+            None => return Out::Null,
+        };
+    }
+    schema.cell(value, s)
+}
+
+fn unwrap_union<'a>(
+    schema: &'a AvroSchema,
+    v: &'a Value,
+    s: &'a Schema,
+) -> (&'a Value, &'a Schema) {
+    match (v, schema.deref(s)) {
+        (Value::Union(i, inner), Schema::Union(u)) => {
+            let branch = u.variants().get(*i as usize).unwrap_or(s);
+            unwrap_union(schema, inner, branch)
+        }
+        (v, s) => (v, s),
+    }
+}
+
+/// The fields `writer` has that `reader` does not (top level): what resolution drops.
+pub fn dropped_fields(writer: &AvroSchema, reader: &AvroSchema) -> Vec<String> {
+    match (writer.record(), reader.record()) {
+        (Some(w), Some(r)) => w
+            .fields
+            .iter()
+            .filter(|f| !r.lookup.contains_key(&f.name))
+            .map(|f| f.name.clone())
+            .collect(),
+        _ => Vec::new(),
     }
 }
 

@@ -22,7 +22,8 @@ pub enum Ty {
     Timestamp,
     TimestampNtz,
     Array(Box<Ty>),
-    Map(Box<Ty>),
+    /// Key and value types.
+    Map(Box<Ty>, Box<Ty>),
     Struct(Vec<(String, Ty)>),
 }
 
@@ -43,7 +44,7 @@ impl Ty {
             Ty::Timestamp => "timestamp".into(),
             Ty::TimestampNtz => "timestamp_ntz".into(),
             Ty::Array(e) => format!("array<{}>", e.text()),
-            Ty::Map(v) => format!("map<string,{}>", v.text()),
+            Ty::Map(k, v) => format!("map<{},{}>", k.text(), v.text()),
             Ty::Struct(fields) => format!(
                 "struct<{}>",
                 fields
@@ -57,7 +58,7 @@ impl Ty {
 
     /// ARRAY, MAP and STRUCT: values travel as JSON.
     pub fn is_complex(&self) -> bool {
-        matches!(self, Ty::Array(_) | Ty::Map(_) | Ty::Struct(_))
+        matches!(self, Ty::Array(_) | Ty::Map(..) | Ty::Struct(_))
     }
 }
 
@@ -67,6 +68,16 @@ pub struct Col {
     pub name: String,
     pub ty: Ty,
     pub nullable: bool,
+}
+
+/// A field of a reader schema, whatever its format: what the stage's column plan walks.
+/// `children` are a record's (or message's) fields; empty for anything else.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Field {
+    pub name: String,
+    pub ty: Ty,
+    pub nullable: bool,
+    pub children: Vec<Field>,
 }
 
 /// One cell, in the shape of the WIT `cell`.
@@ -151,7 +162,10 @@ mod tests {
             ("a".into(), Ty::Decimal(10, 2)),
             (
                 "b".into(),
-                Ty::Array(Box::new(Ty::Map(Box::new(Ty::Bigint)))),
+                Ty::Array(Box::new(Ty::Map(
+                    Box::new(Ty::String),
+                    Box::new(Ty::Bigint),
+                ))),
             ),
         ]);
         assert_eq!(

@@ -2,12 +2,9 @@
 //! which columns (all top-level fields by default, nested records flattened on request, or a
 //! chosen list with renames), and how a decoded record becomes a row.
 
-use apache_avro::schema::Schema;
-use apache_avro::types::Value;
 use serde_json::Value as Json;
 
-use crate::avro::AvroSchema;
-use crate::model::{Col, Out, Ty};
+use crate::model::{Col, Field, Ty};
 
 /// Settings of the stage (`transforms/README.md`, "registry").
 #[derive(Debug, Clone, Default, PartialEq)]
@@ -16,6 +13,9 @@ pub struct Settings {
     pub version: Option<i32>,
     pub key_subject: Option<String>,
     pub key_version: Option<i32>,
+    /// Protobuf: the reader message's full name (default: the schema's first message).
+    pub message: Option<String>,
+    pub key_message: Option<String>,
     /// `[{"name", "source"?}]`, as given.
     pub columns: Option<String>,
     pub flatten: bool,
@@ -46,6 +46,8 @@ impl Settings {
                 "version" => s.version = Some(int(k, v)?),
                 "key-subject" => s.key_subject = Some(v.trim().to_owned()),
                 "key-version" => s.key_version = Some(int(k, v)?),
+                "message" => s.message = Some(v.trim().to_owned()),
+                "key-message" => s.key_message = Some(v.trim().to_owned()),
                 "columns" => s.columns = Some(v.clone()),
                 "flatten" => {
                     s.flatten = match v.trim() {
@@ -67,7 +69,7 @@ impl Settings {
                 }
                 other => {
                     return Err(format!(
-                        "unknown setting '{other}'; the settings are subject, version, key-subject, key-version, columns, flatten, tombstones"
+                        "unknown setting '{other}'; the settings are subject, version, message, key-subject, key-version, key-message, columns, flatten, tombstones"
                     ));
                 }
             }
@@ -105,22 +107,16 @@ pub struct Planned {
     pub source: Source,
 }
 
-/// The output columns for a value schema (and a key schema, when decoded).
+/// The output columns for a value schema (and a key schema, when decoded), given as their
+/// reader-side trees.
 pub fn plan(
     settings: &Settings,
-    value: &AvroSchema,
-    key: Option<&AvroSchema>,
+    value: &Field,
+    key: Option<&Field>,
 ) -> Result<Vec<Planned>, String> {
     let Some(text) = &settings.columns else {
         let mut out = Vec::new();
-        fields(
-            value,
-            value.root,
-            &mut Vec::new(),
-            false,
-            settings.flatten,
-            &mut out,
-        )?;
+        fields(value, &mut Vec::new(), false, settings.flatten, &mut out);
         return Ok(out);
     };
     let specs: Vec<Json> = serde_json::from_str(text)
@@ -149,7 +145,7 @@ pub fn plan(
                     Some(rest) => (true, rest.trim_start_matches('.')),
                     None => (false, path),
                 };
-                let schema = if is_key {
+                let root = if is_key {
                     key.ok_or_else(|| {
                         format!("columns: '{name}' reads the key's {path}; set key-subject")
                     })?
@@ -161,7 +157,7 @@ pub fn plan(
                 } else {
                     rest.split('.').map(str::to_owned).collect()
                 };
-                let (ty, nullable) = walk(schema, &path)
+                let (ty, nullable) = walk(root, &path)
                     .map_err(|why| format!("columns: '{name}' (source {source}): {why}"))?;
                 (Source::Field { key: is_key, path }, ty, nullable)
             }
@@ -181,17 +177,16 @@ pub fn plan(
     Ok(out)
 }
 
-/// Columns for the fields under `s` (flattening nested records into `a_b` when asked).
+/// Columns for the fields under `f` (flattening nested records into `a_b` when asked); a root
+/// that is not a record is one column, `value`.
 fn fields(
-    schema: &AvroSchema,
-    s: &Schema,
+    f: &Field,
     prefix: &mut Vec<String>,
     nullable: bool,
     flatten: bool,
     out: &mut Vec<Planned>,
-) -> Result<(), String> {
-    let Some(record) = record_of(schema, s) else {
-        let (ty, n) = schema.ty(s)?;
+) {
+    if f.children.is_empty() {
         out.push(Planned {
             col: Col {
                 name: if prefix.is_empty() {
@@ -199,27 +194,26 @@ fn fields(
                 } else {
                     prefix.join("_")
                 },
-                ty,
-                nullable: nullable || n,
+                ty: f.ty.clone(),
+                nullable: nullable || f.nullable,
             },
             source: Source::Field {
                 key: false,
                 path: prefix.clone(),
             },
         });
-        return Ok(());
-    };
-    for f in &record.fields {
-        prefix.push(f.name.clone());
-        let (ty, n) = schema.ty(&f.schema)?;
-        if flatten && record_of(schema, &f.schema).is_some() {
-            fields(schema, &f.schema, prefix, nullable || n, flatten, out)?;
+        return;
+    }
+    for child in &f.children {
+        prefix.push(child.name.clone());
+        if flatten && !child.children.is_empty() {
+            fields(child, prefix, nullable || child.nullable, flatten, out);
         } else {
             out.push(Planned {
                 col: Col {
                     name: prefix.join("_"),
-                    ty,
-                    nullable: nullable || n,
+                    ty: child.ty.clone(),
+                    nullable: nullable || child.nullable,
                 },
                 source: Source::Field {
                     key: false,
@@ -229,101 +223,125 @@ fn fields(
         }
         prefix.pop();
     }
-    Ok(())
 }
 
-/// The record `s` is (through a nullable union and references), if any.
-fn record_of<'a>(
-    schema: &'a AvroSchema,
-    s: &'a Schema,
-) -> Option<&'a apache_avro::schema::RecordSchema> {
-    match schema.deref(s) {
-        Schema::Record(r) => Some(r),
-        Schema::Union(u) => {
-            let mut branches = u.variants().iter().filter(|v| !matches!(v, Schema::Null));
-            match (branches.next(), branches.next()) {
-                (Some(one), None) => record_of(schema, one),
-                _ => None,
-            }
-        }
-        _ => None,
-    }
-}
-
-/// The type at `path` under the root, and whether any step admits NULL.
-fn walk(schema: &AvroSchema, path: &[String]) -> Result<(Ty, bool), String> {
-    let mut s = schema.root;
+/// The type at `path` under `root`, and whether any step admits NULL.
+fn walk(root: &Field, path: &[String]) -> Result<(Ty, bool), String> {
+    let mut f = root;
     let mut nullable = false;
     for (i, step) in path.iter().enumerate() {
-        nullable |= schema.ty(s)?.1;
-        let record = record_of(schema, s)
-            .ok_or_else(|| format!("'{}' is not a record", path[..i].join(".")))?;
-        let field = record
-            .fields
-            .iter()
-            .find(|f| f.name == *step)
-            .ok_or_else(|| {
-                format!(
-                    "no field '{step}' in {} (fields: {})",
-                    record.name.fullname(None),
-                    record
-                        .fields
-                        .iter()
-                        .map(|f| f.name.as_str())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                )
-            })?;
-        s = &field.schema;
-    }
-    let (ty, n) = schema.ty(s)?;
-    Ok((ty, nullable || n))
-}
-
-/// The cell at `path` in `v` (a value of `schema`'s root): NULL where a step is NULL.
-pub fn extract(schema: &AvroSchema, v: &Value, path: &[String]) -> Out {
-    let mut value = v;
-    let mut s = schema.root;
-    for step in path {
-        let (inner, inner_schema) = unwrap_union(schema, value, s);
-        let (Value::Record(fields), Some(record)) = (inner, record_of(schema, inner_schema)) else {
-            return Out::Null;
-        };
-        let Some(i) = record.lookup.get(step) else {
-            return Out::Null;
-        };
-        s = &record.fields[*i].schema;
-        value = match fields.iter().find(|(n, _)| n == step) {
-            Some((_, fv)) => fv,
-            None => return Out::Null,
-        };
-    }
-    schema.cell(value, s)
-}
-
-fn unwrap_union<'a>(
-    schema: &'a AvroSchema,
-    v: &'a Value,
-    s: &'a Schema,
-) -> (&'a Value, &'a Schema) {
-    match (v, schema.deref(s)) {
-        (Value::Union(i, inner), Schema::Union(u)) => {
-            let branch = u.variants().get(*i as usize).unwrap_or(s);
-            unwrap_union(schema, inner, branch)
+        nullable |= f.nullable;
+        if f.children.is_empty() {
+            return Err(format!("'{}' is not a record", path[..i].join(".")));
         }
-        (v, s) => (v, s),
+        f = f.children.iter().find(|c| c.name == *step).ok_or_else(|| {
+            format!(
+                "no field '{step}' (fields: {})",
+                f.children
+                    .iter()
+                    .map(|c| c.name.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?;
     }
+    Ok((f.ty.clone(), nullable || f.nullable))
 }
 
-/// The fields `writer` has that `reader` does not (top level): what the ignore mode drops.
-pub fn dropped_fields(writer: &AvroSchema, reader: &AvroSchema) -> Vec<String> {
-    match (writer.record(), reader.record()) {
-        (Some(w), Some(r)) => w
-            .fields
-            .iter()
-            .filter(|f| !r.lookup.contains_key(&f.name))
-            .map(|f| f.name.clone())
-            .collect(),
-        _ => Vec::new(),
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn leaf(name: &str, ty: Ty, nullable: bool) -> Field {
+        Field {
+            name: name.into(),
+            ty,
+            nullable,
+            children: Vec::new(),
+        }
+    }
+
+    fn tree() -> Field {
+        let address = Field {
+            name: "address".into(),
+            ty: Ty::Struct(vec![("city".into(), Ty::String)]),
+            nullable: true,
+            children: vec![leaf("city", Ty::String, false)],
+        };
+        Field {
+            name: String::new(),
+            ty: Ty::Struct(Vec::new()),
+            nullable: false,
+            children: vec![leaf("id", Ty::Bigint, false), address],
+        }
+    }
+
+    #[test]
+    fn default_columns_are_top_level_fields_or_flattened_leaves() {
+        let settings = Settings::parse(&[("subject".into(), "s".into())]).unwrap();
+        let names: Vec<(String, bool)> = plan(&settings, &tree(), None)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.col.name, p.col.nullable))
+            .collect();
+        assert_eq!(names, [("id".into(), false), ("address".into(), true)]);
+        let flat = Settings {
+            flatten: true,
+            ..settings
+        };
+        let names: Vec<(String, bool)> = plan(&flat, &tree(), None)
+            .unwrap()
+            .into_iter()
+            .map(|p| (p.col.name, p.col.nullable))
+            .collect();
+        assert_eq!(names, [("id".into(), false), ("address_city".into(), true)]);
+    }
+
+    #[test]
+    fn chosen_columns_rename_reach_into_records_and_name_missing_fields() {
+        let settings = Settings::parse(&[
+            ("subject".into(), "s".into()),
+            (
+                "columns".into(),
+                r#"[{"name":"town","source":"address.city"},{"name":"o","source":"__offset__"}]"#
+                    .into(),
+            ),
+        ])
+        .unwrap();
+        let p = plan(&settings, &tree(), None).unwrap();
+        assert_eq!(p[0].col.ty, Ty::String);
+        assert!(
+            p[0].col.nullable,
+            "a nullable parent makes the leaf nullable"
+        );
+        assert_eq!(p[1].source, Source::Offset);
+        let bad = Settings {
+            columns: Some(r#"[{"name":"x","source":"address.zip"}]"#.into()),
+            ..settings.clone()
+        };
+        let e = plan(&bad, &tree(), None).unwrap_err();
+        assert!(e.contains("no field 'zip'") && e.contains("city"), "{e}");
+        let key = Settings {
+            columns: Some(r#"[{"name":"k","source":"__key__.id"}]"#.into()),
+            ..settings
+        };
+        assert!(
+            plan(&key, &tree(), None)
+                .unwrap_err()
+                .contains("key-subject")
+        );
+    }
+
+    #[test]
+    fn settings_name_the_bad_key() {
+        assert!(Settings::parse(&[]).unwrap_err().contains("subject"));
+        let e = Settings::parse(&[("subjet".into(), "x".into())]).unwrap_err();
+        assert!(e.contains("unknown setting 'subjet'"), "{e}");
+        let e = Settings::parse(&[
+            ("subject".into(), "x".into()),
+            ("version".into(), "v2".into()),
+        ])
+        .unwrap_err();
+        assert!(e.contains("version"), "{e}");
     }
 }

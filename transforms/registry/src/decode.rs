@@ -1,0 +1,260 @@
+//! One side of a record (value or key): the reader schema (the configured subject version: the
+//! table's shape), the writer schemas met so far by id, and a record's bytes to a decoded
+//! value whose fields the plan's columns read. Registry lookups come through a closure, so this
+//! runs natively too (tests, fuzzing); the component passes the WIT `registry` import.
+
+use std::collections::{HashMap, HashSet};
+
+use crate::avro::{self, AvroSchema, Decoder};
+use crate::framing::{self, Framed};
+use crate::json_schema::{self, JsonSchema};
+use crate::model::{Field, Out, Ty};
+use crate::protobuf::{self, ProtoSchema};
+
+/// How a registered schema is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Avro,
+    Protobuf,
+    JsonSchema,
+}
+
+/// A schema as the registry hands it over.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RegSchema {
+    pub id: String,
+    pub format: Format,
+    pub text: String,
+    /// `(name, text)` of every schema it refers to, dependencies first.
+    pub references: Vec<(String, String)>,
+    pub subject: Option<String>,
+    pub version: Option<i32>,
+}
+
+/// Why a lookup gave no schema.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LookupError {
+    /// No such id: the record is a dead letter.
+    NotFound(String),
+    /// The registry is down or refused us: the batch fails, nothing is skipped.
+    Unavailable(String),
+}
+
+/// What became of a record that gave no row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// A dead letter: code and message.
+    Dead(String, String),
+    /// The batch cannot go on.
+    Fatal(String),
+}
+
+fn dead(code: &str, message: String) -> Failure {
+    Failure::Dead(code.into(), message)
+}
+
+enum Schema {
+    Avro(&'static AvroSchema),
+    Proto(ProtoSchema),
+    Json(JsonSchema),
+}
+
+enum Writer {
+    Avro(Decoder, &'static AvroSchema),
+    Proto(ProtoSchema),
+    Json,
+}
+
+/// A decoded record side.
+pub enum Decoded {
+    Avro(apache_avro::types::Value),
+    Proto(prost_reflect::DynamicMessage),
+    Json(serde_json::Value),
+}
+
+/// The reader schema of one side and the writers met so far.
+pub struct Side {
+    reader: Schema,
+    reader_id: String,
+    tree: Field,
+    /// `subject vN (id N)`, for messages.
+    pub label: String,
+    writers: HashMap<u32, Result<Writer, Failure>>,
+    noted: HashSet<u32>,
+}
+
+impl std::fmt::Debug for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Side")
+            .field("label", &self.label)
+            .finish_non_exhaustive()
+    }
+}
+
+fn parse(s: &RegSchema, message: Option<&str>) -> Result<Schema, String> {
+    let refs: Vec<(&str, &str)> = s
+        .references
+        .iter()
+        .map(|(n, t)| (n.as_str(), t.as_str()))
+        .collect();
+    match s.format {
+        Format::Avro => {
+            let texts: Vec<&str> = refs.iter().map(|r| r.1).collect();
+            avro::parse(&s.text, &texts).map(Schema::Avro)
+        }
+        Format::Protobuf => protobuf::parse(&s.text, &refs, message).map(Schema::Proto),
+        Format::JsonSchema => json_schema::parse(&s.text, &refs).map(Schema::Json),
+    }
+    .map_err(|e| format!("schema {} does not parse: {e}", s.id))
+}
+
+impl Side {
+    /// The side for reader schema `s`; `message` picks a Protobuf reader message.
+    pub fn new(s: &RegSchema, message: Option<&str>) -> Result<Side, String> {
+        let reader = parse(s, message)?;
+        let tree = match &reader {
+            Schema::Avro(a) => a.tree()?,
+            Schema::Proto(p) => p.tree(),
+            Schema::Json(j) => j.tree()?,
+        };
+        Ok(Side {
+            reader,
+            reader_id: s.id.clone(),
+            tree,
+            label: format!(
+                "{} v{} (id {})",
+                s.subject.as_deref().unwrap_or("schema"),
+                s.version.unwrap_or_default(),
+                s.id
+            ),
+            writers: HashMap::new(),
+            noted: HashSet::new(),
+        })
+    }
+
+    /// The reader's field tree (what the plan's columns come from).
+    pub fn tree(&self) -> &Field {
+        &self.tree
+    }
+
+    fn writer(
+        &mut self,
+        id: u32,
+        lookup: &mut dyn FnMut(u32) -> Result<RegSchema, LookupError>,
+    ) -> Result<&Writer, Failure> {
+        if !self.writers.contains_key(&id) {
+            let built = match lookup(id) {
+                Err(LookupError::Unavailable(m)) => return Err(Failure::Fatal(m)),
+                Err(LookupError::NotFound(m)) => Err(dead(
+                    "unknown-schema",
+                    format!("schema id {id} is not in the registry: {m}"),
+                )),
+                Ok(s) => self.build(id, &s),
+            };
+            self.writers.insert(id, built);
+        }
+        match &self.writers[&id] {
+            Ok(w) => Ok(w),
+            Err(f) => Err(f.clone()),
+        }
+    }
+
+    fn build(&self, id: u32, s: &RegSchema) -> Result<Writer, Failure> {
+        let written = parse(s, None).map_err(|e| dead("bad-schema", e))?;
+        let incompatible = |why: String| {
+            dead(
+                "incompatible-schema",
+                format!("writer schema {id} cannot be read as {}: {why}", self.label),
+            )
+        };
+        match (written, &self.reader) {
+            (Schema::Avro(w), Schema::Avro(r)) => {
+                let resolve = (s.id != self.reader_id).then_some(*r);
+                Decoder::new(w, resolve)
+                    .map(|d| Writer::Avro(d, w))
+                    .map_err(incompatible)
+            }
+            (Schema::Proto(w), Schema::Proto(_)) => Ok(Writer::Proto(w)),
+            (Schema::Json(_), Schema::Json(_)) => Ok(Writer::Json),
+            (_, _) => Err(incompatible(format!(
+                "it is {:?}, the reader is another format",
+                s.format
+            ))),
+        }
+    }
+
+    /// Decodes one framed key or value. The second item is a note to log once per writer id
+    /// (fields the writer has that the table does not load).
+    pub fn decode(
+        &mut self,
+        bytes: &[u8],
+        lookup: &mut dyn FnMut(u32) -> Result<RegSchema, LookupError>,
+    ) -> Result<(Decoded, Option<String>), Failure> {
+        let (id, payload) = match framing::split(bytes) {
+            Ok(Framed::Confluent { id, payload }) => (id, payload),
+            Ok(Framed::Glue { version_id, .. }) => {
+                return Err(Failure::Fatal(format!(
+                    "record is framed for AWS Glue schema version {version_id}; this stage reads Confluent-framed records"
+                )));
+            }
+            Err(e) => return Err(dead("bad-framing", e.0)),
+        };
+        let own = id.to_string() == self.reader_id;
+        let label = self.label.clone();
+        let bad = |why: String| {
+            if own {
+                dead("bad-payload", format!("schema {id}: {why}"))
+            } else {
+                dead(
+                    "incompatible-schema",
+                    format!("writer schema {id} read as {label}: {why}"),
+                )
+            }
+        };
+        let decoded = match self.writer(id, lookup)? {
+            Writer::Avro(d, _) => Decoded::Avro(d.decode(payload).map_err(bad)?),
+            Writer::Proto(w) => {
+                let (indexes, rest) = protobuf::message_indexes(payload).map_err(bad)?;
+                let message = w.message_at(&indexes).map_err(bad)?;
+                Decoded::Proto(
+                    prost_reflect::DynamicMessage::decode(message, rest)
+                        .map_err(|e| bad(e.to_string()))?,
+                )
+            }
+            Writer::Json => Decoded::Json(
+                serde_json::from_slice(payload).map_err(|e| bad(format!("not JSON: {e}")))?,
+            ),
+        };
+        let note = if !own && self.noted.insert(id) {
+            let dropped = match (&decoded, &self.reader, self.writers.get(&id)) {
+                (Decoded::Proto(m), Schema::Proto(r), _) => {
+                    use prost_reflect::ReflectMessage as _;
+                    protobuf::dropped_fields(&m.descriptor(), &r.message)
+                }
+                (Decoded::Json(v), _, _) => json_schema::dropped_properties(v, &self.tree),
+                (_, Schema::Avro(r), Some(Ok(Writer::Avro(_, w)))) => avro::dropped_fields(w, r),
+                _ => Vec::new(),
+            };
+            (!dropped.is_empty()).then(|| {
+                format!(
+                    "schema {id} has fields the table does not ({}); they are not loaded. To load them, add the columns and point the stage at the newer version",
+                    dropped.join(", ")
+                )
+            })
+        } else {
+            None
+        };
+        Ok((decoded, note))
+    }
+
+    /// The cell at `path` of a decoded record, as column type `ty`.
+    pub fn extract(&self, d: &Decoded, path: &[String], ty: &Ty) -> Result<Out, Failure> {
+        let mismatch = |e: String| dead("incompatible-schema", format!("{}: {e}", self.label));
+        match (d, &self.reader) {
+            (Decoded::Avro(v), Schema::Avro(r)) => Ok(avro::extract(r, v, path)),
+            (Decoded::Proto(m), _) => protobuf::extract(m, path, ty).map_err(mismatch),
+            (Decoded::Json(v), _) => json_schema::extract(v, path, ty).map_err(mismatch),
+            _ => Err(mismatch("decoded with another format".into())),
+        }
+    }
+}

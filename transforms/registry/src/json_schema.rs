@@ -1,0 +1,322 @@
+//! JSON Schema: a schema from the registry mapped to columns (`type`, `properties`,
+//! `required`, `items`, `additionalProperties`, `format`, local and referenced `$ref`), and JSON
+//! payloads projected by property name onto them. A property the reader has and the record
+//! lacks is NULL; one only the record has is not loaded; a value of the wrong type is an error.
+
+use std::collections::HashMap;
+
+use serde_json::{Map, Value as Json};
+
+use crate::model::{Field, Out, Ty, instant};
+
+/// Deepest `$ref` chain followed (a cycle is an error, not a hang).
+const MAX_DEPTH: usize = 32;
+
+/// A parsed schema with the schemas it references, by `$ref` name.
+#[derive(Debug, Clone)]
+pub struct JsonSchema {
+    root: Json,
+    references: HashMap<String, Json>,
+}
+
+/// Parses `text` with its references (`(name, text)`).
+pub fn parse(text: &str, references: &[(&str, &str)]) -> Result<JsonSchema, String> {
+    let root: Json = serde_json::from_str(text).map_err(|e| format!("not JSON: {e}"))?;
+    let mut refs = HashMap::new();
+    for (name, t) in references {
+        refs.insert(
+            (*name).to_owned(),
+            serde_json::from_str(t).map_err(|e| format!("reference {name}: not JSON: {e}"))?,
+        );
+    }
+    let schema = JsonSchema {
+        root,
+        references: refs,
+    };
+    schema.tree()?;
+    Ok(schema)
+}
+
+impl JsonSchema {
+    /// The schema `s` stands for, following `$ref` (`#/definitions/X`, `#/$defs/X`, or a
+    /// referenced schema's name, optionally with a `#/...` pointer).
+    fn resolve<'a>(&'a self, mut s: &'a Json) -> Result<&'a Json, String> {
+        for _ in 0..MAX_DEPTH {
+            let Some(r) = s.get("$ref").and_then(Json::as_str) else {
+                return Ok(s);
+            };
+            let (doc, pointer) = match r.split_once('#') {
+                Some((doc, p)) => (doc, p),
+                None => (r, ""),
+            };
+            let base = if doc.is_empty() {
+                &self.root
+            } else {
+                self.references
+                    .get(doc)
+                    .ok_or_else(|| format!("$ref {r}: no reference named {doc}"))?
+            };
+            s = base
+                .pointer(pointer)
+                .ok_or_else(|| format!("$ref {r}: nothing at {pointer}"))?;
+        }
+        Err(format!("$ref chains deeper than {MAX_DEPTH} (a cycle?)"))
+    }
+
+    /// The reader-side tree of the root.
+    pub fn tree(&self) -> Result<Field, String> {
+        self.field("", &self.root, true, 0)
+    }
+
+    fn field(&self, name: &str, s: &Json, required: bool, depth: usize) -> Result<Field, String> {
+        if depth > MAX_DEPTH {
+            return Err("schemas nest deeper than 32 levels (a recursive $ref?)".into());
+        }
+        let s = self.resolve(s)?;
+        let (types, nullable) = types(s);
+        let nullable = nullable || !required;
+        if let Some(alternatives) = s.get("oneOf").or_else(|| s.get("anyOf")) {
+            let arms: Vec<&Json> = alternatives
+                .as_array()
+                .map(|a| a.iter().collect())
+                .unwrap_or_default();
+            let non_null: Vec<&Json> = arms
+                .iter()
+                .copied()
+                .filter(|a| types_of(a) != ["null"])
+                .collect();
+            let has_null = non_null.len() < arms.len();
+            if let [one] = non_null.as_slice() {
+                let mut f = self.field(name, one, required, depth + 1)?;
+                f.nullable |= has_null;
+                return Ok(f);
+            }
+            return Ok(leaf(name, Ty::Json, true));
+        }
+        let ty = match types.as_slice() {
+            ["object"] => {
+                if let Some(props) = s.get("properties").and_then(Json::as_object) {
+                    let required: Vec<&str> = s
+                        .get("required")
+                        .and_then(Json::as_array)
+                        .map(|r| r.iter().filter_map(Json::as_str).collect())
+                        .unwrap_or_default();
+                    let children = props
+                        .iter()
+                        .map(|(n, p)| self.field(n, p, required.contains(&n.as_str()), depth + 1))
+                        .collect::<Result<Vec<_>, _>>()?;
+                    let ty = Ty::Struct(
+                        children
+                            .iter()
+                            .map(|c| (c.name.clone(), c.ty.clone()))
+                            .collect(),
+                    );
+                    return Ok(Field {
+                        name: name.to_owned(),
+                        ty,
+                        nullable,
+                        children,
+                    });
+                }
+                match s.get("additionalProperties") {
+                    Some(v) if v.is_object() => Ty::Map(
+                        Box::new(Ty::String),
+                        Box::new(self.field("", v, true, depth + 1)?.ty),
+                    ),
+                    _ => Ty::Json,
+                }
+            }
+            ["array"] => match s.get("items") {
+                Some(items) if items.is_object() => {
+                    Ty::Array(Box::new(self.field("", items, true, depth + 1)?.ty))
+                }
+                _ => Ty::Json,
+            },
+            ["integer"] => Ty::Bigint,
+            ["number"] => Ty::Double,
+            ["boolean"] => Ty::Boolean,
+            ["string"] => match s.get("format").and_then(Json::as_str) {
+                Some("date") => Ty::Date,
+                Some("date-time") => Ty::Timestamp,
+                _ => Ty::String,
+            },
+            _ => Ty::Json,
+        };
+        Ok(leaf(name, ty, nullable))
+    }
+}
+
+fn leaf(name: &str, ty: Ty, nullable: bool) -> Field {
+    Field {
+        name: name.to_owned(),
+        ty,
+        nullable,
+        children: Vec::new(),
+    }
+}
+
+fn types_of(s: &Json) -> Vec<&str> {
+    match s.get("type") {
+        Some(Json::String(t)) => vec![t.as_str()],
+        Some(Json::Array(ts)) => ts.iter().filter_map(Json::as_str).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The non-null types of `s`, and whether `null` is one of them.
+fn types(s: &Json) -> (Vec<&str>, bool) {
+    let all = types_of(s);
+    let nullable = all.contains(&"null");
+    (all.into_iter().filter(|t| *t != "null").collect(), nullable)
+}
+
+/// The cell at `path` (property names) in `v`, as column type `ty`.
+pub fn extract(v: &Json, path: &[String], ty: &Ty) -> Result<Out, String> {
+    let mut current = v;
+    for step in path {
+        match current.get(step) {
+            Some(next) => current = next,
+            None => return Ok(Out::Null),
+        }
+    }
+    convert(current, ty).map_err(|e| match path.last() {
+        Some(p) => format!("property '{p}': {e}"),
+        None => e,
+    })
+}
+
+fn convert(v: &Json, ty: &Ty) -> Result<Out, String> {
+    let mismatch = || Err(format!("{v} does not fit {}", ty.text()));
+    Ok(match (v, ty) {
+        (Json::Null, _) => Out::Null,
+        (Json::Bool(b), Ty::Boolean) => Out::Bool(*b),
+        (Json::Number(n), Ty::Bigint) => match n.as_i64() {
+            Some(i) => Out::Int(i),
+            None => return mismatch(),
+        },
+        (Json::Number(n), Ty::Double) => match n.as_f64() {
+            Some(x) => Out::Double(x),
+            None => return mismatch(),
+        },
+        (Json::String(s), Ty::String) => Out::Str(s.clone()),
+        (Json::String(s), Ty::Date) => {
+            let d = chrono::NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                .map_err(|_| format!("'{s}' is not a date (YYYY-MM-DD)"))?;
+            Out::Date((d - chrono::NaiveDate::default()).num_days() as i32)
+        }
+        (Json::String(s), Ty::Timestamp) => {
+            let t = chrono::DateTime::parse_from_rfc3339(s)
+                .map_err(|_| format!("'{s}' is not an RFC 3339 date-time"))?;
+            instant(
+                t.timestamp() * 1_000_000_000 + i64::from(t.timestamp_subsec_nanos()),
+                1_000_000_000,
+            )
+        }
+        (v, Ty::Json) => Out::Json(v.to_string()),
+        (Json::Object(_) | Json::Array(_), t) if t.is_complex() => {
+            Out::Json(json(v, t)?.to_string())
+        }
+        _ => return mismatch(),
+    })
+}
+
+fn json(v: &Json, ty: &Ty) -> Result<Json, String> {
+    Ok(match (v, ty) {
+        (Json::Object(o), Ty::Struct(fields)) => {
+            let mut out = Map::new();
+            for (name, fty) in fields {
+                let cell = match o.get(name) {
+                    Some(fv) => json(fv, fty)?,
+                    None => Json::Null,
+                };
+                out.insert(name.clone(), cell);
+            }
+            Json::Object(out)
+        }
+        (Json::Array(items), Ty::Array(elem)) => Json::Array(
+            items
+                .iter()
+                .map(|i| json(i, elem))
+                .collect::<Result<_, _>>()?,
+        ),
+        (Json::Object(o), Ty::Map(_, vty)) => Json::Object(
+            o.iter()
+                .map(|(k, ev)| Ok((k.clone(), json(ev, vty)?)))
+                .collect::<Result<_, String>>()?,
+        ),
+        _ => convert(v, ty)?.to_json(),
+    })
+}
+
+/// The record's properties the reader does not have (top level): what is not loaded.
+pub fn dropped_properties(v: &Json, reader: &Field) -> Vec<String> {
+    v.as_object()
+        .map(|o| {
+            o.keys()
+                .filter(|k| !reader.children.iter().any(|c| &c.name == *k))
+                .cloned()
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const SCHEMA: &str = r##"{"type":"object","title":"Order","properties":{
+      "id":{"type":"integer"},"price":{"type":"number"},"day":{"type":"string","format":"date"},
+      "at":{"type":"string","format":"date-time"},"tags":{"type":"array","items":{"type":"string"}},
+      "attrs":{"type":"object","additionalProperties":{"type":"integer"}},
+      "address":{"$ref":"#/definitions/Address"},"note":{"type":["string","null"]},
+      "any":{"oneOf":[{"type":"integer"},{"type":"string"}]}},
+      "required":["id","price","day","at","tags","attrs","address"],
+      "definitions":{"Address":{"type":"object","properties":{"city":{"type":"string"}},"required":["city"]}}}"##;
+
+    #[test]
+    fn json_schema_maps_to_columns() {
+        let s = parse(SCHEMA, &[]).unwrap();
+        let cols: Vec<(String, String, bool)> = s
+            .tree()
+            .unwrap()
+            .children
+            .iter()
+            .map(|f| (f.name.clone(), f.ty.text(), f.nullable))
+            .collect();
+        assert_eq!(
+            cols,
+            [
+                ("id".into(), "bigint".into(), false),
+                ("price".into(), "double".into(), false),
+                ("day".into(), "date".into(), false),
+                ("at".into(), "timestamp".into(), false),
+                ("tags".into(), "array<string>".into(), false),
+                ("attrs".into(), "map<string,bigint>".into(), false),
+                ("address".into(), "struct<city:string>".into(), false),
+                ("note".into(), "string".into(), true),
+                ("any".into(), "json".into(), true),
+            ]
+        );
+    }
+
+    #[test]
+    fn values_convert_or_say_why_not() {
+        let v: Json = serde_json::from_str(
+            r#"{"id":5,"day":"2024-02-29","at":"2024-05-01T13:45:30.5+02:00","address":{"city":"H"}}"#,
+        )
+        .unwrap();
+        let p = |s: &str| vec![s.to_owned()];
+        assert_eq!(extract(&v, &p("id"), &Ty::Bigint), Ok(Out::Int(5)));
+        assert_eq!(extract(&v, &p("day"), &Ty::Date), Ok(Out::Date(19782)));
+        assert_eq!(
+            extract(&v, &p("at"), &Ty::Timestamp),
+            Ok(Out::Timestamp(1_714_563_930, 500_000_000))
+        );
+        assert_eq!(extract(&v, &p("missing"), &Ty::String), Ok(Out::Null));
+        assert!(extract(&v, &p("id"), &Ty::String).is_err());
+        assert_eq!(
+            extract(&v, &["address".into(), "city".into()], &Ty::String),
+            Ok(Out::Str("H".into()))
+        );
+    }
+}

@@ -1,0 +1,425 @@
+//! Protobuf: schemas from the registry (`.proto` text, or a base64 `FileDescriptorProto` as
+//! Confluent's Python serializer registers them) compiled in the sandbox with protox, records
+//! decoded as dynamic messages of the message the framing's message indexes name, and fields
+//! projected by name onto the reader message's columns (`transforms/README.md`, "registry").
+//! Protobuf has no schema resolution: a field the reader has and the writer lacks is NULL, a
+//! field only the writer has is not loaded, and a field whose type changed is an error.
+
+use std::collections::HashMap;
+
+use base64::Engine as _;
+use prost_reflect::{
+    DynamicMessage, FieldDescriptor, Kind, MapKey, MessageDescriptor, ReflectMessage, Value,
+};
+use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
+use serde_json::{Map, Value as Json};
+
+use crate::model::{Field, Out, Ty, instant};
+
+/// The main file's name when its text does not say (protox needs one).
+const MAIN: &str = "registry-schema.proto";
+
+/// A compiled schema: the message records of this schema id are read as.
+#[derive(Debug, Clone)]
+pub struct ProtoSchema {
+    file: prost_reflect::FileDescriptor,
+    /// The reader's message (the `message` setting, else the file's first).
+    pub message: MessageDescriptor,
+}
+
+struct Files(HashMap<String, File>);
+
+impl FileResolver for Files {
+    fn open_file(&self, name: &str) -> Result<File, protox::Error> {
+        self.0
+            .get(name)
+            .cloned()
+            .ok_or_else(|| protox::Error::file_not_found(name))
+    }
+}
+
+/// A file from registry text: `.proto` source, or a base64 `FileDescriptorProto`.
+fn file(name: &str, text: &str) -> Result<File, String> {
+    let trimmed = text.trim();
+    if !trimmed.contains(' ')
+        && let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(trimmed)
+        && let Ok(f) = File::decode_file_descriptor_proto(bytes.as_slice())
+    {
+        return Ok(f);
+    }
+    File::from_source(name, text).map_err(|e| e.to_string())
+}
+
+/// Compiles `text` with its references (`(import name, text)`); `message` picks the reader
+/// message by full name (default: the file's first message).
+pub fn parse(
+    text: &str,
+    references: &[(&str, &str)],
+    message: Option<&str>,
+) -> Result<ProtoSchema, String> {
+    let mut files = HashMap::new();
+    for (name, t) in references {
+        files.insert((*name).to_owned(), file(name, t)?);
+    }
+    let main = file(MAIN, text)?;
+    let main_name = main.name().to_owned();
+    files.insert(main_name.clone(), main);
+    let mut chain = ChainFileResolver::new();
+    chain.add(Files(files));
+    chain.add(GoogleFileResolver::new());
+    let mut compiler = protox::Compiler::with_file_resolver(chain);
+    compiler.include_imports(true);
+    compiler.open_file(&main_name).map_err(|e| e.to_string())?;
+    let pool = compiler.descriptor_pool();
+    let file = pool
+        .get_file_by_name(&main_name)
+        .ok_or_else(|| format!("{main_name} did not compile"))?;
+    let message = match message {
+        Some(name) => pool.get_message_by_name(name).ok_or_else(|| {
+            format!(
+                "message '{name}' is not in the schema (messages: {})",
+                file.messages()
+                    .map(|m| m.full_name().to_owned())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            )
+        })?,
+        None => file
+            .messages()
+            .next()
+            .ok_or("the schema defines no message")?,
+    };
+    Ok(ProtoSchema { file, message })
+}
+
+/// Reads Confluent's message indexes (zig-zag varints: a count, then that many indexes; a
+/// lone 0 means `[0]`) and returns them with the rest of the payload.
+pub fn message_indexes(payload: &[u8]) -> Result<(Vec<usize>, &[u8]), String> {
+    let mut rest = payload;
+    let mut next = || -> Result<i64, String> {
+        let v = prost::encoding::decode_varint(&mut rest)
+            .map_err(|e| format!("message indexes: {e}"))?;
+        Ok(((v >> 1) as i64) ^ -((v & 1) as i64))
+    };
+    let count = next()?;
+    if count == 0 {
+        return Ok((vec![0], rest));
+    }
+    if !(0..=64).contains(&count) {
+        return Err(format!(
+            "message indexes: a count of {count} is not plausible"
+        ));
+    }
+    let mut indexes = Vec::new();
+    for _ in 0..count {
+        let i = next()?;
+        indexes.push(usize::try_from(i).map_err(|_| format!("message index {i}"))?);
+    }
+    Ok((indexes, rest))
+}
+
+impl ProtoSchema {
+    /// The message `indexes` name in this (writer) schema's file.
+    pub fn message_at(&self, indexes: &[usize]) -> Result<MessageDescriptor, String> {
+        let mut candidates: Vec<MessageDescriptor> = self.file.messages().collect();
+        let mut found = None;
+        for &i in indexes {
+            let m = candidates
+                .get(i)
+                .cloned()
+                .ok_or_else(|| format!("message index {i} is not in {}", self.file.name()))?;
+            candidates = m.child_messages().collect();
+            found = Some(m);
+        }
+        found.ok_or_else(|| "empty message indexes".to_owned())
+    }
+
+    /// The reader-side tree of the reader message.
+    pub fn tree(&self) -> Field {
+        Field {
+            name: String::new(),
+            ty: message_ty(&self.message),
+            nullable: false,
+            children: self.message.fields().map(|f| field(&f)).collect(),
+        }
+    }
+}
+
+fn field(f: &FieldDescriptor) -> Field {
+    let children = match (f.kind(), f.is_list() || f.is_map()) {
+        (Kind::Message(m), false) if wkt(m.full_name()).is_none() => {
+            m.fields().map(|c| field(&c)).collect()
+        }
+        _ => Vec::new(),
+    };
+    let wrapper = matches!(f.kind(), Kind::Message(m) if wkt(m.full_name()).is_some());
+    Field {
+        name: f.name().to_owned(),
+        ty: field_ty(f),
+        nullable: (f.supports_presence() || wrapper) && !f.is_list(),
+        children,
+    }
+}
+
+/// Well-known types that map to a scalar column.
+fn wkt(name: &str) -> Option<Ty> {
+    Some(match name {
+        "google.protobuf.Timestamp" => Ty::Timestamp,
+        "google.protobuf.DoubleValue" => Ty::Double,
+        "google.protobuf.FloatValue" => Ty::Float,
+        "google.protobuf.Int64Value" | "google.protobuf.UInt32Value" => Ty::Bigint,
+        "google.protobuf.UInt64Value" => Ty::Decimal(20, 0),
+        "google.protobuf.Int32Value" => Ty::Int,
+        "google.protobuf.BoolValue" => Ty::Boolean,
+        "google.protobuf.StringValue" => Ty::String,
+        "google.protobuf.BytesValue" => Ty::Binary,
+        _ => return None,
+    })
+}
+
+fn kind_ty(kind: &Kind) -> Ty {
+    match kind {
+        Kind::Double => Ty::Double,
+        Kind::Float => Ty::Float,
+        Kind::Int32 | Kind::Sint32 | Kind::Sfixed32 => Ty::Int,
+        Kind::Int64 | Kind::Sint64 | Kind::Sfixed64 | Kind::Uint32 | Kind::Fixed32 => Ty::Bigint,
+        Kind::Uint64 | Kind::Fixed64 => Ty::Decimal(20, 0),
+        Kind::Bool => Ty::Boolean,
+        Kind::String | Kind::Enum(_) => Ty::String,
+        Kind::Bytes => Ty::Binary,
+        Kind::Message(m) => wkt(m.full_name()).unwrap_or_else(|| message_ty(m)),
+    }
+}
+
+fn message_ty(m: &MessageDescriptor) -> Ty {
+    Ty::Struct(
+        m.fields()
+            .map(|f| (f.name().to_owned(), field_ty(&f)))
+            .collect(),
+    )
+}
+
+fn field_ty(f: &FieldDescriptor) -> Ty {
+    match f.kind() {
+        Kind::Message(m) if f.is_map() => Ty::Map(
+            Box::new(kind_ty(&m.map_entry_key_field().kind())),
+            Box::new(kind_ty(&m.map_entry_value_field().kind())),
+        ),
+        kind if f.is_list() => Ty::Array(Box::new(kind_ty(&kind))),
+        kind => kind_ty(&kind),
+    }
+}
+
+/// The cell at `path` (field names) in `msg`, as column type `ty`: NULL where a step is unset
+/// or the writer has no such field; an error where the writer's field does not fit `ty`.
+pub fn extract(msg: &DynamicMessage, path: &[String], ty: &Ty) -> Result<Out, String> {
+    let Some((last, parents)) = path.split_last() else {
+        return convert(&Value::Message(msg.clone()), ty, None);
+    };
+    let mut current = msg.clone();
+    for step in parents {
+        let Some(f) = current.descriptor().get_field_by_name(step) else {
+            return Ok(Out::Null);
+        };
+        if f.supports_presence() && !current.has_field(&f) {
+            return Ok(Out::Null);
+        }
+        match current.get_field(&f).into_owned() {
+            Value::Message(m) => current = m,
+            _ => return Err(format!("field '{step}' is not a message")),
+        }
+    }
+    let Some(f) = current.descriptor().get_field_by_name(last) else {
+        return Ok(Out::Null);
+    };
+    if f.supports_presence() && !current.has_field(&f) {
+        return Ok(Out::Null);
+    }
+    convert(&current.get_field(&f), ty, Some(&f)).map_err(|e| format!("field '{last}': {e}"))
+}
+
+/// `v` as a cell of column type `ty`; `f` names enum values.
+fn convert(v: &Value, ty: &Ty, f: Option<&FieldDescriptor>) -> Result<Out, String> {
+    let mismatch = || Err(format!("{v:?} does not fit {}", ty.text()));
+    Ok(match (v, ty) {
+        (Value::Message(m), _) if wkt(m.descriptor().full_name()).is_some() => {
+            let name = m.descriptor().full_name().to_owned();
+            if name == "google.protobuf.Timestamp" {
+                let get = |n: &str| m.get_field_by_name(n).map(|v| v.into_owned());
+                let seconds = match get("seconds") {
+                    Some(Value::I64(s)) => s,
+                    _ => 0,
+                };
+                let nanos = match get("nanos") {
+                    Some(Value::I32(n)) => i64::from(n),
+                    _ => 0,
+                };
+                return Ok(instant(seconds * 1_000_000_000 + nanos, 1_000_000_000));
+            }
+            let inner = m
+                .get_field_by_name("value")
+                .map(|v| v.into_owned())
+                .ok_or("a wrapper without a value field")?;
+            return convert(&inner, ty, None);
+        }
+        (Value::Bool(b), Ty::Boolean) => Out::Bool(*b),
+        (Value::I32(n), Ty::Int | Ty::Bigint) => Out::Int((*n).into()),
+        (Value::I64(n), Ty::Bigint) => Out::Int(*n),
+        (Value::U32(n), Ty::Bigint) => Out::Int((*n).into()),
+        (Value::U64(n), Ty::Decimal(..)) => Out::Decimal(n.to_string()),
+        (Value::F32(x), Ty::Float | Ty::Double) => Out::Double((*x).into()),
+        (Value::F64(x), Ty::Double) => Out::Double(*x),
+        (Value::String(s), Ty::String) => Out::Str(s.clone()),
+        (Value::Bytes(b), Ty::Binary) => Out::Bin(b.to_vec()),
+        (Value::EnumNumber(n), Ty::String) => {
+            let name = match f.map(FieldDescriptor::kind) {
+                Some(Kind::Enum(e)) => e.get_value(*n).map(|v| v.name().to_owned()),
+                _ => None,
+            };
+            Out::Str(name.unwrap_or_else(|| n.to_string()))
+        }
+        (Value::Message(_) | Value::List(_) | Value::Map(_), t) if t.is_complex() => {
+            Out::Json(json(v, t, f)?.to_string())
+        }
+        _ => return mismatch(),
+    })
+}
+
+/// Canonical JSON of `v` as type `ty` inside an ARRAY, MAP or STRUCT.
+fn json(v: &Value, ty: &Ty, f: Option<&FieldDescriptor>) -> Result<Json, String> {
+    Ok(match (v, ty) {
+        (Value::Message(m), Ty::Struct(fields)) if wkt(m.descriptor().full_name()).is_none() => {
+            let mut out = Map::new();
+            for (name, fty) in fields {
+                let cell = match m.descriptor().get_field_by_name(name) {
+                    Some(fd) if fd.supports_presence() && !m.has_field(&fd) => Json::Null,
+                    Some(fd) => json(&m.get_field(&fd), fty, Some(&fd))?,
+                    None => Json::Null,
+                };
+                out.insert(name.clone(), cell);
+            }
+            Json::Object(out)
+        }
+        (Value::List(items), Ty::Array(elem)) => Json::Array(
+            items
+                .iter()
+                .map(|i| json(i, elem, f))
+                .collect::<Result<_, _>>()?,
+        ),
+        (Value::Map(entries), Ty::Map(_, vty)) => {
+            let value_field = match f.map(FieldDescriptor::kind) {
+                Some(Kind::Message(m)) => Some(m.map_entry_value_field()),
+                _ => None,
+            };
+            let mut sorted: Vec<_> = entries.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            let mut out = Map::new();
+            for (k, ev) in sorted {
+                out.insert(key_text(k), json(ev, vty, value_field.as_ref())?);
+            }
+            Json::Object(out)
+        }
+        _ => convert(v, ty, f)?.to_json(),
+    })
+}
+
+fn key_text(k: &MapKey) -> String {
+    match k {
+        MapKey::Bool(b) => b.to_string(),
+        MapKey::I32(n) => n.to_string(),
+        MapKey::I64(n) => n.to_string(),
+        MapKey::U32(n) => n.to_string(),
+        MapKey::U64(n) => n.to_string(),
+        MapKey::String(s) => s.clone(),
+    }
+}
+
+/// The reader's fields the writer lacks and the writer's fields the reader lacks (top level):
+/// what is NULL and what is not loaded.
+pub fn dropped_fields(writer: &MessageDescriptor, reader: &MessageDescriptor) -> Vec<String> {
+    writer
+        .fields()
+        .filter(|f| reader.get_field_by_name(f.name()).is_none())
+        .map(|f| f.name().to_owned())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROTO: &str = r#"syntax = "proto3";
+package shop;
+import "google/protobuf/timestamp.proto";
+message Order {
+  int64 id = 1;
+  optional string note = 2;
+  repeated string tags = 3;
+  map<string, int64> attrs = 4;
+  google.protobuf.Timestamp at = 5;
+  Line line = 6;
+  message Line { string sku = 1; uint64 qty = 2; }
+  oneof pay { string card = 7; int32 cash = 8; }
+}
+"#;
+
+    #[test]
+    fn proto_text_compiles_and_maps_to_columns() {
+        let s = parse(PROTO, &[], None).unwrap();
+        let tree = s.tree();
+        let cols: Vec<(String, String, bool)> = tree
+            .children
+            .iter()
+            .map(|f| (f.name.clone(), f.ty.text(), f.nullable))
+            .collect();
+        assert_eq!(
+            cols,
+            [
+                ("id".into(), "bigint".into(), false),
+                ("note".into(), "string".into(), true),
+                ("tags".into(), "array<string>".into(), false),
+                ("attrs".into(), "map<string,bigint>".into(), false),
+                ("at".into(), "timestamp".into(), true),
+                (
+                    "line".into(),
+                    "struct<sku:string,qty:decimal(20,0)>".into(),
+                    true
+                ),
+                ("card".into(), "string".into(), true),
+                ("cash".into(), "int".into(), true),
+            ]
+        );
+        // Nested types count in declaration order, map entries included (as protoc writes them).
+        assert_eq!(
+            s.message_at(&[0, 0]).unwrap().full_name(),
+            "shop.Order.AttrsEntry"
+        );
+        assert_eq!(
+            s.message_at(&[0, 1]).unwrap().full_name(),
+            "shop.Order.Line"
+        );
+    }
+
+    #[test]
+    fn message_indexes_follow_confluents_encoding() {
+        assert_eq!(message_indexes(&[0, 9]).unwrap(), (vec![0], &[9u8][..]));
+        // count 2 (zig-zag 4), indexes 1 (2) and 0 (0)
+        assert_eq!(
+            message_indexes(&[4, 2, 0, 7]).unwrap(),
+            (vec![1, 0], &[7u8][..])
+        );
+        assert!(message_indexes(&[]).is_err());
+    }
+
+    #[test]
+    fn a_changed_field_type_is_an_error_and_a_missing_one_is_null() {
+        let s = parse(PROTO, &[], None).unwrap();
+        let mut m = DynamicMessage::new(s.message.clone());
+        m.set_field_by_name("id", Value::I64(7));
+        let path = |p: &str| vec![p.to_owned()];
+        assert_eq!(extract(&m, &path("id"), &Ty::Bigint), Ok(Out::Int(7)));
+        assert_eq!(extract(&m, &path("note"), &Ty::String), Ok(Out::Null));
+        assert_eq!(extract(&m, &path("gone"), &Ty::String), Ok(Out::Null));
+        assert!(extract(&m, &path("id"), &Ty::String).is_err());
+    }
+}
