@@ -82,18 +82,23 @@ impl AvroSchema {
 
     /// The reader-side tree of the root: a record's fields as children, recursively.
     pub fn tree(&self) -> Result<Field, String> {
-        self.field("", self.root)
+        self.field("", self.root, &mut Vec::new())
     }
 
-    fn field(&self, name: &str, s: &Schema) -> Result<Field, String> {
-        let (ty, nullable) = self.ty(s)?;
+    fn field(&self, name: &str, s: &Schema, stack: &mut Vec<String>) -> Result<Field, String> {
+        let (ty, nullable) = self.ty_in(s, stack)?;
         let children = match record_of(self, s) {
-            Some(r) => r
-                .fields
-                .iter()
-                .map(|f| self.field(&f.name, &f.schema))
-                .collect::<Result<_, _>>()?,
-            None => Vec::new(),
+            Some(r) if !stack.contains(&r.name.fullname(None)) => {
+                stack.push(r.name.fullname(None));
+                let children = r
+                    .fields
+                    .iter()
+                    .map(|f| self.field(&f.name, &f.schema, stack))
+                    .collect::<Result<_, _>>()?;
+                stack.pop();
+                children
+            }
+            _ => Vec::new(),
         };
         Ok(Field {
             name: name.to_owned(),
@@ -113,6 +118,12 @@ impl AvroSchema {
 
     /// The MaxCompute type of `s`, and whether it admits NULL (a union with `null`).
     pub fn ty(&self, s: &Schema) -> Result<(Ty, bool), String> {
+        self.ty_in(s, &mut Vec::new())
+    }
+
+    /// [`Self::ty`] inside the records named in `stack`: a record met again is recursive and
+    /// becomes JSON there, as a STRUCT cannot hold itself.
+    fn ty_in(&self, s: &Schema, stack: &mut Vec<String>) -> Result<(Ty, bool), String> {
         Ok(match self.deref(s) {
             Schema::Null => (Ty::String, true),
             Schema::Boolean => (Ty::Boolean, false),
@@ -144,25 +155,30 @@ impl AvroSchema {
                 ]),
                 false,
             ),
-            Schema::Array(a) => (Ty::Array(Box::new(self.ty(&a.items)?.0)), false),
+            Schema::Array(a) => (Ty::Array(Box::new(self.ty_in(&a.items, stack)?.0)), false),
             Schema::Map(m) => (
-                Ty::Map(Box::new(Ty::String), Box::new(self.ty(&m.types)?.0)),
-                false,
-            ),
-            Schema::Record(r) => (
-                Ty::Struct(
-                    r.fields
-                        .iter()
-                        .map(|f| Ok((f.name.clone(), self.ty(&f.schema)?.0)))
-                        .collect::<Result<_, String>>()?,
+                Ty::Map(
+                    Box::new(Ty::String),
+                    Box::new(self.ty_in(&m.types, stack)?.0),
                 ),
                 false,
             ),
+            Schema::Record(r) if stack.contains(&r.name.fullname(None)) => (Ty::Json, false),
+            Schema::Record(r) => {
+                stack.push(r.name.fullname(None));
+                let fields = r
+                    .fields
+                    .iter()
+                    .map(|f| Ok((f.name.clone(), self.ty_in(&f.schema, stack)?.0)))
+                    .collect::<Result<_, String>>();
+                stack.pop();
+                (Ty::Struct(fields?), false)
+            }
             Schema::Union(u) => {
                 let nullable = u.is_nullable();
                 match non_null(u).as_slice() {
                     [] => (Ty::String, true),
-                    [one] => (self.ty(one)?.0, nullable),
+                    [one] => (self.ty_in(one, stack)?.0, nullable),
                     _ => (Ty::Json, nullable),
                 }
             }

@@ -65,14 +65,27 @@ impl JsonSchema {
 
     /// The reader-side tree of the root.
     pub fn tree(&self) -> Result<Field, String> {
-        self.field("", &self.root, true, 0)
+        self.field("", &self.root, true, &mut vec!["#".to_owned()])
     }
 
-    fn field(&self, name: &str, s: &Json, required: bool, depth: usize) -> Result<Field, String> {
-        if depth > MAX_DEPTH {
-            return Err("schemas nest deeper than 32 levels (a recursive $ref?)".into());
+    /// The field for `s`; `refs` are the `$ref`s being expanded: one met again is recursive
+    /// and becomes a JSON column there, as a STRUCT cannot hold itself.
+    fn field(
+        &self,
+        name: &str,
+        s: &Json,
+        required: bool,
+        refs: &mut Vec<String>,
+    ) -> Result<Field, String> {
+        if let Some(r) = s.get("$ref").and_then(Json::as_str) {
+            if refs.iter().any(|x| x == r) || refs.len() > MAX_DEPTH {
+                return Ok(leaf(name, Ty::Json, true));
+            }
+            refs.push(r.to_owned());
+            let f = self.field(name, self.resolve(s)?, required, refs);
+            refs.pop();
+            return f;
         }
-        let s = self.resolve(s)?;
         let (types, nullable) = types(s);
         let nullable = nullable || !required;
         if let Some(alternatives) = s.get("oneOf").or_else(|| s.get("anyOf")) {
@@ -87,7 +100,7 @@ impl JsonSchema {
                 .collect();
             let has_null = non_null.len() < arms.len();
             if let [one] = non_null.as_slice() {
-                let mut f = self.field(name, one, required, depth + 1)?;
+                let mut f = self.field(name, one, required, refs)?;
                 f.nullable |= has_null;
                 return Ok(f);
             }
@@ -103,7 +116,7 @@ impl JsonSchema {
                         .unwrap_or_default();
                     let children = props
                         .iter()
-                        .map(|(n, p)| self.field(n, p, required.contains(&n.as_str()), depth + 1))
+                        .map(|(n, p)| self.field(n, p, required.contains(&n.as_str()), refs))
                         .collect::<Result<Vec<_>, _>>()?;
                     let ty = Ty::Struct(
                         children
@@ -121,14 +134,14 @@ impl JsonSchema {
                 match s.get("additionalProperties") {
                     Some(v) if v.is_object() => Ty::Map(
                         Box::new(Ty::String),
-                        Box::new(self.field("", v, true, depth + 1)?.ty),
+                        Box::new(self.field("", v, true, refs)?.ty),
                     ),
                     _ => Ty::Json,
                 }
             }
             ["array"] => match s.get("items") {
                 Some(items) if items.is_object() => {
-                    Ty::Array(Box::new(self.field("", items, true, depth + 1)?.ty))
+                    Ty::Array(Box::new(self.field("", items, true, refs)?.ty))
                 }
                 _ => Ty::Json,
             },
@@ -296,6 +309,35 @@ mod tests {
                 ("note".into(), "string".into(), true),
                 ("any".into(), "json".into(), true),
             ]
+        );
+    }
+
+    #[test]
+    fn recursive_types_become_json_columns_in_every_format() {
+        let j = parse(
+            r##"{"type":"object","properties":{"kids":{"type":"array","items":{"$ref":"#"}},"n":{"type":"integer"}}}"##,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            j.tree().unwrap().ty.text(),
+            "struct<kids:array<json>,n:bigint>"
+        );
+        let a = crate::avro::parse(
+            r#"{"type":"record","name":"Node","fields":[{"name":"v","type":"long"},{"name":"next","type":["null","Node"]}]}"#,
+            &[],
+        )
+        .unwrap();
+        assert_eq!(a.tree().unwrap().children[1].ty, Ty::Json);
+        let p = crate::protobuf::parse(
+            "syntax = \"proto3\"; message M { int64 v = 1; repeated M kids = 2; map<string, M> named = 3; }",
+            &[],
+            None,
+        )
+        .unwrap();
+        assert_eq!(
+            p.tree().ty.text(),
+            "struct<v:bigint,kids:array<json>,named:map<string,json>>"
         );
     }
 

@@ -136,26 +136,41 @@ impl ProtoSchema {
 
     /// The reader-side tree of the reader message.
     pub fn tree(&self) -> Field {
+        let mut stack = vec![self.message.full_name().to_owned()];
         Field {
             name: String::new(),
-            ty: message_ty(&self.message),
+            ty: message_ty(&self.message, &mut stack),
             nullable: false,
-            children: self.message.fields().map(|f| field(&f)).collect(),
+            children: self
+                .message
+                .fields()
+                .map(|f| field(&f, &mut stack))
+                .collect(),
         }
     }
 }
 
-fn field(f: &FieldDescriptor) -> Field {
+/// A message already being mapped (`stack`) is recursive: it becomes a JSON column there, as a
+/// STRUCT cannot hold itself.
+fn recursive(m: &MessageDescriptor, stack: &[String]) -> bool {
+    stack.iter().any(|s| s == m.full_name())
+}
+
+fn field(f: &FieldDescriptor, stack: &mut Vec<String>) -> Field {
+    let ty = field_ty(f, stack);
     let children = match (f.kind(), f.is_list() || f.is_map()) {
-        (Kind::Message(m), false) if wkt(m.full_name()).is_none() => {
-            m.fields().map(|c| field(&c)).collect()
+        (Kind::Message(m), false) if wkt(m.full_name()).is_none() && !recursive(&m, stack) => {
+            stack.push(m.full_name().to_owned());
+            let children = m.fields().map(|c| field(&c, stack)).collect();
+            stack.pop();
+            children
         }
         _ => Vec::new(),
     };
     let wrapper = matches!(f.kind(), Kind::Message(m) if wkt(m.full_name()).is_some());
     Field {
         name: f.name().to_owned(),
-        ty: field_ty(f),
+        ty,
         nullable: (f.supports_presence() || wrapper) && !f.is_list(),
         children,
     }
@@ -177,7 +192,7 @@ fn wkt(name: &str) -> Option<Ty> {
     })
 }
 
-fn kind_ty(kind: &Kind) -> Ty {
+fn kind_ty(kind: &Kind, stack: &mut Vec<String>) -> Ty {
     match kind {
         Kind::Double => Ty::Double,
         Kind::Float => Ty::Float,
@@ -187,26 +202,76 @@ fn kind_ty(kind: &Kind) -> Ty {
         Kind::Bool => Ty::Boolean,
         Kind::String | Kind::Enum(_) => Ty::String,
         Kind::Bytes => Ty::Binary,
-        Kind::Message(m) => wkt(m.full_name()).unwrap_or_else(|| message_ty(m)),
+        Kind::Message(m) => match wkt(m.full_name()) {
+            Some(t) => t,
+            None if recursive(m, stack) => Ty::Json,
+            None => {
+                stack.push(m.full_name().to_owned());
+                let t = message_ty(m, stack);
+                stack.pop();
+                t
+            }
+        },
     }
 }
 
-fn message_ty(m: &MessageDescriptor) -> Ty {
+fn message_ty(m: &MessageDescriptor, stack: &mut Vec<String>) -> Ty {
     Ty::Struct(
         m.fields()
-            .map(|f| (f.name().to_owned(), field_ty(&f)))
+            .map(|f| (f.name().to_owned(), field_ty(&f, stack)))
             .collect(),
     )
 }
 
-fn field_ty(f: &FieldDescriptor) -> Ty {
+fn field_ty(f: &FieldDescriptor, stack: &mut Vec<String>) -> Ty {
     match f.kind() {
         Kind::Message(m) if f.is_map() => Ty::Map(
-            Box::new(kind_ty(&m.map_entry_key_field().kind())),
-            Box::new(kind_ty(&m.map_entry_value_field().kind())),
+            Box::new(kind_ty(&m.map_entry_key_field().kind(), stack)),
+            Box::new(kind_ty(&m.map_entry_value_field().kind(), stack)),
         ),
-        kind if f.is_list() => Ty::Array(Box::new(kind_ty(&kind))),
-        kind => kind_ty(&kind),
+        kind if f.is_list() => Ty::Array(Box::new(kind_ty(&kind, stack))),
+        kind => kind_ty(&kind, stack),
+    }
+}
+
+/// JSON of any value, for a JSON column (a recursive message): fields by name, enums by name.
+fn any_json(v: &Value, f: Option<&FieldDescriptor>) -> Json {
+    match v {
+        Value::Message(m) => Json::Object(
+            m.fields()
+                .map(|(fd, fv)| (fd.name().to_owned(), any_json(fv, Some(&fd))))
+                .collect(),
+        ),
+        Value::List(items) => Json::Array(items.iter().map(|i| any_json(i, f)).collect()),
+        Value::Map(entries) => {
+            let value_field = match f.map(FieldDescriptor::kind) {
+                Some(Kind::Message(m)) => Some(m.map_entry_value_field()),
+                _ => None,
+            };
+            let mut sorted: Vec<_> = entries.iter().collect();
+            sorted.sort_by(|a, b| a.0.cmp(b.0));
+            Json::Object(
+                sorted
+                    .into_iter()
+                    .map(|(k, ev)| (key_text(k), any_json(ev, value_field.as_ref())))
+                    .collect(),
+            )
+        }
+        Value::Bool(b) => Json::Bool(*b),
+        Value::I32(n) => Json::from(*n),
+        Value::I64(n) => Json::from(*n),
+        Value::U32(n) => Json::from(*n),
+        Value::U64(n) => Json::from(*n),
+        Value::F32(x) => Out::Double((*x).into()).to_json(),
+        Value::F64(x) => Out::Double(*x).to_json(),
+        Value::String(s) => Json::String(s.clone()),
+        Value::Bytes(b) => Out::Bin(b.to_vec()).to_json(),
+        Value::EnumNumber(n) => match f.map(FieldDescriptor::kind) {
+            Some(Kind::Enum(e)) => e
+                .get_value(*n)
+                .map_or_else(|| Json::from(*n), |v| Json::String(v.name().to_owned())),
+            _ => Json::from(*n),
+        },
     }
 }
 
@@ -278,6 +343,7 @@ fn convert(v: &Value, ty: &Ty, f: Option<&FieldDescriptor>) -> Result<Out, Strin
             };
             Out::Str(name.unwrap_or_else(|| n.to_string()))
         }
+        (v, Ty::Json) => Out::Json(any_json(v, f).to_string()),
         (Value::Message(_) | Value::List(_) | Value::Map(_), t) if t.is_complex() => {
             Out::Json(json(v, t, f)?.to_string())
         }
