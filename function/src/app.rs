@@ -28,7 +28,10 @@ use crate::staging::{Staging, sdk_config};
 use crate::transform::{Chain, TransformHost};
 use crate::trigger::Trigger;
 
+mod evolve;
 mod load;
+
+pub use evolve::describe_evolution;
 
 /// A cold-started function.
 #[derive(Debug)]
@@ -48,6 +51,10 @@ pub struct App {
     /// invocation): such looks are spaced by half `[load] interval` per warm process, because
     /// each lists the table's staged batches, and the loader schedule keeps the time bound.
     passing_check: std::sync::Mutex<Option<Instant>>,
+    /// A transform reported a writer schema with fields the table lacks while
+    /// `maxcompute.schema_evolution` is `add-columns`: the next invocation needs a new
+    /// start (which adds them) before it reads a record.
+    stale: std::sync::atomic::AtomicBool,
 }
 
 /// Resolved secrets and the clients built from them.
@@ -193,18 +200,24 @@ pub(crate) fn router(
     Router::new(&config.maxcompute.partition, &keys, &names, time)
 }
 
-/// Matches the chain's output against the table; all problems in one error.
+/// Matches the chain's output against the table (columns it lacks are problems unless
+/// `maxcompute.schema_evolution` is `ignore`); all problems in one error.
 pub fn check_layout(
     config: &Config,
     chain: &Chain,
     table: &TableInfo,
 ) -> Result<Layout, PipelineError> {
     let router = router(config, chain, table, chrono::Utc::now())?;
-    Layout::new(chain.output_columns(), &table.schema, &router.columns()).map_err(|problems| {
-        PipelineError::SchemaMismatch {
-            table: table.name.clone(),
-            problems: problems.join("; "),
-        }
+    let ignore_extra = config.schema_evolution() == crate::config::SchemaEvolution::Ignore;
+    Layout::new(
+        chain.output_columns(),
+        &table.schema,
+        &router.columns(),
+        ignore_extra,
+    )
+    .map_err(|problems| PipelineError::SchemaMismatch {
+        table: table.name.clone(),
+        problems: problems.join("; "),
     })
 }
 
@@ -215,8 +228,7 @@ impl App {
         let conns = connections(&config).await?;
         let chain = load_chain(&config, conns.registry.as_ref())?;
         let kafka = Kafka::connect(&config.kafka, &conns.kafka).await?;
-        let table = conns.maxcompute.get_table(&config.maxcompute.table).await?;
-        let layout = check_layout(&config, &chain, &table)?;
+        let (table, layout) = evolve::prepare_table(&config, &chain, &conns.maxcompute).await?;
         let modules = chain
             .modules()
             .into_iter()
@@ -241,6 +253,7 @@ impl App {
             modules,
             emit_metrics: false,
             passing_check: std::sync::Mutex::new(None),
+            stale: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -252,6 +265,11 @@ impl App {
 
     /// Runs a trigger until done or `deadline` (minus the configured reserve): plan, then sync
     /// each partition, then report.
+    /// Whether a schema change needs a new start before the next invocation (see `stale`).
+    pub fn is_stale(&self) -> bool {
+        self.stale.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     pub async fn invoke(
         &self,
         trigger: &Trigger,
@@ -279,6 +297,12 @@ impl App {
                     refused.next,
                     refused.error,
                 ));
+            }
+            if outcomes
+                .iter()
+                .any(|o| o.error.as_ref().is_some_and(|e| e.kind() == "schema-changed"))
+            {
+                self.stale.store(true, std::sync::atomic::Ordering::Relaxed);
             }
             let mut report = InvocationReport::new(outcomes);
             report.loads = match trigger {

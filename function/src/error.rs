@@ -236,6 +236,18 @@ impl PipelineError {
             PipelineError::Corrupt { .. } => Class::new("corrupt", false, false),
             PipelineError::Encode(_) => Class::new("encode", false, false),
             PipelineError::MaxCompute(e) => Class::new("maxcompute", e.is_retryable(), false),
+            // Codes of `fatal` record errors from the WIT contract (wit/README.md): a registry
+            // that is down and a schema that needs new columns pass with a retry.
+            PipelineError::Transform(TransformError::Fatal { code, .. })
+                if code == "registry-unavailable" =>
+            {
+                Class::new("registry", true, false)
+            }
+            PipelineError::Transform(TransformError::Fatal { code, .. })
+                if code == "schema-changed" =>
+            {
+                Class::new("schema-changed", true, false)
+            }
             PipelineError::Transform(_) => Class::new("transform", false, true),
             PipelineError::ErrorLimit { .. } => Class::new("error-limit", false, true),
             PipelineError::LostRace { .. } | PipelineError::LoadRaced { .. } => {

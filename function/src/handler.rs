@@ -74,18 +74,33 @@ pub enum ServeError {
     Runtime(lambda_runtime::Error),
 }
 
-/// Cold-starts from `config` and serves invocations until the runtime stops the process.
+/// Cold-starts from `config` and serves invocations until the runtime stops the process. After
+/// an invocation that left the app stale (a schema change that adds columns), the app starts
+/// again before the next one, so that no row is read with the old columns.
 pub async fn serve(config: Config) -> Result<(), ServeError> {
-    let mut app = App::start(config).await?;
+    let mut app = App::start(config.clone()).await?;
     app.emit_metrics = true;
-    let app = Arc::new(app);
+    let current = Arc::new(std::sync::RwLock::new(Arc::new(app)));
     lambda_runtime::run(service_fn(move |event: LambdaEvent<Value>| {
-        let app = Arc::clone(&app);
+        let (current, config) = (Arc::clone(&current), config.clone());
         async move {
+            let app = Arc::clone(&current.read().unwrap_or_else(|p| p.into_inner()));
             let now_ms = chrono::Utc::now().timestamp_millis().max(0) as u64;
             let left = Duration::from_millis(event.context.deadline.saturating_sub(now_ms));
             let deadline = Instant::now() + left;
-            handle(&app, &event.payload, deadline, &event.context.request_id).await
+            let response = handle(&app, &event.payload, deadline, &event.context.request_id).await;
+            if app.is_stale() {
+                match App::start(config).await {
+                    Ok(mut fresh) => {
+                        fresh.emit_metrics = true;
+                        tracing::info!("started again after a schema change");
+                        *current.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+                    }
+                    // The next invocation finds the app still stale and tries again.
+                    Err(e) => tracing::error!(error = %e, kind = e.kind(), "starting again after a schema change failed"),
+                }
+            }
+            response
         }
     }))
     .await

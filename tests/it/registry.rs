@@ -68,12 +68,12 @@ fn produce(topic: &str, records: &[Serialized]) {
     let topic = topic.to_owned();
     rt().block_on(async move {
         let client = ClientBuilder::new(vec![bootstrap]).build().await.unwrap();
-        client
+        // The second phase of a test produces to the topic the first created.
+        let _ = client
             .controller_client()
             .unwrap()
             .create_topic(&topic, 1, 1, 5_000)
-            .await
-            .unwrap();
+            .await;
         let pc = client
             .partition_client(topic, 0, UnknownTopicHandling::Retry)
             .await
@@ -114,9 +114,20 @@ fn config(
 }
 
 fn k2mc(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
+    k2mc_env_with(config, args, &[])
+}
+
+fn k2mc_env_with(
+    config: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
     let mut cmd = Command::new(workspace_bin("k2mc").unwrap());
     cmd.args(args).arg("--config").arg(config);
     for (k, v) in k2mc_env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in env {
         cmd.env(k, v);
     }
     let out = cmd.output().unwrap();
@@ -479,4 +490,159 @@ fn json_schema_records_from_confluents_serializer_land_typed() {
         0,
     );
     assert_eq!(dead, 0);
+}
+
+const ADD_COLUMNS: (&str, &str) = ("K2MC__MAXCOMPUTE__SCHEMA_EVOLUTION", "add-columns");
+
+/// The table's columns as the emulator has them now.
+fn table_columns(table: &str) -> Vec<String> {
+    let mc = harness::client(shared_emulator().unwrap()).unwrap();
+    let info = rt().block_on(mc.get_table(table)).unwrap();
+    info.schema.columns.iter().map(|c| c.name.clone()).collect()
+}
+
+/// v1 and v2 (a new optional field) records on one topic, the table made from v1; returns the
+/// registry, the records and the config of the unpinned stage (it reads the latest version).
+fn added_field_case(
+    topic: &str,
+    table: &str,
+) -> (SchemaRegistry, Vec<Serialized>, tempfile::TempDir) {
+    let registry = SchemaRegistry::start(&[]).unwrap();
+    let mut records = serialize(&registry, topic, "added-v1");
+    records.extend(serialize(&registry, topic, "added-v2"));
+    produce(topic, &records);
+    let dir = tempfile::tempdir().unwrap();
+    let pinned = config(
+        dir.path(),
+        topic,
+        table,
+        &format!("subject = \"{topic}-value\", version = \"1\""),
+        &registry.url,
+    );
+    create_table_from_ddl(&pinned);
+    config(
+        dir.path(),
+        topic,
+        table,
+        &format!("subject = \"{topic}-value\""),
+        &registry.url,
+    );
+    (registry, records, dir)
+}
+
+#[test]
+fn a_new_field_is_ignored_by_default_and_the_start_says_so() {
+    let (topic, table) = ("t_registry_ignore", "registry_ignore");
+    let (_registry, records, dir) = added_field_case(topic, table);
+    let config = dir.path().join("k2mc.toml");
+    let (ok, out, stderr) = k2mc(&config, &["validate"]);
+    assert!(ok && out.contains("coupon not loaded"), "{out}{stderr}");
+    let (ok, out, stderr) = k2mc(&config, &["run"]);
+    assert!(ok, "run failed: {out}{stderr}");
+    assert!(
+        stderr.contains("not loaded") && stderr.contains("coupon"),
+        "{stderr}"
+    );
+    let rows = landed(table, 0);
+    let expected: Vec<Json> = records
+        .iter()
+        .map(|r| Json::Array(r.expect.as_ref().unwrap().as_array().unwrap()[..2].to_vec()))
+        .collect();
+    assert_eq!(rows, expected);
+    assert_eq!(table_columns(table), ["id", "name"]);
+}
+
+#[test]
+fn add_columns_adds_each_new_field_once_when_starts_race_and_loads_every_row() {
+    let (topic, table) = ("t_registry_add", "registry_add");
+    let (_registry, records, dir) = added_field_case(topic, table);
+    let config = dir.path().join("k2mc.toml");
+    let (ok, out, stderr) = k2mc_env_with(&config, &["validate"], &[ADD_COLUMNS]);
+    assert!(
+        ok && out.contains("once the start adds coupon"),
+        "{out}{stderr}"
+    );
+    // Two functions start at once against the same table: each tries to add the column.
+    let runs: Vec<_> = (0..2)
+        .map(|_| {
+            let config = config.clone();
+            std::thread::spawn(move || k2mc_env_with(&config, &["run"], &[ADD_COLUMNS]))
+        })
+        .collect();
+    for run in runs {
+        let (_, out, stderr) = run.join().unwrap();
+        assert!(!stderr.contains("already exists"), "{out}{stderr}");
+    }
+    let (ok, out, stderr) = k2mc_env_with(&config, &["run"], &[ADD_COLUMNS]);
+    assert!(ok, "run failed: {out}{stderr}");
+    assert_eq!(table_columns(table), ["id", "name", "coupon"]);
+    let expected: Vec<Json> = records.iter().filter_map(|r| r.expect.clone()).collect();
+    assert_eq!(landed(table, 0), expected);
+}
+
+/// A warm function (Lambda Runtime API stand-in, event source mapping payloads) meets a writer
+/// schema with a new field after it started: the batch fails with `schema-changed` before any of
+/// its rows is staged, the function starts again (adding the column), and the redelivered batch
+/// loads with the new field.
+#[test]
+fn a_warm_function_meeting_a_new_field_restarts_adds_the_column_and_loads_it() {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let (topic, table) = ("t_registry_warm", "registry_warm");
+    let registry = SchemaRegistry::start(&[]).unwrap();
+    let first = serialize(&registry, topic, "added-v1");
+    produce(topic, &first);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(
+        dir.path(),
+        topic,
+        table,
+        &format!("subject = \"{topic}-value\""),
+        &registry.url,
+    );
+    create_table_from_ddl(&config);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "partition = \"\"",
+        "partition = \"\"\nschema_evolution = \"add-columns\"",
+    );
+    std::fs::write(&config, text).unwrap();
+    let api = harness::stack::RuntimeApi::start().unwrap();
+    let _function = crate::case::LambdaProcess::spawn(&config, &api, 0);
+    let payload = |records: &[Serialized], from: i64| {
+        let list: Vec<Json> = records
+            .iter()
+            .enumerate()
+            .map(|(i, r)| {
+                serde_json::json!({"topic": topic, "partition": 0, "offset": from + i as i64,
+                    "timestamp": 0, "timestampType": "CREATE_TIME",
+                    "value": b64.encode(r.value.as_ref().unwrap()), "headers": []})
+            })
+            .collect();
+        serde_json::json!({"eventSource": "aws:kafka", "eventSourceArn": "arn:aws:kafka:x", "bootstrapServers": "b:9092", "records": {format!("{topic}-0"): list}})
+    };
+    let within = std::time::Duration::from_secs(120);
+    let failures = |r: &Json| r["batchItemFailures"].as_array().map_or(0, Vec::len);
+    let r = api.invoke(payload(&first, 0), within).unwrap().unwrap();
+    assert_eq!(failures(&r), 0, "{r}");
+
+    let second = serialize(&registry, topic, "added-v2");
+    produce(topic, &second);
+    let r = api.invoke(payload(&second, 2), within).unwrap().unwrap();
+    assert_eq!(
+        failures(&r),
+        1,
+        "the batch with the new field fails first: {r}"
+    );
+    assert!(r.to_string().contains("schema-changed"), "{r}");
+    let r = api.invoke(payload(&second, 2), within).unwrap().unwrap();
+    assert_eq!(failures(&r), 0, "redelivered after the restart: {r}");
+    let (ok, out, stderr) = k2mc(&config, &["load"]);
+    assert!(ok, "{out}{stderr}");
+    assert_eq!(table_columns(table), ["id", "name", "coupon"]);
+    let expected: Vec<Json> = first
+        .iter()
+        .chain(&second)
+        .filter_map(|r| r.expect.clone())
+        .collect();
+    assert_eq!(landed(table, 0), expected);
 }

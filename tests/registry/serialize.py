@@ -6,7 +6,7 @@ record: {"key": base64 or null, "value": base64 or null, "expect": the row pyodp
 (canonical JSON, as tests/pyodps/conformance.py dumps it) or null, "dead": the dead-letter code
 or null}. The expectations are computed here, from the Python values, not by k2mc's code.
 
-    serialize.py --registry URL --topic T --scenario types|evolution|protobuf|json
+    serialize.py --registry URL --topic T --scenario types|evolution|protobuf|json|added-v1|added-v2
 """
 
 import argparse
@@ -401,11 +401,30 @@ def json_records(client, topic):
     return out
 
 
+ADDED_V1 = schema_v([ID, NAME])
+ADDED_V2 = schema_v([ID, NAME, {"name": "coupon", "type": ["null", "string"], "default": None}])
+
+
+def added_records(version):
+    """Two records written with v1 (id, name), or two with v2 (adds an optional `coupon`); the
+    expected row is [id, name, coupon] (a table that ignores the new field reads the first two)."""
+    first = 0 if version == 1 else 2
+    rows = []
+    for i in range(first, first + 2):
+        value = {"id": i, "name": f"n{i}"}
+        if version == 2:
+            value["coupon"] = f"C{i}" if i == 2 else None
+        rows.append((None, ADDED_V1 if version == 1 else ADDED_V2, value, [i, f"n{i}", value.get("coupon")], None))
+    return rows
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--registry", required=True)
     p.add_argument("--topic", required=True)
-    p.add_argument("--scenario", choices=["types", "evolution", "protobuf", "json"], required=True)
+    p.add_argument(
+        "--scenario", choices=["types", "evolution", "protobuf", "json", "added-v1", "added-v2"], required=True
+    )
     args = p.parse_args()
     client = SchemaRegistryClient({"url": args.registry})
     if args.scenario in ("protobuf", "json"):
@@ -413,7 +432,12 @@ def main():
         for key, value, expect, dead in made:
             print(json.dumps({"key": b64(key), "value": b64(value), "expect": expect, "dead": dead}))
         return
-    records = types_records() if args.scenario == "types" else evolution_records()
+    records = {
+        "types": types_records,
+        "evolution": evolution_records,
+        "added-v1": lambda: added_records(1),
+        "added-v2": lambda: added_records(2),
+    }[args.scenario]()
     serializers = {}
     key_serializer = AvroSerializer(client, json.dumps("string"))
     for key, schema, value, expect, dead in records:

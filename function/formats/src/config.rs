@@ -154,6 +154,23 @@ pub struct MaxComputeConfig {
     /// Create missing destination partitions before loading.
     #[serde(default = "yes")]
     pub create_partitions: bool,
+    /// What a column the transforms emit and the table lacks becomes (default: `ignore` when
+    /// the parser is granted `registry`, else `strict`).
+    #[serde(default)]
+    pub schema_evolution: Option<SchemaEvolution>,
+}
+
+/// How the function treats output columns the table does not have (a new schema version's
+/// fields, docs/transforms.md "Schema evolution").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SchemaEvolution {
+    /// An error at start naming the columns (the default without a registry parser).
+    Strict,
+    /// Not loaded; logged once per start and once per new schema id.
+    Ignore,
+    /// `ALTER TABLE … ADD COLUMNS` before any row that needs them is loaded.
+    AddColumns,
 }
 
 /// The bucket that holds staged blocks, intents, dead letters and the commit log.
@@ -557,6 +574,18 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// `maxcompute.schema_evolution`, or its default: `ignore` when the parser is granted the
+    /// schema registry (its tables follow a subject), `strict` otherwise.
+    pub fn schema_evolution(&self) -> SchemaEvolution {
+        self.maxcompute.schema_evolution.unwrap_or_else(|| {
+            if self.transforms.first().is_some_and(|t| t.registry) {
+                SchemaEvolution::Ignore
+            } else {
+                SchemaEvolution::Strict
+            }
+        })
     }
 
     /// Every secret reference in the config with its key, in the order they are resolved.

@@ -91,9 +91,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<()> {
                 if let Ok(chain) = &chain {
                     check(
                         "chain matches table",
-                        app::check_layout(&config, chain, &table)
-                            .map(|_| "every column fits".to_owned())
-                            .map_err(|e| e.to_string()),
+                        app::describe_evolution(&config, chain, &table).map_err(|e| e.to_string()),
                     );
                 }
             }

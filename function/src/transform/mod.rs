@@ -31,6 +31,7 @@ pub fn artifact_cache_dir() -> std::path::PathBuf {
 /// The chain's stage specs from the config's `[[transforms]]`: settings as text (JSON values
 /// other than strings as their JSON), grants and limits.
 pub fn stage_specs(config: &crate::config::Config, registry: Option<&Registry>) -> Vec<StageSpec> {
+    let add_columns = config.schema_evolution() == crate::config::SchemaEvolution::AddColumns;
     config
         .transforms
         .iter()
@@ -46,6 +47,12 @@ pub fn stage_specs(config: &crate::config::Config, registry: Option<&Registry>) 
                         v.as_str().map_or_else(|| v.to_string(), str::to_owned),
                     )
                 })
+                // A parser granted the registry learns that new fields become columns
+                // (wit/README.md, "Settings the host adds").
+                .chain(
+                    (t.registry && add_columns && !t.settings.contains_key("schema.evolution"))
+                        .then(|| ("schema.evolution".to_owned(), "add-columns".to_owned())),
+                )
                 .collect(),
             grants: Grants {
                 clocks: t.clocks,

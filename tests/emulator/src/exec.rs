@@ -140,6 +140,37 @@ fn run(
             store.put_table(p, &meta)?;
             Ok(String::new())
         }
+        Statement::AddColumns {
+            name,
+            if_not_exists,
+            columns,
+        } => {
+            let (p, t) = resolve(project, &name);
+            let mut meta = require(store, p, t)?;
+            for mut column in columns {
+                let taken = meta
+                    .schema
+                    .columns
+                    .iter()
+                    .chain(&meta.schema.partition_keys)
+                    .any(|c| c.name.eq_ignore_ascii_case(&column.name));
+                if taken {
+                    if if_not_exists {
+                        continue;
+                    }
+                    return Err(semantic(format!(
+                        "Column {} already exists in {p}.{t}",
+                        column.name
+                    )));
+                }
+                // MaxCompute adds columns as nullable: existing rows read NULL in them.
+                column.nullable = true;
+                meta.schema.columns.push(column);
+            }
+            meta.last_modified_ms = now_ms();
+            store.put_table(p, &meta)?;
+            Ok(String::new())
+        }
         Statement::ShowPartitions { name } => {
             let (p, t) = resolve(project, &name);
             let meta = require(store, p, t)?;

@@ -23,6 +23,12 @@ pub enum Statement {
         if_not_exists: bool,
         partitions: Vec<PartitionSpec>,
     },
+    /// `ALTER TABLE t ADD COLUMNS [IF NOT EXISTS] (c type, …)`: appended, nullable.
+    AddColumns {
+        name: TableName,
+        if_not_exists: bool,
+        columns: Vec<Column>,
+    },
     ShowPartitions {
         name: TableName,
     },
@@ -294,6 +300,14 @@ impl Parser<'_> {
             self.kw("TABLE")?;
             let name = self.table_name()?;
             self.kw("ADD")?;
+            if self.eat_kw("COLUMNS") {
+                let if_not_exists = self.if_not_exists()?;
+                return Ok(Statement::AddColumns {
+                    name,
+                    if_not_exists,
+                    columns: self.column_list()?,
+                });
+            }
             let if_not_exists = self.if_not_exists()?;
             let mut partitions = Vec::new();
             while self.eat_kw("PARTITION") {

@@ -119,14 +119,18 @@ impl Guest for Registry {
             &settings.subject,
             settings.version,
             settings.message.as_deref(),
-        )?;
+        )?
+        .with_evolution(settings.evolution);
         let key = match &settings.key_subject {
-            Some(subject) => Some(side(
-                "key-subject",
-                subject,
-                settings.key_version,
-                settings.key_message.as_deref(),
-            )?),
+            Some(subject) => Some(
+                side(
+                    "key-subject",
+                    subject,
+                    settings.key_version,
+                    settings.key_message.as_deref(),
+                )?
+                .with_evolution(settings.evolution),
+            ),
             None => None,
         };
         let columns = plan::plan(&settings, value.tree(), key.as_ref().map(Side::tree))?;
@@ -181,8 +185,13 @@ impl Guest for Registry {
                     code,
                     message,
                 }),
-                Err(Failure::Fatal(message)) => {
-                    out.errors.push(fatal(source, message));
+                Err(Failure::Fatal(code, message)) => {
+                    out.errors.push(RecordError {
+                        source,
+                        kind: ErrorKind::Fatal,
+                        code,
+                        message,
+                    });
                     return out;
                 }
             }
@@ -195,7 +204,7 @@ fn fatal(source: u32, message: String) -> RecordError {
     RecordError {
         source,
         kind: ErrorKind::Fatal,
-        code: "registry-unavailable".into(),
+        code: "stage-state".into(),
         message,
     }
 }

@@ -3,12 +3,13 @@
 //! value whose fields the plan's columns read. Registry lookups come through a closure, so this
 //! runs natively too (tests, fuzzing); the component passes the WIT `registry` import.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 
 use crate::avro::{self, AvroSchema, Decoder};
 use crate::framing::{self, Framed};
 use crate::json_schema::{self, JsonSchema};
 use crate::model::{Field, Out, Ty};
+use crate::plan::Evolution;
 use crate::protobuf::{self, ProtoSchema};
 
 /// How a registered schema is written.
@@ -45,8 +46,8 @@ pub enum LookupError {
 pub enum Failure {
     /// A dead letter: code and message.
     Dead(String, String),
-    /// The batch cannot go on.
-    Fatal(String),
+    /// The batch cannot go on: code (`registry-unavailable`, `schema-changed`) and message.
+    Fatal(String, String),
 }
 
 fn dead(code: &str, message: String) -> Failure {
@@ -62,7 +63,7 @@ enum Schema {
 enum Writer {
     Avro(Decoder, &'static AvroSchema),
     Proto(ProtoSchema),
-    Json,
+    Json(JsonSchema),
 }
 
 /// A decoded record side.
@@ -80,7 +81,9 @@ pub struct Side {
     /// `subject vN (id N)`, for messages.
     pub label: String,
     writers: HashMap<u32, Result<Writer, Failure>>,
-    noted: HashSet<u32>,
+    /// Per writer id met, the top-level fields it has and the reader lacks.
+    dropped: HashMap<u32, Vec<String>>,
+    evolution: Evolution,
 }
 
 impl std::fmt::Debug for Side {
@@ -128,8 +131,15 @@ impl Side {
                 s.id
             ),
             writers: HashMap::new(),
-            noted: HashSet::new(),
+            dropped: HashMap::new(),
+            evolution: Evolution::Ignore,
         })
+    }
+
+    /// Sets what a writer with fields the reader lacks does (default: ignore them).
+    pub fn with_evolution(mut self, evolution: Evolution) -> Side {
+        self.evolution = evolution;
+        self
     }
 
     /// The reader's field tree (what the plan's columns come from).
@@ -144,7 +154,9 @@ impl Side {
     ) -> Result<&Writer, Failure> {
         if !self.writers.contains_key(&id) {
             let built = match lookup(id) {
-                Err(LookupError::Unavailable(m)) => return Err(Failure::Fatal(m)),
+                Err(LookupError::Unavailable(m)) => {
+                    return Err(Failure::Fatal("registry-unavailable".into(), m));
+                }
                 Err(LookupError::NotFound(m)) => Err(dead(
                     "unknown-schema",
                     format!("schema id {id} is not in the registry: {m}"),
@@ -175,7 +187,7 @@ impl Side {
                     .map_err(incompatible)
             }
             (Schema::Proto(w), Schema::Proto(_)) => Ok(Writer::Proto(w)),
-            (Schema::Json(_), Schema::Json(_)) => Ok(Writer::Json),
+            (Schema::Json(w), Schema::Json(_)) => Ok(Writer::Json(w)),
             (_, _) => Err(incompatible(format!(
                 "it is {:?}, the reader is another format",
                 s.format
@@ -193,9 +205,12 @@ impl Side {
         let (id, payload) = match framing::split(bytes) {
             Ok(Framed::Confluent { id, payload }) => (id, payload),
             Ok(Framed::Glue { version_id, .. }) => {
-                return Err(Failure::Fatal(format!(
-                    "record is framed for AWS Glue schema version {version_id}; this stage reads Confluent-framed records"
-                )));
+                return Err(Failure::Fatal(
+                    "unsupported-framing".into(),
+                    format!(
+                        "record is framed for AWS Glue schema version {version_id}; this stage reads Confluent-framed records"
+                    ),
+                ));
             }
             Err(e) => return Err(dead("bad-framing", e.0)),
         };
@@ -221,29 +236,49 @@ impl Side {
                         .map_err(|e| bad(e.to_string()))?,
                 )
             }
-            Writer::Json => Decoded::Json(
+            Writer::Json(_) => Decoded::Json(
                 serde_json::from_slice(payload).map_err(|e| bad(format!("not JSON: {e}")))?,
             ),
         };
-        let note = if !own && self.noted.insert(id) {
+        let mut note = None;
+        if !own && !self.dropped.contains_key(&id) {
             let dropped = match (&decoded, &self.reader, self.writers.get(&id)) {
                 (Decoded::Proto(m), Schema::Proto(r), _) => {
                     use prost_reflect::ReflectMessage as _;
                     protobuf::dropped_fields(&m.descriptor(), &r.message)
                 }
-                (Decoded::Json(v), _, _) => json_schema::dropped_properties(v, &self.tree),
+                (_, Schema::Json(_), Some(Ok(Writer::Json(w)))) => w
+                    .tree()
+                    .map(|t| {
+                        t.children
+                            .into_iter()
+                            .filter(|c| !self.tree.children.iter().any(|r| r.name == c.name))
+                            .map(|c| c.name)
+                            .collect()
+                    })
+                    .unwrap_or_default(),
                 (_, Schema::Avro(r), Some(Ok(Writer::Avro(_, w)))) => avro::dropped_fields(w, r),
                 _ => Vec::new(),
             };
-            (!dropped.is_empty()).then(|| {
-                format!(
-                    "schema {id} has fields the table does not ({}); they are not loaded. To load them, add the columns and point the stage at the newer version",
+            if !dropped.is_empty() && self.evolution == Evolution::Ignore {
+                note = Some(format!(
+                    "schema {id} has fields the table does not ({}); they are not loaded (schema evolution: ignore). To load them, set maxcompute.schema_evolution = \"add-columns\"",
                     dropped.join(", ")
-                )
-            })
-        } else {
-            None
-        };
+                ));
+            }
+            self.dropped.insert(id, dropped);
+        }
+        if self.evolution == Evolution::AddColumns
+            && let Some(fields) = self.dropped.get(&id).filter(|d| !d.is_empty())
+        {
+            return Err(Failure::Fatal(
+                "schema-changed".into(),
+                format!(
+                    "writer schema {id} adds fields {} that the table does not have yet; the function reloads its transforms and adds them as columns before loading this record",
+                    fields.join(", ")
+                ),
+            ));
+        }
         Ok((decoded, note))
     }
 

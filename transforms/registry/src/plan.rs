@@ -20,6 +20,19 @@ pub struct Settings {
     pub columns: Option<String>,
     pub flatten: bool,
     pub tombstones: Tombstones,
+    /// `schema.evolution`: what a writer schema with fields the reader lacks does.
+    pub evolution: Evolution,
+}
+
+/// What a record whose writer schema has fields the reader (the table) lacks does.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Evolution {
+    /// Decoded without them; logged once per schema id.
+    #[default]
+    Ignore,
+    /// Fails the batch (`schema-changed`) so the host adds the columns and reloads the stage
+    /// before any such row is loaded. The host sets this from `maxcompute.schema_evolution`.
+    AddColumns,
 }
 
 /// What a record without a value (a tombstone) becomes.
@@ -56,6 +69,17 @@ impl Settings {
                         other => return Err(format!("flatten: '{other}' is not true or false")),
                     }
                 }
+                "schema.evolution" => {
+                    s.evolution = match v.trim() {
+                        "ignore" | "strict" => Evolution::Ignore,
+                        "add-columns" => Evolution::AddColumns,
+                        other => {
+                            return Err(format!(
+                                "schema.evolution: '{other}' is not ignore or add-columns"
+                            ));
+                        }
+                    }
+                }
                 "tombstones" => {
                     s.tombstones = match v.trim() {
                         "skip" => Tombstones::Skip,
@@ -69,7 +93,7 @@ impl Settings {
                 }
                 other => {
                     return Err(format!(
-                        "unknown setting '{other}'; the settings are subject, version, message, key-subject, key-version, key-message, columns, flatten, tombstones"
+                        "unknown setting '{other}'; the settings are subject, version, message, key-subject, key-version, key-message, columns, flatten, tombstones, schema.evolution"
                     ));
                 }
             }

@@ -62,11 +62,13 @@ fn compatible(from: &ColumnType, to: &ColumnType) -> bool {
 
 impl Layout {
     /// Matches columns by name. `routing` are chain columns the partition template uses (they
-    /// need no table column). Every mismatch is listed.
+    /// need no table column); with `ignore_extra`, chain columns the table lacks are not loaded
+    /// (`maxcompute.schema_evolution = "ignore"`). Every mismatch is listed.
     pub fn new(
         chain: &[bindings::Column],
         table: &TableSchema,
         routing: &[String],
+        ignore_extra: bool,
     ) -> Result<Layout, Vec<String>> {
         let mut problems = Vec::new();
         let mut sources = Vec::new();
@@ -100,7 +102,7 @@ impl Layout {
                 .iter()
                 .any(|t| t.name.eq_ignore_ascii_case(&c.name));
             let routed = routing.iter().any(|r| r.eq_ignore_ascii_case(&c.name));
-            if !in_table && !routed {
+            if !in_table && !routed && !ignore_extra {
                 problems.push(format!(
                     "the transforms emit {} but table has no such column; add it (ALTER TABLE … ADD COLUMNS) or drop it in the chain",
                     c.name

@@ -53,14 +53,14 @@ fn layout_lists_every_problem() {
         nullable: false,
         ..Column::new("must", ColumnType::String)
     });
-    let problems = Layout::new(&chain(), &t, &[]).unwrap_err();
+    let problems = Layout::new(&chain(), &t, &[], false).unwrap_err();
     assert!(problems.iter().any(|p| p.contains("must")), "{problems:?}");
     assert!(problems.iter().any(|p| p.contains("ts")), "{problems:?}");
 }
 
 #[test]
 fn rows_route_convert_and_reject() {
-    let layout = Layout::new(&chain(), &table(), &["ts".into()]).unwrap();
+    let layout = Layout::new(&chain(), &table(), &["ts".into()], false).unwrap();
     let now = chrono::Utc::now();
     let router = Router::new(
         "ds={ts:%Y%m%d}",
@@ -102,7 +102,7 @@ fn rows_route_convert_and_reject() {
 
 #[test]
 fn blocks_close_at_the_size_limit_and_are_deterministic() {
-    let layout = Layout::new(&chain(), &table(), &["ts".into()]).unwrap();
+    let layout = Layout::new(&chain(), &table(), &["ts".into()], false).unwrap();
     let router = Router::new("ds=x", &["ds".into()], &[], chrono::Utc::now()).unwrap();
     let rows: Vec<Row> = (0..5000).map(|i| row(i, i64::from(i), "abcd", 0)).collect();
     let run = || {
@@ -126,7 +126,7 @@ fn blocks_close_at_the_size_limit_and_are_deterministic() {
 fn rows_scattered_over_many_partitions_keep_a_bounded_number_of_blocks_open() {
     // One row per day over 200 days, twice: at most MAX_OPEN_BLOCKS blocks are open at a time,
     // so some destinations get several blocks; every row is in exactly one block.
-    let layout = Layout::new(&chain(), &table(), &["ts".into()]).unwrap();
+    let layout = Layout::new(&chain(), &table(), &["ts".into()], false).unwrap();
     let names: Vec<String> = chain().iter().map(|c| c.name.clone()).collect();
     let router = Router::new("ds={ts:%Y%m%d}", &["ds".into()], &names, chrono::Utc::now()).unwrap();
     let mut enc = Encoder::new(&layout, &router, 1 << 20);
