@@ -7,12 +7,12 @@
 //!
 //! - [`handler`]: the Lambda entry point; an event becomes a [`trigger::Trigger`], then a
 //!   response or one classified error.
-//! - [`app`]: the cold start (config, secrets, clients, chain, table check) and
-//!   [`app::App::invoke`]: plan, sync each partition, report.
+//! - [`app`]: the cold start (config, secrets, clients, chain, table check and schema
+//!   evolution) and [`app::App::invoke`]: plan, sync each partition, report.
 //! - [`pipeline`]: one partition's batches, one call per stage in [`pipeline::run_batch`]:
 //!   - [`pipeline::plan`] (pure): trigger → work, offset specs, batch and byte cuts;
 //!   - [`pipeline::fetch`]: checked reads over a narrow seam on rskafka, the range reader;
-//!   - [`transform`]: the WebAssembly chain (host, sandbox, artifacts);
+//!   - [`transform`]: the WebAssembly chain (host, sandbox, artifacts, schema registry);
 //!   - [`pipeline::encode`] (pure) and [`pipeline::route`]: rows → Tunnel blocks per partition;
 //!   - [`pipeline::stage`]: blocks and dead letters into the bucket, the batch's accounting;
 //!   - [`pipeline::load`]: Tunnel sessions, resumed from the intent;

@@ -1,7 +1,8 @@
 //! The README's "run the main job" command, after `infra/local/setup`: starts the local stack
-//! (tansu, s3s-fs, the MaxCompute emulator), produces the sample vehicle events to Kafka, runs
-//! one schedule tick through the real `k2mc` binary, and prints what pyodps reads from
-//! MaxCompute and `k2mc status`. Everything it starts stops when it exits.
+//! (tansu, s3s-fs, the MaxCompute emulator, a schema registry stand-in), produces the sample
+//! vehicle and click events and an Avro topic (written by confluent-kafka's `AvroSerializer`)
+//! to Kafka, runs one schedule tick per sample through the real `k2mc` binary, and prints what
+//! pyodps reads from MaxCompute and `k2mc status`. Everything it starts stops when it exits.
 
 use std::collections::BTreeMap;
 use std::process::Command;
@@ -101,6 +102,106 @@ fn main() -> anyhow::Result<()> {
         run_sample(&rt, &mc, &stack, &emulator, dir.path(), &sample)
             .with_context(|| format!("the {} sample", sample.topic))?;
     }
+    run_avro_sample(&rt, &mc, &stack, &emulator, dir.path()).context("the Avro sample")
+}
+
+/// An Avro topic into its own table: records written by confluent-kafka's `AvroSerializer`
+/// against the registry stand-in, the table created from `k2mc schema ddl`, one tick.
+fn run_avro_sample(
+    rt: &tokio::runtime::Runtime,
+    mc: &k2mc::maxcompute::MaxComputeClient,
+    stack: &Stack,
+    emulator: &Emulator,
+    dir: &std::path::Path,
+) -> anyhow::Result<()> {
+    use base64::Engine as _;
+    let (topic, table) = ("orders_avro", "orders_avro");
+    let registry = harness::registry::SchemaRegistry::start(&[])?;
+    let lines = harness::registry::run_serializer(
+        "serialize.py",
+        &[
+            "--registry",
+            &registry.url,
+            "--topic",
+            topic,
+            "--scenario",
+            "types",
+        ],
+    )?;
+    let values: Vec<Vec<u8>> = lines
+        .lines()
+        .map(|l| {
+            let v: serde_json::Value = serde_json::from_str(l)?;
+            Ok(base64::engine::general_purpose::STANDARD
+                .decode(v["value"].as_str().context("a value")?)?)
+        })
+        .collect::<anyhow::Result<_>>()?;
+    rt.block_on(async {
+        let client = ClientBuilder::new(vec![stack.bootstrap()]).build().await?;
+        client
+            .controller_client()?
+            .create_topic(topic, 1, 1, 5_000)
+            .await?;
+        let pc = client
+            .partition_client(topic, 0, UnknownTopicHandling::Retry)
+            .await?;
+        let records = values
+            .into_iter()
+            .map(|v| Record {
+                key: None,
+                value: Some(v),
+                headers: BTreeMap::new(),
+                timestamp: chrono::Utc::now(),
+            })
+            .collect();
+        pc.produce(records, Compression::NoCompression).await?;
+        anyhow::Ok(())
+    })?;
+    println!(
+        "\n== produced {} Avro records (confluent-kafka AvroSerializer, schema registry {}) to topic {topic}",
+        lines.lines().count(),
+        registry.url
+    );
+    let config = dir.join(format!("{topic}.toml"));
+    let wasm = transform_wasm("registry")?.display().to_string();
+    write_config(
+        &config,
+        stack,
+        &emulator.endpoint(),
+        "local",
+        &[topic],
+        table,
+        "",
+        &format!(
+            "[[transforms]]\nname = \"registry\"\nwasm = {wasm:?}\nregistry = true\nsettings = {{ subject = \"{topic}-value\" }}\n"
+        ),
+        &format!("[registry]\nurl = \"{}\"\n", registry.url),
+    )?;
+    let k2mc = |args: &[&str]| -> anyhow::Result<String> {
+        let mut cmd = Command::new(workspace_bin("k2mc")?);
+        cmd.args(args).arg("--config").arg(&config);
+        for (k, v) in k2mc_env() {
+            cmd.env(k, v);
+        }
+        let out = cmd.output()?;
+        anyhow::ensure!(
+            out.status.success(),
+            "k2mc {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    };
+    let ddl = k2mc(&["schema", "ddl"])?;
+    println!("== k2mc schema ddl (from subject {topic}-value):\n{ddl}");
+    rt.block_on(mc.run_sql(&ddl, &[]))?;
+    println!("== k2mc run (one schedule tick)");
+    print!("{}", k2mc(&["run"])?);
+    println!("== rows pyodps 0.13.2 reads from MaxCompute ({table})");
+    print!(
+        "{}",
+        emulator.pyodps(&["dump", table]).context("pyodps dump")?
+    );
     Ok(())
 }
 
