@@ -137,24 +137,7 @@ pub async fn connections(config: &Config) -> Result<Connections, PipelineError> 
         None => None,
     };
     let registry = match &config.registry {
-        Some(r) => {
-            let auth = match (&r.username, &r.password) {
-                (Some(user), Some(password)) => Some((
-                    secrets
-                        .resolve("registry.username", user)
-                        .await?
-                        .expose()
-                        .to_owned(),
-                    secrets.resolve("registry.password", password).await?,
-                )),
-                _ => None,
-            };
-            Some(crate::transform::Registry::new(
-                r.url.clone(),
-                auth,
-                std::time::Duration::from_millis(r.timeout_ms),
-            ))
-        }
+        Some(r) => Some(crate::transform::Registry::from_config(r, &sdk, &mut secrets).await?),
         None => None,
     };
     Ok(Connections {

@@ -93,6 +93,17 @@ fn config(
     settings: &str,
     url: &str,
 ) -> std::path::PathBuf {
+    config_with(dir, topic, table, settings, &format!("url = \"{url}\"\n"))
+}
+
+/// [`config`] with the `[registry]` section's body given.
+fn config_with(
+    dir: &std::path::Path,
+    topic: &str,
+    table: &str,
+    settings: &str,
+    registry: &str,
+) -> std::path::PathBuf {
     let wasm = transform_wasm("registry").unwrap();
     let path = dir.join("k2mc.toml");
     write_config(
@@ -107,7 +118,7 @@ fn config(
             "[[transforms]]\nname = \"registry\"\nwasm = {:?}\nregistry = true\nsettings = {{ {settings} }}\n",
             wasm.display().to_string()
         ),
-        &format!("[registry]\nurl = \"{url}\"\n\n[limits]\nerror_limit = 5\n"),
+        &format!("[registry]\n{registry}\n[limits]\nerror_limit = 5\n"),
     )
     .unwrap();
     path
@@ -644,5 +655,34 @@ fn a_warm_function_meeting_a_new_field_restarts_adds_the_column_and_loads_it() {
         .chain(&second)
         .filter_map(|r| r.expect.clone())
         .collect();
+    assert_eq!(landed(table, 0), expected);
+}
+
+/// Records written by the `aws-glue-schema-registry` package (AWS Glue framing: header byte 3,
+/// a compression byte, the schema version UUID; one payload zlib-compressed by the package's
+/// codec) load through the host's Glue backend (GetSchemaVersion signed with SigV4), read as
+/// the schema's version 1; the version-2 field is not loaded.
+#[test]
+fn glue_framed_records_from_the_aws_serializer_land_typed() {
+    let registry = SchemaRegistry::start(&[]).unwrap();
+    let (topic, table) = ("t_registry_glue", "registry_glue");
+    let records = serialize(&registry, topic, "glue");
+    produce(topic, &records);
+    let dir = tempfile::tempdir().unwrap();
+    let config = config_with(
+        dir.path(),
+        topic,
+        table,
+        &format!("subject = \"{topic}-value\", version = \"1\""),
+        &format!(
+            "kind = \"glue\"\nurl = \"{}\"\nregistry_name = \"k2mc\"\nregion = \"us-east-1\"\n",
+            registry.url
+        ),
+    );
+    let ddl = create_table_from_ddl(&config);
+    assert!(ddl.contains("`id` bigint NOT NULL"), "{ddl}");
+    let (ok, out, stderr) = k2mc(&config, &["run"]);
+    assert!(ok, "run failed: {out}{stderr}");
+    let expected: Vec<Json> = records.iter().filter_map(|r| r.expect.clone()).collect();
     assert_eq!(landed(table, 0), expected);
 }

@@ -6,7 +6,7 @@ record: {"key": base64 or null, "value": base64 or null, "expect": the row pyodp
 (canonical JSON, as tests/pyodps/conformance.py dumps it) or null, "dead": the dead-letter code
 or null}. The expectations are computed here, from the Python values, not by k2mc's code.
 
-    serialize.py --registry URL --topic T --scenario types|evolution|protobuf|json|added-v1|added-v2
+    serialize.py --registry URL --topic T --scenario types|evolution|protobuf|json|added-v1|added-v2|glue
 """
 
 import argparse
@@ -418,14 +418,51 @@ def added_records(version):
     return rows
 
 
+def glue_records(url, topic):
+    """Records written by the `aws-glue-schema-registry` package's KafkaSerializer (its Glue calls
+    go to the stand-in through boto3): v1, v1 again with the payload zlib-compressed by the
+    package's own codec, and v2 (a new optional field, not in the table)."""
+    import boto3
+    from aws_schema_registry import DataAndSchema, KafkaSerializer
+    from aws_schema_registry import SchemaRegistryClient as GlueRegistryClient
+    from aws_schema_registry.avro import AvroSchema
+    from aws_schema_registry.codec import decode, encode
+
+    glue = boto3.client(
+        "glue",
+        endpoint_url=url,
+        region_name="us-east-1",
+        aws_access_key_id="k2mc-test",
+        aws_secret_access_key="k2mc-test",
+    )
+    serializer = KafkaSerializer(GlueRegistryClient(glue, registry_name="k2mc", wait_interval_seconds=0))
+    out = []
+    for i, schema in enumerate([ADDED_V1, ADDED_V1, ADDED_V2]):
+        value = {"id": i, "name": f"glue {i}"}
+        if schema is ADDED_V2:
+            value["coupon"] = "G2"
+        data = serializer.serialize(topic, DataAndSchema(value, AvroSchema(json.dumps(schema))))
+        if i == 1:
+            payload, version_id = decode(data)
+            data = encode(payload, version_id, compression=True)
+        out.append((None, data, [i, f"glue {i}"], None))
+    return out
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--registry", required=True)
     p.add_argument("--topic", required=True)
     p.add_argument(
-        "--scenario", choices=["types", "evolution", "protobuf", "json", "added-v1", "added-v2"], required=True
+        "--scenario",
+        choices=["types", "evolution", "protobuf", "json", "added-v1", "added-v2", "glue"],
+        required=True,
     )
     args = p.parse_args()
+    if args.scenario == "glue":
+        for key, value, expect, dead in glue_records(args.registry, args.topic):
+            print(json.dumps({"key": b64(key), "value": b64(value), "expect": expect, "dead": dead}))
+        return
     client = SchemaRegistryClient({"url": args.registry})
     if args.scenario in ("protobuf", "json"):
         made = protobuf_records(client, args.topic) if args.scenario == "protobuf" else json_records(client, args.topic)

@@ -15,7 +15,7 @@ mod registry;
 
 pub use error::ConfigError;
 pub use load::LoadConfig;
-pub use registry::RegistryConfig;
+pub use registry::{RegistryConfig, RegistryKind};
 
 /// Environment variables starting with this override config keys: `K2MC__KAFKA__TOPICS='["a"]'`
 /// sets `kafka.topics`. Values are read as TOML values, and as plain strings if they are not.

@@ -1,7 +1,8 @@
-//! The host side of the WIT `registry` interface: schemas from a Confluent-compatible schema
-//! registry (`[registry]`), fetched by the host and handed to parser stages granted `registry`,
-//! so that a stage decodes Avro, Protobuf or JSON Schema records without network access
-//! (docs/transforms.md, "Schema registry").
+//! The host side of the WIT `registry` interface: schemas from the configured schema registry
+//! (`[registry]`: a Confluent-compatible REST API, or the AWS Glue Schema Registry in `glue`),
+//! fetched by the host and handed to parser stages granted `registry`, so that a stage decodes
+//! Avro, Protobuf or JSON Schema records without network access (transforms/README.md,
+//! "registry").
 //!
 //! Guest calls are synchronous and may arrive on any thread (inside `block_in_place`, a scoped
 //! thread, or the cold start's configure), so a miss is fetched on a short-lived thread with a
@@ -30,18 +31,31 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
+mod glue;
+
+pub(crate) use glue::Glue;
+
+/// Which registry API answers.
+enum Backend {
+    Confluent {
+        base: url::Url,
+        auth: Option<(String, Secret)>,
+    },
+    Glue(Glue),
+}
+
 struct Inner {
-    base: url::Url,
-    auth: Option<(String, Secret)>,
+    backend: Backend,
     timeout: Duration,
-    by_id: Mutex<HashMap<u32, Schema>>,
+    /// By id: `c:<id>` (Confluent) or `g:<uuid>` (Glue).
+    by_id: Mutex<HashMap<String, Schema>>,
     by_subject: Mutex<HashMap<SubjectVersion, (Instant, Schema)>>,
 }
 
 impl std::fmt::Debug for Registry {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Registry")
-            .field("url", &self.inner.base.as_str())
+            .field("url", &self.url())
             .finish_non_exhaustive()
     }
 }
@@ -88,10 +102,83 @@ impl Registry {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
+        Self::with(Backend::Confluent { base, auth }, timeout)
+    }
+
+    /// The registry `[registry]` describes: secrets resolved, for Glue the AWS SDK's
+    /// credentials and region.
+    pub(crate) async fn from_config(
+        r: &crate::config::RegistryConfig,
+        sdk: &aws_config::SdkConfig,
+        secrets: &mut crate::secrets::SecretResolver,
+    ) -> Result<Self, crate::error::ConfigError> {
+        use crate::config::RegistryKind;
+        use crate::error::ConfigError;
+        let timeout = Duration::from_millis(r.timeout_ms);
+        let missing = |key: &str, fix: &str| ConfigError::Value {
+            key: key.into(),
+            fix: fix.into(),
+        };
+        match r.kind {
+            RegistryKind::Confluent => {
+                let url = r
+                    .url
+                    .clone()
+                    .ok_or_else(|| missing("registry.url", "set the schema registry's URL"))?;
+                let auth = match (&r.username, &r.password) {
+                    (Some(user), Some(password)) => Some((
+                        secrets
+                            .resolve("registry.username", user)
+                            .await?
+                            .expose()
+                            .to_owned(),
+                        secrets.resolve("registry.password", password).await?,
+                    )),
+                    _ => None,
+                };
+                Ok(Self::new(url, auth, timeout))
+            }
+            RegistryKind::Glue => {
+                let region = r
+                    .region
+                    .clone()
+                    .or_else(|| sdk.region().map(|x| x.to_string()))
+                    .ok_or_else(|| {
+                        missing("registry.region", "name the Glue registry's AWS region")
+                    })?;
+                let endpoint = match &r.url {
+                    Some(u) => u.clone(),
+                    None => url::Url::parse(&format!("https://glue.{region}.amazonaws.com/"))
+                        .map_err(|_| missing("registry.region", "use an AWS region name"))?,
+                };
+                let credentials = sdk.credentials_provider().ok_or_else(|| {
+                    missing(
+                        "registry.kind",
+                        "the AWS SDK found no credentials for the Glue schema registry",
+                    )
+                })?;
+                Ok(Self::glue(
+                    Glue {
+                        endpoint,
+                        region,
+                        registry_name: r.registry_name.clone(),
+                        credentials,
+                    },
+                    timeout,
+                ))
+            }
+        }
+    }
+
+    /// A client of the AWS Glue Schema Registry.
+    pub(crate) fn glue(glue: Glue, timeout: Duration) -> Self {
+        Self::with(Backend::Glue(glue), timeout)
+    }
+
+    fn with(backend: Backend, timeout: Duration) -> Self {
         Registry {
             inner: Arc::new(Inner {
-                base,
-                auth,
+                backend,
                 timeout,
                 by_id: Mutex::new(HashMap::new()),
                 by_subject: Mutex::new(HashMap::new()),
@@ -101,30 +188,48 @@ impl Registry {
 
     /// The registry's URL, for messages.
     pub fn url(&self) -> &str {
-        self.inner.base.as_str()
+        match &self.inner.backend {
+            Backend::Confluent { base, .. } => base.as_str(),
+            Backend::Glue(g) => g.endpoint.as_str(),
+        }
     }
 
     /// The schema a record's framing names.
     pub(crate) fn by_id(&self, id: &SchemaId) -> Result<Schema, RegistryError> {
-        let id = match id {
-            SchemaId::Confluent(id) => *id,
-            SchemaId::Glue(uuid) => {
+        let key = match (id, &self.inner.backend) {
+            (SchemaId::Confluent(id), Backend::Confluent { .. }) => format!("c:{id}"),
+            (SchemaId::Glue(uuid), Backend::Glue(_)) => format!("g:{uuid}"),
+            (SchemaId::Confluent(id), Backend::Glue(_)) => {
                 return Err(unavailable(format!(
-                    "record names AWS Glue schema version {uuid}, but [registry] is a Confluent-compatible registry ({}); Glue registries are not supported yet",
+                    "record names Confluent schema id {id} (magic byte 0), but [registry] is an AWS Glue registry; set registry.kind = \"confluent\" and its url"
+                )));
+            }
+            (SchemaId::Glue(uuid), Backend::Confluent { .. }) => {
+                return Err(unavailable(format!(
+                    "record names AWS Glue schema version {uuid} (header byte 3), but [registry] is a Confluent-compatible registry ({}); set registry.kind = \"glue\"",
                     self.url()
                 )));
             }
         };
-        if let Some(s) = lock(&self.inner.by_id).get(&id) {
+        if let Some(s) = lock(&self.inner.by_id).get(&key) {
             return Ok(s.clone());
         }
         let inner = Arc::clone(&self.inner);
+        let id = id.clone();
         let schema = off_thread(move || async move {
             let client = inner.client()?;
-            let answer = inner.get(&client, &format!("schemas/ids/{id}")).await?;
-            inner.schema(&client, id.to_string(), answer).await
+            match (&inner.backend, id) {
+                (Backend::Glue(g), SchemaId::Glue(uuid)) => g.by_version_id(&client, &uuid).await,
+                (_, SchemaId::Confluent(id)) => {
+                    let answer = inner.get(&client, &format!("schemas/ids/{id}")).await?;
+                    inner.schema(&client, id.to_string(), answer).await
+                }
+                (_, SchemaId::Glue(uuid)) => {
+                    Err(unavailable(format!("no Glue registry for {uuid}")))
+                }
+            }
         })?;
-        lock(&self.inner.by_id).insert(id, schema.clone());
+        lock(&self.inner.by_id).insert(key, schema.clone());
         Ok(schema)
     }
 
@@ -146,8 +251,12 @@ impl Registry {
             encode(subject),
             version.map_or_else(|| "latest".to_owned(), |v| v.to_string())
         );
+        let name = subject.to_owned();
         let schema = off_thread(move || async move {
             let client = inner.client()?;
+            if let Backend::Glue(g) = &inner.backend {
+                return g.by_name(&client, &name, version).await;
+            }
             let answer = inner.get(&client, &path).await?;
             let id = answer.id.map(|i| i.to_string()).unwrap_or_default();
             inner.schema(&client, id, answer).await
@@ -166,14 +275,16 @@ impl Inner {
     }
 
     async fn get(&self, client: &reqwest::Client, path: &str) -> Result<Answer, RegistryError> {
-        let url = self
-            .base
+        let Backend::Confluent { base, auth } = &self.backend else {
+            return Err(unavailable("not a Confluent-compatible registry".into()));
+        };
+        let url = base
             .join(path)
-            .map_err(|e| unavailable(format!("{}{path} is not a URL: {e}", self.base)))?;
+            .map_err(|e| unavailable(format!("{base}{path} is not a URL: {e}")))?;
         let mut request = client
             .get(url.clone())
             .header("accept", "application/vnd.schemaregistry.v1+json");
-        if let Some((user, password)) = &self.auth {
+        if let Some((user, password)) = auth {
             request = request.basic_auth(user, Some(password.expose()));
         }
         let response = request
@@ -189,10 +300,9 @@ impl Inner {
             let why = serde_json::from_slice::<Refusal>(&body)
                 .map(|r| r.message)
                 .unwrap_or_default();
-            return Err(RegistryError {
-                kind: RegistryErrorKind::NotFound,
-                message: format!("schema registry {url}: not found ({why})"),
-            });
+            return Err(not_found(format!(
+                "schema registry {url}: not found ({why})"
+            )));
         }
         if !status.is_success() {
             let fix = if matches!(status.as_u16(), 401 | 403) {
@@ -287,6 +397,13 @@ fn encode(segment: &str) -> String {
     percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
+fn not_found(message: String) -> RegistryError {
+    RegistryError {
+        kind: RegistryErrorKind::NotFound,
+        message,
+    }
+}
+
 fn unavailable(message: String) -> RegistryError {
     RegistryError {
         kind: RegistryErrorKind::Unavailable,
@@ -345,7 +462,11 @@ mod tests {
             ))
             .expect_err("glue");
         assert_eq!(e.kind, RegistryErrorKind::Unavailable);
-        assert!(e.message.contains("Glue"), "{}", e.message);
+        assert!(
+            e.message.contains("registry.kind = \"glue\""),
+            "{}",
+            e.message
+        );
     }
 
     #[test]

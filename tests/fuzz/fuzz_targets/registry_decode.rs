@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 
 use libfuzzer_sys::fuzz_target;
-use registry::decode::{Format, LookupError, RegSchema, Side};
+use registry::decode::{Format, LookupError, RegSchema, Side, WriterId};
 
 const AVRO_READER: &str = r#"{"type":"record","name":"R","fields":[
   {"name":"id","type":"long"},{"name":"name","type":"string","default":"x"},
@@ -51,8 +51,11 @@ thread_local! {
     ]);
 }
 
-fn lookup(id: u32) -> Result<RegSchema, LookupError> {
-    Ok(match id {
+fn lookup(id: &WriterId) -> Result<RegSchema, LookupError> {
+    let WriterId::Confluent(id) = id else {
+        return Err(LookupError::NotFound(id.to_string()));
+    };
+    Ok(match *id {
         1 => schema("1", Format::Avro, AVRO_READER),
         2 => schema("2", Format::Avro, AVRO_WRITER),
         3 => schema("3", Format::Protobuf, PROTO),

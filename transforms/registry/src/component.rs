@@ -8,7 +8,7 @@ wit_bindgen::generate!({
 
 use std::sync::Mutex;
 
-use crate::decode::{Decoded, Failure, Format, LookupError, RegSchema, Side};
+use crate::decode::{Decoded, Failure, Format, LookupError, RegSchema, Side, WriterId};
 use crate::model::{Out, Ty};
 use crate::plan::{self, Planned, Settings, Source, Tombstones};
 use exports::kafka2mc::transform::parser::Guest;
@@ -46,8 +46,12 @@ fn reg(s: Schema) -> RegSchema {
     }
 }
 
-fn lookup(id: u32) -> Result<RegSchema, LookupError> {
-    schema_by_id(&SchemaId::Confluent(id))
+fn lookup(id: &WriterId) -> Result<RegSchema, LookupError> {
+    let id = match id {
+        WriterId::Confluent(n) => SchemaId::Confluent(*n),
+        WriterId::Glue(uuid) => SchemaId::Glue(uuid.clone()),
+    };
+    schema_by_id(&id)
         .map(reg)
         .map_err(|e: RegistryError| match e.kind {
             RegistryErrorKind::NotFound => LookupError::NotFound(e.message),

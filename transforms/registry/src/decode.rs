@@ -32,6 +32,27 @@ pub struct RegSchema {
     pub version: Option<i32>,
 }
 
+/// The writer schema a record's framing names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriterId {
+    /// A Confluent schema id.
+    Confluent(u32),
+    /// An AWS Glue schema version id (a UUID's text).
+    Glue(String),
+}
+
+impl std::fmt::Display for WriterId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriterId::Confluent(id) => write!(f, "{id}"),
+            WriterId::Glue(uuid) => f.write_str(uuid),
+        }
+    }
+}
+
+/// Most bytes a zlib-compressed Glue payload may inflate to.
+const MAX_INFLATED: usize = 64 * 1024 * 1024;
+
 /// Why a lookup gave no schema.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum LookupError {
@@ -80,9 +101,9 @@ pub struct Side {
     tree: Field,
     /// `subject vN (id N)`, for messages.
     pub label: String,
-    writers: HashMap<u32, Result<Writer, Failure>>,
+    writers: HashMap<String, Result<Writer, Failure>>,
     /// Per writer id met, the top-level fields it has and the reader lacks.
-    dropped: HashMap<u32, Vec<String>>,
+    dropped: HashMap<String, Vec<String>>,
     evolution: Evolution,
 }
 
@@ -149,11 +170,12 @@ impl Side {
 
     fn writer(
         &mut self,
-        id: u32,
-        lookup: &mut dyn FnMut(u32) -> Result<RegSchema, LookupError>,
+        writer: &WriterId,
+        lookup: &mut dyn FnMut(&WriterId) -> Result<RegSchema, LookupError>,
     ) -> Result<&Writer, Failure> {
+        let id = writer.to_string();
         if !self.writers.contains_key(&id) {
-            let built = match lookup(id) {
+            let built = match lookup(writer) {
                 Err(LookupError::Unavailable(m)) => {
                     return Err(Failure::Fatal("registry-unavailable".into(), m));
                 }
@@ -161,9 +183,9 @@ impl Side {
                     "unknown-schema",
                     format!("schema id {id} is not in the registry: {m}"),
                 )),
-                Ok(s) => self.build(id, &s),
+                Ok(s) => self.build(&id, &s),
             };
-            self.writers.insert(id, built);
+            self.writers.insert(id.clone(), built);
         }
         match &self.writers[&id] {
             Ok(w) => Ok(w),
@@ -171,7 +193,7 @@ impl Side {
         }
     }
 
-    fn build(&self, id: u32, s: &RegSchema) -> Result<Writer, Failure> {
+    fn build(&self, id: &str, s: &RegSchema) -> Result<Writer, Failure> {
         let written = parse(s, None).map_err(|e| dead("bad-schema", e))?;
         let incompatible = |why: String| {
             dead(
@@ -200,21 +222,37 @@ impl Side {
     pub fn decode(
         &mut self,
         bytes: &[u8],
-        lookup: &mut dyn FnMut(u32) -> Result<RegSchema, LookupError>,
+        lookup: &mut dyn FnMut(&WriterId) -> Result<RegSchema, LookupError>,
     ) -> Result<(Decoded, Option<String>), Failure> {
-        let (id, payload) = match framing::split(bytes) {
-            Ok(Framed::Confluent { id, payload }) => (id, payload),
-            Ok(Framed::Glue { version_id, .. }) => {
-                return Err(Failure::Fatal(
-                    "unsupported-framing".into(),
-                    format!(
-                        "record is framed for AWS Glue schema version {version_id}; this stage reads Confluent-framed records"
-                    ),
-                ));
+        let inflated;
+        let (writer, payload) = match framing::split(bytes) {
+            Ok(Framed::Confluent { id, payload }) => (WriterId::Confluent(id), payload),
+            Ok(Framed::Glue {
+                version_id,
+                compressed,
+                payload,
+            }) => {
+                let payload = if compressed {
+                    inflated = miniz_oxide::inflate::decompress_to_vec_zlib_with_limit(
+                        payload,
+                        MAX_INFLATED,
+                    )
+                    .map_err(|e| {
+                        dead(
+                            "bad-payload",
+                            format!("Glue schema version {version_id}: the zlib payload does not inflate: {e:?}"),
+                        )
+                    })?;
+                    inflated.as_slice()
+                } else {
+                    payload
+                };
+                (WriterId::Glue(version_id), payload)
             }
             Err(e) => return Err(dead("bad-framing", e.0)),
         };
-        let own = id.to_string() == self.reader_id;
+        let id = writer.to_string();
+        let own = id == self.reader_id;
         let label = self.label.clone();
         let bad = |why: String| {
             if own {
@@ -226,7 +264,7 @@ impl Side {
                 )
             }
         };
-        let decoded = match self.writer(id, lookup)? {
+        let decoded = match self.writer(&writer, lookup)? {
             Writer::Avro(d, _) => Decoded::Avro(d.decode(payload).map_err(bad)?),
             Writer::Proto(w) => {
                 let (indexes, rest) = protobuf::message_indexes(payload).map_err(bad)?;
@@ -266,7 +304,7 @@ impl Side {
                     dropped.join(", ")
                 ));
             }
-            self.dropped.insert(id, dropped);
+            self.dropped.insert(id.clone(), dropped);
         }
         if self.evolution == Evolution::AddColumns
             && let Some(fields) = self.dropped.get(&id).filter(|d| !d.is_empty())

@@ -4,7 +4,12 @@
 //! produce records with the real serializers against it; `tests/it/registry.rs` checks it against
 //! confluent-kafka's `SchemaRegistryClient`.
 //!
+//! It also answers the AWS Glue Schema Registry operations the `aws-glue-schema-registry`
+//! serializer and k2mc's host use (`glue`), on the same port, for SigV4-signed requests.
+//!
 //! It prints its bound address as the first line on stdout, so a harness can start it on port 0.
+
+mod glue;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -58,6 +63,7 @@ struct Registry {
     /// Subject → the schema id of each version (version n at index n - 1).
     subjects: BTreeMap<String, Vec<usize>>,
     compatibility: BTreeMap<String, String>,
+    glue: glue::Glue,
 }
 
 #[derive(Debug, Deserialize)]
@@ -252,6 +258,25 @@ async fn handle(
         .0
         .lock()
         .unwrap_or_else(std::sync::PoisonError::into_inner);
+    if method == Method::POST
+        && let Some(operation) = headers
+            .get("x-amz-target")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|t| t.strip_prefix("AWSGlue."))
+    {
+        // Glue requests are SigV4-signed for the glue service (the signature itself is not
+        // checked: any credentials are accepted).
+        let signed = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|a| {
+                a.starts_with("AWS4-HMAC-SHA256 ") && a.contains("/glue/aws4_request")
+            });
+        if !signed {
+            return glue::unsigned();
+        }
+        return reg.glue.call(operation, &body);
+    }
     let result: Result<Json, Refusal> = match (&method, segs.as_slice()) {
         (&Method::GET, ["schemas", "types"]) => Ok(json!(["AVRO", "PROTOBUF", "JSON"])),
         (&Method::GET, ["schemas", "ids", id, rest @ ..]) => {
