@@ -512,8 +512,9 @@ fn table_columns(table: &str) -> Vec<String> {
     info.schema.columns.iter().map(|c| c.name.clone()).collect()
 }
 
-/// v1 and v2 (a new optional field) records on one topic, the table made from v1; returns the
-/// registry, the records and the config of the unpinned stage (it reads the latest version).
+/// v1, v2 (a new optional field) and v3 (a field with a default removed) records on one topic,
+/// the table made from v1; returns the registry, the records and the config of the unpinned
+/// stage (it reads the latest version with the older versions' fields).
 fn added_field_case(
     topic: &str,
     table: &str,
@@ -521,6 +522,7 @@ fn added_field_case(
     let registry = SchemaRegistry::start(&[]).unwrap();
     let mut records = serialize(&registry, topic, "added-v1");
     records.extend(serialize(&registry, topic, "added-v2"));
+    records.extend(serialize(&registry, topic, "added-v3"));
     produce(topic, &records);
     let dir = tempfile::tempdir().unwrap();
     let pinned = config(

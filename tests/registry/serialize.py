@@ -6,7 +6,7 @@ record: {"key": base64 or null, "value": base64 or null, "expect": the row pyodp
 (canonical JSON, as tests/pyodps/conformance.py dumps it) or null, "dead": the dead-letter code
 or null}. The expectations are computed here, from the Python values, not by k2mc's code.
 
-    serialize.py --registry URL --topic T --scenario types|evolution|protobuf|json|added-v1|added-v2|glue
+    serialize.py --registry URL --topic T --scenario types|evolution|protobuf|json|added-v1|added-v2|added-v3|glue
 """
 
 import argparse
@@ -401,20 +401,28 @@ def json_records(client, topic):
     return out
 
 
-ADDED_V1 = schema_v([ID, NAME])
-ADDED_V2 = schema_v([ID, NAME, {"name": "coupon", "type": ["null", "string"], "default": None}])
+ADDED_V1 = schema_v([ID, {"name": "name", "type": "string", "default": "anon"}])
+ADDED_V2 = schema_v(
+    [ID, {"name": "name", "type": "string", "default": "anon"}, {"name": "coupon", "type": ["null", "string"], "default": None}]
+)
+ADDED_V3 = schema_v([ID, {"name": "coupon", "type": ["null", "string"], "default": None}])
 
 
 def added_records(version):
-    """Two records written with v1 (id, name), or two with v2 (adds an optional `coupon`); the
-    expected row is [id, name, coupon] (a table that ignores the new field reads the first two)."""
-    first = 0 if version == 1 else 2
+    """Two records written with v1 (id, name with a default), two with v2 (adds an optional
+    `coupon`), or one with v3 (removes `name`); the expected row is [id, name, coupon] (a table
+    that ignores the new field reads the first two): v3's `name` is v2's default."""
+    first = {1: 0, 2: 2, 3: 4}[version]
+    schema = {1: ADDED_V1, 2: ADDED_V2, 3: ADDED_V3}[version]
     rows = []
-    for i in range(first, first + 2):
-        value = {"id": i, "name": f"n{i}"}
-        if version == 2:
-            value["coupon"] = f"C{i}" if i == 2 else None
-        rows.append((None, ADDED_V1 if version == 1 else ADDED_V2, value, [i, f"n{i}", value.get("coupon")], None))
+    for i in range(first, first + (1 if version == 3 else 2)):
+        value = {"id": i}
+        if version != 3:
+            value["name"] = f"n{i}"
+        if version != 1:
+            value["coupon"] = f"C{i}" if i % 2 == 0 else None
+        expect = [i, value.get("name", "anon"), value.get("coupon")]
+        rows.append((None, schema, value, expect, None))
     return rows
 
 
@@ -455,7 +463,7 @@ def main():
     p.add_argument("--topic", required=True)
     p.add_argument(
         "--scenario",
-        choices=["types", "evolution", "protobuf", "json", "added-v1", "added-v2", "glue"],
+        choices=["types", "evolution", "protobuf", "json", "added-v1", "added-v2", "added-v3", "glue"],
         required=True,
     )
     args = p.parse_args()
@@ -474,6 +482,7 @@ def main():
         "evolution": evolution_records,
         "added-v1": lambda: added_records(1),
         "added-v2": lambda: added_records(2),
+        "added-v3": lambda: added_records(3),
     }[args.scenario]()
     serializers = {}
     key_serializer = AvroSerializer(client, json.dumps("string"))

@@ -355,6 +355,48 @@ fn decimal(d: &Decimal, scale: usize) -> String {
     decimal_text(&unscaled.to_string(), scale)
 }
 
+/// The `latest` record schema with the fields only `older` versions (newest first) have
+/// appended, each with its default (a field without one becomes nullable with default null,
+/// so records that lack it resolve); `None` when there is nothing to add or the schema is not a
+/// record.
+pub fn merge(latest: &str, older: &[&str]) -> Result<Option<String>, String> {
+    let mut root: Json = serde_json::from_str(latest).map_err(|e| e.to_string())?;
+    let Some(fields) = root.get_mut("fields").and_then(Json::as_array_mut) else {
+        return Ok(None);
+    };
+    let name = |f: &Json| f.get("name").and_then(Json::as_str).map(str::to_owned);
+    let mut names: Vec<String> = fields.iter().filter_map(name).collect();
+    let mut added = false;
+    for text in older {
+        let old: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
+        for f in old.get("fields").and_then(Json::as_array).into_iter().flatten() {
+            let Some(n) = name(f) else { continue };
+            if names.contains(&n) {
+                continue;
+            }
+            let mut f = f.clone();
+            if f.get("default").is_none() {
+                let ty = f.get("type").cloned().unwrap_or(Json::Null);
+                let nullable = match ty {
+                    Json::Array(branches) => {
+                        let mut rest: Vec<Json> =
+                            branches.into_iter().filter(|b| b != "null").collect();
+                        rest.insert(0, Json::from("null"));
+                        Json::Array(rest)
+                    }
+                    other => Json::Array(vec![Json::from("null"), other]),
+                };
+                f["type"] = nullable;
+                f["default"] = Json::Null;
+            }
+            fields.push(f);
+            names.push(n);
+            added = true;
+        }
+    }
+    Ok(added.then(|| root.to_string()))
+}
+
 /// Decodes datums written with one schema, resolved onto the reader's.
 pub struct Decoder {
     reader: GenericDatumReader<'static>,
@@ -401,5 +443,35 @@ impl Decoder {
             ));
         }
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn merging_keeps_older_fields_with_their_defaults_or_as_nullable() {
+        let v1 = r#"{"type":"record","name":"R","fields":[{"name":"id","type":"long"},{"name":"name","type":"string","default":"anon"},{"name":"n","type":"int"}]}"#;
+        let v2 = r#"{"type":"record","name":"R","fields":[{"name":"id","type":"long"},{"name":"coupon","type":["null","string"],"default":null}]}"#;
+        let merged = merge(v2, &[v1]).unwrap().unwrap();
+        let s = parse(&merged, &[]).unwrap();
+        let cols: Vec<(String, String, bool)> = s
+            .tree()
+            .unwrap()
+            .children
+            .into_iter()
+            .map(|f| (f.name, f.ty.text(), f.nullable))
+            .collect();
+        assert_eq!(
+            cols,
+            [
+                ("id".into(), "bigint".into(), false),
+                ("coupon".into(), "string".into(), true),
+                ("name".into(), "string".into(), false),
+                ("n".into(), "int".into(), true),
+            ]
+        );
+        assert_eq!(merge(v2, &[v2]).unwrap(), None);
     }
 }

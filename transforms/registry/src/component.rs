@@ -59,7 +59,8 @@ fn lookup(id: &WriterId) -> Result<RegSchema, LookupError> {
         })
 }
 
-/// The reader side for `subject` (`version`, default latest).
+/// The reader side for `subject`: `version` exactly, or (unpinned) the latest version merged
+/// with the fields of the older ones, so a table made from an older version keeps its columns.
 fn side(
     key: &str,
     subject: &str,
@@ -74,7 +75,20 @@ fn side(
         ),
         _ => format!("{key}: {}", e.message),
     })?;
-    Side::new(&reg(schema), message).map_err(|e| format!("{key}: {e}"))
+    let latest = reg(schema);
+    if version.is_some() {
+        return Side::new(&latest, message).map_err(|e| format!("{key}: {e}"));
+    }
+    let mut older = Vec::new();
+    for v in (1..latest.version.unwrap_or(1)).rev() {
+        match schema_by_subject(subject, Some(v)) {
+            Ok(s) => older.push(reg(s)),
+            // A deleted version is skipped.
+            Err(e) if e.kind == RegistryErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{key}: {}", e.message)),
+        }
+    }
+    Side::merged(&latest, &older, message).map_err(|e| format!("{key}: {e}"))
 }
 
 fn column_type(ty: &Ty) -> ColumnType {

@@ -157,6 +157,60 @@ impl Side {
         })
     }
 
+    /// The side for a subject that is not pinned to a version: the latest version, with the
+    /// fields only `older` versions (newest first) have added after its own, so that a table
+    /// made from an older version keeps reading them (from records that carry them, else their
+    /// default or NULL). Types are the newest version's.
+    pub fn merged(latest: &RegSchema, older: &[RegSchema], message: Option<&str>) -> Result<Side, String> {
+        if latest.format == Format::Avro {
+            let texts: Vec<&str> = older
+                .iter()
+                .filter(|o| o.format == Format::Avro)
+                .map(|o| o.text.as_str())
+                .collect();
+            if let Some(text) = avro::merge(&latest.text, &texts)? {
+                let merged = RegSchema {
+                    // No writer has this id: every record resolves onto it.
+                    id: String::new(),
+                    text,
+                    ..latest.clone()
+                };
+                let mut side = Side::new(&merged, message)?;
+                side.label = format!(
+                    "{} v{} with older versions' fields",
+                    latest.subject.as_deref().unwrap_or("schema"),
+                    latest.version.unwrap_or_default()
+                );
+                return Ok(side);
+            }
+            return Side::new(latest, message);
+        }
+        let mut side = Side::new(latest, message)?;
+        for o in older.iter().filter(|o| o.format == latest.format) {
+            let tree = match parse(o, message)? {
+                Schema::Avro(a) => a.tree()?,
+                Schema::Proto(p) => p.tree(),
+                Schema::Json(j) => j.tree()?,
+            };
+            for child in tree.children {
+                if !side.tree.children.iter().any(|c| c.name == child.name) {
+                    side.tree.children.push(Field {
+                        nullable: true,
+                        ..child
+                    });
+                }
+            }
+        }
+        side.tree.ty = Ty::Struct(
+            side.tree
+                .children
+                .iter()
+                .map(|c| (c.name.clone(), c.ty.clone()))
+                .collect(),
+        );
+        Ok(side)
+    }
+
     /// Sets what a writer with fields the reader lacks does (default: ignore them).
     pub fn with_evolution(mut self, evolution: Evolution) -> Side {
         self.evolution = evolution;
