@@ -202,6 +202,10 @@ fn avro_records_from_confluent_serializers_land_with_every_mapped_type() {
         "`note` string,",
         "`either` json,",
         "`items` array<struct<sku:string,qty:int,at:timestamp>> NOT NULL",
+        "`ts_ns` timestamp NOT NULL",
+        "`lts_ns` timestamp_ntz NOT NULL",
+        "`dur` struct<months:bigint,days:bigint,millis:bigint> NOT NULL",
+        "`huge` string NOT NULL",
     ] {
         assert!(ddl.contains(column), "{column} missing from\n{ddl}");
     }
@@ -687,4 +691,65 @@ fn glue_framed_records_from_the_aws_serializer_land_typed() {
     assert!(ok, "run failed: {out}{stderr}");
     let expected: Vec<Json> = records.iter().filter_map(|r| r.expect.clone()).collect();
     assert_eq!(landed(table, 0), expected);
+}
+
+/// `mask` and `filter` chain after the registry parser as after `kafka-columns`.
+#[test]
+fn mask_and_filter_chain_after_the_registry_parser() {
+    use k2mc::transform::bindings::{Cell, KafkaRecord, RecordBatch};
+    use k2mc::transform::{Registry, TransformHost};
+    let registry = SchemaRegistry::start(&[]).unwrap();
+    let topic = "t_registry_chain";
+    let records = serialize(&registry, topic, "added-v1");
+    let host = TransformHost::new().unwrap();
+    let cache = tempfile::tempdir().unwrap();
+    let subject = format!("{topic}-value");
+    let mut parser = harness::stage_spec(
+        "registry",
+        &transform_wasm("registry").unwrap(),
+        &[("subject", &subject)],
+    );
+    parser.grants.registry = true;
+    parser.registry = Some(Registry::new(
+        registry.url.parse().unwrap(),
+        None,
+        std::time::Duration::from_secs(5),
+    ));
+    let mask = harness::stage_spec(
+        "mask",
+        &transform_wasm("mask").unwrap(),
+        &[("column.name", "null")],
+    );
+    let filter = harness::stage_spec(
+        "filter",
+        &transform_wasm("filter").unwrap(),
+        &[("predicate", "id >= 1")],
+    );
+    let chain = host
+        .load_chain(vec![parser, mask, filter], cache.path())
+        .unwrap();
+    let out = chain
+        .start_run()
+        .run(&RecordBatch {
+            topic: topic.into(),
+            partition: 0,
+            records: records
+                .iter()
+                .enumerate()
+                .map(|(i, r)| KafkaRecord {
+                    offset: i as i64,
+                    timestamp_ms: 0,
+                    key: None,
+                    value: r.value.clone(),
+                    headers: Vec::new(),
+                })
+                .collect(),
+        })
+        .unwrap();
+    let rows: Vec<(u32, Vec<Cell>)> = out.rows.into_iter().map(|r| (r.source, r.cells)).collect();
+    assert_eq!(
+        rows,
+        [(1, vec![Cell::Int(1), Cell::Null])],
+        "record 0 filtered (id 0), record 1 masked"
+    );
 }

@@ -94,6 +94,11 @@ TYPES = {
                 ]},
             },
         },
+        # fastavro writes these as their raw values (nanoseconds, the 12 duration bytes).
+        {"name": "ts_ns", "type": {"type": "long", "logicalType": "timestamp-nanos"}},
+        {"name": "lts_ns", "type": {"type": "long", "logicalType": "local-timestamp-nanos"}},
+        {"name": "dur", "type": {"type": "fixed", "name": "Dur", "size": 12, "logicalType": "duration"}},
+        {"name": "huge", "type": {"type": "bytes", "logicalType": "decimal", "precision": 40, "scale": 3}},
     ],
 }
 
@@ -131,6 +136,11 @@ def types_records():
             "note": None if i == 0 else f"note {i}",
             "either": [None, 42, "forty-two"][i],
             "items": [{"sku": f"s{j}", "qty": j, "at": when} for j in range(2 - i % 2)],
+            "ts_ns": 1_714_571_130_123_456_789 + i,
+            "lts_ns": -1_000_000_001 * (i + 1),
+            "dur": struct.pack("<III", i + 1, 30 + i, 86_399_999 - i),
+            # Built from text: arithmetic would round to the decimal context's 28 digits.
+            "huge": decimal.Decimal(("-" if i == 2 else "") + "1234567890123456789012345678901234567.891"),
         }
         expect = [
             value["id"],
@@ -158,6 +168,10 @@ def types_records():
             value["note"],
             None if value["either"] is None else json.dumps(value["either"], separators=(",", ":")),
             [[it["sku"], it["qty"], ts(it["at"])] for it in value["items"]],
+            [value["ts_ns"] // 1_000_000_000, value["ts_ns"] % 1_000_000_000],
+            [value["lts_ns"] // 1_000_000_000, value["lts_ns"] % 1_000_000_000],
+            [i + 1, 30 + i, 86_399_999 - i],
+            format(value["huge"], "f"),
         ]
         out.append((None, TYPES, value, expect, None))
     return out
@@ -216,6 +230,13 @@ message Reading {
   Line line = 9;
   oneof pay { string card = 10; int32 cash = 11; }
   google.protobuf.Int64Value maybe = 12;
+  float ratio = 13;
+  bool flag = 14;
+  bytes blob = 15;
+  sint32 delta = 16;
+  fixed64 big = 17;
+  sfixed32 s32 = 18;
+  uint32 u32 = 19;
   enum Kind { UNKNOWN = 0; HOT = 1; COLD = 2; }
   message Line { string sku = 1; int32 qty = 2; }
 }
@@ -264,8 +285,18 @@ def proto_classes():
         m.field.add(name="card", number=10, label=opt, type=F.TYPE_STRING, oneof_index=0)
         m.field.add(name="cash", number=11, label=opt, type=F.TYPE_INT32, oneof_index=0)
         m.field.add(name="maybe", number=12, label=opt, type=F.TYPE_MESSAGE, type_name=".google.protobuf.Int64Value")
+        for name, number, ty in (
+            ("ratio", 13, F.TYPE_FLOAT),
+            ("flag", 14, F.TYPE_BOOL),
+            ("blob", 15, F.TYPE_BYTES),
+            ("delta", 16, F.TYPE_SINT32),
+            ("big", 17, F.TYPE_FIXED64),
+            ("s32", 18, F.TYPE_SFIXED32),
+            ("u32", 19, F.TYPE_UINT32),
+        ):
+            m.field.add(name=name, number=number, label=opt, type=ty)
         if version == 2:
-            m.field.add(name="extra", number=13, label=opt, type=F.TYPE_STRING)
+            m.field.add(name="extra", number=20, label=opt, type=F.TYPE_STRING)
         pool = descriptor_pool.Default()
         pool.Add(fdp)
         classes.append(message_factory.GetMessageClass(pool.FindMessageTypeByName(pkg[1:])))
@@ -305,6 +336,13 @@ def protobuf_records(client, topic):
             msg.cash = 5 * i
         if i == 0:
             msg.maybe.value = -3
+        msg.ratio = 0.25 + i
+        msg.flag = i % 2 == 1
+        msg.blob = bytes([i, 255])
+        msg.delta = -5 * i
+        msg.big = 2**64 - 1 - i
+        msg.s32 = -(2**31) + i
+        msg.u32 = 2**32 - 1 - i
         if cls is v2:
             msg.extra = "not in the table"
         ser = ProtobufSerializer(cls, client)
@@ -326,6 +364,13 @@ def protobuf_records(client, topic):
             "4111" if i % 2 else None,
             None if i % 2 else 5 * i,
             -3 if i == 0 else None,
+            f32(0.25 + i),
+            i % 2 == 1,
+            b64(bytes([i, 255])),
+            -5 * i,
+            str(2**64 - 1 - i),
+            -(2**31) + i,
+            2**32 - 1 - i,
         ]
         out.append((None, data, expect, None))
     return out
@@ -345,6 +390,7 @@ JSON_SCHEMA = {
         "attrs": {"type": "object", "additionalProperties": {"type": "integer"}},
         "address": {"$ref": "#/definitions/Address"},
         "any": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
+        "ok": {"type": "boolean"},
     },
     "required": ["id", "name", "day", "at", "tags", "attrs", "address"],
     "definitions": {
@@ -379,6 +425,7 @@ def json_records(client, topic):
             "attrs": {"x": i},
             "address": {"city": "Hangzhou"} if i == 0 else {"city": "Beijing", "zip": "100000"},
             "any": [7, "seven", None][i],
+            "ok": i != 1,
         }
         if value["any"] is None:
             del value["any"]
@@ -396,6 +443,7 @@ def json_records(client, topic):
             [["x", i]],
             [value["address"]["city"], value["address"].get("zip")],
             json.dumps(value["any"], separators=(",", ":")) if "any" in value else None,
+            value["ok"],
         ]
         out.append((None, data, expect, None))
     return out

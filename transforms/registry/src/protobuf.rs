@@ -168,10 +168,11 @@ fn field(f: &FieldDescriptor, stack: &mut Vec<String>) -> Field {
         _ => Vec::new(),
     };
     let wrapper = matches!(f.kind(), Kind::Message(m) if wkt(m.full_name()).is_some());
+    let required = f.cardinality() == prost_reflect::Cardinality::Required;
     Field {
         name: f.name().to_owned(),
         ty,
-        nullable: (f.supports_presence() || wrapper) && !f.is_list(),
+        nullable: (f.supports_presence() || wrapper) && !f.is_list() && !required,
         children,
     }
 }
@@ -463,6 +464,38 @@ message Order {
         assert_eq!(
             s.message_at(&[0, 1]).unwrap().full_name(),
             "shop.Order.Line"
+        );
+    }
+
+    #[test]
+    fn proto2_required_fields_are_not_null_and_optional_ones_are_null_when_unset() {
+        let s = parse(
+            "syntax = \"proto2\"; message P { required string id = 1; optional int32 n = 2 [default = 5]; repeated sint64 xs = 3; }",
+            &[],
+            None,
+        )
+        .unwrap();
+        let cols: Vec<(String, String, bool)> = s
+            .tree()
+            .children
+            .iter()
+            .map(|f| (f.name.clone(), f.ty.text(), f.nullable))
+            .collect();
+        assert_eq!(
+            cols,
+            [
+                ("id".into(), "string".into(), false),
+                ("n".into(), "int".into(), true),
+                ("xs".into(), "array<bigint>".into(), false),
+            ]
+        );
+        let mut m = DynamicMessage::new(s.message.clone());
+        m.set_field_by_name("id", Value::String("a".into()));
+        assert_eq!(extract(&m, &["n".into()], &Ty::Int), Ok(Out::Null));
+        m.set_field_by_name("xs", Value::List(vec![Value::I64(-1)]));
+        assert_eq!(
+            extract(&m, &["xs".into()], &Ty::Array(Box::new(Ty::Bigint))),
+            Ok(Out::Json("[-1]".into()))
         );
     }
 
