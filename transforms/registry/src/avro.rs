@@ -369,7 +369,12 @@ pub fn merge(latest: &str, older: &[&str]) -> Result<Option<String>, String> {
     let mut added = false;
     for text in older {
         let old: Json = serde_json::from_str(text).map_err(|e| e.to_string())?;
-        for f in old.get("fields").and_then(Json::as_array).into_iter().flatten() {
+        for f in old
+            .get("fields")
+            .and_then(Json::as_array)
+            .into_iter()
+            .flatten()
+        {
             let Some(n) = name(f) else { continue };
             if names.contains(&n) {
                 continue;

@@ -161,7 +161,11 @@ impl Side {
     /// fields only `older` versions (newest first) have added after its own, so that a table
     /// made from an older version keeps reading them (from records that carry them, else their
     /// default or NULL). Types are the newest version's.
-    pub fn merged(latest: &RegSchema, older: &[RegSchema], message: Option<&str>) -> Result<Side, String> {
+    pub fn merged(
+        latest: &RegSchema,
+        older: &[RegSchema],
+        message: Option<&str>,
+    ) -> Result<Side, String> {
         if latest.format == Format::Avro {
             let texts: Vec<&str> = older
                 .iter()
