@@ -170,22 +170,57 @@ fn landed(table: &str, sort_by: usize) -> Vec<Json> {
     rows
 }
 
-#[test]
-fn avro_records_from_confluent_serializers_land_with_every_mapped_type() {
-    let registry = SchemaRegistry::start(&[]).unwrap();
-    let (topic, table) = ("t_registry_types", "registry_types");
-    let records = serialize(&registry, topic, "types");
+/// One scenario's setup: a registry stand-in, the records the serializers wrote (produced to
+/// `topic`), a config with the registry stage (`settings`; `[registry]` is the stand-in's URL
+/// unless `registry` gives the section's body) and the table made from `k2mc schema ddl`.
+struct Scenario {
+    _registry: SchemaRegistry,
+    records: Vec<Serialized>,
+    config: std::path::PathBuf,
+    ddl: String,
+    _dir: tempfile::TempDir,
+}
+
+fn scenario(
+    name: &str,
+    topic: &str,
+    table: &str,
+    settings: &str,
+    registry: Option<&str>,
+) -> Scenario {
+    let stand_in = SchemaRegistry::start(&[]).unwrap();
+    let records = serialize(&stand_in, topic, name);
     produce(topic, &records);
     let dir = tempfile::tempdir().unwrap();
-    let config = config(
+    let body = registry.map_or_else(|| format!("url = \"{}\"\n", stand_in.url), str::to_owned);
+    let config = config_with(
         dir.path(),
         topic,
         table,
-        &format!("subject = \"{topic}-value\""),
-        &registry.url,
+        settings,
+        &body.replace("{url}", &stand_in.url),
     );
-
     let ddl = create_table_from_ddl(&config);
+    Scenario {
+        _registry: stand_in,
+        records,
+        config,
+        ddl,
+        _dir: dir,
+    }
+}
+
+#[test]
+fn avro_records_from_confluent_serializers_land_with_every_mapped_type() {
+    let (topic, table) = ("t_registry_types", "registry_types");
+    let case = scenario(
+        "types",
+        topic,
+        table,
+        &format!("subject = \"{topic}-value\""),
+        None,
+    );
+    let (records, config, ddl) = (&case.records, &case.config, &case.ddl);
     for column in [
         "`id` bigint NOT NULL",
         "`ratio` float NOT NULL",
@@ -241,23 +276,19 @@ fn avro_records_from_confluent_serializers_land_with_every_mapped_type() {
 
 #[test]
 fn schema_evolution_in_one_range_resolves_onto_the_table_and_dead_letters_incompatible_records() {
-    let registry = SchemaRegistry::start(&[]).unwrap();
     let (topic, table) = ("t_registry_evolution", "registry_evolution");
-    let records = serialize(&registry, topic, "evolution");
-    produce(topic, &records);
-    let dir = tempfile::tempdir().unwrap();
     // The table is version 1 of the subject; later versions are read as version 1.
-    let config = config(
-        dir.path(),
+    let case = scenario(
+        "evolution",
         topic,
         table,
         &format!(
             r#"subject = "{topic}-value", version = "1", key-subject = "{topic}-key", columns = '[{{"name":"k","source":"__key__"}},{{"name":"id"}},{{"name":"name"}},{{"name":"score"}},{{"name":"region"}}]'"#
         ),
-        &registry.url,
+        None,
     );
-    create_table_from_ddl(&config);
-    let (ok, out, stderr) = k2mc(&config, &["run"]);
+    let (records, config) = (&case.records, &case.config);
+    let (ok, out, stderr) = k2mc(config, &["run"]);
     assert!(ok, "run failed: {out}{stderr}");
     let rows = landed(table, 1);
     let expected: Vec<Json> = records.iter().filter_map(|r| r.expect.clone()).collect();
@@ -443,12 +474,8 @@ fn lands_as_serialized(
     settings: &str,
     sort_by: usize,
 ) -> u64 {
-    let registry = SchemaRegistry::start(&[]).unwrap();
-    let records = serialize(&registry, topic, scenario);
-    produce(topic, &records);
-    let dir = tempfile::tempdir().unwrap();
-    let config = config(dir.path(), topic, table, settings, &registry.url);
-    create_table_from_ddl(&config);
+    let case = self::scenario(scenario, topic, table, settings, None);
+    let (records, config) = (&case.records, &case.config);
     let (ok, out, stderr) = k2mc(&config, &["run"]);
     assert!(ok, "run failed: {out}{stderr}");
     let mut rows = landed(table, sort_by);
@@ -670,22 +697,17 @@ fn a_warm_function_meeting_a_new_field_restarts_adds_the_column_and_loads_it() {
 /// the schema's version 1; the version-2 field is not loaded.
 #[test]
 fn glue_framed_records_from_the_aws_serializer_land_typed() {
-    let registry = SchemaRegistry::start(&[]).unwrap();
     let (topic, table) = ("t_registry_glue", "registry_glue");
-    let records = serialize(&registry, topic, "glue");
-    produce(topic, &records);
-    let dir = tempfile::tempdir().unwrap();
-    let config = config_with(
-        dir.path(),
+    let case = scenario(
+        "glue",
         topic,
         table,
         &format!("subject = \"{topic}-value\", version = \"1\""),
-        &format!(
-            "kind = \"glue\"\nurl = \"{}\"\nregistry_name = \"k2mc\"\nregion = \"us-east-1\"\n",
-            registry.url
+        Some(
+            "kind = \"glue\"\nurl = \"{url}\"\nregistry_name = \"k2mc\"\nregion = \"us-east-1\"\n",
         ),
     );
-    let ddl = create_table_from_ddl(&config);
+    let (records, config, ddl) = (&case.records, &case.config, &case.ddl);
     assert!(ddl.contains("`id` bigint NOT NULL"), "{ddl}");
     let (ok, out, stderr) = k2mc(&config, &["run"]);
     assert!(ok, "run failed: {out}{stderr}");

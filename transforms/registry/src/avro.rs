@@ -461,13 +461,7 @@ mod tests {
         let v2 = r#"{"type":"record","name":"R","fields":[{"name":"id","type":"long"},{"name":"coupon","type":["null","string"],"default":null}]}"#;
         let merged = merge(v2, &[v1]).unwrap().unwrap();
         let s = parse(&merged, &[]).unwrap();
-        let cols: Vec<(String, String, bool)> = s
-            .tree()
-            .unwrap()
-            .children
-            .into_iter()
-            .map(|f| (f.name, f.ty.text(), f.nullable))
-            .collect();
+        let cols = s.tree().unwrap().described();
         assert_eq!(
             cols,
             [

@@ -289,13 +289,7 @@ mod tests {
     #[test]
     fn json_schema_maps_to_columns() {
         let s = parse(SCHEMA, &[]).unwrap();
-        let cols: Vec<(String, String, bool)> = s
-            .tree()
-            .unwrap()
-            .children
-            .iter()
-            .map(|f| (f.name.clone(), f.ty.text(), f.nullable))
-            .collect();
+        let cols = s.tree().unwrap().described();
         assert_eq!(
             cols,
             [

@@ -80,6 +80,17 @@ pub struct Field {
     pub children: Vec<Field>,
 }
 
+impl Field {
+    /// Each child as (name, type text, nullable): what the unit tests compare.
+    #[cfg(test)]
+    pub(crate) fn described(&self) -> Vec<(String, String, bool)> {
+        self.children
+            .iter()
+            .map(|f| (f.name.clone(), f.ty.text(), f.nullable))
+            .collect()
+    }
+}
+
 /// One cell, in the shape of the WIT `cell`.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Out {

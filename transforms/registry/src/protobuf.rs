@@ -433,12 +433,7 @@ message Order {
     #[test]
     fn proto_text_compiles_and_maps_to_columns() {
         let s = parse(PROTO, &[], None).unwrap();
-        let tree = s.tree();
-        let cols: Vec<(String, String, bool)> = tree
-            .children
-            .iter()
-            .map(|f| (f.name.clone(), f.ty.text(), f.nullable))
-            .collect();
+        let cols = s.tree().described();
         assert_eq!(
             cols,
             [
@@ -475,12 +470,7 @@ message Order {
             None,
         )
         .unwrap();
-        let cols: Vec<(String, String, bool)> = s
-            .tree()
-            .children
-            .iter()
-            .map(|f| (f.name.clone(), f.ty.text(), f.nullable))
-            .collect();
+        let cols = s.tree().described();
         assert_eq!(
             cols,
             [
