@@ -244,10 +244,10 @@ fn avro_records_from_confluent_serializers_land_with_every_mapped_type() {
     ] {
         assert!(ddl.contains(column), "{column} missing from\n{ddl}");
     }
-    let (ok, out, stderr) = k2mc(&config, &["validate"]);
+    let (ok, out, stderr) = k2mc(config, &["validate"]);
     assert!(ok, "validate failed: {out}{stderr}");
 
-    let (ok, out, stderr) = k2mc(&config, &["run"]);
+    let (ok, out, stderr) = k2mc(config, &["run"]);
     assert!(ok, "run failed: {out}{stderr}");
     let rows = landed(table, 0);
     let expected: Vec<Json> = records.iter().filter_map(|r| r.expect.clone()).collect();
@@ -295,7 +295,7 @@ fn schema_evolution_in_one_range_resolves_onto_the_table_and_dead_letters_incomp
     assert_eq!(rows, expected, "pyodps read {rows:#?}");
 
     // The incompatible record is a dead letter naming both schemas; nothing else is.
-    let (ok, out, stderr) = k2mc(&config, &["dead-letters", "list", "--json"]);
+    let (ok, out, stderr) = k2mc(config, &["dead-letters", "list", "--json"]);
     assert!(ok, "{stderr}");
     let doc: Json = serde_json::from_str(&out).unwrap();
     let total: u64 = doc["objects"]
@@ -476,7 +476,7 @@ fn lands_as_serialized(
 ) -> u64 {
     let case = self::scenario(scenario, topic, table, settings, None);
     let (records, config) = (&case.records, &case.config);
-    let (ok, out, stderr) = k2mc(&config, &["run"]);
+    let (ok, out, stderr) = k2mc(config, &["run"]);
     assert!(ok, "run failed: {out}{stderr}");
     let mut rows = landed(table, sort_by);
     let mut expected: Vec<Json> = records.iter().filter_map(|r| r.expect.clone()).collect();
@@ -495,7 +495,7 @@ fn lands_as_serialized(
         }
     }
     assert_eq!(rows, expected, "pyodps read {rows:#?}");
-    let (ok, out, stderr) = k2mc(&config, &["dead-letters", "list", "--json"]);
+    let (ok, out, stderr) = k2mc(config, &["dead-letters", "list", "--json"]);
     assert!(ok, "{stderr}");
     let doc: Json = serde_json::from_str(&out).unwrap();
     doc["objects"]
@@ -709,7 +709,7 @@ fn glue_framed_records_from_the_aws_serializer_land_typed() {
     );
     let (records, config, ddl) = (&case.records, &case.config, &case.ddl);
     assert!(ddl.contains("`id` bigint NOT NULL"), "{ddl}");
-    let (ok, out, stderr) = k2mc(&config, &["run"]);
+    let (ok, out, stderr) = k2mc(config, &["run"]);
     assert!(ok, "run failed: {out}{stderr}");
     let expected: Vec<Json> = records.iter().filter_map(|r| r.expect.clone()).collect();
     assert_eq!(landed(table, 0), expected);
