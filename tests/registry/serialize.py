@@ -99,6 +99,13 @@ TYPES = {
         {"name": "lts_ns", "type": {"type": "long", "logicalType": "local-timestamp-nanos"}},
         {"name": "dur", "type": {"type": "fixed", "name": "Dur", "size": 12, "logicalType": "duration"}},
         {"name": "huge", "type": {"type": "bytes", "logicalType": "decimal", "precision": 40, "scale": 3}},
+        {
+            "name": "chain",
+            "type": {"type": "record", "name": "Link", "fields": [
+                {"name": "v", "type": "long"},
+                {"name": "next", "type": ["null", "Link"], "default": None},
+            ]},
+        },
     ],
 }
 
@@ -141,6 +148,7 @@ def types_records():
             "dur": struct.pack("<III", i + 1, 30 + i, 86_399_999 - i),
             # Built from text: arithmetic would round to the decimal context's 28 digits.
             "huge": decimal.Decimal(("-" if i == 2 else "") + "1234567890123456789012345678901234567.891"),
+            "chain": {"v": i, "next": {"v": i + 1, "next": None}},
         }
         expect = [
             value["id"],
@@ -172,6 +180,8 @@ def types_records():
             [value["lts_ns"] // 1_000_000_000, value["lts_ns"] % 1_000_000_000],
             [i + 1, 30 + i, 86_399_999 - i],
             format(value["huge"], "f"),
+            # A record that contains itself: STRUCT<v, next JSON>; the JSON is the inner link.
+            [i, json.dumps({"v": i + 1, "next": None}, separators=(",", ":"))],
         ]
         out.append((None, TYPES, value, expect, None))
     return out
@@ -237,6 +247,14 @@ message Reading {
   fixed64 big = 17;
   sfixed32 s32 = 18;
   uint32 u32 = 19;
+  sint64 d64 = 20;
+  sfixed64 sf64 = 21;
+  fixed32 f32 = 22;
+  google.protobuf.DoubleValue wd = 23;
+  google.protobuf.StringValue ws = 24;
+  google.protobuf.BoolValue wb = 25;
+  google.protobuf.BytesValue wy = 26;
+  google.protobuf.UInt64Value wu = 27;
   enum Kind { UNKNOWN = 0; HOT = 1; COLD = 2; }
   message Line { string sku = 1; int32 qty = 2; }
 }
@@ -293,10 +311,23 @@ def proto_classes():
             ("big", 17, F.TYPE_FIXED64),
             ("s32", 18, F.TYPE_SFIXED32),
             ("u32", 19, F.TYPE_UINT32),
+            ("d64", 20, F.TYPE_SINT64),
+            ("sf64", 21, F.TYPE_SFIXED64),
+            ("f32", 22, F.TYPE_FIXED32),
         ):
             m.field.add(name=name, number=number, label=opt, type=ty)
+        for name, number, wrapper in (
+            ("wd", 23, "DoubleValue"),
+            ("ws", 24, "StringValue"),
+            ("wb", 25, "BoolValue"),
+            ("wy", 26, "BytesValue"),
+            ("wu", 27, "UInt64Value"),
+        ):
+            m.field.add(
+                name=name, number=number, label=opt, type=F.TYPE_MESSAGE, type_name=f".google.protobuf.{wrapper}"
+            )
         if version == 2:
-            m.field.add(name="extra", number=20, label=opt, type=F.TYPE_STRING)
+            m.field.add(name="extra", number=40, label=opt, type=F.TYPE_STRING)
         pool = descriptor_pool.Default()
         pool.Add(fdp)
         classes.append(message_factory.GetMessageClass(pool.FindMessageTypeByName(pkg[1:])))
@@ -343,6 +374,15 @@ def protobuf_records(client, topic):
         msg.big = 2**64 - 1 - i
         msg.s32 = -(2**31) + i
         msg.u32 = 2**32 - 1 - i
+        msg.d64 = -(2**63) + i
+        msg.sf64 = 2**63 - 1 - i
+        msg.f32 = 2**32 - 1 - i
+        if i != 1:
+            msg.wd.value = -1.5 * i
+            msg.ws.value = f"w{i}"
+            msg.wb.value = i == 0
+            msg.wy.value = bytes([i])
+            msg.wu.value = 2**64 - 1 - i
         if cls is v2:
             msg.extra = "not in the table"
         ser = ProtobufSerializer(cls, client)
@@ -371,6 +411,14 @@ def protobuf_records(client, topic):
             str(2**64 - 1 - i),
             -(2**31) + i,
             2**32 - 1 - i,
+            -(2**63) + i,
+            2**63 - 1 - i,
+            2**32 - 1 - i,
+            None if i == 1 else -1.5 * i,
+            None if i == 1 else f"w{i}",
+            None if i == 1 else i == 0,
+            None if i == 1 else b64(bytes([i])),
+            None if i == 1 else str(2**64 - 1 - i),
         ]
         out.append((None, data, expect, None))
     return out
@@ -391,6 +439,7 @@ JSON_SCHEMA = {
         "address": {"$ref": "#/definitions/Address"},
         "any": {"oneOf": [{"type": "integer"}, {"type": "string"}]},
         "ok": {"type": "boolean"},
+        "free": {},
     },
     "required": ["id", "name", "day", "at", "tags", "attrs", "address"],
     "definitions": {
@@ -426,6 +475,7 @@ def json_records(client, topic):
             "address": {"city": "Hangzhou"} if i == 0 else {"city": "Beijing", "zip": "100000"},
             "any": [7, "seven", None][i],
             "ok": i != 1,
+            "free": [{"a": i}, "text", 3.5][i],
         }
         if value["any"] is None:
             del value["any"]
@@ -444,6 +494,7 @@ def json_records(client, topic):
             [value["address"]["city"], value["address"].get("zip")],
             json.dumps(value["any"], separators=(",", ":")) if "any" in value else None,
             value["ok"],
+            json.dumps(value["free"], separators=(",", ":")),
         ]
         out.append((None, data, expect, None))
     return out

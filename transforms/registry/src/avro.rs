@@ -420,13 +420,20 @@ impl Decoder {
         writer: &'static AvroSchema,
         reader: Option<&'static AvroSchema>,
     ) -> Result<Self, String> {
+        // The schemata a reference may name: the root itself (a type used twice, or a record
+        // that contains itself, is a reference to its first definition) and the referenced.
+        let all = |s: &'static AvroSchema| {
+            std::iter::once(s.root)
+                .chain(s.named.iter().copied())
+                .collect()
+        };
         let builder = GenericDatumReader::builder(writer.root)
-            .writer_schemata(writer.named.clone())
+            .writer_schemata(all(writer))
             .map_err(|e| e.to_string())?;
         let reader = match reader {
             Some(r) => builder
                 .reader_schema(r.root)
-                .reader_schemata(r.named.clone())
+                .reader_schemata(all(r))
                 .map_err(|e| e.to_string())?
                 .build(),
             None => builder.build(),
@@ -454,6 +461,28 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_named_type_used_twice_decodes() {
+        let text = r#"{"type":"record","name":"R","fields":[
+          {"name":"home","type":{"type":"record","name":"A","fields":[{"name":"city","type":"string"}]}},
+          {"name":"work","type":["null","A"],"default":null}]}"#;
+        let s = parse(text, &[]).unwrap();
+        let a = |c: &str| Value::Record(vec![("city".into(), Value::String(c.into()))]);
+        let datum = apache_avro::to_avro_datum(
+            s.root,
+            Value::Record(vec![
+                ("home".into(), a("H")),
+                ("work".into(), Value::Union(1, Box::new(a("W")))),
+            ]),
+        )
+        .unwrap();
+        let v = Decoder::new(s, None).unwrap().decode(&datum).unwrap();
+        assert_eq!(
+            extract(s, &v, &["work".into(), "city".into()]),
+            Out::Str("W".into())
+        );
+    }
 
     #[test]
     fn merging_keeps_older_fields_with_their_defaults_or_as_nullable() {
