@@ -469,14 +469,14 @@ mod tests {
           {"name":"work","type":["null","A"],"default":null}]}"#;
         let s = parse(text, &[]).unwrap();
         let a = |c: &str| Value::Record(vec![("city".into(), Value::String(c.into()))]);
-        let datum = apache_avro::to_avro_datum(
-            s.root,
-            Value::Record(vec![
+        let datum = apache_avro::writer::datum::GenericDatumWriter::builder(s.root)
+            .build()
+            .unwrap()
+            .write_value_to_vec(Value::Record(vec![
                 ("home".into(), a("H")),
                 ("work".into(), Value::Union(1, Box::new(a("W")))),
-            ]),
-        )
-        .unwrap();
+            ]))
+            .unwrap();
         let v = Decoder::new(s, None).unwrap().decode(&datum).unwrap();
         assert_eq!(
             extract(s, &v, &["work".into(), "city".into()]),
