@@ -31,7 +31,7 @@ use crate::trigger::Trigger;
 mod evolve;
 mod load;
 
-pub use evolve::describe_evolution;
+pub use evolve::{check_layout, describe_evolution};
 
 /// A cold-started function.
 #[derive(Debug)]
@@ -181,27 +181,6 @@ pub(crate) fn router(
         .map(|c| c.name.clone())
         .collect();
     Router::new(&config.maxcompute.partition, &keys, &names, time)
-}
-
-/// Matches the chain's output against the table (columns it lacks are problems unless
-/// `maxcompute.schema_evolution` is `ignore`); all problems in one error.
-pub fn check_layout(
-    config: &Config,
-    chain: &Chain,
-    table: &TableInfo,
-) -> Result<Layout, PipelineError> {
-    let router = router(config, chain, table, chrono::Utc::now())?;
-    let ignore_extra = config.schema_evolution() == crate::config::SchemaEvolution::Ignore;
-    Layout::new(
-        chain.output_columns(),
-        &table.schema,
-        &router.columns(),
-        ignore_extra,
-    )
-    .map_err(|problems| PipelineError::SchemaMismatch {
-        table: table.name.clone(),
-        problems: problems.join("; "),
-    })
 }
 
 impl App {

@@ -66,7 +66,7 @@ pub(crate) async fn prepare_table(
             }
         }
     }
-    let layout = super::check_layout(config, chain, &table)?;
+    let layout = check_layout(config, chain, &table)?;
     Ok((table, layout))
 }
 
@@ -95,14 +95,14 @@ pub fn describe_evolution(
                     .columns
                     .push(crate::maxcompute::Column::new(&c.name, ty));
             }
-            super::check_layout(config, chain, &grown)?;
+            check_layout(config, chain, &grown)?;
             Ok(format!(
                 "every column fits once the start adds {} (maxcompute.schema_evolution = \"add-columns\")",
                 names.join(", ")
             ))
         }
         mode => {
-            super::check_layout(config, chain, table)?;
+            check_layout(config, chain, table)?;
             Ok(if missing.is_empty() || mode != SchemaEvolution::Ignore {
                 "every column fits".to_owned()
             } else {
@@ -113,6 +113,27 @@ pub fn describe_evolution(
             })
         }
     }
+}
+
+/// Matches the chain's output against the table (columns it lacks are problems unless
+/// `maxcompute.schema_evolution` is `ignore`); all problems in one error.
+pub fn check_layout(
+    config: &Config,
+    chain: &Chain,
+    table: &TableInfo,
+) -> Result<Layout, PipelineError> {
+    let router = super::router(config, chain, table, chrono::Utc::now())?;
+    let ignore_extra = config.schema_evolution() == crate::config::SchemaEvolution::Ignore;
+    Layout::new(
+        chain.output_columns(),
+        &table.schema,
+        &router.columns(),
+        ignore_extra,
+    )
+    .map_err(|problems| PipelineError::SchemaMismatch {
+        table: table.name.clone(),
+        problems: problems.join("; "),
+    })
 }
 
 /// `ALTER TABLE t ADD COLUMNS IF NOT EXISTS (…)`: every added column is nullable (existing

@@ -13,17 +13,13 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use serde::Deserialize;
-
-use super::bindings::{
-    RegistryError, RegistryErrorKind, Schema, SchemaFormat, SchemaId, SchemaReference,
-};
+use super::bindings::{RegistryError, RegistryErrorKind, Schema, SchemaId};
 use crate::maxcompute::Secret;
 
 /// How long a subject's latest version is reused before it is asked again.
 const LATEST_TTL: Duration = Duration::from_secs(60);
 /// Deepest chain of references followed (a cycle is an error, not a hang).
-const MAX_REFERENCE_DEPTH: usize = 32;
+pub(crate) const MAX_REFERENCE_DEPTH: usize = 32;
 
 /// A schema registry client shared by every instance of a chain.
 #[derive(Clone)]
@@ -31,16 +27,15 @@ pub struct Registry {
     inner: Arc<Inner>,
 }
 
+mod confluent;
 mod glue;
 
+use confluent::{Confluent, encode};
 pub(crate) use glue::Glue;
 
 /// Which registry API answers.
 enum Backend {
-    Confluent {
-        base: url::Url,
-        auth: Option<(String, Secret)>,
-    },
+    Confluent(Confluent),
     Glue(Glue),
 }
 
@@ -63,37 +58,6 @@ impl std::fmt::Debug for Registry {
 /// A subject and a version (`None`: the latest).
 type SubjectVersion = (String, Option<i32>);
 
-/// A subject version or an id lookup as the registry answers it.
-#[derive(Debug, Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct Answer {
-    schema: String,
-    #[serde(default)]
-    schema_type: Option<String>,
-    #[serde(default)]
-    references: Vec<Reference>,
-    #[serde(default)]
-    id: Option<u32>,
-    #[serde(default)]
-    subject: Option<String>,
-    #[serde(default)]
-    version: Option<i32>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Reference {
-    name: String,
-    subject: String,
-    version: i32,
-}
-
-/// What a Confluent registry says on an error: `{"error_code": 40403, "message": "..."}`.
-#[derive(Debug, Deserialize)]
-struct Refusal {
-    #[serde(default)]
-    message: String,
-}
-
 impl Registry {
     /// A client of the registry at `base`; `auth` is basic authentication.
     pub fn new(mut base: url::Url, auth: Option<(String, Secret)>, timeout: Duration) -> Self {
@@ -102,7 +66,7 @@ impl Registry {
             let path = format!("{}/", base.path());
             base.set_path(&path);
         }
-        Self::with(Backend::Confluent { base, auth }, timeout)
+        Self::with(Backend::Confluent(Confluent { base, auth }), timeout)
     }
 
     /// The registry `[registry]` describes: secrets resolved, for Glue the AWS SDK's
@@ -189,7 +153,7 @@ impl Registry {
     /// The registry's URL, for messages.
     pub fn url(&self) -> &str {
         match &self.inner.backend {
-            Backend::Confluent { base, .. } => base.as_str(),
+            Backend::Confluent(c) => c.base.as_str(),
             Backend::Glue(g) => g.endpoint.as_str(),
         }
     }
@@ -197,14 +161,14 @@ impl Registry {
     /// The schema a record's framing names.
     pub(crate) fn by_id(&self, id: &SchemaId) -> Result<Schema, RegistryError> {
         let key = match (id, &self.inner.backend) {
-            (SchemaId::Confluent(id), Backend::Confluent { .. }) => format!("c:{id}"),
+            (SchemaId::Confluent(id), Backend::Confluent(_)) => format!("c:{id}"),
             (SchemaId::Glue(uuid), Backend::Glue(_)) => format!("g:{uuid}"),
             (SchemaId::Confluent(id), Backend::Glue(_)) => {
                 return Err(unavailable(format!(
                     "record names Confluent schema id {id} (magic byte 0), but [registry] is an AWS Glue registry; set registry.kind = \"confluent\" and its url"
                 )));
             }
-            (SchemaId::Glue(uuid), Backend::Confluent { .. }) => {
+            (SchemaId::Glue(uuid), Backend::Confluent(_)) => {
                 return Err(unavailable(format!(
                     "record names AWS Glue schema version {uuid} (header byte 3), but [registry] is a Confluent-compatible registry ({}); set registry.kind = \"glue\"",
                     self.url()
@@ -220,9 +184,12 @@ impl Registry {
             let client = inner.client()?;
             match (&inner.backend, id) {
                 (Backend::Glue(g), SchemaId::Glue(uuid)) => g.by_version_id(&client, &uuid).await,
-                (_, SchemaId::Confluent(id)) => {
-                    let answer = inner.get(&client, &format!("schemas/ids/{id}")).await?;
-                    inner.schema(&client, id.to_string(), answer).await
+                (Backend::Confluent(c), SchemaId::Confluent(id)) => {
+                    let answer = c.get(&client, &format!("schemas/ids/{id}")).await?;
+                    c.schema(&client, id.to_string(), answer).await
+                }
+                (Backend::Glue(_), SchemaId::Confluent(id)) => {
+                    Err(unavailable(format!("no Confluent registry for id {id}")))
                 }
                 (_, SchemaId::Glue(uuid)) => {
                     Err(unavailable(format!("no Glue registry for {uuid}")))
@@ -254,12 +221,14 @@ impl Registry {
         let name = subject.to_owned();
         let schema = off_thread(move || async move {
             let client = inner.client()?;
-            if let Backend::Glue(g) = &inner.backend {
-                return g.by_name(&client, &name, version).await;
+            match &inner.backend {
+                Backend::Glue(g) => g.by_name(&client, &name, version).await,
+                Backend::Confluent(c) => {
+                    let answer = c.get(&client, &path).await?;
+                    let id = answer.id.map(|i| i.to_string()).unwrap_or_default();
+                    c.schema(&client, id, answer).await
+                }
             }
-            let answer = inner.get(&client, &path).await?;
-            let id = answer.id.map(|i| i.to_string()).unwrap_or_default();
-            inner.schema(&client, id, answer).await
         })?;
         lock(&self.inner.by_subject).insert(key, (Instant::now(), schema.clone()));
         Ok(schema)
@@ -273,128 +242,6 @@ impl Inner {
             .build()
             .map_err(|e| unavailable(format!("cannot build an HTTP client: {e}")))
     }
-
-    async fn get(&self, client: &reqwest::Client, path: &str) -> Result<Answer, RegistryError> {
-        let Backend::Confluent { base, auth } = &self.backend else {
-            return Err(unavailable("not a Confluent-compatible registry".into()));
-        };
-        let url = base
-            .join(path)
-            .map_err(|e| unavailable(format!("{base}{path} is not a URL: {e}")))?;
-        let mut request = client
-            .get(url.clone())
-            .header("accept", "application/vnd.schemaregistry.v1+json");
-        if let Some((user, password)) = auth {
-            request = request.basic_auth(user, Some(password.expose()));
-        }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| unavailable(format!("schema registry {url} did not answer: {e}")))?;
-        let status = response.status();
-        let body = response
-            .bytes()
-            .await
-            .map_err(|e| unavailable(format!("schema registry {url}: reading the answer: {e}")))?;
-        if status == reqwest::StatusCode::NOT_FOUND {
-            let why = serde_json::from_slice::<Refusal>(&body)
-                .map(|r| r.message)
-                .unwrap_or_default();
-            return Err(not_found(format!(
-                "schema registry {url}: not found ({why})"
-            )));
-        }
-        if !status.is_success() {
-            let fix = if matches!(status.as_u16(), 401 | 403) {
-                "; check registry.username and registry.password"
-            } else {
-                ""
-            };
-            return Err(unavailable(format!(
-                "schema registry {url} answered {status}: {}{fix}",
-                String::from_utf8_lossy(&body)
-                    .chars()
-                    .take(300)
-                    .collect::<String>()
-            )));
-        }
-        serde_json::from_slice(&body).map_err(|e| {
-            unavailable(format!(
-                "schema registry {url} answered something that is not a schema: {e}"
-            ))
-        })
-    }
-
-    /// The WIT schema for `answer`, with its references fetched transitively.
-    async fn schema(
-        &self,
-        client: &reqwest::Client,
-        id: String,
-        answer: Answer,
-    ) -> Result<Schema, RegistryError> {
-        let mut references = Vec::new();
-        self.references(client, &answer.references, &mut references, 0)
-            .await?;
-        Ok(Schema {
-            id,
-            format: format(answer.schema_type.as_deref())?,
-            text: answer.schema,
-            references,
-            subject: answer.subject,
-            version: answer.version,
-        })
-    }
-
-    /// Appends `refs` and what they refer to, each after its own references, once each.
-    async fn references(
-        &self,
-        client: &reqwest::Client,
-        refs: &[Reference],
-        out: &mut Vec<SchemaReference>,
-        depth: usize,
-    ) -> Result<(), RegistryError> {
-        if depth > MAX_REFERENCE_DEPTH {
-            return Err(unavailable(format!(
-                "schema references nest deeper than {MAX_REFERENCE_DEPTH} (a cycle?)"
-            )));
-        }
-        for r in refs {
-            if out
-                .iter()
-                .any(|o| o.subject == r.subject && o.version == r.version)
-            {
-                continue;
-            }
-            let path = format!("subjects/{}/versions/{}", encode(&r.subject), r.version);
-            let answer = self.get(client, &path).await?;
-            Box::pin(self.references(client, &answer.references, out, depth + 1)).await?;
-            out.push(SchemaReference {
-                name: r.name.clone(),
-                subject: r.subject.clone(),
-                version: r.version,
-                format: format(answer.schema_type.as_deref())?,
-                text: answer.schema,
-            });
-        }
-        Ok(())
-    }
-}
-
-/// Confluent's `schemaType`: absent for Avro.
-fn format(schema_type: Option<&str>) -> Result<SchemaFormat, RegistryError> {
-    match schema_type.map(str::to_ascii_uppercase).as_deref() {
-        None | Some("AVRO") => Ok(SchemaFormat::Avro),
-        Some("PROTOBUF") => Ok(SchemaFormat::Protobuf),
-        Some("JSON") => Ok(SchemaFormat::JsonSchema),
-        Some(other) => Err(RegistryError {
-            kind: RegistryErrorKind::NotFound,
-            message: format!("schema type {other} is not Avro, Protobuf or JSON Schema"),
-        }),
-    }
-}
-
-fn encode(segment: &str) -> String {
-    percent_encoding::utf8_percent_encode(segment, percent_encoding::NON_ALPHANUMERIC).to_string()
 }
 
 fn not_found(message: String) -> RegistryError {
@@ -440,14 +287,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn schema_types_map_to_formats() {
-        assert_eq!(format(None).ok(), Some(SchemaFormat::Avro));
-        assert_eq!(format(Some("PROTOBUF")).ok(), Some(SchemaFormat::Protobuf));
-        assert_eq!(format(Some("JSON")).ok(), Some(SchemaFormat::JsonSchema));
-        assert!(format(Some("XML")).is_err());
-    }
 
     #[test]
     fn glue_ids_are_refused_with_the_reason() {
