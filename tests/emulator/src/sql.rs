@@ -72,20 +72,6 @@ impl SqlError {
 
 pub const PARSE_ERROR: &str = "ODPS-0130161";
 
-#[derive(Debug, Clone, PartialEq)]
-enum Tok {
-    Word(String),
-    Quoted(String),
-    Str(String),
-    Num(String),
-    Sym(char),
-}
-
-struct Token {
-    tok: Tok,
-    at: usize,
-}
-
 /// Parses one statement (a trailing `;` is allowed).
 pub fn parse(sql: &str) -> Result<Statement, SqlError> {
     let tokens = tokenize(sql)?;
@@ -100,94 +86,6 @@ pub fn parse(sql: &str) -> Result<Statement, SqlError> {
         return Err(p.error("unexpected trailing input"));
     }
     Ok(stmt)
-}
-
-fn tokenize(sql: &str) -> Result<Vec<Token>, SqlError> {
-    let bytes = sql.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < bytes.len() {
-        let c = sql[i..].chars().next().unwrap_or(' ');
-        let start = i;
-        if c.is_whitespace() {
-            i += c.len_utf8();
-        } else if sql[i..].starts_with("--") {
-            i = sql[i..].find('\n').map_or(bytes.len(), |n| i + n);
-        } else if c == '\'' || c == '"' || c == '`' {
-            let mut text = String::new();
-            i += 1;
-            loop {
-                let Some(ch) = sql[i..].chars().next() else {
-                    return Err(error_at(sql, start, "unterminated quote"));
-                };
-                i += ch.len_utf8();
-                if ch == c {
-                    break;
-                }
-                if ch == '\\' && c != '`' {
-                    let Some(esc) = sql[i..].chars().next() else {
-                        return Err(error_at(sql, start, "unterminated quote"));
-                    };
-                    i += esc.len_utf8();
-                    text.push(match esc {
-                        'n' => '\n',
-                        't' => '\t',
-                        other => other,
-                    });
-                } else {
-                    text.push(ch);
-                }
-            }
-            out.push(Token {
-                tok: if c == '`' {
-                    Tok::Quoted(text)
-                } else {
-                    Tok::Str(text)
-                },
-                at: start,
-            });
-        } else if c.is_alphabetic() || c == '_' {
-            while i < bytes.len()
-                && (bytes[i].is_ascii_alphanumeric() || bytes[i] == b'_' || bytes[i] >= 0x80)
-            {
-                i += 1;
-            }
-            out.push(Token {
-                tok: Tok::Word(sql[start..i].to_owned()),
-                at: start,
-            });
-        } else if c.is_ascii_digit()
-            || (c == '-' && bytes.get(i + 1).is_some_and(u8::is_ascii_digit))
-        {
-            i += 1;
-            while i < bytes.len() && (bytes[i].is_ascii_digit() || bytes[i] == b'.') {
-                i += 1;
-            }
-            out.push(Token {
-                tok: Tok::Num(sql[start..i].to_owned()),
-                at: start,
-            });
-        } else if "(),;<>=.*:".contains(c) {
-            i += 1;
-            out.push(Token {
-                tok: Tok::Sym(c),
-                at: start,
-            });
-        } else {
-            return Err(error_at(sql, start, &format!("unexpected character '{c}'")));
-        }
-    }
-    Ok(out)
-}
-
-fn error_at(sql: &str, at: usize, reason: &str) -> SqlError {
-    let before = &sql[..at.min(sql.len())];
-    let line = before.matches('\n').count() + 1;
-    let col = before.rsplit('\n').next().map_or(0, |l| l.chars().count()) + 1;
-    SqlError {
-        code: PARSE_ERROR,
-        message: format!("[{line},{col}] Parse exception - {reason}"),
-    }
 }
 
 struct Parser<'a> {
@@ -490,81 +388,8 @@ impl Parser<'_> {
     }
 }
 
+mod lex;
 #[cfg(test)]
-mod tests {
-    use super::*;
+mod tests;
 
-    #[test]
-    fn parses_pyodps_create_table() {
-        let sql = "CREATE TABLE IF NOT EXISTS p.`t` (\n  `id` BIGINT COMMENT 'the id',\n  `m` MAP<STRING,STRUCT<`a`:DECIMAL(38,18),b:ARRAY<INT>>> NOT NULL\n)\nCOMMENT 'x'\nPARTITIONED BY (\n  `ds` STRING\n)\nLIFECYCLE 7;";
-        let Statement::CreateTable {
-            name,
-            columns,
-            partition_keys,
-            lifecycle,
-            ..
-        } = parse(sql).unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(name.project.as_deref(), Some("p"));
-        assert_eq!(
-            columns[1].ty.to_string(),
-            "map<string,struct<a:decimal(38,18),b:array<int>>>"
-        );
-        assert!(!columns[1].nullable);
-        assert_eq!(partition_keys[0].name, "ds");
-        assert_eq!(lifecycle, Some(7));
-    }
-
-    #[test]
-    fn parses_the_rest_of_the_subset() {
-        assert!(matches!(
-            parse("drop table if exists t").unwrap(),
-            Statement::DropTable {
-                if_exists: true,
-                ..
-            }
-        ));
-        let Statement::AddPartitions {
-            partitions,
-            if_not_exists,
-            ..
-        } = parse("ALTER TABLE p.`t` ADD IF NOT EXISTS PARTITION (ds='1',hr='2');").unwrap()
-        else {
-            panic!()
-        };
-        assert!(if_not_exists);
-        assert_eq!(partitions[0].tunnel_form(), "ds=1,hr=2");
-        let Statement::Select {
-            projection,
-            filter,
-            limit,
-            ..
-        } = parse("SELECT count(*) FROM t WHERE ds='20240101' AND hr='00' LIMIT 5").unwrap()
-        else {
-            panic!()
-        };
-        assert_eq!(projection, Projection::CountStar);
-        assert_eq!(filter.len(), 2);
-        assert_eq!(limit, Some(5));
-    }
-
-    #[test]
-    fn errors_carry_code_and_position() {
-        for bad in [
-            "SELEC 1",
-            "select * from",
-            "create table t (a bigin)",
-            "select * from t where",
-            "'",
-            "insert into t values (1)",
-            "select a from t; drop",
-        ] {
-            let err = parse(bad).unwrap_err();
-            assert_eq!(err.code, PARSE_ERROR, "{bad}");
-            assert!(err.message.starts_with('['), "{bad}: {}", err.message);
-        }
-        assert!(parse("SELEC 1").unwrap_err().message.starts_with("[1,1]"));
-    }
-}
+use lex::{Tok, Token, error_at, tokenize};
