@@ -425,6 +425,24 @@ fn unknown_ids_dead_letter_and_a_registry_that_is_down_fails_the_batch() {
     };
     let mut unknown = records[0].value.clone().unwrap();
     unknown[1..5].copy_from_slice(&999u32.to_be_bytes());
+    // A schema the registry holds but that is not Avro (valid JSON, no name or fields).
+    let malformed_id = rt().block_on(async {
+        let body = serde_json::json!({"schema": r#"{"type":"record"}"#}).to_string();
+        let text = reqwest::Client::new()
+            .post(format!("{}/subjects/broken-value/versions", registry.url))
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let answer: Json = serde_json::from_str(&text).unwrap();
+        answer["id"].as_u64().unwrap() as u32
+    });
+    let mut malformed = records[0].value.clone().unwrap();
+    malformed[1..5].copy_from_slice(&malformed_id.to_be_bytes());
     let out = chain
         .start_run()
         .run(&RecordBatch {
@@ -434,6 +452,7 @@ fn unknown_ids_dead_letter_and_a_registry_that_is_down_fails_the_batch() {
                 record(0, records[0].value.clone().unwrap()),
                 record(1, unknown),
                 record(2, b"{\"not\": \"framed\"}".to_vec()),
+                record(3, malformed),
             ],
         })
         .unwrap();
@@ -441,7 +460,7 @@ fn unknown_ids_dead_letter_and_a_registry_that_is_down_fails_the_batch() {
     let codes: Vec<&str> = out.dead_letters.iter().map(|d| d.code.as_str()).collect();
     assert_eq!(
         codes,
-        ["unknown-schema", "bad-framing"],
+        ["unknown-schema", "bad-framing", "bad-schema"],
         "{:?}",
         out.dead_letters
     );
