@@ -5,7 +5,9 @@
 //! 1. the raw read: the range read with rskafka alone (fetch size and wait as k2mc's);
 //! 2. k2mc: `k2mc backfill` with `kafka-columns` + `mask` into the emulator;
 //! 3. the Python peer (`tests/bench/peer.py`): kafka-python, `json`, `hashlib`, pyodps's Tunnel
-//!    writer into the same emulator.
+//!    writer into the same emulator;
+//! 4. the strong Python peer (`tests/bench/peer_strong.py`): confluent-kafka (librdkafka),
+//!    orjson, `datetime.fromisoformat`, `hashlib`, pyodps's Tunnel writer.
 //!
 //! Each is a separate process measured by the kernel (wall, CPU, peak RSS), several repetitions,
 //! medians and ratios; k2mc's time per stage comes from its `--stats`. Then the memory check
@@ -52,6 +54,12 @@ struct Args {
     read_range: Option<Vec<String>>,
 }
 
+/// The programs a user would write instead: (system, script in tests/bench, table prefix).
+const PEERS: [(&str, &str, &str); 2] = [
+    ("python peer", "peer.py", "peer"),
+    ("strong python peer", "peer_strong.py", "strong"),
+];
+
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let rt = tokio::runtime::Runtime::new()?;
@@ -93,11 +101,14 @@ fn main() -> anyhow::Result<()> {
         );
         rt.block_on(data::produce(&stack.bootstrap(), set))?;
         let ours = format!("k2mc_{}", set.name);
-        let peer = format!("peer_{}", set.name);
+        let peers: Vec<(&str, &str, String)> = PEERS
+            .iter()
+            .map(|(system, script, prefix)| (*system, *script, format!("{prefix}_{}", set.name)))
+            .collect();
         let config = k2mc_config(&stack, &emulator, dir.path(), set, &ours)?;
         let mut seen = 0;
         for rep in 0..args.reps {
-            for table in [&ours, &peer] {
+            for table in std::iter::once(&ours).chain(peers.iter().map(|p| &p.2)) {
                 sql(format!("DROP TABLE IF EXISTS {table}"))?;
                 sql(format!("CREATE TABLE {table} {}", data::DDL_COLUMNS))?;
             }
@@ -144,37 +155,39 @@ fn main() -> anyhow::Result<()> {
             check_rows(&sql, &ours, set.records)?;
             report.blocks(set, committed_blocks(&emulator, &ours, &mut seen)?);
 
-            eprintln!(
-                "bench: {} rep {}/{}: python peer",
-                set.name,
-                rep + 1,
-                args.reps
-            );
-            let m = measure::run(
-                Command::new(python()?)
-                    .arg(repo_root().join("tests/bench/peer.py"))
-                    .args(["--bootstrap", &stack.bootstrap(), "--topic", &set.topic()])
-                    .args(["--count", &set.records.to_string()])
-                    .args([
-                        "--endpoint",
-                        &emulator.endpoint(),
-                        "--project",
-                        harness::PROJECT,
-                    ])
-                    .args([
-                        "--access-id",
-                        harness::ACCESS_ID,
-                        "--access-key",
-                        harness::ACCESS_KEY,
-                    ])
-                    .args(["--table", &peer, "--partition", data::PARTITION])
-                    .env("TZ", "UTC"),
-                &log("peer"),
-            )?;
-            report.add(set, Run::from_json("python peer", &m)?);
-            check_rows(&sql, &peer, set.records)?;
-            if rep == 0 {
-                same_rows(&sql, &ours, &peer)?;
+            for (system, script, peer) in &peers {
+                eprintln!(
+                    "bench: {} rep {}/{}: {system}",
+                    set.name,
+                    rep + 1,
+                    args.reps
+                );
+                let m = measure::run(
+                    Command::new(python()?)
+                        .arg(repo_root().join("tests/bench").join(script))
+                        .args(["--bootstrap", &stack.bootstrap(), "--topic", &set.topic()])
+                        .args(["--count", &set.records.to_string()])
+                        .args([
+                            "--endpoint",
+                            &emulator.endpoint(),
+                            "--project",
+                            harness::PROJECT,
+                        ])
+                        .args([
+                            "--access-id",
+                            harness::ACCESS_ID,
+                            "--access-key",
+                            harness::ACCESS_KEY,
+                        ])
+                        .args(["--table", peer, "--partition", data::PARTITION])
+                        .env("TZ", "UTC"),
+                    &log(&script.replace(".py", "")),
+                )?;
+                report.add(set, Run::from_json(system, &m)?);
+                check_rows(&sql, peer, set.records)?;
+                if rep == 0 {
+                    same_rows(&sql, &ours, peer)?;
+                }
             }
         }
         if set.name == "1kb" {

@@ -115,7 +115,7 @@ impl Report {
         let mut full_rss = None;
         for (set, runs) in &self.sets {
             let mut systems = serde_json::Map::new();
-            for system in ["rskafka read", "k2mc", "python peer"] {
+            for system in ["rskafka read", "k2mc", "python peer", "strong python peer"] {
                 let mine: Vec<&Run> = runs.iter().filter(|r| r.system == system).collect();
                 if mine.is_empty() {
                     continue;
@@ -147,8 +147,23 @@ impl Report {
             }
             let rate = |s: &str| systems.get(s).and_then(|e| e["records_per_s"].as_f64());
             let ratio = |a: &str, b: &str| rate(a).zip(rate(b)).map(|(a, b)| a / b);
+            // Records per CPU-second of the system's own process (the stack's servers not counted).
+            let per_cpu = |s: &str| {
+                systems.get(s).and_then(|e| {
+                    let cpu = e["cpu_s"].as_f64()?;
+                    (cpu > 0.0).then(|| set.records as f64 / cpu)
+                })
+            };
+            let cpu_ratio = |a: &str, b: &str| per_cpu(a).zip(per_cpu(b)).map(|(a, b)| a / b);
             let vs_read = ratio("k2mc", "rskafka read");
             let vs_peer = ratio("k2mc", "python peer");
+            let vs_strong = ratio("k2mc", "strong python peer");
+            let cpu_vs_strong = cpu_ratio("k2mc", "strong python peer");
+            let cpu_vs_peer = cpu_ratio("k2mc", "python peer");
+            let cpu_us = systems
+                .get("k2mc")
+                .and_then(|e| e["cpu_s"].as_f64())
+                .map(|cpu| cpu * 1e6 / set.records as f64);
             targets.push(target(
                 &format!("{}: k2mc / raw read", set.name),
                 ">= 0.6",
@@ -159,6 +174,27 @@ impl Report {
                 &format!("{}: k2mc / python peer", set.name),
                 ">= 20",
                 vs_peer,
+                |x| x >= 20.0,
+            ));
+            targets.push(target(
+                &format!("{}: k2mc / strong python peer, records/s", set.name),
+                ">= 3",
+                vs_strong,
+                |x| x >= 3.0,
+            ));
+            targets.push(target(
+                &format!(
+                    "{}: k2mc / strong python peer, records per CPU-second",
+                    set.name
+                ),
+                ">= 4",
+                cpu_vs_strong,
+                |x| x >= 4.0,
+            ));
+            targets.push(target(
+                &format!("{}: k2mc / python peer, records per CPU-second", set.name),
+                ">= 20",
+                cpu_vs_peer,
                 |x| x >= 20.0,
             ));
             // MaxCompute's batch Tunnel takes 500 blocks per table per 5 minutes: with blocks of
@@ -187,7 +223,11 @@ impl Report {
                 "name": set.name, "record_bytes": set.record_bytes, "records": set.records,
                 "systems": systems,
                 "tunnel_quota": quota,
-                "ratios": {"k2mc / rskafka read": vs_read, "k2mc / python peer": vs_peer},
+                "ratios": {"k2mc / rskafka read": vs_read, "k2mc / python peer": vs_peer,
+                    "k2mc / strong python peer": vs_strong,
+                    "k2mc / strong python peer, records per CPU-second": cpu_vs_strong,
+                    "k2mc / python peer, records per CPU-second": cpu_vs_peer},
+                "k2mc_cpu_us_per_record": cpu_us,
             }));
         }
         let memory = match (&self.memory, full_rss) {
@@ -251,7 +291,7 @@ fn machine() -> String {
         .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
         .unwrap_or_default();
     format!(
-        "{cores} cores ({cpu}); {rustc}; tansu 0.6.0 (memory storage), s3s-fs 0.14.1, kafka-python 3.0.12, pyodps 0.13.2; {}",
+        "{cores} cores ({cpu}); {rustc}; tansu 0.6.0 (memory storage), s3s-fs 0.14.1, kafka-python 3.0.12, confluent-kafka 2.16.1 (librdkafka 2.16.0), orjson 3.13.0, pyodps 0.13.2; {}",
         chrono::Utc::now().format("%Y-%m-%d")
     )
 }
