@@ -33,7 +33,7 @@ pub struct RegSchema {
 }
 
 /// The writer schema a record's framing names.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum WriterId {
     /// A Confluent schema id.
     Confluent(u32),
@@ -101,9 +101,9 @@ pub struct Side {
     tree: Field,
     /// `subject vN (id N)`, for messages.
     pub label: String,
-    writers: HashMap<String, Result<Writer, Failure>>,
+    writers: HashMap<WriterId, Result<Writer, Failure>>,
     /// Per writer id met, the top-level fields it has and the reader lacks.
-    dropped: HashMap<String, Vec<String>>,
+    dropped: HashMap<WriterId, Vec<String>>,
     evolution: Evolution,
 }
 
@@ -230,9 +230,9 @@ impl Side {
         &mut self,
         writer: &WriterId,
         lookup: &mut dyn FnMut(&WriterId) -> Result<RegSchema, LookupError>,
-    ) -> Result<&Writer, Failure> {
-        let id = writer.to_string();
-        if !self.writers.contains_key(&id) {
+    ) -> Result<(), Failure> {
+        if !self.writers.contains_key(writer) {
+            let id = writer.to_string();
             let built = match lookup(writer) {
                 Err(LookupError::Unavailable(m)) => {
                     return Err(Failure::Fatal("registry-unavailable".into(), m));
@@ -243,12 +243,9 @@ impl Side {
                 )),
                 Ok(s) => self.build(&id, &s),
             };
-            self.writers.insert(id.clone(), built);
+            self.writers.insert(writer.clone(), built);
         }
-        match &self.writers[&id] {
-            Ok(w) => Ok(w),
-            Err(f) => Err(f.clone()),
-        }
+        Ok(())
     }
 
     fn build(&self, id: &str, s: &RegSchema) -> Result<Writer, Failure> {
@@ -309,20 +306,28 @@ impl Side {
             }
             Err(e) => return Err(dead("bad-framing", e.0)),
         };
-        let id = writer.to_string();
-        let own = id == self.reader_id;
-        let label = self.label.clone();
+        self.writer(&writer, lookup)?;
+        // The reader's own id is the common case; compared without formatting the writer's.
+        let own = match &writer {
+            WriterId::Confluent(n) => self.reader_id.parse() == Ok(*n),
+            WriterId::Glue(uuid) => *uuid == self.reader_id,
+        };
+        let label = &self.label;
         let bad = |why: String| {
             if own {
-                dead("bad-payload", format!("schema {id}: {why}"))
+                dead("bad-payload", format!("schema {writer}: {why}"))
             } else {
                 dead(
                     "incompatible-schema",
-                    format!("writer schema {id} read as {label}: {why}"),
+                    format!("writer schema {writer} read as {label}: {why}"),
                 )
             }
         };
-        let decoded = match self.writer(&writer, lookup)? {
+        let built = match &self.writers[&writer] {
+            Ok(w) => w,
+            Err(f) => return Err(f.clone()),
+        };
+        let decoded = match built {
             Writer::Avro(d, _) => Decoded::Avro(d.decode(payload).map_err(bad)?),
             Writer::Proto(w) => {
                 let (indexes, rest) = protobuf::message_indexes(payload).map_err(bad)?;
@@ -337,8 +342,8 @@ impl Side {
             ),
         };
         let mut note = None;
-        if !own && !self.dropped.contains_key(&id) {
-            let dropped = match (&decoded, &self.reader, self.writers.get(&id)) {
+        if !own && !self.dropped.contains_key(&writer) {
+            let dropped = match (&decoded, &self.reader, self.writers.get(&writer)) {
                 (Decoded::Proto(m), Schema::Proto(r), _) => {
                     use prost_reflect::ReflectMessage as _;
                     protobuf::dropped_fields(&m.descriptor(), &r.message)
@@ -358,19 +363,19 @@ impl Side {
             };
             if !dropped.is_empty() && self.evolution == Evolution::Ignore {
                 note = Some(format!(
-                    "schema {id} has fields the table does not ({}); they are not loaded (schema evolution: ignore). To load them, set maxcompute.schema_evolution = \"add-columns\"",
+                    "schema {writer} has fields the table does not ({}); they are not loaded (schema evolution: ignore). To load them, set maxcompute.schema_evolution = \"add-columns\"",
                     dropped.join(", ")
                 ));
             }
-            self.dropped.insert(id.clone(), dropped);
+            self.dropped.insert(writer.clone(), dropped);
         }
         if self.evolution == Evolution::AddColumns
-            && let Some(fields) = self.dropped.get(&id).filter(|d| !d.is_empty())
+            && let Some(fields) = self.dropped.get(&writer).filter(|d| !d.is_empty())
         {
             return Err(Failure::Fatal(
                 "schema-changed".into(),
                 format!(
-                    "writer schema {id} adds fields {} that the table does not have yet; the function reloads its transforms and adds them as columns before loading this record",
+                    "writer schema {writer} adds fields {} that the table does not have yet; the function reloads its transforms and adds them as columns before loading this record",
                     fields.join(", ")
                 ),
             ));
