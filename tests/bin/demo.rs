@@ -177,32 +177,33 @@ fn run_avro_sample(
         ),
         &format!("[registry]\nurl = \"{}\"\n", registry.url),
     )?;
-    let k2mc = |args: &[&str]| -> anyhow::Result<String> {
-        let mut cmd = Command::new(workspace_bin("k2mc")?);
-        cmd.args(args).arg("--config").arg(&config);
-        for (k, v) in k2mc_env() {
-            cmd.env(k, v);
-        }
-        let out = cmd.output()?;
-        anyhow::ensure!(
-            out.status.success(),
-            "k2mc {} failed: {}",
-            args.join(" "),
-            String::from_utf8_lossy(&out.stderr)
-        );
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    };
-    let ddl = k2mc(&["schema", "ddl"])?;
+    let ddl = k2mc(&config, &["schema", "ddl"])?;
     println!("== k2mc schema ddl (from subject {topic}-value):\n{ddl}");
     rt.block_on(mc.run_sql(&ddl, &[]))?;
     println!("== k2mc run (one schedule tick)");
-    print!("{}", k2mc(&["run"])?);
+    print!("{}", k2mc(&config, &["run"])?);
     println!("== rows pyodps 0.13.2 reads from MaxCompute ({table})");
     print!(
         "{}",
         emulator.pyodps(&["dump", table]).context("pyodps dump")?
     );
     Ok(())
+}
+
+/// Runs `k2mc ARGS --config CONFIG` with the stack's environment; its stdout (its logs go to
+/// the terminal). Fails naming the command.
+fn k2mc(config: &std::path::Path, args: &[&str]) -> anyhow::Result<String> {
+    let mut cmd = Command::new(workspace_bin("k2mc")?);
+    cmd.args(args)
+        .arg("--config")
+        .arg(config)
+        .stderr(std::process::Stdio::inherit());
+    for (k, v) in k2mc_env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output()?;
+    anyhow::ensure!(out.status.success(), "k2mc {} failed", args.join(" "));
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
 /// Produces a sample to its topic, runs one tick, prints the rows, the status and dead letters.
@@ -267,18 +268,8 @@ fn run_sample(
         config.display(),
         std::fs::read_to_string(&config)?
     );
-    let k2mc = |args: &[&str]| -> anyhow::Result<()> {
-        let mut cmd = Command::new(workspace_bin("k2mc")?);
-        cmd.args(args).arg("--config").arg(&config);
-        for (k, v) in k2mc_env() {
-            cmd.env(k, v);
-        }
-        let status = cmd.status()?;
-        anyhow::ensure!(status.success(), "k2mc {} failed", args.join(" "));
-        Ok(())
-    };
     println!("== k2mc run (one schedule tick)");
-    k2mc(&["run"])?;
+    print!("{}", k2mc(&config, &["run"])?);
     println!(
         "== rows pyodps 0.13.2 reads from MaxCompute ({}, every partition)",
         sample.table
@@ -290,8 +281,8 @@ fn run_sample(
             .context("pyodps dump")?
     );
     println!("== k2mc status");
-    k2mc(&["status"])?;
+    print!("{}", k2mc(&config, &["status"])?);
     println!("== k2mc dead-letters list");
-    k2mc(&["dead-letters", "list"])?;
+    print!("{}", k2mc(&config, &["dead-letters", "list"])?);
     Ok(())
 }

@@ -226,6 +226,30 @@ pub struct Emulator {
     _stdin: ChildStdin,
 }
 
+/// Spawns one of our servers that print their bound address as the first line on stdout and
+/// exit when stdin closes: the child, the stdin pipe to hold, and the address.
+pub fn spawn_announcing(
+    command: &mut Command,
+    bin: &Path,
+) -> anyhow::Result<(Child, ChildStdin, String)> {
+    let mut child = command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .with_context(|| format!("starting {}", bin.display()))?;
+    let stdin = child.stdin.take().context("stdin of the server")?;
+    let stdout = child.stdout.take().context("stdout of the server")?;
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line)?;
+    let addr = line.trim().to_owned();
+    if addr.is_empty() {
+        let _ = child.kill();
+        bail!("{} exited before printing its address", bin.display());
+    }
+    Ok((child, stdin, addr))
+}
+
 impl Emulator {
     /// Starts an emulator over `data` on a free loopback port.
     pub fn start(data: &Path) -> anyhow::Result<Self> {
@@ -235,7 +259,8 @@ impl Emulator {
     /// Starts an emulator with extra flags.
     pub fn start_with(data: &Path, extra: &[&str]) -> anyhow::Result<Self> {
         let bin = workspace_bin("maxcompute-emulator")?;
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .args([
                 "--listen",
                 "127.0.0.1:0",
@@ -247,21 +272,8 @@ impl Emulator {
                 "--data",
             ])
             .arg(data)
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let stdin = child.stdin.take().context("emulator stdin")?;
-        let stdout = child.stdout.take().context("emulator stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        let addr = line.trim().to_owned();
-        if addr.is_empty() {
-            let _ = child.kill();
-            bail!("the emulator exited before printing its address");
-        }
+            .args(extra);
+        let (child, stdin, addr) = spawn_announcing(&mut command, &bin)?;
         Ok(Emulator {
             addr,
             data: data.to_owned(),

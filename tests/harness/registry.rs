@@ -2,9 +2,8 @@
 //! Confluent serializers that write records against it (`tests/registry/serialize.py`, run in
 //! `.local/registry-venv`).
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{Child, ChildStdin, Command};
 
 use anyhow::{Context, bail};
 
@@ -21,24 +20,13 @@ impl SchemaRegistry {
     /// Starts a stand-in on a free loopback port; `extra` are more flags (`--basic-auth u:p`).
     pub fn start(extra: &[&str]) -> anyhow::Result<SchemaRegistry> {
         let bin = crate::workspace_bin("schema-registry-emulator")?;
-        let mut child = Command::new(&bin)
+        let mut command = Command::new(&bin);
+        command
             .args(["--listen", "127.0.0.1:0", "--exit-on-stdin-eof"])
-            .args(extra)
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .with_context(|| format!("starting {}", bin.display()))?;
-        let stdin = child.stdin.take().context("registry stdin")?;
-        let stdout = child.stdout.take().context("registry stdout")?;
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line)?;
-        if line.trim().is_empty() {
-            let _ = child.kill();
-            bail!("the schema registry stand-in exited before printing its address");
-        }
+            .args(extra);
+        let (child, stdin, addr) = crate::spawn_announcing(&mut command, &bin)?;
         Ok(SchemaRegistry {
-            url: format!("http://{}", line.trim()),
+            url: format!("http://{addr}"),
             child,
             _stdin: stdin,
         })

@@ -144,6 +144,29 @@ pub async fn create_vehicle_table(emulator: &Emulator, table: &str) {
     .unwrap();
 }
 
+/// Runs a `k2mc` CLI command with `config` and the stack's environment plus `env`; returns
+/// (success, stdout, stderr).
+pub fn run_k2mc(
+    config: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+) -> (bool, String, String) {
+    let mut cmd = Command::new(workspace_bin("k2mc").unwrap());
+    cmd.args(args).arg("--config").arg(config);
+    for (k, v) in k2mc_env() {
+        cmd.env(k, v);
+    }
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
 impl Case<'static> {
     pub fn new(name: &str, partitions: i32, extra: &str) -> Case<'static> {
         Case::with_partition(name, partitions, extra, "ds={event_time:%Y%m%d}")
@@ -267,21 +290,7 @@ impl<'e> Case<'e> {
         args: &[&str],
         env: &[(&str, &str)],
     ) -> (bool, String, String) {
-        let bin = workspace_bin("k2mc").unwrap();
-        let mut cmd = Command::new(bin);
-        cmd.args(args).arg("--config").arg(config);
-        for (k, v) in k2mc_env() {
-            cmd.env(k, v);
-        }
-        for (k, v) in env {
-            cmd.env(k, v);
-        }
-        let out = cmd.output().unwrap();
-        (
-            out.status.success(),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
+        run_k2mc(config, args, env)
     }
 
     /// `dead-letters list --json`: (key, count) of every object listed.

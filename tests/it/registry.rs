@@ -8,14 +8,14 @@ use std::collections::BTreeMap;
 use std::process::Command;
 
 use harness::registry::{SchemaRegistry, run_serializer};
-use harness::stack::{k2mc_env, shared_stack, write_config};
-use harness::{shared_emulator, transform_wasm, workspace_bin};
+use harness::stack::{shared_stack, write_config};
+use harness::{shared_emulator, transform_wasm};
 use rskafka::client::ClientBuilder;
 use rskafka::client::partition::{Compression, UnknownTopicHandling};
 use rskafka::record::Record;
 use serde_json::Value as Json;
 
-use crate::case::rt;
+use crate::case::{rt, run_k2mc};
 
 /// One serialized record and what pyodps must read back.
 struct Serialized {
@@ -125,28 +125,7 @@ fn config_with(
 }
 
 fn k2mc(config: &std::path::Path, args: &[&str]) -> (bool, String, String) {
-    k2mc_env_with(config, args, &[])
-}
-
-fn k2mc_env_with(
-    config: &std::path::Path,
-    args: &[&str],
-    env: &[(&str, &str)],
-) -> (bool, String, String) {
-    let mut cmd = Command::new(workspace_bin("k2mc").unwrap());
-    cmd.args(args).arg("--config").arg(config);
-    for (k, v) in k2mc_env() {
-        cmd.env(k, v);
-    }
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let out = cmd.output().unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+    run_k2mc(config, args, &[])
 }
 
 /// Creates the table from `k2mc schema ddl`; returns the DDL.
@@ -620,7 +599,7 @@ fn add_columns_adds_each_new_field_once_when_starts_race_and_loads_every_row() {
     let (topic, table) = ("t_registry_add", "registry_add");
     let (_registry, records, dir) = added_field_case(topic, table);
     let config = dir.path().join("k2mc.toml");
-    let (ok, out, stderr) = k2mc_env_with(&config, &["validate"], &[ADD_COLUMNS]);
+    let (ok, out, stderr) = run_k2mc(&config, &["validate"], &[ADD_COLUMNS]);
     assert!(
         ok && out.contains("once the start adds coupon"),
         "{out}{stderr}"
@@ -629,14 +608,14 @@ fn add_columns_adds_each_new_field_once_when_starts_race_and_loads_every_row() {
     let runs: Vec<_> = (0..2)
         .map(|_| {
             let config = config.clone();
-            std::thread::spawn(move || k2mc_env_with(&config, &["run"], &[ADD_COLUMNS]))
+            std::thread::spawn(move || run_k2mc(&config, &["run"], &[ADD_COLUMNS]))
         })
         .collect();
     for run in runs {
         let (_, out, stderr) = run.join().unwrap();
         assert!(!stderr.contains("already exists"), "{out}{stderr}");
     }
-    let (ok, out, stderr) = k2mc_env_with(&config, &["run"], &[ADD_COLUMNS]);
+    let (ok, out, stderr) = run_k2mc(&config, &["run"], &[ADD_COLUMNS]);
     assert!(ok, "run failed: {out}{stderr}");
     assert_eq!(table_columns(table), ["id", "name", "coupon"]);
     let expected: Vec<Json> = records.iter().filter_map(|r| r.expect.clone()).collect();

@@ -164,39 +164,35 @@ impl Report {
                 .get("k2mc")
                 .and_then(|e| e["cpu_s"].as_f64())
                 .map(|cpu| cpu * 1e6 / set.records as f64);
-            targets.push(target(
-                &format!("{}: k2mc / raw read", set.name),
-                ">= 0.6",
-                vs_read,
-                |x| x >= 0.6,
-            ));
-            targets.push(target(
-                &format!("{}: k2mc / python peer", set.name),
-                ">= 20",
-                vs_peer,
-                |x| x >= 20.0,
-            ));
-            targets.push(target(
-                &format!("{}: k2mc / strong python peer, records/s", set.name),
-                ">= 3",
-                vs_strong,
-                |x| x >= 3.0,
-            ));
-            targets.push(target(
-                &format!(
-                    "{}: k2mc / strong python peer, records per CPU-second",
-                    set.name
+            for (what, goal, measured, at_least) in [
+                ("k2mc / raw read", ">= 0.6", vs_read, 0.6),
+                ("k2mc / python peer", ">= 20", vs_peer, 20.0),
+                (
+                    "k2mc / strong python peer, records/s",
+                    ">= 3",
+                    vs_strong,
+                    3.0,
                 ),
-                ">= 4",
-                cpu_vs_strong,
-                |x| x >= 4.0,
-            ));
-            targets.push(target(
-                &format!("{}: k2mc / python peer, records per CPU-second", set.name),
-                ">= 20",
-                cpu_vs_peer,
-                |x| x >= 20.0,
-            ));
+                (
+                    "k2mc / strong python peer, records per CPU-second",
+                    ">= 4",
+                    cpu_vs_strong,
+                    4.0,
+                ),
+                (
+                    "k2mc / python peer, records per CPU-second",
+                    ">= 20",
+                    cpu_vs_peer,
+                    20.0,
+                ),
+            ] {
+                targets.push(target(
+                    &format!("{}: {what}", set.name),
+                    goal,
+                    measured,
+                    |x| x >= at_least,
+                ));
+            }
             // MaxCompute's batch Tunnel takes 500 blocks per table per 5 minutes: with blocks of
             // the size this run wrote, a table takes at most 500 / 300 blocks a second.
             let sizes: Vec<u64> = self
