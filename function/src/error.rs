@@ -248,6 +248,9 @@ impl PipelineError {
             {
                 Class::new("schema-changed", true, false)
             }
+            PipelineError::Transform(TransformError::Worker { .. }) => {
+                Class::new("transform-worker", true, false)
+            }
             PipelineError::Transform(_) => Class::new("transform", false, true),
             PipelineError::ErrorLimit { .. } => Class::new("error-limit", false, true),
             PipelineError::LostRace { .. } | PipelineError::LoadRaced { .. } => {

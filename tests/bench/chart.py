@@ -21,7 +21,7 @@ def main(result_path, out_path):
     with open(result_path) as f:
         result = json.load(f)
     datasets = result["datasets"]
-    systems = [s for s in ["rskafka read", "k2mc", "python peer", "strong python peer"] if any(s in d["systems"] for d in datasets)]
+    systems = [s for s in ["rskafka read", "k2mc", "k2mc before", "python peer", "strong python peer"] if any(s in d["systems"] for d in datasets)]
     fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
 
     width = 0.8 / len(systems)

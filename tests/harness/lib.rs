@@ -251,6 +251,11 @@ pub fn spawn_announcing(
 }
 
 impl Emulator {
+    /// The emulator's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Starts an emulator over `data` on a free loopback port.
     pub fn start(data: &Path) -> anyhow::Result<Self> {
         Self::start_with(data, &[])

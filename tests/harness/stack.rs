@@ -63,6 +63,11 @@ pub struct Guarded {
 }
 
 impl Guarded {
+    /// The guard shell's process id (the server is its child).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     fn spawn(
         program: &Path,
         args: &[String],

@@ -242,6 +242,10 @@ pub struct LimitsConfig {
     /// Records handed to the transform chain per call.
     #[serde(default = "default_transform_records")]
     pub transform_records: usize,
+    /// Threads transforming a batch's chunks while it is fetched and encoded; 0 (the default)
+    /// means one per CPU the function has.
+    #[serde(default)]
+    pub transform_workers: usize,
     /// Partitions synced at the same time.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -263,6 +267,7 @@ impl Default for LimitsConfig {
             batch_bytes: default_batch_bytes(),
             block_bytes: default_block_bytes(),
             transform_records: default_transform_records(),
+            transform_workers: 0,
             concurrency: default_concurrency(),
             time_reserve_ms: default_reserve_ms(),
             batches_per_invocation: default_batches(),
@@ -274,6 +279,14 @@ impl Default for LimitsConfig {
 impl LimitsConfig {
     pub fn time_reserve(&self) -> Duration {
         Duration::from_millis(self.time_reserve_ms)
+    }
+
+    /// Transform worker threads per batch: `transform_workers`, or one per available CPU.
+    pub fn workers(&self) -> usize {
+        match self.transform_workers {
+            0 => std::thread::available_parallelism().map_or(1, usize::from),
+            n => n,
+        }
     }
 }
 

@@ -141,9 +141,10 @@ impl<'s> Encoder<'s> {
 
     /// Encodes rows (grouped by `source`, in order); returns the blocks that filled up and the
     /// records that did not fit. A record with any bad row is rejected whole.
+    /// The rows' text and bytes move into the blocks (their cells are left NULL).
     pub(crate) fn add(
         &mut self,
-        rows: &[Row],
+        rows: &mut [Row],
     ) -> Result<(Vec<ClosedBlock>, Vec<Rejected>), EncodeError> {
         let mut closed = Vec::new();
         let mut rejected = Vec::new();
@@ -156,11 +157,10 @@ impl<'s> Encoder<'s> {
             }
             let mut converted = Vec::with_capacity(j - i);
             let mut failure = None;
-            for row in &rows[i..j] {
-                match (
-                    self.layout.convert(&row.cells),
-                    self.router.route(&row.cells),
-                ) {
+            for row in &mut rows[i..j] {
+                // Routed first: converting moves the cells' text out.
+                let dest = self.router.route(&row.cells);
+                match (self.layout.convert(&mut row.cells), dest) {
                     (Ok(values), Ok(dest)) => converted.push((dest, values)),
                     (Err(e), _) | (_, Err(e)) => {
                         failure = Some(e);

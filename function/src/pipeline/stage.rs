@@ -14,8 +14,8 @@ use crate::error::PipelineError;
 use crate::fault;
 use crate::metrics::StageTimes;
 use crate::staging::Uploads;
-use crate::transform::ChainOutput;
 use crate::transform::bindings::{KafkaRecord, RecordBatch};
+use crate::transform::{ChainOutput, Transformed};
 use k2mc_formats::dead_letter::{DeadHeader, DeadLetter, ModuleRef};
 
 /// Staged-block puts in flight at once while the next chunks are fetched, transformed and
@@ -167,40 +167,53 @@ pub(crate) async fn stage_batch(
     let planned = batch.clone();
     let attempt = format!("{:016x}", rand::random::<u64>());
     let mut range = RangeReader::new(reader, batch.start, batch.end, delivered);
-    let mut run = ctx.chain.start_run();
+    let mut pool = ctx.chain.start_parallel(limits.workers())?;
+    // Chunks in flight: each worker has one to transform and one waiting, while this task
+    // fetches, encodes and stages (docs/architecture.md, "Using every core").
+    let ahead = 2 * pool.workers();
     let mut encoder = Encoder::new(ctx.layout, ctx.router, limits.block_bytes);
     let mut accounting = Accounting::new(ctx.modules);
     let mut uploads = Uploads::new(ctx.log.staging(), STAGING_UPLOADS);
     let mut bytes = 0;
     let mut last_record = None;
+    let mut fetching = true;
     loop {
-        let t = Instant::now();
-        let Some(mut records) = range.next_chunk(limits.transform_records).await? else {
+        while fetching && pool.in_flight() < ahead {
+            let t = Instant::now();
+            let Some(mut records) = range.next_chunk(limits.transform_records).await? else {
+                fetching = false;
+                break;
+            };
+            let cut = plan::byte_cut(&records, &mut bytes, limits.batch_bytes);
+            if let Some(n) = cut {
+                records.truncate(n);
+                batch.end = records.last().map_or(batch.end, |r| r.offset + 1);
+                fetching = false;
+            }
+            if let Some(r) = records.last() {
+                last_record = Some(RecordMark::of(r));
+            }
+            times.fetch += t.elapsed();
+            fault::point("after-fetch");
+            pool.submit(RecordBatch {
+                topic: batch.topic.clone(),
+                partition: batch.partition,
+                records,
+            })?;
+        }
+        let Some(done) = pool.next().await else {
             break;
         };
-        let cut = plan::byte_cut(&records, &mut bytes, limits.batch_bytes);
-        if let Some(n) = cut {
-            records.truncate(n);
-            batch.end = records.last().map_or(batch.end, |r| r.offset + 1);
-        }
-        if let Some(r) = records.last() {
-            last_record = Some(RecordMark::of(r));
-        }
-        times.fetch += t.elapsed();
-        fault::point("after-fetch");
-
-        let t = Instant::now();
-        let chunk = RecordBatch {
-            topic: batch.topic.clone(),
-            partition: batch.partition,
-            records,
-        };
-        let mut output = run.run(&chunk)?;
+        let Transformed {
+            chunk,
+            mut output,
+            time,
+        } = done?;
         whole_records(&mut output);
-        times.transform += t.elapsed();
+        times.transform += time;
 
         let t = Instant::now();
-        let (closed, rejected) = encoder.add(&output.rows)?;
+        let (closed, rejected) = encoder.add(&mut output.rows)?;
         times.encode += t.elapsed();
         accounting.settle(&chunk, &output, &rejected);
 
@@ -211,9 +224,6 @@ pub(crate) async fn stage_batch(
             encoder.staged(&block, key);
         }
         times.stage += t.elapsed();
-        if cut.is_some() {
-            break;
-        }
     }
     let t = Instant::now();
     for block in encoder.finish()? {
@@ -237,7 +247,7 @@ pub(crate) async fn stage_batch(
     };
     times.stage += t.elapsed();
     tracing::debug!(?counts, "staged");
-    for m in run.metrics() {
+    for m in pool.finish() {
         // Per-stage counters of the batch: at info level when a stage refused or trapped, so an
         // operator sees which stage produces the dead letters.
         if m.errors + m.traps > 0 {

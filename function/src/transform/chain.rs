@@ -17,6 +17,7 @@ use super::bindings::registry_parser::kafka2mc::transform::registry as registry_
 use super::bindings::row::{RowStage, RowStagePre};
 use super::bindings::{Column, StageInfo};
 use super::error::TransformError;
+use super::pool::ParallelRun;
 use super::registry::Registry;
 use super::run::ChainRun;
 use super::sandbox::{Grants, Limits, StageState};
@@ -204,6 +205,7 @@ fn not_world(spec: &StageSpec, world: &str, e: &wasmtime::Error) -> TransformErr
     }
 }
 
+#[derive(Clone)]
 pub(super) enum Pre {
     Parser(ParserStagePre<StageState>),
     Row(RowStagePre<StageState>),
@@ -214,6 +216,7 @@ pub(super) enum Bound {
     Row(RowStage),
 }
 
+#[derive(Clone)]
 pub(super) struct LoadedStage {
     pub(super) spec: StageSpec,
     pre: Pre,
@@ -286,7 +289,9 @@ pub(super) fn deadline_ticks(deadline: Duration) -> u64 {
     (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
 }
 
-/// A loaded chain: shared by every range an invocation runs.
+/// A loaded chain: shared by every range an invocation runs. Cloning it is cheap (the engine and
+/// the compiled components are shared): each transform worker thread runs its own clone.
+#[derive(Clone)]
 pub struct Chain {
     pub(super) engine: Engine,
     _ticker: Arc<Ticker>,
@@ -352,5 +357,10 @@ impl Chain {
     /// Fresh instances for one partition range.
     pub fn start_run(&self) -> ChainRun<'_> {
         ChainRun::new(self)
+    }
+
+    /// Fresh instances on `workers` threads, for a batch's chunks in parallel.
+    pub fn start_parallel(&self, workers: usize) -> Result<ParallelRun, TransformError> {
+        ParallelRun::new(self, workers)
     }
 }

@@ -37,4 +37,7 @@ pub enum TransformError {
     Contract { stage: String, reason: String },
     #[error("transform '{stage}' trapped while configuring: {reason}")]
     Trap { stage: String, reason: String },
+    /// A transform worker thread could not start or stopped (the host's fault, not a stage's).
+    #[error("transform workers: {reason}")]
+    Worker { reason: String },
 }

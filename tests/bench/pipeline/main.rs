@@ -20,17 +20,18 @@
 mod data;
 mod measure;
 mod report;
+mod runs;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::Command;
 
 use anyhow::{Context, ensure};
 use clap::Parser;
 use data::DataSet;
-use harness::stack::{Stack, k2mc_env, write_config};
-use harness::{Emulator, python, repo_root, transform_wasm, workspace_bin};
-use measure::Measured;
+use harness::stack::{Stack, k2mc_env};
+use harness::{Emulator, python, repo_root, workspace_bin};
 use report::{Report, Run};
+use runs::{backfill, check_rows, cold_start_config, committed_blocks, k2mc_config, same_rows};
 
 #[derive(Debug, Parser)]
 struct Args {
@@ -46,6 +47,11 @@ struct Args {
     /// Cold starts measured.
     #[arg(long, default_value_t = 10)]
     cold_starts: usize,
+    /// A build from before the change being measured, run beside k2mc as "k2mc before" (A/B in
+    /// one command): a directory holding its `k2mc` binary and its `kafka_columns.wasm` and
+    /// `mask.wasm`.
+    #[arg(long)]
+    before: Option<PathBuf>,
     /// Where result.json, result.md, chart.png and the logs go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
@@ -79,6 +85,8 @@ fn main() -> anyhow::Result<()> {
     let emulator = Emulator::start(&dir.path().join("maxcompute"))?;
     let stack = Stack::start(dir.path())?;
     let mc = harness::client(&emulator)?;
+    // The stack's own processes, whose CPU is reported beside each run's (not counted in it).
+    let servers = [stack.kafka.pid(), stack.s3.pid(), emulator.pid()];
     let sql = |q: String| rt.block_on(mc.run_sql(&q, &[])).with_context(|| q.clone());
     let mut report = Report::new(args.reps);
 
@@ -105,10 +113,23 @@ fn main() -> anyhow::Result<()> {
             .iter()
             .map(|(system, script, prefix)| (*system, *script, format!("{prefix}_{}", set.name)))
             .collect();
-        let config = k2mc_config(&stack, &emulator, dir.path(), set, &ours)?;
+        // The k2mc builds measured: this one, and the one from before the change (`--before`).
+        let mut builds = vec![(
+            "k2mc",
+            k2mc.clone(),
+            k2mc_config(&stack, &emulator, dir.path(), set, &ours, None)?,
+            ours.clone(),
+        )];
+        if let Some(before) = &args.before {
+            let table = format!("before_{}", set.name);
+            let config = k2mc_config(&stack, &emulator, dir.path(), set, &table, Some(before))?;
+            builds.push(("k2mc before", before.join("k2mc"), config, table));
+        }
+        let config = builds[0].2.clone();
         let mut seen = 0;
         for rep in 0..args.reps {
-            for table in std::iter::once(&ours).chain(peers.iter().map(|p| &p.2)) {
+            let tables = builds.iter().map(|b| &b.3);
+            for table in tables.chain(peers.iter().map(|p| &p.2)) {
                 sql(format!("DROP TABLE IF EXISTS {table}"))?;
                 sql(format!("CREATE TABLE {table} {}", data::DDL_COLUMNS))?;
             }
@@ -122,38 +143,51 @@ fn main() -> anyhow::Result<()> {
                 rep + 1,
                 args.reps
             );
-            let raw = measure::run(
-                Command::new(std::env::current_exe()?).args([
-                    "--read-range",
-                    &stack.bootstrap(),
-                    &set.topic(),
-                    &set.records.to_string(),
-                ]),
-                &log("read"),
-            )?;
-            report.add(set, Run::from_json("rskafka read", &raw)?);
+            let raw = with_stack_cpu(&servers, || {
+                let m = measure::run(
+                    Command::new(std::env::current_exe()?).args([
+                        "--read-range",
+                        &stack.bootstrap(),
+                        &set.topic(),
+                        &set.records.to_string(),
+                    ]),
+                    &log("read"),
+                )?;
+                Run::from_json("rskafka read", &m)
+            })?;
+            report.add(set, raw);
 
-            eprintln!(
-                "bench: {} rep {}/{}: k2mc backfill",
-                set.name,
-                rep + 1,
-                args.reps
-            );
-            let stats = out
-                .join("logs")
-                .join(format!("{}-k2mc-{rep}.json", set.name));
-            let m = backfill(
-                &k2mc,
-                &config,
-                set.records,
-                &format!("rep{rep}"),
-                &stats,
-                &log("k2mc"),
-            )?;
-            let stats: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&stats)?)?;
-            report.add(set, Run::from_stats("k2mc", &m, &stats)?);
-            check_rows(&sql, &ours, set.records)?;
-            report.blocks(set, committed_blocks(&emulator, &ours, &mut seen)?);
+            for (system, bin, config, table) in &builds {
+                eprintln!(
+                    "bench: {} rep {}/{}: {system} backfill",
+                    set.name,
+                    rep + 1,
+                    args.reps
+                );
+                let name = system.replace(' ', "-");
+                let stats = out
+                    .join("logs")
+                    .join(format!("{}-{name}-{rep}.json", set.name));
+                let run = with_stack_cpu(&servers, || {
+                    let m = backfill(
+                        bin,
+                        config,
+                        set.records,
+                        &format!("{name}-rep{rep}"),
+                        &stats,
+                        &log(&name),
+                    )?;
+                    let stats = std::fs::read_to_string(&stats)?;
+                    Run::from_stats(system, &m, &serde_json::from_str(&stats)?)
+                })?;
+                report.add(set, run);
+                check_rows(&sql, table, set.records)?;
+                if *system == "k2mc" {
+                    report.blocks(set, committed_blocks(&emulator, table, &mut seen)?);
+                } else if rep == 0 {
+                    same_rows(&sql, &ours, table)?;
+                }
+            }
 
             for (system, script, peer) in &peers {
                 eprintln!(
@@ -162,28 +196,31 @@ fn main() -> anyhow::Result<()> {
                     rep + 1,
                     args.reps
                 );
-                let m = measure::run(
-                    Command::new(python()?)
-                        .arg(repo_root().join("tests/bench").join(script))
-                        .args(["--bootstrap", &stack.bootstrap(), "--topic", &set.topic()])
-                        .args(["--count", &set.records.to_string()])
-                        .args([
-                            "--endpoint",
-                            &emulator.endpoint(),
-                            "--project",
-                            harness::PROJECT,
-                        ])
-                        .args([
-                            "--access-id",
-                            harness::ACCESS_ID,
-                            "--access-key",
-                            harness::ACCESS_KEY,
-                        ])
-                        .args(["--table", peer, "--partition", data::PARTITION])
-                        .env("TZ", "UTC"),
-                    &log(&script.replace(".py", "")),
-                )?;
-                report.add(set, Run::from_json(system, &m)?);
+                let run = with_stack_cpu(&servers, || {
+                    let m = measure::run(
+                        Command::new(python()?)
+                            .arg(repo_root().join("tests/bench").join(script))
+                            .args(["--bootstrap", &stack.bootstrap(), "--topic", &set.topic()])
+                            .args(["--count", &set.records.to_string()])
+                            .args([
+                                "--endpoint",
+                                &emulator.endpoint(),
+                                "--project",
+                                harness::PROJECT,
+                            ])
+                            .args([
+                                "--access-id",
+                                harness::ACCESS_ID,
+                                "--access-key",
+                                harness::ACCESS_KEY,
+                            ])
+                            .args(["--table", peer, "--partition", data::PARTITION])
+                            .env("TZ", "UTC"),
+                        &log(&script.replace(".py", "")),
+                    )?;
+                    Run::from_json(system, &m)
+                })?;
+                report.add(set, run);
                 check_rows(&sql, peer, set.records)?;
                 if rep == 0 {
                     same_rows(&sql, &ours, peer)?;
@@ -246,169 +283,13 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// The uncompressed sizes of the blocks of the sessions committed to `table` since the first
-/// `seen` (the emulator keeps every committed session's block sizes); moves `seen` on.
-fn committed_blocks(
-    emulator: &Emulator,
-    table: &str,
-    seen: &mut usize,
-) -> anyhow::Result<Vec<u64>> {
-    let quotas = emulator.quotas()?;
-    let sessions = quotas["committed_blocks"][format!("{}.{table}", harness::PROJECT)]
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
-    let sizes = sessions
-        .iter()
-        .skip(*seen)
-        .flat_map(|s| s.as_array().cloned().unwrap_or_default())
-        .filter_map(|b| b.as_u64())
-        .collect();
-    *seen = sessions.len();
-    Ok(sizes)
-}
-
-/// k2mc's config for a data set: the stack's broker, S3 (s3s-fs itself: one process writes, so
-/// the test front that linearizes racing writers is not needed) and the emulator.
-fn k2mc_config(
-    stack: &Stack,
-    emulator: &Emulator,
-    dir: &Path,
-    set: &DataSet,
-    table: &str,
-) -> anyhow::Result<PathBuf> {
-    let path = dir.join(format!("{}.toml", set.name));
-    let transforms = data::transforms_toml(
-        &transform_wasm("kafka-columns")?.display().to_string(),
-        &transform_wasm("mask")?.display().to_string(),
-    );
-    bench_config(&path, stack, emulator, &set.topic(), table, &transforms)?;
-    let text = std::fs::read_to_string(&path)?.replace(
-        &stack.s3_endpoint(),
-        &format!("http://127.0.0.1:{}", stack.s3.port),
-    );
-    std::fs::write(&path, text)?;
-    Ok(path)
-}
-
-/// A k2mc config for the stack, reading `topic` into `table` partitioned by the event day.
-fn bench_config(
-    path: &Path,
-    stack: &Stack,
-    emulator: &Emulator,
-    topic: &str,
-    table: &str,
-    transforms: &str,
-) -> anyhow::Result<()> {
-    write_config(
-        path,
-        stack,
-        &emulator.endpoint(),
-        "bench",
-        &[topic],
-        table,
-        "ds={event_time:%Y%m%d}",
-        transforms,
-        "",
-    )
-}
-
-/// `k2mc backfill` of offsets `0..records` under its own name, measured.
-fn backfill(
-    k2mc: &Path,
-    config: &Path,
-    records: u64,
-    name: &str,
-    stats: &Path,
-    log: &Path,
-) -> anyhow::Result<Measured> {
-    let mut cmd = Command::new(k2mc);
-    cmd.args(["backfill", "--from", "offset:0"])
-        .arg(format!("--to=offset:{records}"))
-        .args(["--name", name])
-        .arg("--config")
-        .arg(config)
-        .arg("--stats")
-        .arg(stats);
-    for (k, v) in k2mc_env() {
-        cmd.env(k, v);
-    }
-    measure::run(&mut cmd, log)
-}
-
-/// Fails unless the table holds exactly `expected` rows.
-fn check_rows(
-    sql: &impl Fn(String) -> anyhow::Result<k2mc::maxcompute::SqlResult>,
-    table: &str,
-    expected: u64,
-) -> anyhow::Result<()> {
-    let result = sql(format!("SELECT count(*) FROM {table}"))?;
-    let (_, rows) = result.rows()?;
-    let count: u64 = rows
-        .first()
-        .and_then(|r| r.first())
-        .context("count(*) returned no row")?
-        .parse()?;
-    ensure!(
-        count == expected,
-        "{table} holds {count} rows, expected {expected}"
-    );
-    Ok(())
-}
-
-/// Fails unless both pipelines wrote the same first rows (same work, row for row).
-fn same_rows(
-    sql: &impl Fn(String) -> anyhow::Result<k2mc::maxcompute::SqlResult>,
-    ours: &str,
-    peer: &str,
-) -> anyhow::Result<()> {
-    let first = |t: &str| -> anyhow::Result<Vec<Vec<String>>> {
-        Ok(sql(format!(
-            "SELECT * FROM {t} WHERE {} LIMIT 3",
-            data::PARTITION.replace('=', "='") + "'"
-        ))?
-        .rows()?
-        .1)
-    };
-    let (a, b) = (first(ours)?, first(peer)?);
-    ensure!(a == b, "{ours} and {peer} differ:\n{a:?}\n{b:?}");
-    Ok(())
-}
-
-/// A config with three precompiled transforms (`kafka-columns`, `mask`, `filter`), the `.cwasm`
-/// beside each `.wasm` as the package ships them, reading `topic` into `table`, for the cold start.
-fn cold_start_config(
-    k2mc: &Path,
-    stack: &Stack,
-    emulator: &Emulator,
-    dir: &Path,
-    (topic, table): (&str, &str),
-) -> anyhow::Result<PathBuf> {
-    let shipped = dir.join("cold/transforms");
-    std::fs::create_dir_all(&shipped)?;
-    let mut wasms = Vec::new();
-    for name in ["kafka-columns", "filter", "mask"] {
-        let src = transform_wasm(name)?;
-        let dst = shipped.join(src.file_name().context("wasm file name")?);
-        std::fs::copy(&src, &dst)?;
-        wasms.push(dst);
-    }
-    let status = Command::new(k2mc)
-        .args(["transforms", "precompile"])
-        .args(&wasms)
-        .arg("--out")
-        .arg(&shipped)
-        .status()?;
-    ensure!(status.success(), "k2mc transforms precompile failed");
-    let mut transforms = data::transforms_toml(
-        &wasms[0].display().to_string(),
-        &wasms[2].display().to_string(),
-    );
-    transforms.push_str(&format!(
-        "\n[[transforms]]\nname = \"filter\"\nwasm = {:?}\nsettings = {{ predicate = \"amount >= 0\" }}\n",
-        wasms[1].display().to_string()
-    ));
-    let path = dir.join("cold.toml");
-    bench_config(&path, stack, emulator, topic, table, &transforms)?;
-    Ok(path)
+/// Runs one measured system and adds the CPU the stack's `servers` spent meanwhile.
+fn with_stack_cpu(
+    servers: &[u32],
+    run: impl FnOnce() -> anyhow::Result<Run>,
+) -> anyhow::Result<Run> {
+    let before = measure::tree_cpu_s(servers);
+    let mut r = run()?;
+    r.stack_cpu_s = measure::tree_cpu_s(servers) - before;
+    Ok(r)
 }

@@ -102,3 +102,50 @@ pub fn cold_start(
         ),
     }
 }
+
+/// CPU seconds (user + system) used so far by the processes under each of `roots`, themselves
+/// and their descendants, from `/proc`: the local stack's servers, sampled around a run to
+/// report what they cost beside the system measured (a server's CPU is not the function's).
+pub fn tree_cpu_s(roots: &[u32]) -> f64 {
+    let mut parent = std::collections::HashMap::new();
+    let mut ticks = std::collections::HashMap::new();
+    for entry in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(entry.path().join("stat")) else {
+            continue;
+        };
+        // Fields after the command name (which may hold spaces) in `)`: state ppid ... utime(14)
+        // stime(15), counted from 1 over the whole line.
+        let Some((_, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
+        parent.insert(pid, num(1) as u32);
+        ticks.insert(pid, num(11) + num(12));
+    }
+    let under = |mut pid: u32| {
+        while pid > 1 {
+            if roots.contains(&pid) {
+                return true;
+            }
+            pid = parent.get(&pid).copied().unwrap_or(0);
+        }
+        false
+    };
+    let total: u64 = ticks
+        .iter()
+        .filter(|(pid, _)| under(**pid))
+        .map(|(_, t)| t)
+        .sum();
+    total as f64 / clock_ticks()
+}
+
+#[allow(unsafe_code)]
+fn clock_ticks() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let t = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if t > 0 { t as f64 } else { 100.0 }
+}

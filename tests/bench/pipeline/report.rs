@@ -20,6 +20,8 @@ pub struct Run {
     pub bytes: u64,
     pub m: Measured,
     pub stage_seconds: BTreeMap<String, f64>,
+    /// CPU seconds the stack's servers (tansu, s3s-fs, the emulator) spent during the run.
+    pub stack_cpu_s: f64,
 }
 
 impl Run {
@@ -33,6 +35,7 @@ impl Run {
             bytes: v["bytes"].as_u64().context("bytes")?,
             m: m.clone(),
             stage_seconds: BTreeMap::new(),
+            stack_cpu_s: 0.0,
         })
     }
 
@@ -52,6 +55,7 @@ impl Run {
                     )
                 })
                 .collect(),
+            stack_cpu_s: 0.0,
         })
     }
 }
@@ -115,7 +119,13 @@ impl Report {
         let mut full_rss = None;
         for (set, runs) in &self.sets {
             let mut systems = serde_json::Map::new();
-            for system in ["rskafka read", "k2mc", "python peer", "strong python peer"] {
+            for system in [
+                "rskafka read",
+                "k2mc",
+                "k2mc before",
+                "python peer",
+                "strong python peer",
+            ] {
                 let mine: Vec<&Run> = runs.iter().filter(|r| r.system == system).collect();
                 if mine.is_empty() {
                     continue;
@@ -126,20 +136,22 @@ impl Report {
                     "mb_per_s": med(&|r| r.bytes as f64 / 1e6 / r.m.wall_s),
                     "wall_s": med(&|r| r.m.wall_s),
                     "cpu_s": med(&|r| r.m.cpu_s),
+                    "cpu_us_per_record": med(&|r| r.m.cpu_s * 1e6 / r.records.max(1) as f64),
+                    "stack_cpu_s": med(&|r| r.stack_cpu_s),
                     "max_rss_mb": med(&|r| r.m.max_rss_mb),
                     "runs": mine.iter().map(|r| json!({
                         "records": r.records, "bytes": r.bytes, "wall_s": r.m.wall_s,
-                        "cpu_s": r.m.cpu_s, "max_rss_mb": r.m.max_rss_mb,
+                        "cpu_s": r.m.cpu_s, "max_rss_mb": r.m.max_rss_mb, "stack_cpu_s": r.stack_cpu_s,
                         "stage_seconds": r.stage_seconds,
                     })).collect::<Vec<_>>(),
                 });
-                if system == "k2mc" {
+                if system.starts_with("k2mc") {
                     let stages: serde_json::Map<String, Value> = STAGES
                         .iter()
                         .map(|s| ((*s).to_owned(), json!(med(&|r| r.stage_seconds[*s]))))
                         .collect();
                     entry["stage_seconds"] = Value::Object(stages);
-                    if set.name == "1kb" {
+                    if set.name == "1kb" && system == "k2mc" {
                         full_rss = Some((set.records, med(&|r| r.m.max_rss_mb)));
                     }
                 }
@@ -160,6 +172,8 @@ impl Report {
             let vs_strong = ratio("k2mc", "strong python peer");
             let cpu_vs_strong = cpu_ratio("k2mc", "strong python peer");
             let cpu_vs_peer = cpu_ratio("k2mc", "python peer");
+            let cpu_vs_before = cpu_ratio("k2mc", "k2mc before");
+            let vs_before = ratio("k2mc", "k2mc before");
             let cpu_us = systems
                 .get("k2mc")
                 .and_then(|e| e["cpu_s"].as_f64())
@@ -185,7 +199,16 @@ impl Report {
                     cpu_vs_peer,
                     20.0,
                 ),
+                (
+                    "k2mc / k2mc before, records per CPU-second",
+                    ">= 5",
+                    cpu_vs_before,
+                    5.0,
+                ),
             ] {
+                if measured.is_none() && what.contains("before") {
+                    continue;
+                }
                 targets.push(target(
                     &format!("{}: {what}", set.name),
                     goal,
@@ -222,7 +245,9 @@ impl Report {
                 "ratios": {"k2mc / rskafka read": vs_read, "k2mc / python peer": vs_peer,
                     "k2mc / strong python peer": vs_strong,
                     "k2mc / strong python peer, records per CPU-second": cpu_vs_strong,
-                    "k2mc / python peer, records per CPU-second": cpu_vs_peer},
+                    "k2mc / python peer, records per CPU-second": cpu_vs_peer,
+                    "k2mc / k2mc before": vs_before,
+                    "k2mc / k2mc before, records per CPU-second": cpu_vs_before},
                 "k2mc_cpu_us_per_record": cpu_us,
             }));
         }
@@ -299,40 +324,49 @@ pub fn markdown(result: &Value) -> String {
         result["machine"].as_str().unwrap_or(""),
         result["reps"]
     );
-    out.push_str("| data set | system | records/s | MB/s | wall s | CPU s | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|\n");
+    out.push_str("| data set | system | records/s | MB/s | wall s | CPU s | CPU µs/record | stack CPU s | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
     let empty = Vec::new();
     for d in result["datasets"].as_array().unwrap_or(&empty) {
         for (system, e) in d["systems"].as_object().into_iter().flatten() {
             out.push_str(&format!(
-                "| {} × {} | {system} | {:.0} | {:.1} | {:.2} | {:.2} | {:.0} |\n",
+                "| {} × {} | {system} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1} | {:.2} | {:.0} |\n",
                 d["name"].as_str().unwrap_or(""),
                 d["records"],
                 e["records_per_s"].as_f64().unwrap_or(0.0),
                 e["mb_per_s"].as_f64().unwrap_or(0.0),
                 e["wall_s"].as_f64().unwrap_or(0.0),
                 e["cpu_s"].as_f64().unwrap_or(0.0),
+                e["cpu_us_per_record"].as_f64().unwrap_or(0.0),
+                e["stack_cpu_s"].as_f64().unwrap_or(0.0),
                 e["max_rss_mb"].as_f64().unwrap_or(0.0),
             ));
         }
     }
     out.push_str(
-        "\nk2mc time per stage (seconds, median run; summed over batches):\n\n| data set |",
+        "\nk2mc time per stage (seconds, median run; summed over batches; transform is summed over \
+         its worker threads, which run beside fetch and encode):\n\n| data set | build |",
     );
     for s in STAGES {
         out.push_str(&format!(" {s} |"));
     }
-    out.push_str("\n|---|");
+    out.push_str("\n|---|---|");
     out.push_str(&"---:|".repeat(STAGES.len()));
     out.push('\n');
     for d in result["datasets"].as_array().unwrap_or(&empty) {
-        out.push_str(&format!("| {} |", d["name"].as_str().unwrap_or("")));
-        for s in STAGES {
-            let v = d["systems"]["k2mc"]["stage_seconds"][s]
-                .as_f64()
-                .unwrap_or(0.0);
-            out.push_str(&format!(" {v:.2} |"));
+        for build in ["k2mc", "k2mc before"] {
+            let stages = &d["systems"][build]["stage_seconds"];
+            if stages.is_null() {
+                continue;
+            }
+            out.push_str(&format!(
+                "| {} | {build} |",
+                d["name"].as_str().unwrap_or("")
+            ));
+            for s in STAGES {
+                out.push_str(&format!(" {:.2} |", stages[s].as_f64().unwrap_or(0.0)));
+            }
+            out.push('\n');
         }
-        out.push('\n');
     }
     out.push_str(
         "\nPer-table ceiling at the batch Tunnel's 500 blocks per 5 minutes (uncompressed MB/s a table can take with the \

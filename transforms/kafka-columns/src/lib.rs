@@ -24,6 +24,7 @@ mod component {
         world: "parser-stage",
     });
 
+    use std::borrow::Cow;
     use std::sync::Mutex;
 
     use crate::columns::{BytesType, Kind, Out, Source};
@@ -220,21 +221,25 @@ mod component {
                 Some(out) => out,
                 None => {
                     let json = match &spec.source {
-                        Source::Key => decoded(plan.key_type, &record.key)?,
-                        Source::Value => decoded(plan.value_type, &record.value)?,
-                        Source::Partition => Json::from(partition),
-                        Source::Offset => Json::from(record.offset),
-                        Source::Timestamp => Json::from(record.timestamp_ms),
-                        Source::Topic => Json::from(topic),
-                        Source::Headers => Json::Array(
+                        Source::Key => Cow::Owned(decoded(plan.key_type, &record.key)?),
+                        Source::Value => Cow::Owned(decoded(plan.value_type, &record.value)?),
+                        Source::Partition => Cow::Owned(Json::from(partition)),
+                        Source::Offset => Cow::Owned(Json::from(record.offset)),
+                        Source::Timestamp => Cow::Owned(Json::from(record.timestamp_ms)),
+                        Source::Topic => Cow::Owned(Json::from(topic)),
+                        Source::Headers => Cow::Owned(Json::Array(
                             record
                                 .headers
                                 .iter()
                                 .map(|h| serde_json::json!({"key": h.key, "value": h.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())}))
                                 .collect(),
-                        ),
-                        Source::Constant(c) => Json::from(c.as_str()),
-                        Source::Path(steps) => value_json.as_ref().and_then(|v| crate::path::get(v, steps)).cloned().unwrap_or(Json::Null),
+                        )),
+                        Source::Constant(c) => Cow::Owned(Json::from(c.as_str())),
+                        // A path reads the parsed value in place (no copy of a long field).
+                        Source::Path(steps) => value_json
+                            .as_ref()
+                            .and_then(|v| crate::path::get(v, steps))
+                            .map_or(Cow::Owned(Json::Null), Cow::Borrowed),
                     };
                     crate::columns::coerce(&spec.kind, &json).map_err(|e| {
                         (

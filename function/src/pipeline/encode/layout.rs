@@ -120,11 +120,14 @@ impl Layout {
         })
     }
 
-    /// One row's cells as table values, or why it does not fit.
-    pub fn convert(&self, cells: &[Cell]) -> Result<Vec<Value>, RowError> {
+    /// One row's cells as table values, or why it does not fit. Text and bytes move out of
+    /// `cells` (each table column has its own source cell), so they are not copied again.
+    pub fn convert(&self, cells: &mut [Cell]) -> Result<Vec<Value>, RowError> {
         let mut out = Vec::with_capacity(self.types.len());
         for (t, src) in self.sources.iter().enumerate() {
-            let cell = src.and_then(|i| cells.get(i)).unwrap_or(&Cell::Null);
+            let cell = src
+                .and_then(|i| cells.get_mut(i))
+                .map_or(Cell::Null, |c| std::mem::replace(c, Cell::Null));
             let value = convert_cell(cell, &self.types[t]).map_err(|e| {
                 RowError::new(e.code, format!("column {}: {}", self.names[t], e.message))
             })?;
@@ -181,15 +184,46 @@ fn mismatch(cell: &Cell, ty: &ColumnType) -> RowError {
     )
 }
 
-/// Converts one cell, or says why it does not fit.
-pub fn convert_cell(cell: &Cell, ty: &ColumnType) -> Result<Value, RowError> {
+fn too_big(n: usize) -> RowError {
+    RowError::new(
+        "value-too-large",
+        format!("{n} bytes is over the {MAX_FIELD_BYTES}-byte field limit"),
+    )
+}
+
+/// Converts one cell, or says why it does not fit. Text and bytes move into the value.
+pub fn convert_cell(cell: Cell, ty: &ColumnType) -> Result<Value, RowError> {
     use ColumnType as T;
-    let too_big = |n: usize| {
-        RowError::new(
-            "value-too-large",
-            format!("{n} bytes is over the {MAX_FIELD_BYTES}-byte field limit"),
-        )
-    };
+    Ok(match (cell, ty) {
+        (Cell::String(s), T::String | T::Json) | (Cell::Json(s), T::Json) => {
+            if s.len() > MAX_FIELD_BYTES {
+                return Err(too_big(s.len()));
+            }
+            Value::String(s)
+        }
+        (Cell::String(s), T::Varchar(n) | T::Char(n)) => {
+            let chars = s.chars().count();
+            if chars > *n as usize {
+                return Err(RowError::new(
+                    "value-too-large",
+                    format!("{chars} characters is over {ty}"),
+                ));
+            }
+            Value::String(s)
+        }
+        (Cell::Binary(b), T::Binary) => {
+            if b.len() > MAX_FIELD_BYTES {
+                return Err(too_big(b.len()));
+            }
+            Value::Binary(b)
+        }
+        (cell, ty) => return convert_other(&cell, ty),
+    })
+}
+
+/// The conversions that copy nothing large (numbers, times, decimals, complex types from JSON).
+fn convert_other(cell: &Cell, ty: &ColumnType) -> Result<Value, RowError> {
+    use ColumnType as T;
     Ok(match (cell, ty) {
         (Cell::Null, _) => Value::Null,
         (Cell::Boolean(b), T::Boolean) => Value::Boolean(*b),
@@ -226,28 +260,6 @@ pub fn convert_cell(cell: &Cell, ty: &ColumnType) -> Result<Value, RowError> {
             value_from_json(ty, &serde_json::Value::String(text))
                 .map_err(|e| RowError::new("out-of-range", e))?
         }
-        (Cell::String(s), T::String | T::Json) => {
-            if s.len() > MAX_FIELD_BYTES {
-                return Err(too_big(s.len()));
-            }
-            Value::String(s.clone())
-        }
-        (Cell::String(s), T::Varchar(n) | T::Char(n)) => {
-            let chars = s.chars().count();
-            if chars > *n as usize {
-                return Err(RowError::new(
-                    "value-too-large",
-                    format!("{chars} characters is over {ty}"),
-                ));
-            }
-            Value::String(s.clone())
-        }
-        (Cell::Binary(b), T::Binary) => {
-            if b.len() > MAX_FIELD_BYTES {
-                return Err(too_big(b.len()));
-            }
-            Value::Binary(b.clone())
-        }
         (Cell::Date(d), T::Date) => Value::Date(i64::from(*d)),
         (Cell::Datetime(ms), T::Datetime) => Value::Datetime(*ms),
         (Cell::Timestamp(t), T::Timestamp | T::TimestampNtz) => Value::Timestamp {
@@ -266,12 +278,6 @@ pub fn convert_cell(cell: &Cell, ty: &ColumnType) -> Result<Value, RowError> {
             nanos: t.nanos as i32,
         },
         (Cell::IntervalYearMonth(m), T::IntervalYearMonth) => Value::IntervalYearMonth(*m),
-        (Cell::Json(text), T::Json) => {
-            if text.len() > MAX_FIELD_BYTES {
-                return Err(too_big(text.len()));
-            }
-            Value::String(text.clone())
-        }
         (Cell::Json(text), T::Array(_) | T::Map(..) | T::Struct(_)) => {
             let json: serde_json::Value = serde_json::from_str(text).map_err(|e| {
                 RowError::new(

@@ -70,13 +70,13 @@ fn rows_route_convert_and_reject() {
     )
     .unwrap();
     let mut enc = Encoder::new(&layout, &router, 1 << 20);
-    let rows = vec![
+    let mut rows = vec![
         row(0, 1, "ok", 0),
         row(1, 1 << 40, "big", 0),       // INT overflow
         row(2, 2, "toolong", 0),         // VARCHAR(4)
         row(3, 3, "late", 86_400 * 400), // another day
     ];
-    let (closed, rejected) = enc.add(&rows).unwrap();
+    let (closed, rejected) = enc.add(&mut rows).unwrap();
     assert!(closed.is_empty());
     let codes: Vec<_> = rejected
         .iter()
@@ -107,7 +107,7 @@ fn blocks_close_at_the_size_limit_and_are_deterministic() {
     let rows: Vec<Row> = (0..5000).map(|i| row(i, i64::from(i), "abcd", 0)).collect();
     let run = || {
         let mut enc = Encoder::new(&layout, &router, 64 * 1024);
-        let (mut closed, _) = enc.add(&rows).unwrap();
+        let (mut closed, _) = enc.add(&mut rows.clone()).unwrap();
         closed.extend(enc.finish().unwrap());
         closed
     };
@@ -133,13 +133,13 @@ fn rows_scattered_over_many_partitions_keep_a_bounded_number_of_blocks_open() {
     let mut closed = Vec::new();
     for round in 0..2 {
         for day in 0..200u32 {
-            let rows = [row(
+            let mut rows = [row(
                 day,
                 i64::from(round * 1000 + day),
                 "x",
                 i64::from(day) * 86_400,
             )];
-            let (blocks, rejected) = enc.add(&rows).unwrap();
+            let (blocks, rejected) = enc.add(&mut rows).unwrap();
             assert!(rejected.is_empty());
             closed.extend(blocks);
             assert!(enc.open <= MAX_OPEN_BLOCKS, "{} open", enc.open);
