@@ -19,7 +19,7 @@ fn pyodps_suite_passes_against_the_emulator() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Proof 2: rows of every type uploaded by our client (raw and deflate blocks) are what pyodps
+/// Proof 2: rows of every type uploaded by our client (raw, deflate and LZ4 blocks) are what pyodps
 /// downloads, and what our own download returns.
 #[tokio::test]
 async fn client_upload_of_every_type_reads_back_equal_in_pyodps() -> anyhow::Result<()> {
@@ -62,11 +62,11 @@ async fn client_upload_of_every_type_reads_back_equal_in_pyodps() -> anyhow::Res
         &encode_block(&types, second, Compression::Deflate)?,
     )
     .await?;
-    // Re-PUT of block 1 overwrites it rather than adding rows.
+    // Re-PUT of block 1 (now an LZ4 frame) overwrites it rather than adding rows.
     mc.upload_block(
         &session,
         1,
-        &encode_block(&types, second, Compression::Deflate)?,
+        &encode_block(&types, second, Compression::Lz4)?,
     )
     .await?;
     let committed = mc.commit_upload(&session, &[0, 1]).await?;
@@ -126,8 +126,8 @@ async fn a_block_of_several_megabytes_uploads_in_one_put() -> anyhow::Result<()>
     Ok(())
 }
 
-/// Proof 3a: bytes our writer makes are decoded by pyodps's TunnelRecordReader with checksums
-/// on, and a flipped byte is rejected by both readers.
+/// Proof 3a: bytes our writer makes (plain, deflate and LZ4) are decoded by pyodps's
+/// TunnelRecordReader with checksums on, and a flipped byte is rejected by both readers.
 #[test]
 fn pyodps_reader_decodes_our_bytes_and_rejects_a_flipped_byte() -> anyhow::Result<()> {
     let schema = rows::schema();
@@ -154,21 +154,25 @@ fn pyodps_reader_decodes_our_bytes_and_rejects_a_flipped_byte() -> anyhow::Resul
     )?;
     rows::assert_same(&rows::parse_lines(&out), &rows::canonical(&all));
 
-    let deflated = encode_block(&types, &all, Compression::Deflate)?;
-    let zfile = dir.path().join("good.zlib");
-    std::fs::write(&zfile, &deflated.data)?;
-    let out = pyodps(
-        None,
-        &[
-            "decode-stream",
-            "--deflate",
-            "--schema",
-            &rows::schema_json(),
-            "--input",
-            zfile.to_str().unwrap_or_default(),
-        ],
-    )?;
-    assert_eq!(rows::parse_lines(&out).len(), all.len());
+    // pyodps's own decompressing streams read every compression the encode stage writes.
+    for compression in [Compression::Deflate, Compression::Lz4] {
+        let block = encode_block(&types, &all, compression)?;
+        let file = dir.path().join(format!("good.{compression}"));
+        std::fs::write(&file, &block.data)?;
+        let out = pyodps(
+            None,
+            &[
+                "decode-stream",
+                "--content-encoding",
+                compression.content_encoding().unwrap_or_default(),
+                "--schema",
+                &rows::schema_json(),
+                "--input",
+                file.to_str().unwrap_or_default(),
+            ],
+        )?;
+        rows::assert_same(&rows::parse_lines(&out), &rows::canonical(&all));
+    }
 
     // Flip one bit inside the first row's string payload.
     let at = bytes

@@ -17,7 +17,6 @@ import io
 import json
 import math
 import sys
-import zlib
 
 import pandas as pd
 from odps import ODPS, errors, options
@@ -25,6 +24,7 @@ from odps.lib.ext_types import Monthdelta
 from odps.models import Record, TableSchema
 from odps.tunnel import TableTunnel
 from odps.tunnel.io.reader import TunnelRecordReader
+from odps.tunnel.io.stream import CompressOption, get_decompress_stream
 from odps.tunnel.io.writer import BaseRecordWriter
 from odps import types as odps_types
 
@@ -156,11 +156,15 @@ def cmd_decode_stream(args):
     schema = schema_from_json(args.schema)
     schema.build_snapshot()
     raw = open(args.input, "rb").read()
-    if args.deflate:
-        raw = zlib.decompress(raw)
+    # pyodps's own decompressing stream for the body's Content-Encoding (as its download reads it).
+    algo = CompressOption.CompressAlgorithm.from_encoding(args.content_encoding) if args.content_encoding else None
 
     def stream_creator(cursor, row_number=None, raw_size=None):
-        return io.BytesIO(raw) if cursor == 0 else None
+        if cursor != 0:
+            return None
+        if algo is None:
+            return io.BytesIO(raw)
+        return get_decompress_stream(io.BytesIO(raw), CompressOption(algo), requests=False)
 
     reader = TunnelRecordReader(schema, stream_creator)
     rows = []
@@ -341,7 +345,7 @@ def main():
     s = sub.add_parser("decode-stream")
     s.add_argument("--schema", required=True)
     s.add_argument("--input", required=True)
-    s.add_argument("--deflate", action="store_true")
+    s.add_argument("--content-encoding", help="deflate, x-lz4-frame, ... (absent: not compressed)")
     args = p.parse_args()
     {"suite": cmd_suite, "dump": cmd_dump, "write-stream": cmd_write_stream, "decode-stream": cmd_decode_stream,
      "sessions": cmd_sessions}[args.cmd](args)

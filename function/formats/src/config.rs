@@ -8,6 +8,7 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::secret::SecretRef;
+use crate::tunnel::Compression;
 
 mod error;
 mod load;
@@ -246,6 +247,10 @@ pub struct LimitsConfig {
     /// means one per CPU the function has.
     #[serde(default)]
     pub transform_workers: usize,
+    /// How staged blocks are compressed: `lz4` (the default: the least CPU per record) or
+    /// `deflate` (smaller blocks). A load joins blocks of one compression only.
+    #[serde(default = "default_compression")]
+    pub compression: Compression,
     /// Partitions synced at the same time.
     #[serde(default = "default_concurrency")]
     pub concurrency: usize,
@@ -268,6 +273,7 @@ impl Default for LimitsConfig {
             block_bytes: default_block_bytes(),
             transform_records: default_transform_records(),
             transform_workers: 0,
+            compression: default_compression(),
             concurrency: default_concurrency(),
             time_reserve_ms: default_reserve_ms(),
             batches_per_invocation: default_batches(),
@@ -380,6 +386,9 @@ fn default_batch_bytes() -> u64 {
 }
 fn default_block_bytes() -> usize {
     8 * 1024 * 1024
+}
+fn default_compression() -> Compression {
+    Compression::Lz4
 }
 fn default_transform_records() -> usize {
     1000
@@ -515,6 +524,12 @@ impl Config {
         }
         if self.limits.block_bytes < 64 * 1024 {
             return fail("limits.block_bytes", "use at least 65536");
+        }
+        if self.limits.compression == Compression::None {
+            return fail(
+                "limits.compression",
+                "use lz4 or deflate (staged blocks are kept compressed)",
+            );
         }
         if self.load.block_bytes < self.limits.block_bytes as u64 {
             return fail(

@@ -19,8 +19,8 @@ pub use http::{DEFAULT_MAX_RETRY_DELAY, DEFAULT_MAX_SERVER_RETRIES, RetryPolicy}
 pub use json::{display_json, value_from_json};
 pub use k2mc_formats::secret::Secret;
 pub use k2mc_formats::tunnel::{
-    Column, ColumnType, RecordReader, RecordWriter, SchemaError, TableSchema, Value, WireError,
-    footer, is_plain_decimal,
+    Column, ColumnType, Compression, RecordReader, RecordWriter, SchemaError, TableSchema, Value,
+    WireError, footer, is_plain_decimal,
 };
 pub use partition::PartitionSpec;
 pub use session::SessionState;
@@ -29,5 +29,6 @@ pub use sign::{
 };
 pub use sql::{SqlResult, TableInfo, split_odps_error};
 pub use tunnel::{
-    Block, Compression, DownloadSession, MAX_BLOCKS, UploadSession, decode_block, encode_block,
+    Block, DownloadSession, MAX_BLOCKS, UploadSession, decode_block, decompress, encode_block,
+    lz4_frame,
 };

@@ -3,6 +3,7 @@
 //! commit, and commits whose ambiguous failures are settled by reloading the session (`CLOSED`
 //! means committed). Downloads exist so that tests and the `status` command can read rows back.
 
+use std::borrow::Cow;
 use std::io::Read;
 
 use bytes::Bytes;
@@ -17,22 +18,13 @@ use super::error::MaxComputeError;
 use super::http::{Call, Payload};
 use super::partition::PartitionSpec;
 use super::session::SessionState;
-use k2mc_formats::tunnel::Value;
 use k2mc_formats::tunnel::{ColumnType, TableSchema};
+use k2mc_formats::tunnel::{Compression, Value, WireError};
 use k2mc_formats::tunnel::{RecordReader, RecordWriter};
 
 /// Block ids a session accepts: `0..MAX_BLOCKS`.
 pub const MAX_BLOCKS: u32 = 20_000;
 const TUNNEL_VERSION: &str = "6";
-
-/// How a block body is compressed on the wire.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum Compression {
-    None,
-    /// zlib (RFC 1950), sent as `Content-Encoding: deflate`.
-    #[default]
-    Deflate,
-}
 
 /// An encoded block, ready to stage or upload.
 #[derive(Debug, Clone)]
@@ -42,28 +34,46 @@ pub struct Block {
     pub rows: u64,
 }
 
+/// The LZ4 frame settings every block k2mc writes uses (`docs/architecture.md`, "Joining
+/// staged pieces into large blocks"): 64 KiB blocks compressed independently of each other, no
+/// checksums in the frame (the record stream carries CRCs) and no content size, so staged
+/// blocks' bodies can be put one after another in a single frame.
+pub fn lz4_frame<W: std::io::Write>(out: W) -> std::io::Result<lz4::Encoder<W>> {
+    lz4::EncoderBuilder::new()
+        .block_size(lz4::BlockSize::Max64KB)
+        .block_mode(lz4::BlockMode::Independent)
+        .block_checksum(lz4::liblz4::BlockChecksum::NoBlockChecksum)
+        .checksum(lz4::ContentChecksum::NoChecksum)
+        .build(out)
+}
+
 /// Encodes rows into one block (the pure part of the encode stage).
 pub fn encode_block(
     schema: &[ColumnType],
     rows: &[Vec<Value>],
     compression: Compression,
 ) -> Result<Block, MaxComputeError> {
-    let data = match compression {
-        Compression::None => {
-            let mut w = RecordWriter::new(schema, Vec::new());
-            for row in rows {
-                w.write(row)?;
-            }
-            w.finish()?
+    fn all<W: std::io::Write>(
+        schema: &[ColumnType],
+        rows: &[Vec<Value>],
+        out: W,
+    ) -> Result<W, WireError> {
+        let mut w = RecordWriter::new(schema, out);
+        for row in rows {
+            w.write(row)?;
         }
-        Compression::Deflate => {
-            let mut w = RecordWriter::new(schema, ZlibEncoder::new(Vec::new(), Level::fast()));
-            for row in rows {
-                w.write(row)?;
-            }
-            w.finish()?
-                .finish()
-                .map_err(k2mc_formats::tunnel::WireError::Io)?
+        w.finish()
+    }
+    let data = match compression {
+        Compression::None => all(schema, rows, Vec::new())?,
+        Compression::Deflate => all(schema, rows, ZlibEncoder::new(Vec::new(), Level::fast()))?
+            .finish()
+            .map_err(WireError::Io)?,
+        Compression::Lz4 => {
+            let (out, end) =
+                all(schema, rows, lz4_frame(Vec::new()).map_err(WireError::Io)?)?.finish();
+            end.map_err(WireError::Io)?;
+            out
         }
     };
     Ok(Block {
@@ -73,25 +83,25 @@ pub fn encode_block(
     })
 }
 
+/// The record stream inside a block body as it came over the wire.
+pub fn decompress(data: &[u8], compression: Compression) -> Result<Cow<'_, [u8]>, WireError> {
+    let mut out = Vec::new();
+    match compression {
+        Compression::None => return Ok(Cow::Borrowed(data)),
+        Compression::Deflate => ZlibDecoder::new(data).read_to_end(&mut out)?,
+        Compression::Lz4 => lz4::Decoder::new(data)?.read_to_end(&mut out)?,
+    };
+    Ok(Cow::Owned(out))
+}
+
 /// Decodes a block body as it came over the wire.
 pub fn decode_block(
     schema: &[ColumnType],
     data: &[u8],
     compression: Compression,
 ) -> Result<Vec<Vec<Value>>, MaxComputeError> {
-    let inflated;
-    let raw = match compression {
-        Compression::None => data,
-        Compression::Deflate => {
-            let mut out = Vec::new();
-            ZlibDecoder::new(data)
-                .read_to_end(&mut out)
-                .map_err(k2mc_formats::tunnel::WireError::Io)?;
-            inflated = out;
-            &inflated
-        }
-    };
-    Ok(RecordReader::new(schema, raw).read_all()?)
+    let raw = decompress(data, compression)?;
+    Ok(RecordReader::new(schema, &raw).read_all()?)
 }
 
 /// An upload session as the Tunnel last described it.
@@ -210,10 +220,7 @@ impl MaxComputeClient {
         call.params.push(("blockid".into(), block_id.to_string()));
         call.payload = Payload::Chunked {
             data: block.data.clone(),
-            content_encoding: match block.compression {
-                Compression::None => None,
-                Compression::Deflate => Some("deflate"),
-            },
+            content_encoding: block.compression.content_encoding(),
         };
         self.transport.execute(&call).await.map(|_| ())
     }

@@ -10,15 +10,13 @@ mod layout;
 
 use std::collections::HashMap;
 use std::io::Write;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 use flate2::Compression as Level;
 use flate2::write::ZlibEncoder;
 use thiserror::Error;
 
-use crate::maxcompute::{RecordWriter, Value};
+use crate::maxcompute::{Compression, RecordWriter, Value, lz4_frame};
 use crate::pipeline::commit::{Destination, Join, SessionRecord, StagedBlock};
 use crate::pipeline::route::Router;
 use crate::transform::bindings::Row;
@@ -33,37 +31,98 @@ pub struct EncodeError {
     reason: String,
 }
 
-/// Counts bytes written through it (the uncompressed size of an open block) and keeps their
-/// Adler-32 (what a joined block's zlib trailer is combined from).
-struct Counting<W> {
-    inner: W,
-    count: Arc<AtomicU64>,
-    adler32: u32,
+/// A block's compressed bytes so far, in the batch's compression.
+enum Codec {
+    /// With the Adler-32 of what went in (what a joined block's zlib trailer is combined from).
+    Deflate(ZlibEncoder<Vec<u8>>, u32),
+    Lz4(lz4::Encoder<Vec<u8>>),
 }
 
-impl<W: Write> Write for Counting<W> {
+/// Compresses a block's record stream and counts the bytes written through it (the
+/// uncompressed size of an open block).
+struct Sink {
+    codec: Codec,
+    raw: u64,
+    /// Bytes of the stream's header (zlib's, or the LZ4 frame's) before the body.
+    header: u64,
+}
+
+impl Sink {
+    fn new(compression: Compression) -> Result<Sink, EncodeError> {
+        let codec = match compression {
+            Compression::Deflate => Codec::Deflate(ZlibEncoder::new(Vec::new(), Level::fast()), 1),
+            Compression::Lz4 => Codec::Lz4(lz4_frame(Vec::new()).map_err(wire)?),
+            Compression::None => return Err(wire("staged blocks are compressed")),
+        };
+        let mut sink = Sink {
+            codec,
+            raw: 0,
+            header: 0,
+        };
+        sink.header = match &sink.codec {
+            Codec::Deflate(..) => ZLIB_HEADER,
+            Codec::Lz4(_) => sink.compressed().len() as u64,
+        };
+        Ok(sink)
+    }
+
+    /// The compressed bytes so far (the zlib header is written with the first data).
+    fn compressed(&self) -> &[u8] {
+        match &self.codec {
+            Codec::Deflate(z, _) => z.get_ref(),
+            Codec::Lz4(l) => l.writer(),
+        }
+    }
+
+    fn adler32(&self) -> u32 {
+        match &self.codec {
+            Codec::Deflate(_, adler) => *adler,
+            Codec::Lz4(_) => 0,
+        }
+    }
+
+    fn finish(self) -> std::io::Result<Vec<u8>> {
+        match self.codec {
+            Codec::Deflate(z, _) => z.finish(),
+            Codec::Lz4(l) => {
+                let (out, end) = l.finish();
+                end.map(|()| out)
+            }
+        }
+    }
+}
+
+impl Write for Sink {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = self.inner.write(buf)?;
-        self.count.fetch_add(n as u64, Ordering::Relaxed);
-        self.adler32 = zlib_rs::adler32::adler32(self.adler32, &buf[..n]);
+        let n = match &mut self.codec {
+            Codec::Deflate(z, adler) => {
+                let n = z.write(buf)?;
+                *adler = zlib_rs::adler32::adler32(*adler, &buf[..n]);
+                n
+            }
+            Codec::Lz4(l) => l.write(buf)?,
+        };
+        self.raw += n as u64;
         Ok(n)
     }
     fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
+        match &mut self.codec {
+            Codec::Deflate(z, _) => z.flush(),
+            Codec::Lz4(l) => l.flush(),
+        }
     }
 }
 
-type BlockWriter<'s> = RecordWriter<'s, Counting<ZlibEncoder<Vec<u8>>>>;
+type BlockWriter<'s> = RecordWriter<'s, Sink>;
 
-/// How many blocks may be open (compressing) at once. Each holds a deflate state (about 256 KiB)
-/// and its compressed bytes so far; rows scattered over many destination partitions (an
+/// How many blocks may be open (compressing) at once. Each holds a compressor's state (deflate's
+/// about 256 KiB) and its compressed bytes so far; rows scattered over many destination partitions (an
 /// event-time template over old, out-of-order records) would otherwise open one per partition
 /// with no bound, and fail the same way on every retry (invariant 8).
 pub(crate) const MAX_OPEN_BLOCKS: usize = 16;
 
 struct Open<'s> {
     writer: BlockWriter<'s>,
-    size: Arc<AtomicU64>,
     /// When a row was last written (a counter), to close the least recently written first.
     used: u64,
 }
@@ -83,6 +142,7 @@ pub(crate) struct ClosedBlock {
     pub dest: usize,
     pub id: u32,
     pub rows: u64,
+    pub compression: Compression,
     /// Where its body ends and what it sums to, for joining.
     pub join: Join,
     pub data: Bytes,
@@ -105,6 +165,7 @@ pub(crate) struct Encoder<'s> {
     layout: &'s Layout,
     router: &'s Router,
     block_bytes: usize,
+    compression: Compression,
     dests: Vec<Dest<'s>>,
     index: HashMap<String, usize>,
     /// Rows written so far (the clock of [`Open::used`]).
@@ -127,11 +188,17 @@ fn wire(err: impl std::fmt::Display) -> EncodeError {
 }
 
 impl<'s> Encoder<'s> {
-    pub(crate) fn new(layout: &'s Layout, router: &'s Router, block_bytes: usize) -> Self {
+    pub(crate) fn new(
+        layout: &'s Layout,
+        router: &'s Router,
+        block_bytes: usize,
+        compression: Compression,
+    ) -> Self {
         Encoder {
             layout,
             router,
             block_bytes,
+            compression,
             dests: Vec::new(),
             index: HashMap::new(),
             written: 0,
@@ -224,25 +291,19 @@ impl<'s> Encoder<'s> {
         let used = self.written;
         let dest = &mut self.dests[d];
         let opened = dest.open.is_none();
-        let open = dest.open.get_or_insert_with(|| {
-            let size = Arc::new(AtomicU64::new(0));
-            Open {
-                writer: RecordWriter::new(
-                    types,
-                    Counting {
-                        inner: ZlibEncoder::new(Vec::new(), Level::fast()),
-                        count: size.clone(),
-                        adler32: 1,
-                    },
-                ),
-                size,
+        if opened {
+            dest.open = Some(Open {
+                writer: RecordWriter::new(types, Sink::new(self.compression)?),
                 used,
-            }
-        });
+            });
+        }
+        let Some(open) = dest.open.as_mut() else {
+            return Err(wire("no open block"));
+        };
         open.used = used;
         open.writer.write(values).map_err(wire)?;
         dest.rows += 1;
-        let full = open.size.load(Ordering::Relaxed) as usize >= self.block_bytes;
+        let full = open.writer.get_ref().raw as usize >= self.block_bytes;
         self.open += usize::from(opened);
         if full {
             closed.push(self.close(d)?);
@@ -261,23 +322,19 @@ impl<'s> Encoder<'s> {
         writer.flush_body().map_err(wire)?;
         let sink = writer.get_ref();
         let join = Join {
-            body: (sink.inner.get_ref().len() as u64).saturating_sub(ZLIB_HEADER),
-            raw: sink.count.load(Ordering::Relaxed),
-            adler32: sink.adler32,
+            body: (sink.compressed().len() as u64).saturating_sub(sink.header),
+            raw: sink.raw,
+            adler32: sink.adler32(),
             checksum: writer.checksum(),
         };
-        let data = writer
-            .finish()
-            .map_err(wire)?
-            .inner
-            .finish()
-            .map_err(wire)?;
+        let data = writer.finish().map_err(wire)?.finish().map_err(wire)?;
         let id = dest.next_block;
         dest.next_block += 1;
         Ok(ClosedBlock {
             dest: d,
             id,
             rows,
+            compression: self.compression,
             join,
             data: data.into(),
         })
@@ -301,6 +358,7 @@ impl<'s> Encoder<'s> {
             id: block.id,
             key,
             rows: block.rows,
+            compression: block.compression,
             join: Some(block.join),
         });
     }

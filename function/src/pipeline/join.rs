@@ -1,10 +1,13 @@
-//! Joining staged blocks into one Tunnel block (pure; used by the load stage). Each staged block
-//! ends its deflate stream with a sync flush right after its last record, so its body is a run of
-//! deflate blocks on a byte boundary that refers to nothing before it. A joined block is the zlib
-//! header, the bodies one after another, one fresh final deflate block holding the footer (the
-//! counts summed, the CRCs of CRCs combined) and the Adler-32 of all of it combined: no record is
-//! decompressed or compressed again (`docs/architecture.md`, "Joining staged pieces into large
-//! blocks").
+//! Joining staged blocks into one Tunnel block (pure; used by the load stage), without
+//! decompressing or compressing any record again (`docs/architecture.md`, "Joining staged pieces
+//! into large blocks"). A staged block's body (its compressed records, after the stream's header)
+//! refers to nothing before it and ends on a boundary of the compressed stream, so bodies can be
+//! put one after another; only the footer (the counts summed, the CRCs of CRCs combined) is new.
+//! - deflate: the body ends with a sync flush. A joined block is the zlib header, the bodies, one
+//!   fresh final deflate block holding the footer and the Adler-32 of all of it combined.
+//! - LZ4: the frame's blocks are independent and the frame carries no checksum or content size,
+//!   so a joined block is one frame: the header, the bodies' blocks, the footer as one stored
+//!   block and the end mark.
 
 use std::io::Write as _;
 
@@ -14,6 +17,7 @@ use flate2::write::DeflateEncoder;
 
 use super::commit::Join;
 use super::encode::ZLIB_HEADER;
+use crate::maxcompute::Compression;
 
 /// A staged block's bytes did not match what its intent says of them.
 #[derive(Debug, thiserror::Error)]
@@ -32,58 +36,79 @@ pub(crate) struct Piece<'a> {
     pub(crate) join: Join,
 }
 
-/// Joins `pieces` (at least one) into one zlib-compressed Tunnel block.
-pub(crate) fn join(pieces: &[Piece<'_>]) -> Result<Vec<u8>, JoinError> {
+impl Piece<'_> {
+    fn fail(&self, reason: impl Into<String>) -> JoinError {
+        JoinError {
+            key: self.key.to_owned(),
+            reason: reason.into(),
+        }
+    }
+
+    /// The body: `join.body` bytes after a header of `header` bytes.
+    fn body(&self, header: usize) -> Result<&[u8], JoinError> {
+        usize::try_from(self.join.body)
+            .ok()
+            .and_then(|b| header.checked_add(b))
+            .filter(|&end| end <= self.data.len())
+            .map(|end| &self.data[header..end])
+            .ok_or_else(|| {
+                self.fail(format!(
+                    "its body of {} bytes is longer than the block's {} bytes",
+                    self.join.body,
+                    self.data.len()
+                ))
+            })
+    }
+}
+
+/// Joins `pieces` (at least one, all staged in `compression`) into one Tunnel block.
+pub(crate) fn join(pieces: &[Piece<'_>], compression: Compression) -> Result<Vec<u8>, JoinError> {
+    let (rows, checksum) = pieces.iter().fold((0u64, None), |(rows, crc), p| {
+        let crc = match crc {
+            None => p.join.checksum,
+            Some(c) => crc32c::crc32c_combine(c, p.join.checksum, 4 * p.rows as usize),
+        };
+        (rows + p.rows, Some(crc))
+    });
+    let footer = crate::maxcompute::footer(rows, checksum.unwrap_or(0));
+    match compression {
+        Compression::Deflate => join_deflate(pieces, &footer),
+        Compression::Lz4 => join_lz4(pieces, &footer),
+        Compression::None => Err(JoinError {
+            key: pieces.first().map(|p| p.key.to_owned()).unwrap_or_default(),
+            reason: "uncompressed blocks are never staged".into(),
+        }),
+    }
+}
+
+fn join_deflate(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<u8>, JoinError> {
     let bodies: u64 = pieces.iter().map(|p| p.join.body).sum();
     let mut out = Vec::with_capacity(bodies as usize + 64);
     // CMF 0x78 (deflate, 32 KiB window), FLG 0x01 (fastest level, header checksum ok).
     out.extend_from_slice(&[0x78, 0x01]);
-    let mut rows = 0u64;
-    let mut checksum: Option<u32> = None;
     let mut adler: Option<u32> = None;
     for piece in pieces {
-        let fail = |reason: String| JoinError {
-            key: piece.key.to_owned(),
-            reason,
-        };
-        let start = ZLIB_HEADER as usize;
-        let end = start
-            .checked_add(usize::try_from(piece.join.body).map_err(|e| fail(e.to_string()))?)
-            .filter(|&e| e <= piece.data.len())
-            .ok_or_else(|| {
-                fail(format!(
-                    "its body of {} bytes is longer than the block's {} bytes",
-                    piece.join.body,
-                    piece.data.len()
-                ))
-            })?;
-        let body = &piece.data[start..end];
+        let body = piece.body(ZLIB_HEADER as usize)?;
         // A sync flush ends with an empty stored block: 00 00 FF FF.
         if !body.ends_with(&[0x00, 0x00, 0xff, 0xff]) {
-            return Err(fail("its body does not end with a sync flush".into()));
+            return Err(piece.fail("its body does not end with a sync flush"));
         }
         out.extend_from_slice(body);
-        rows += piece.rows;
-        checksum = Some(match checksum {
-            None => piece.join.checksum,
-            Some(c) => crc32c::crc32c_combine(c, piece.join.checksum, 4 * piece.rows as usize),
-        });
         adler = Some(match adler {
             None => piece.join.adler32,
             Some(a) => zlib_rs::adler32::adler32_combine(a, piece.join.adler32, piece.join.raw),
         });
     }
-    let footer = crate::maxcompute::footer(rows, checksum.unwrap_or(0));
     let mut tail = DeflateEncoder::new(Vec::with_capacity(32), Level::fast());
     let compressed = tail
-        .write_all(&footer)
+        .write_all(footer)
         .and_then(|()| tail.finish())
         .map_err(|e| JoinError {
             key: String::new(),
             reason: e.to_string(),
         })?;
     out.extend_from_slice(&compressed);
-    let footer_adler = zlib_rs::adler32::adler32(1, &footer);
+    let footer_adler = zlib_rs::adler32::adler32(1, footer);
     let total = match adler {
         None => footer_adler,
         Some(a) => zlib_rs::adler32::adler32_combine(a, footer_adler, footer.len() as u64),
@@ -92,36 +117,108 @@ pub(crate) fn join(pieces: &[Piece<'_>]) -> Result<Vec<u8>, JoinError> {
     Ok(out)
 }
 
+/// The LZ4 frame magic number as it is on the wire (0x184D2204, little-endian).
+const LZ4_MAGIC: [u8; 4] = [0x04, 0x22, 0x4d, 0x18];
+/// Magic, FLG, BD and the header checksum: a frame header without content size or dictionary.
+const LZ4_HEADER: usize = 7;
+/// FLG: version 01, independent blocks; no block checksum, content size, content checksum or
+/// dictionary (LZ4 frame format, section "FLG byte"). The bits that must be exactly so.
+const LZ4_FLG: u8 = 0x60;
+/// A block's size word: the high bit set means its bytes are stored uncompressed.
+const LZ4_STORED: u32 = 0x8000_0000;
+
+fn join_lz4(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<u8>, JoinError> {
+    let Some(first) = pieces.first() else {
+        return Ok(Vec::new());
+    };
+    let header = first
+        .data
+        .get(..LZ4_HEADER)
+        .filter(|h| h[..4] == LZ4_MAGIC && h[4] == LZ4_FLG)
+        .ok_or_else(|| {
+            first.fail("it is not an LZ4 frame of independent blocks without checksums")
+        })?;
+    let bodies: u64 = pieces.iter().map(|p| p.join.body).sum();
+    let mut out = Vec::with_capacity(bodies as usize + footer.len() + 32);
+    out.extend_from_slice(header);
+    for piece in pieces {
+        if piece.data.get(..LZ4_HEADER) != Some(header) {
+            return Err(piece.fail("its LZ4 frame header differs from the first piece's"));
+        }
+        let body = piece.body(LZ4_HEADER)?;
+        // Walk the block sizes: the body must be whole blocks, without the end mark.
+        let mut at = 0usize;
+        while at < body.len() {
+            let size = body
+                .get(at..at + 4)
+                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                .filter(|&s| s != 0)
+                .ok_or_else(|| piece.fail("its body does not end on an LZ4 block"))?;
+            at += 4 + (size & !LZ4_STORED) as usize;
+        }
+        if at != body.len() {
+            return Err(piece.fail("its body does not end on an LZ4 block"));
+        }
+        out.extend_from_slice(body);
+    }
+    out.extend_from_slice(&(footer.len() as u32 | LZ4_STORED).to_le_bytes());
+    out.extend_from_slice(footer);
+    out.extend_from_slice(&0u32.to_le_bytes());
+    Ok(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use std::io::Read as _;
+    use std::io::Write as _;
 
     use super::*;
-    use crate::maxcompute::{ColumnType, RecordReader, RecordWriter, Value};
+    use crate::maxcompute::{ColumnType, RecordReader, RecordWriter, Value, decompress, lz4_frame};
 
-    /// Encodes rows as the encode stage stages a block: body, sync flush, footer.
-    fn staged(types: &[ColumnType], rows: &[Vec<Value>]) -> (Bytes, Join) {
-        let zlib = flate2::write::ZlibEncoder::new(Vec::new(), Level::fast());
-        let mut raw = Vec::new();
-        let mut w = RecordWriter::new(types, Vec::new());
+    /// Encodes rows as the encode stage stages a block: header, body, flush, footer.
+    fn staged(
+        types: &[ColumnType],
+        rows: &[Vec<Value>],
+        compression: Compression,
+    ) -> (Bytes, Join) {
+        let mut plain = RecordWriter::new(types, Vec::new());
         for r in rows {
-            w.write(r).unwrap();
+            plain.write(r).unwrap();
         }
-        let checksum = w.checksum();
-        let mut body = w.finish().unwrap();
-        let footer = crate::maxcompute::footer(rows.len() as u64, checksum);
-        body.truncate(body.len() - footer.len());
-        raw.extend_from_slice(&body);
-        let mut zlib = zlib;
-        zlib.write_all(&body).unwrap();
-        zlib.flush().unwrap();
-        let body_len = zlib.get_ref().len() as u64 - ZLIB_HEADER;
-        zlib.write_all(&footer).unwrap();
-        let data = zlib.finish().unwrap();
+        let checksum = plain.checksum();
+        plain.flush_body().unwrap();
+        let raw = plain.get_ref().len() as u64;
+        let finish = |mut w: RecordWriter<'_, Vec<u8>>| {
+            w.flush_body().unwrap();
+            w.finish().unwrap()
+        };
+        let body = finish(plain);
+        let (records, footer) = body.split_at(raw as usize);
+        let (data, body_len) = match compression {
+            Compression::Deflate => {
+                let mut z = flate2::write::ZlibEncoder::new(Vec::new(), Level::fast());
+                z.write_all(records).unwrap();
+                z.flush().unwrap();
+                let body = z.get_ref().len() as u64 - ZLIB_HEADER;
+                z.write_all(footer).unwrap();
+                (z.finish().unwrap(), body)
+            }
+            Compression::Lz4 => {
+                let mut l = lz4_frame(Vec::new()).unwrap();
+                let header = l.writer().len() as u64;
+                l.write_all(records).unwrap();
+                l.flush().unwrap();
+                let body = l.writer().len() as u64 - header;
+                l.write_all(footer).unwrap();
+                let (data, end) = l.finish();
+                end.unwrap();
+                (data, body)
+            }
+            Compression::None => unreachable!(),
+        };
         let join = Join {
             body: body_len,
-            raw: raw.len() as u64,
-            adler32: zlib_rs::adler32::adler32(1, &raw),
+            raw,
+            adler32: zlib_rs::adler32::adler32(1, records),
             checksum,
         };
         (data.into(), join)
@@ -138,51 +235,83 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn joined_blocks_decode_to_every_row_in_order_with_a_valid_footer_and_trailer() {
-        let types = [ColumnType::Bigint, ColumnType::String];
-        let parts = [rows(0, 3), rows(3, 500), rows(503, 1)];
-        let staged: Vec<_> = parts.iter().map(|r| staged(&types, r)).collect();
-        // Each staged block is a complete block on its own.
-        for ((data, _), want) in staged.iter().zip(&parts) {
-            let mut raw = Vec::new();
-            flate2::read::ZlibDecoder::new(&data[..])
-                .read_to_end(&mut raw)
-                .unwrap();
-            assert_eq!(&RecordReader::new(&types, &raw).read_all().unwrap(), want);
-        }
-        let pieces: Vec<Piece<'_>> = staged
+    fn pieces<'a>(staged: &'a [(Bytes, Join)], parts: &[Vec<Vec<Value>>]) -> Vec<Piece<'a>> {
+        staged
             .iter()
-            .zip(&parts)
+            .zip(parts)
             .map(|((data, join), r)| Piece {
                 key: "k",
                 data: data.clone(),
                 rows: r.len() as u64,
                 join: *join,
             })
-            .collect();
-        let joined = join(&pieces).unwrap();
-        // The zlib decoder checks the combined Adler-32; the reader checks count and checksum.
-        let mut raw = Vec::new();
-        flate2::read::ZlibDecoder::new(&joined[..])
-            .read_to_end(&mut raw)
-            .unwrap();
-        let all: Vec<Vec<Value>> = parts.concat();
-        assert_eq!(RecordReader::new(&types, &raw).read_all().unwrap(), all);
+            .collect()
     }
 
     #[test]
-    fn a_body_that_does_not_end_on_a_sync_flush_is_refused() {
+    fn joined_blocks_decode_to_every_row_in_order_with_a_valid_footer_and_trailer() {
         let types = [ColumnType::Bigint, ColumnType::String];
-        let (data, mut j) = staged(&types, &rows(0, 2));
-        j.body -= 1;
-        let err = join(&[Piece {
-            key: "staged/x.blk",
-            data,
-            rows: 2,
-            join: j,
-        }])
-        .unwrap_err();
-        assert!(err.to_string().contains("staged/x.blk"), "{err}");
+        // 500 rows of ~250 bytes: the middle piece spans several 64 KiB LZ4 blocks.
+        let parts = [rows(0, 3), rows(3, 500), rows(503, 1)];
+        for compression in [Compression::Deflate, Compression::Lz4] {
+            let staged: Vec<_> = parts
+                .iter()
+                .map(|r| staged(&types, r, compression))
+                .collect();
+            // Each staged block is a complete block on its own.
+            for ((data, _), want) in staged.iter().zip(&parts) {
+                let raw = decompress(data, compression).unwrap();
+                assert_eq!(&RecordReader::new(&types, &raw).read_all().unwrap(), want);
+            }
+            let joined = join(&pieces(&staged, &parts), compression).unwrap();
+            // The decoder checks the frame (and zlib's combined Adler-32); the reader checks
+            // count and checksum.
+            let raw = decompress(&joined, compression).unwrap();
+            let all: Vec<Vec<Value>> = parts.concat();
+            assert_eq!(
+                RecordReader::new(&types, &raw).read_all().unwrap(),
+                all,
+                "{compression}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_body_that_does_not_end_where_its_stream_can_be_cut_is_refused() {
+        let types = [ColumnType::Bigint, ColumnType::String];
+        for compression in [Compression::Deflate, Compression::Lz4] {
+            let (data, mut j) = staged(&types, &rows(0, 2), compression);
+            j.body -= 1;
+            let err = join(
+                &[Piece {
+                    key: "staged/x.blk",
+                    data,
+                    rows: 2,
+                    join: j,
+                }],
+                compression,
+            )
+            .unwrap_err();
+            assert!(err.to_string().contains("staged/x.blk"), "{err}");
+        }
+    }
+
+    #[test]
+    fn lz4_frames_with_checksums_or_other_headers_are_refused() {
+        let types = [ColumnType::Bigint, ColumnType::String];
+        let parts = [rows(0, 2), rows(2, 2)];
+        let mut staged: Vec<_> = parts
+            .iter()
+            .map(|r| staged(&types, r, Compression::Lz4))
+            .collect();
+        // A content checksum (FLG bit 2) cannot be carried over into a joined frame.
+        let mut bytes = staged[1].0.to_vec();
+        bytes[4] |= 0x04;
+        staged[1].0 = bytes.into();
+        let err = join(&pieces(&staged, &parts), Compression::Lz4).unwrap_err();
+        assert!(err.to_string().contains("header differs"), "{err}");
+        staged.swap(0, 1);
+        let err = join(&pieces(&staged, &parts), Compression::Lz4).unwrap_err();
+        assert!(err.to_string().contains("not an LZ4 frame"), "{err}");
     }
 }

@@ -12,8 +12,7 @@ use std::future::Future;
 use crate::error::{CommitUnknown, PipelineError};
 use crate::fault;
 use crate::maxcompute::{
-    Block, Compression, MaxComputeClient, MaxComputeError, PartitionSpec, SessionState,
-    UploadSession,
+    Block, MaxComputeClient, MaxComputeError, PartitionSpec, SessionState, UploadSession,
 };
 use crate::pipeline::commit::{CommitLog, Intent, SessionRecord};
 
@@ -257,7 +256,7 @@ impl Loading for BatchLoad<'_> {
         let staged = &self.intent.destinations[d].blocks[i];
         Ok(Block {
             data: staged_block(self.log.staging(), &staged.key).await?,
-            compression: Compression::Deflate,
+            compression: staged.compression,
             rows: staged.rows,
         })
     }

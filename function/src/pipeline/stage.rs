@@ -171,7 +171,12 @@ pub(crate) async fn stage_batch(
     // Chunks in flight: each worker has one to transform and one waiting, while this task
     // fetches, encodes and stages (docs/architecture.md, "Using every core").
     let ahead = 2 * pool.workers();
-    let mut encoder = Encoder::new(ctx.layout, ctx.router, limits.block_bytes);
+    let mut encoder = Encoder::new(
+        ctx.layout,
+        ctx.router,
+        limits.block_bytes,
+        limits.compression,
+    );
     let mut accounting = Accounting::new(ctx.modules);
     let mut uploads = Uploads::new(ctx.log.staging(), STAGING_UPLOADS);
     let mut bytes = 0;

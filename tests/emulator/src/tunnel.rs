@@ -1,9 +1,8 @@
 //! The batch Tunnel on `/projects/{p}/tables/{t}` (`docs/maxcompute-protocol.md` §2): upload sessions, block PUTs (chunked,
-//! optionally zlib `deflate`, every CRC verified before the block is kept), commits that make
+//! optionally zlib `deflate` or an LZ4 frame (`x-lz4-frame`), every CRC verified before the block is kept), commits that make
 //! rows visible atomically, and download sessions for pyodps `read_table`.
 
 use std::collections::HashMap;
-use std::io::Read;
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -11,7 +10,8 @@ use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use k2mc::maxcompute::{
-    ColumnType, MAX_BLOCKS, PartitionSpec, RecordReader, RecordWriter, TableSchema, Value,
+    ColumnType, Compression, MAX_BLOCKS, PartitionSpec, RecordReader, RecordWriter, TableSchema,
+    Value, decompress,
 };
 
 use crate::error::ApiError;
@@ -281,29 +281,19 @@ async fn put_block(
     }
     let encoding = headers
         .get("content-encoding")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let raw = match encoding {
-        "" | "identity" => body.to_vec(),
-        "deflate" => {
-            let mut out = Vec::new();
-            flate2::read::ZlibDecoder::new(body)
-                .read_to_end(&mut out)
-                .map_err(|e| {
-                    ApiError::invalid(format!("block {block_id}: bad deflate (zlib) body: {e}"))
-                })?;
-            out
-        }
-        other => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidArgument",
-                format!(
-                    "the emulator does not support Content-Encoding '{other}'; use deflate or none"
-                ),
-            ));
-        }
+        .and_then(|v| v.to_str().ok());
+    let Some(compression) = Compression::from_content_encoding(encoding) else {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "InvalidArgument",
+            format!(
+                "the emulator does not support Content-Encoding '{}'; use deflate, x-lz4-frame or none",
+                encoding.unwrap_or_default()
+            ),
+        ));
     };
+    let raw = decompress(body, compression)
+        .map_err(|e| ApiError::invalid(format!("block {block_id}: bad {compression} body: {e}")))?;
     let table = state.store.require_table(&meta.project, &meta.table)?;
     let rows = RecordReader::new(&table.schema.column_types(), &raw)
         .read_all()

@@ -22,7 +22,7 @@ use model::{
 /// A randomized, replayable history of what teams do to a running sync. Each round produces
 /// vehicles (10 % poison, 10 % without an id) and then one of: a schedule tick; an event batch
 /// of a random stretch (redelivered, overlapping, gapped); a tick racing a tick or an event
-/// batch under the other transform version and limits (a rolling deploy); a backfill into a
+/// batch under the other transform version, limits and compression (a rolling deploy); a backfill into a
 /// table of its own; a dead-letter replay, alone or racing one under the other version; batches
 /// staged and then two loads racing. Each round loads at once or defers loads by an hour (what
 /// is deferred waits across invocations and loads with `k2mc load` in the repair). Single
@@ -98,26 +98,31 @@ fn a_random_history_of_operations_loses_and_duplicates_nothing() {
         // batches wait for `k2mc load` or a later round's eager invocation); joined into blocks
         // of up to 8 MiB or 64 MiB.
         let deferred = rng.random_bool(0.4);
-        let env = |block: &str, batch: &str, bytes: &str, template: &str, interval: &str| {
-            vec![
-                ("K2MC__LIMITS__BLOCK_BYTES".to_owned(), block.to_owned()),
-                ("K2MC__LIMITS__BATCH_RECORDS".to_owned(), batch.to_owned()),
-                ("K2MC__LIMITS__BATCH_BYTES".to_owned(), bytes.to_owned()),
-                (
-                    "K2MC__MAXCOMPUTE__PARTITION".to_owned(),
-                    template.to_owned(),
-                ),
-                ("K2MC__LOAD__INTERVAL".to_owned(), interval.to_owned()),
-                (
-                    "K2MC__LOAD__BLOCK_BYTES".to_owned(),
-                    ["8388608", "67108864"][usize::from(interval == "1h")].to_owned(),
-                ),
-            ]
-        };
+        // Staged blocks in LZ4 or deflate: a load joins batches of both (a config change).
+        let compression = ["lz4", "deflate"][rng.random_range(0..2)];
+        let env =
+            |codec: &str, block: &str, batch: &str, bytes: &str, template: &str, interval: &str| {
+                vec![
+                    ("K2MC__LIMITS__COMPRESSION".to_owned(), codec.to_owned()),
+                    ("K2MC__LIMITS__BLOCK_BYTES".to_owned(), block.to_owned()),
+                    ("K2MC__LIMITS__BATCH_RECORDS".to_owned(), batch.to_owned()),
+                    ("K2MC__LIMITS__BATCH_BYTES".to_owned(), bytes.to_owned()),
+                    (
+                        "K2MC__MAXCOMPUTE__PARTITION".to_owned(),
+                        template.to_owned(),
+                    ),
+                    ("K2MC__LOAD__INTERVAL".to_owned(), interval.to_owned()),
+                    (
+                        "K2MC__LOAD__BLOCK_BYTES".to_owned(),
+                        ["8388608", "67108864"][usize::from(interval == "1h")].to_owned(),
+                    ),
+                ]
+            };
         let mine = Run {
             case: &case,
             config: &versions[version],
             env: env(
+                compression,
                 ["8388608", "65536"][rng.random_range(0..2)],
                 ["5", "13", "500"][rng.random_range(0..3)],
                 ["67108864", "1500"][rng.random_range(0..2)],
@@ -130,6 +135,11 @@ fn a_random_history_of_operations_loses_and_duplicates_nothing() {
             case: &case,
             config: &versions[1 - version],
             env: env(
+                if compression == "lz4" {
+                    "deflate"
+                } else {
+                    "lz4"
+                },
                 "65536",
                 "9",
                 "67108864",
@@ -314,7 +324,7 @@ fn a_random_history_of_operations_loses_and_duplicates_nothing() {
             emulator.expire_all_uploads().unwrap();
         }
         eprintln!(
-            "history round {round}: {n} records, v{} {template}, {knob}, {what}{}",
+            "history round {round}: {n} records, v{} {template} {compression}, {knob}, {what}{}",
             version + 1,
             if outage { ", then an outage" } else { "" }
         );

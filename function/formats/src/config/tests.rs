@@ -177,3 +177,31 @@ fn tls_settings_are_checked_and_their_secrets_listed() {
         })
     );
 }
+
+#[test]
+fn compression_defaults_to_lz4_and_names_the_choices_when_wrong() {
+    assert_eq!(
+        Config::parse(MINIMAL, []).unwrap().limits.compression,
+        Compression::Lz4
+    );
+    let set = |v: &str| {
+        Config::parse(
+            MINIMAL,
+            [("K2MC__LIMITS__COMPRESSION".to_owned(), v.to_owned())],
+        )
+    };
+    assert_eq!(
+        set("deflate").unwrap().limits.compression,
+        Compression::Deflate
+    );
+    let err = set("zstd").unwrap_err().to_string();
+    assert!(
+        err.contains("zstd") && err.contains("lz4") && err.contains("deflate"),
+        "{err}"
+    );
+    let err = set("none").unwrap_err().to_string();
+    assert!(
+        err.contains("limits.compression") && err.contains("lz4 or deflate"),
+        "{err}"
+    );
+}

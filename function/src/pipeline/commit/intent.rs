@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use super::{LogScope, TopicPartition};
+use crate::maxcompute::Compression;
 
 /// The identity of a batch (invariant 1): everything staged for it derives from this.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -91,6 +92,9 @@ pub struct StagedBlock {
     pub id: u32,
     pub key: String,
     pub rows: u64,
+    /// How the block is compressed (absent: deflate, all that earlier releases staged).
+    #[serde(default, skip_serializing_if = "Compression::is_deflate")]
+    pub compression: Compression,
     /// How to join its body with others into a larger block (absent in blocks staged by
     /// earlier releases, which load as blocks of their own).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -98,15 +102,16 @@ pub struct StagedBlock {
 }
 
 /// A staged block's body, the part a load joins (`docs/architecture.md`, "Joining staged
-/// pieces into large blocks"): the deflate stream after the 2-byte zlib header up to the sync
-/// flush after its last record, and what the records in it sum to.
+/// pieces into large blocks"): the compressed stream after its header (zlib's 2 bytes, or the
+/// LZ4 frame's) up to the end of its last record (a deflate sync flush, or an LZ4 block's end),
+/// and what the records in it sum to.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Join {
     /// Compressed bytes of the body.
     pub body: u64,
     /// Uncompressed bytes of the body (the records, without the footer).
     pub raw: u64,
-    /// Adler-32 of the uncompressed body.
+    /// Adler-32 of the uncompressed body (deflate only; 0 for LZ4).
     pub adler32: u32,
     /// CRC-32C of the body's record CRCs.
     pub checksum: u32,

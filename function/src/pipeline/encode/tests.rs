@@ -69,7 +69,7 @@ fn rows_route_convert_and_reject() {
         now,
     )
     .unwrap();
-    let mut enc = Encoder::new(&layout, &router, 1 << 20);
+    let mut enc = Encoder::new(&layout, &router, 1 << 20, Compression::Lz4);
     let mut rows = vec![
         row(0, 1, "ok", 0),
         row(1, 1 << 40, "big", 0),       // INT overflow
@@ -91,7 +91,7 @@ fn rows_route_convert_and_reject() {
     let dests = enc.destinations();
     assert_eq!(dests[0].partition, "ds=19700101");
     assert_eq!(dests[1].partition, "ds=19710205");
-    let back = decode_block(&layout.types, &blocks[0].data, Compression::Deflate).unwrap();
+    let back = decode_block(&layout.types, &blocks[0].data, Compression::Lz4).unwrap();
     assert_eq!(back[0][0], Value::Int(1));
     assert_eq!(back[0][1], Value::Float(1.5));
     assert_eq!(
@@ -106,7 +106,7 @@ fn blocks_close_at_the_size_limit_and_are_deterministic() {
     let router = Router::new("ds=x", &["ds".into()], &[], chrono::Utc::now()).unwrap();
     let rows: Vec<Row> = (0..5000).map(|i| row(i, i64::from(i), "abcd", 0)).collect();
     let run = || {
-        let mut enc = Encoder::new(&layout, &router, 64 * 1024);
+        let mut enc = Encoder::new(&layout, &router, 64 * 1024, Compression::Lz4);
         let (mut closed, _) = enc.add(&mut rows.clone()).unwrap();
         closed.extend(enc.finish().unwrap());
         closed
@@ -129,7 +129,7 @@ fn rows_scattered_over_many_partitions_keep_a_bounded_number_of_blocks_open() {
     let layout = Layout::new(&chain(), &table(), &["ts".into()], false).unwrap();
     let names: Vec<String> = chain().iter().map(|c| c.name.clone()).collect();
     let router = Router::new("ds={ts:%Y%m%d}", &["ds".into()], &names, chrono::Utc::now()).unwrap();
-    let mut enc = Encoder::new(&layout, &router, 1 << 20);
+    let mut enc = Encoder::new(&layout, &router, 1 << 20, Compression::Lz4);
     let mut closed = Vec::new();
     for round in 0..2 {
         for day in 0..200u32 {

@@ -11,7 +11,7 @@ use super::super::commit::{
 use super::super::join::{Piece, join};
 use super::super::load::Loading;
 use crate::error::{LoadCommitUnknown, PipelineError};
-use crate::maxcompute::{Block, Compression};
+use crate::maxcompute::Block;
 use crate::staging::Conditional;
 
 /// Staged blocks read at once while a joined block is put together.
@@ -45,10 +45,14 @@ pub(crate) fn plan_blocks(intents: &[Intent], block_bytes: u64) -> Vec<LoadDesti
             for piece in &dest.blocks {
                 let size = piece.join.map(|j| j.raw);
                 // The open block takes the piece while it is still under the size and every
-                // piece in it can be joined.
+                // piece in it can be joined with it: joinable, in the same compression (a config
+                // change or a rolling deploy stages batches in another).
                 let fits = match (size, o.blocks.last()) {
                     (Some(_), Some(last)) => {
-                        last.pieces.iter().all(|p| p.join.is_some()) && raw[d] < block_bytes
+                        last.pieces
+                            .iter()
+                            .all(|p| p.join.is_some() && p.compression == piece.compression)
+                            && raw[d] < block_bytes
                     }
                     _ => false,
                 };
@@ -124,6 +128,12 @@ impl Loading for TableLoad<'_> {
 
     async fn block(&self, d: usize, i: usize) -> Result<Block, PipelineError> {
         let block = &self.record.destinations[d].blocks[i];
+        // The plan joins pieces of one compression only.
+        let compression = block
+            .pieces
+            .first()
+            .map(|p| p.compression)
+            .unwrap_or_default();
         let staging = self.queue.staging();
         let mut datas: Vec<Bytes> = Vec::with_capacity(block.pieces.len());
         for chunk in block.pieces.chunks(PIECE_READS) {
@@ -160,12 +170,12 @@ impl Loading for TableLoad<'_> {
                         join,
                     });
                 }
-                Bytes::from(join(&pieces)?)
+                Bytes::from(join(&pieces, compression)?)
             }
         };
         Ok(Block {
             data,
-            compression: Compression::Deflate,
+            compression,
             rows: block.rows,
         })
     }

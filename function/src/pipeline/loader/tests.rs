@@ -1,6 +1,7 @@
 //! How a load plans its blocks from the staged ones.
 
 use super::*;
+use crate::maxcompute::Compression;
 use crate::pipeline::commit::{Counts, Destination, Join, SessionRecord, StagedBlock};
 
 fn piece(key: &str, rows: u64, raw: Option<u64>) -> StagedBlock {
@@ -8,6 +9,7 @@ fn piece(key: &str, rows: u64, raw: Option<u64>) -> StagedBlock {
         id: 0,
         key: key.into(),
         rows,
+        compression: Compression::Deflate,
         join: raw.map(|raw| Join {
             body: 10,
             raw,
@@ -88,4 +90,27 @@ fn staged_blocks_of_many_batches_join_per_destination_until_each_reaches_the_blo
     assert_eq!(ds1.blocks[0].rows, 1 + 3 + 4);
     assert_eq!(plan[1].partition, "ds=2");
     assert_eq!(plan[1].blocks.len(), 1);
+}
+
+#[test]
+fn staged_blocks_of_another_compression_open_a_block_of_their_own() {
+    // A rolling deploy or a config change staged the next batch in LZ4: a joined block holds
+    // one compression only.
+    let lz4 = |key, rows, raw| StagedBlock {
+        compression: Compression::Lz4,
+        ..piece(key, rows, Some(raw))
+    };
+    let intents = [
+        intent(0, &[("ds=1", vec![piece("a", 1, Some(10))])]),
+        intent(10, &[("ds=1", vec![lz4("b", 2, 10), lz4("c", 3, 10)])]),
+        intent(20, &[("ds=1", vec![piece("d", 4, Some(10))])]),
+    ];
+    let plan = plan_blocks(&intents, 100);
+    let keys: Vec<Vec<&str>> = plan[0]
+        .blocks
+        .iter()
+        .map(|b| b.pieces.iter().map(|p| p.key.as_str()).collect())
+        .collect();
+    assert_eq!(keys, vec![vec!["a"], vec!["b", "c"], vec!["d"]]);
+    assert_eq!(plan[0].rows, 10);
 }
