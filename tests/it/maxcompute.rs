@@ -113,7 +113,7 @@ async fn a_block_of_several_megabytes_uploads_in_one_put() -> anyhow::Result<()>
     let mut n = 1000;
     let (block, count) = loop {
         let block = encode_block(&types, &rows::random_rows(n, 11), Compression::None)?;
-        if block.data.len() > 4 << 20 {
+        if block.len() > 4 << 20 {
             break (block, n);
         }
         n *= 2;
@@ -158,7 +158,7 @@ fn pyodps_reader_decodes_our_bytes_and_rejects_a_flipped_byte() -> anyhow::Resul
     for compression in [Compression::Deflate, Compression::Lz4] {
         let block = encode_block(&types, &all, compression)?;
         let file = dir.path().join(format!("good.{compression}"));
-        std::fs::write(&file, &block.data)?;
+        std::fs::write(&file, block.to_vec())?;
         let out = pyodps(
             None,
             &[

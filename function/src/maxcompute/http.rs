@@ -66,9 +66,10 @@ pub(crate) enum Payload {
         data: Bytes,
         content_type: &'static str,
     },
-    /// A block streamed with `Transfer-Encoding: chunked`, as both SDKs send blocks.
+    /// A block streamed with `Transfer-Encoding: chunked`, as both SDKs send blocks: its
+    /// parts one after another.
     Chunked {
-        data: Bytes,
+        data: Vec<Bytes>,
         content_encoding: Option<&'static str>,
     },
 }
@@ -242,9 +243,13 @@ impl Transport {
                 data,
                 content_encoding,
             } => {
-                let chunks: Vec<Result<Bytes, std::io::Error>> = (0..data.len())
-                    .step_by(64 * 1024)
-                    .map(|at| Ok(data.slice(at..(at + 64 * 1024).min(data.len()))))
+                let chunks: Vec<Result<Bytes, std::io::Error>> = data
+                    .iter()
+                    .flat_map(|part| {
+                        (0..part.len())
+                            .step_by(64 * 1024)
+                            .map(|at| Ok(part.slice(at..(at + 64 * 1024).min(part.len()))))
+                    })
                     .collect();
                 let mut req = req.header("Content-Type", "application/octet-stream").body(
                     reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)),

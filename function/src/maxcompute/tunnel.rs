@@ -29,9 +29,29 @@ const TUNNEL_VERSION: &str = "6";
 /// An encoded block, ready to stage or upload.
 #[derive(Debug, Clone)]
 pub struct Block {
-    pub data: Bytes,
+    /// The body in parts sent one after another: a block joined from staged pieces is their
+    /// bodies as read, never copied into one buffer (`docs/architecture.md`, "Joining staged
+    /// pieces into large blocks").
+    pub data: Vec<Bytes>,
     pub compression: Compression,
     pub rows: u64,
+}
+
+impl Block {
+    /// Bytes of the body.
+    pub fn len(&self) -> usize {
+        self.data.iter().map(Bytes::len).sum()
+    }
+
+    /// True for an empty body.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The body in one buffer.
+    pub fn to_vec(&self) -> Vec<u8> {
+        self.data.concat()
+    }
 }
 
 /// The LZ4 frame settings every block k2mc writes uses (`docs/architecture.md`, "Joining
@@ -77,7 +97,7 @@ pub fn encode_block(
         }
     };
     Ok(Block {
-        data: data.into(),
+        data: vec![data.into()],
         compression,
         rows: rows.len() as u64,
     })

@@ -44,13 +44,14 @@ impl Piece<'_> {
         }
     }
 
-    /// The body: `join.body` bytes after a header of `header` bytes.
-    fn body(&self, header: usize) -> Result<&[u8], JoinError> {
+    /// The body: `join.body` bytes after a header of `header` bytes (sharing the piece's
+    /// buffer).
+    fn body(&self, header: usize) -> Result<Bytes, JoinError> {
         usize::try_from(self.join.body)
             .ok()
             .and_then(|b| header.checked_add(b))
             .filter(|&end| end <= self.data.len())
-            .map(|end| &self.data[header..end])
+            .map(|end| self.data.slice(header..end))
             .ok_or_else(|| {
                 self.fail(format!(
                     "its body of {} bytes is longer than the block's {} bytes",
@@ -61,8 +62,12 @@ impl Piece<'_> {
     }
 }
 
-/// Joins `pieces` (at least one, all staged in `compression`) into one Tunnel block.
-pub(crate) fn join(pieces: &[Piece<'_>], compression: Compression) -> Result<Vec<u8>, JoinError> {
+/// Joins `pieces` (at least one, all staged in `compression`) into one Tunnel block: its parts,
+/// to be sent one after another (the bodies are the pieces' own buffers, not copies).
+pub(crate) fn join(
+    pieces: &[Piece<'_>],
+    compression: Compression,
+) -> Result<Vec<Bytes>, JoinError> {
     let (rows, checksum) = pieces.iter().fold((0u64, None), |(rows, crc), p| {
         let crc = match crc {
             None => p.join.checksum,
@@ -81,11 +86,10 @@ pub(crate) fn join(pieces: &[Piece<'_>], compression: Compression) -> Result<Vec
     }
 }
 
-fn join_deflate(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<u8>, JoinError> {
-    let bodies: u64 = pieces.iter().map(|p| p.join.body).sum();
-    let mut out = Vec::with_capacity(bodies as usize + 64);
+fn join_deflate(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<Bytes>, JoinError> {
+    let mut out = Vec::with_capacity(pieces.len() + 2);
     // CMF 0x78 (deflate, 32 KiB window), FLG 0x01 (fastest level, header checksum ok).
-    out.extend_from_slice(&[0x78, 0x01]);
+    out.push(Bytes::from_static(&[0x78, 0x01]));
     let mut adler: Option<u32> = None;
     for piece in pieces {
         let body = piece.body(ZLIB_HEADER as usize)?;
@@ -93,27 +97,27 @@ fn join_deflate(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<u8>, JoinErro
         if !body.ends_with(&[0x00, 0x00, 0xff, 0xff]) {
             return Err(piece.fail("its body does not end with a sync flush"));
         }
-        out.extend_from_slice(body);
+        out.push(body);
         adler = Some(match adler {
             None => piece.join.adler32,
             Some(a) => zlib_rs::adler32::adler32_combine(a, piece.join.adler32, piece.join.raw),
         });
     }
-    let mut tail = DeflateEncoder::new(Vec::with_capacity(32), Level::fast());
-    let compressed = tail
+    let mut encoder = DeflateEncoder::new(Vec::with_capacity(32), Level::fast());
+    let mut tail = encoder
         .write_all(footer)
-        .and_then(|()| tail.finish())
+        .and_then(|()| encoder.finish())
         .map_err(|e| JoinError {
             key: String::new(),
             reason: e.to_string(),
         })?;
-    out.extend_from_slice(&compressed);
     let footer_adler = zlib_rs::adler32::adler32(1, footer);
     let total = match adler {
         None => footer_adler,
         Some(a) => zlib_rs::adler32::adler32_combine(a, footer_adler, footer.len() as u64),
     };
-    out.extend_from_slice(&total.to_be_bytes());
+    tail.extend_from_slice(&total.to_be_bytes());
+    out.push(tail.into());
     Ok(out)
 }
 
@@ -127,7 +131,7 @@ const LZ4_FLG: u8 = 0x60;
 /// A block's size word: the high bit set means its bytes are stored uncompressed.
 const LZ4_STORED: u32 = 0x8000_0000;
 
-fn join_lz4(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<u8>, JoinError> {
+fn join_lz4(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<Bytes>, JoinError> {
     let Some(first) = pieces.first() else {
         return Ok(Vec::new());
     };
@@ -138,9 +142,8 @@ fn join_lz4(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<u8>, JoinError> {
         .ok_or_else(|| {
             first.fail("it is not an LZ4 frame of independent blocks without checksums")
         })?;
-    let bodies: u64 = pieces.iter().map(|p| p.join.body).sum();
-    let mut out = Vec::with_capacity(bodies as usize + footer.len() + 32);
-    out.extend_from_slice(header);
+    let mut out = Vec::with_capacity(pieces.len() + 2);
+    out.push(Bytes::copy_from_slice(header));
     for piece in pieces {
         if piece.data.get(..LZ4_HEADER) != Some(header) {
             return Err(piece.fail("its LZ4 frame header differs from the first piece's"));
@@ -159,11 +162,13 @@ fn join_lz4(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<u8>, JoinError> {
         if at != body.len() {
             return Err(piece.fail("its body does not end on an LZ4 block"));
         }
-        out.extend_from_slice(body);
+        out.push(body);
     }
-    out.extend_from_slice(&(footer.len() as u32 | LZ4_STORED).to_le_bytes());
-    out.extend_from_slice(footer);
-    out.extend_from_slice(&0u32.to_le_bytes());
+    let mut tail = Vec::with_capacity(footer.len() + 8);
+    tail.extend_from_slice(&(footer.len() as u32 | LZ4_STORED).to_le_bytes());
+    tail.extend_from_slice(footer);
+    tail.extend_from_slice(&0u32.to_le_bytes());
+    out.push(tail.into());
     Ok(out)
 }
 
@@ -263,7 +268,9 @@ mod tests {
                 let raw = decompress(data, compression).unwrap();
                 assert_eq!(&RecordReader::new(&types, &raw).read_all().unwrap(), want);
             }
-            let joined = join(&pieces(&staged, &parts), compression).unwrap();
+            let joined = join(&pieces(&staged, &parts), compression)
+                .unwrap()
+                .concat();
             // The decoder checks the frame (and zlib's combined Adler-32); the reader checks
             // count and checksum.
             let raw = decompress(&joined, compression).unwrap();

@@ -255,7 +255,7 @@ impl Loading for BatchLoad<'_> {
     async fn block(&self, d: usize, i: usize) -> Result<Block, PipelineError> {
         let staged = &self.intent.destinations[d].blocks[i];
         Ok(Block {
-            data: staged_block(self.log.staging(), &staged.key).await?,
+            data: vec![staged_block(self.log.staging(), &staged.key).await?],
             compression: staged.compression,
             rows: staged.rows,
         })

@@ -152,7 +152,7 @@ impl Loading for TableLoad<'_> {
             }
         }
         let data = match (block.pieces.as_slice(), datas.as_slice()) {
-            ([_], [only]) => only.clone(),
+            ([_], [only]) => vec![only.clone()],
             _ => {
                 let mut pieces = Vec::with_capacity(datas.len());
                 for (p, data) in block.pieces.iter().zip(datas) {
@@ -170,7 +170,7 @@ impl Loading for TableLoad<'_> {
                         join,
                     });
                 }
-                Bytes::from(join(&pieces, compression)?)
+                join(&pieces, compression)?
             }
         };
         Ok(Block {
