@@ -175,7 +175,7 @@ pub(crate) async fn stage_batch(
         ctx.layout,
         ctx.router,
         limits.block_bytes,
-        limits.compression,
+        ctx.config.compression(),
     );
     let mut accounting = Accounting::new(ctx.modules);
     let mut uploads = Uploads::new(ctx.log.staging(), STAGING_UPLOADS);

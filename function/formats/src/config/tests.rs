@@ -179,29 +179,42 @@ fn tls_settings_are_checked_and_their_secrets_listed() {
 }
 
 #[test]
-fn compression_defaults_to_lz4_and_names_the_choices_when_wrong() {
+fn compression_is_lz4_where_bytes_are_free_and_deflate_where_they_are_billed() {
+    let with = |env: Vec<(&str, &str)>| {
+        Config::parse(
+            MINIMAL,
+            env.into_iter().map(|(k, v)| (k.to_owned(), v.to_owned())),
+        )
+    };
+    let endpoint = |url: &str| with(vec![("K2MC__MAXCOMPUTE__ENDPOINT", url)]).unwrap();
     assert_eq!(
-        Config::parse(MINIMAL, []).unwrap().limits.compression,
+        endpoint("https://service.cn-hangzhou.maxcompute.aliyun.com/api").compression(),
+        Compression::Deflate
+    );
+    assert_eq!(
+        endpoint("http://service.cn-hangzhou-vpc.maxcompute.aliyun-inc.com/api").compression(),
+        Compression::Lz4
+    );
+    assert_eq!(
+        endpoint("http://127.0.0.1:9/api").compression(),
         Compression::Lz4
     );
     let set = |v: &str| {
-        Config::parse(
-            MINIMAL,
-            [("K2MC__LIMITS__COMPRESSION".to_owned(), v.to_owned())],
-        )
+        with(vec![
+            ("K2MC__MAXCOMPUTE__ENDPOINT", "http://127.0.0.1:9/api"),
+            ("K2MC__LIMITS__COMPRESSION", v),
+        ])
     };
-    assert_eq!(
-        set("deflate").unwrap().limits.compression,
-        Compression::Deflate
-    );
-    let err = set("zstd").unwrap_err().to_string();
-    assert!(
-        err.contains("zstd") && err.contains("lz4") && err.contains("deflate"),
-        "{err}"
-    );
-    let err = set("none").unwrap_err().to_string();
-    assert!(
-        err.contains("limits.compression") && err.contains("lz4 or deflate"),
-        "{err}"
-    );
+    assert_eq!(set("deflate").unwrap().compression(), Compression::Deflate);
+    assert_eq!(set("lz4").unwrap().compression(), Compression::Lz4);
+    for bad in ["zstd", "none"] {
+        let err = set(bad).unwrap_err().to_string();
+        assert!(
+            err.contains(bad)
+                && err.contains("auto")
+                && err.contains("lz4")
+                && err.contains("deflate"),
+            "{err}"
+        );
+    }
 }
