@@ -62,6 +62,10 @@ struct Args {
     /// Exit when standard input closes, so a test harness's emulator dies with the harness.
     #[arg(long)]
     exit_on_stdin_eof: bool,
+    /// Also write every block body as received (still compressed) to this directory, as
+    /// `<upload id>.<block id>.<compression>`, for tests that hand them to other readers.
+    #[arg(long)]
+    keep_bodies: Option<PathBuf>,
     #[command(flatten)]
     quotas: quota::QuotaArgs,
 }
@@ -79,6 +83,8 @@ pub struct AppState {
     pub downloads: Mutex<HashMap<String, tunnel::Download>>,
     /// The per-table Tunnel quotas (`quota.rs`).
     pub quotas: Mutex<quota::Quotas>,
+    /// `--keep-bodies`.
+    pub keep_bodies: Option<PathBuf>,
 }
 
 #[tokio::main]
@@ -112,6 +118,7 @@ async fn main() -> anyhow::Result<()> {
         instances: Mutex::new(HashMap::new()),
         downloads: Mutex::new(HashMap::new()),
         quotas: Mutex::new(quota::Quotas::new(args.quotas)),
+        keep_bodies: args.keep_bodies,
     });
     println!("{addr}");
     // Tunnel blocks are streamed bodies of any size (axum's default 2 MB limit answered a

@@ -300,6 +300,16 @@ async fn put_block(
         .map_err(|e| ApiError::invalid(format!("block {block_id}: {e}")))?;
     check_field_sizes(&rows).map_err(|m| ApiError::invalid(format!("block {block_id}: {m}")))?;
     state.store.put_block(&meta, block_id, &raw)?;
+    if let Some(dir) = &state.keep_bodies {
+        let path = dir.join(format!("{}.{block_id}.{compression}", meta.id));
+        std::fs::write(&path, body).map_err(|e| {
+            ApiError::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "InternalError",
+                format!("keeping block {block_id} at {}: {e}", path.display()),
+            )
+        })?;
+    }
     Ok(StatusCode::OK.into_response())
 }
 
