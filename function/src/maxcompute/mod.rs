@@ -1,8 +1,10 @@
 //! The MaxCompute client: the load stage's only way into MaxCompute. It signs requests
 //! (`sign`), speaks the REST API for SQL and metadata (`sql`) and the Tunnel for batch upload and
-//! download (`tunnel`), and encodes rows in the Tunnel record stream (`k2mc_formats::tunnel`, re-exported here). The emulator under
+//! download (`tunnel`), and encodes rows in the Tunnel record stream (`k2mc_formats::tunnel`, re-exported here) and
+//! compressed blocks (`block`). The emulator under
 //! `tests/emulator` reuses the codec and the signer to play the server side.
 
+mod block;
 mod client;
 mod error;
 mod http;
@@ -13,6 +15,7 @@ mod sign;
 mod sql;
 mod tunnel;
 
+pub use block::{Block, decode_block, decompress, encode_block, lz4_frame};
 pub use client::{ClientConfig, DEFAULT_REQUEST_TIMEOUT, MaxComputeClient};
 pub use error::MaxComputeError;
 pub use http::{DEFAULT_MAX_RETRY_DELAY, DEFAULT_MAX_SERVER_RETRIES, RetryPolicy};
@@ -28,7 +31,4 @@ pub use sign::{
     CanonicalRequest, Credentials, SignatureVersion, authorization, decode_path_and_query, v4_key,
 };
 pub use sql::{SqlResult, TableInfo, split_odps_error};
-pub use tunnel::{
-    Block, DownloadSession, MAX_BLOCKS, UploadSession, decode_block, decompress, encode_block,
-    lz4_frame,
-};
+pub use tunnel::{DownloadSession, MAX_BLOCKS, UploadSession};

@@ -167,13 +167,8 @@ impl ParallelRun {
                 total = metrics;
                 continue;
             }
-            for (t, m) in total.iter_mut().zip(metrics) {
-                t.records_in += m.records_in;
-                t.rows_out += m.rows_out;
-                t.filtered += m.filtered;
-                t.errors += m.errors;
-                t.traps += m.traps;
-                t.time += m.time;
+            for (t, m) in total.iter_mut().zip(&metrics) {
+                t.add(m);
             }
         }
         total

@@ -23,6 +23,18 @@ pub struct StageMetrics {
     pub time: Duration,
 }
 
+impl StageMetrics {
+    /// Adds the same stage's counters from another run (another worker's).
+    pub fn add(&mut self, other: &StageMetrics) {
+        self.records_in += other.records_in;
+        self.rows_out += other.rows_out;
+        self.filtered += other.filtered;
+        self.errors += other.errors;
+        self.traps += other.traps;
+        self.time += other.time;
+    }
+}
+
 /// A record that did not make it through the chain, with the stage that said why.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct DeadLetter {
