@@ -5,6 +5,7 @@
 //!
 //! `cargo run --release -p k2mc-it --bin bench-transforms -- [--records N] [--reps R] [--out FILE]`
 
+use std::borrow::Cow;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -12,6 +13,8 @@ use harness::{stage_spec, transform_wasm};
 use k2mc::transform::bindings::{KafkaRecord, RecordBatch};
 use k2mc::transform::{TransformHost, precompile};
 use kafka_columns::columns::{Kind, Out, Source, coerce, parse_source};
+use kafka_columns::path::Step;
+use kafka_columns::select::Selection;
 use mask::rules::{Plan, Rule};
 use serde_json::json;
 
@@ -58,6 +61,8 @@ fn median(mut xs: Vec<f64>) -> f64 {
 /// The same extraction and masking as the two components, as plain native code.
 struct Native {
     specs: Vec<(Kind, Source)>,
+    /// The paths the columns read, parsed in one pass as the component does (`select`).
+    selection: Selection,
     plan: Plan,
 }
 
@@ -87,27 +92,44 @@ impl Native {
             ("column.owner_email".to_owned(), "email".to_owned()),
         ];
         let plan = Plan::new(&config, &names).map_err(anyhow::Error::msg)?;
-        Ok(Native { specs, plan })
+        let paths: Vec<&[Step]> = specs
+            .iter()
+            .filter_map(|(_, s)| match s {
+                Source::Path(steps) => Some(steps.as_slice()),
+                _ => None,
+            })
+            .collect();
+        let selection = Selection::new(&paths);
+        Ok(Native {
+            specs,
+            selection,
+            plan,
+        })
     }
 
     fn run(&self, records: &[KafkaRecord]) -> usize {
         let mut cells = 0;
         for r in records {
-            let Some(value) = r
+            let Some(picked) = r
                 .value
                 .as_ref()
-                .and_then(|v| serde_json::from_slice::<serde_json::Value>(v).ok())
+                .and_then(|v| std::str::from_utf8(v).ok())
+                .and_then(|text| self.selection.read(text).ok())
             else {
                 continue;
             };
             let mut row: Vec<Out> = Vec::with_capacity(self.specs.len());
+            let mut slot = 0;
             for (kind, source) in &self.specs {
                 let json = match source {
-                    Source::Path(steps) => kafka_columns::path::get(&value, steps)
-                        .cloned()
-                        .unwrap_or(serde_json::Value::Null),
-                    Source::Offset => json!(r.offset),
-                    _ => serde_json::Value::Null,
+                    Source::Path(_) => {
+                        slot += 1;
+                        picked[slot - 1]
+                            .as_ref()
+                            .map_or(Cow::Owned(serde_json::Value::Null), Cow::Borrowed)
+                    }
+                    Source::Offset => Cow::Owned(json!(r.offset)),
+                    _ => Cow::Owned(serde_json::Value::Null),
                 };
                 row.push(coerce(kind, &json).unwrap_or(Out::Null));
             }

@@ -150,6 +150,15 @@ pub enum Out {
     Json(String),
 }
 
+/// [`coerce`] of a value the caller owns: text is moved into the cell, not copied (a long
+/// free-text field is the largest part of many records).
+pub fn coerce_owned(kind: &Kind, value: Json) -> Result<Out, String> {
+    match (kind, value) {
+        (Kind::Text { max_chars: None }, Json::String(s)) => Ok(Out::Text(s)),
+        (kind, value) => coerce(kind, &value),
+    }
+}
+
 /// Converts a JSON value to `kind`; the error says what was expected.
 pub fn coerce(kind: &Kind, value: &Json) -> Result<Out, String> {
     if value.is_null() {
@@ -336,6 +345,14 @@ mod tests {
             Out::Text("{\"a\":1}".into())
         );
         assert!(coerce(&Kind::Text { max_chars: Some(2) }, &json!("abc")).is_err());
+        for (kind, value) in [
+            (Kind::Text { max_chars: None }, json!("abc")),
+            (Kind::Text { max_chars: None }, json!(7)),
+            (Kind::Text { max_chars: Some(2) }, json!("abc")),
+            (Kind::Int { min: 0, max: 9 }, json!("7")),
+        ] {
+            assert_eq!(coerce_owned(&kind, value.clone()), coerce(&kind, &value));
+        }
         assert_eq!(coerce(&Kind::Boolean, &Json::Null).unwrap(), Out::Null);
     }
 

@@ -14,6 +14,7 @@
 
 pub mod columns;
 pub mod path;
+pub mod select;
 
 /// The component glue: WIT bindings and the exported stage. Only built for WebAssembly, so
 /// the pure logic above also compiles natively (unit tests, the benchmark's native baseline).
@@ -24,10 +25,10 @@ mod component {
         world: "parser-stage",
     });
 
-    use std::borrow::Cow;
     use std::sync::Mutex;
 
     use crate::columns::{BytesType, Kind, Out, Source};
+    use crate::select::Selection;
     use exports::kafka2mc::transform::parser::Guest;
     use kafka2mc::transform::types::{
         BatchOutput, Cell, Column, ColumnType, DecimalType, ErrorKind, Instant, KafkaRecord,
@@ -40,13 +41,17 @@ mod component {
         kind: Kind,
         source: Source,
         nullable: bool,
+        /// For a JSON path source, its place in `Plan::selection`.
+        slot: usize,
     }
 
     struct Plan {
         columns: Vec<Spec>,
         key_type: BytesType,
         value_type: BytesType,
-        needs_json: bool,
+        /// Every JSON path the columns read: the value is parsed once for all of them, and only
+        /// as far as they go (`select`).
+        selection: Option<Selection>,
     }
 
     static PLAN: Mutex<Option<Plan>> = Mutex::new(None);
@@ -169,18 +174,26 @@ mod component {
                 kind,
                 source,
                 nullable,
+                slot: 0,
             });
         }
         if specs.is_empty() {
             return Err("columns is empty: declare at least one column".into());
         }
-        let needs_json = specs.iter().any(|s| matches!(s.source, Source::Path(_)));
+        let mut paths = Vec::new();
+        for spec in &mut specs {
+            if let Source::Path(steps) = &spec.source {
+                spec.slot = paths.len();
+                paths.push(steps.as_slice());
+            }
+        }
+        let selection = (!paths.is_empty()).then(|| Selection::new(&paths));
         Ok((
             Plan {
                 columns: specs,
                 key_type,
                 value_type,
-                needs_json,
+                selection,
             },
             out,
         ))
@@ -192,18 +205,22 @@ mod component {
         partition: i32,
         record: &KafkaRecord,
     ) -> Result<Vec<Cell>, (String, String)> {
-        let value_json = match (&record.value, plan.needs_json) {
-            (Some(bytes), true) => {
-                let parsed = match plan.value_type {
-                    BytesType::String => serde_json::from_slice(bytes)
-                        .map_err(|e| ("bad-json".to_owned(), format!("value is not JSON: {e}")))?,
-                    other => other
+        let mut picked = match (&record.value, &plan.selection) {
+            (Some(bytes), Some(selection)) => match plan.value_type {
+                BytesType::String => std::str::from_utf8(bytes)
+                    .map_err(|_| bad_json(bytes))
+                    .and_then(|text| {
+                        selection
+                            .read(text)
+                            .map_err(|e| ("bad-json".to_owned(), format!("value is not JSON: {e}")))
+                    })?,
+                other => selection.get(
+                    &other
                         .decode(bytes)
                         .map_err(|e| ("bad-value".to_owned(), e))?,
-                };
-                Some(parsed)
-            }
-            _ => None,
+                ),
+            },
+            _ => Vec::new(),
         };
         let decoded = |ty: BytesType, bytes: &Option<Vec<u8>>| -> Result<Json, (String, String)> {
             bytes.as_ref().map_or(Ok(Json::Null), |b| {
@@ -221,27 +238,27 @@ mod component {
                 Some(out) => out,
                 None => {
                     let json = match &spec.source {
-                        Source::Key => Cow::Owned(decoded(plan.key_type, &record.key)?),
-                        Source::Value => Cow::Owned(decoded(plan.value_type, &record.value)?),
-                        Source::Partition => Cow::Owned(Json::from(partition)),
-                        Source::Offset => Cow::Owned(Json::from(record.offset)),
-                        Source::Timestamp => Cow::Owned(Json::from(record.timestamp_ms)),
-                        Source::Topic => Cow::Owned(Json::from(topic)),
-                        Source::Headers => Cow::Owned(Json::Array(
+                        Source::Key => decoded(plan.key_type, &record.key)?,
+                        Source::Value => decoded(plan.value_type, &record.value)?,
+                        Source::Partition => Json::from(partition),
+                        Source::Offset => Json::from(record.offset),
+                        Source::Timestamp => Json::from(record.timestamp_ms),
+                        Source::Topic => Json::from(topic),
+                        Source::Headers => Json::Array(
                             record
                                 .headers
                                 .iter()
                                 .map(|h| serde_json::json!({"key": h.key, "value": h.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())}))
                                 .collect(),
-                        )),
-                        Source::Constant(c) => Cow::Owned(Json::from(c.as_str())),
-                        // A path reads the parsed value in place (no copy of a long field).
-                        Source::Path(steps) => value_json
-                            .as_ref()
-                            .and_then(|v| crate::path::get(v, steps))
-                            .map_or(Cow::Owned(Json::Null), Cow::Borrowed),
+                        ),
+                        Source::Constant(c) => Json::from(c.as_str()),
+                        // Each path has a slot of its own: its value moves into the cell.
+                        Source::Path(_) => picked
+                            .get_mut(spec.slot)
+                            .and_then(Option::take)
+                            .unwrap_or(Json::Null),
                     };
-                    crate::columns::coerce(&spec.kind, &json).map_err(|e| {
+                    crate::columns::coerce_owned(&spec.kind, json).map_err(|e| {
                         (
                             "type-mismatch".to_owned(),
                             format!("column {}: {e}", spec.name),
@@ -273,6 +290,16 @@ mod component {
             });
         }
         Ok(cells)
+    }
+
+    /// The error serde_json gives for a value that is not UTF-8, as it gave before the value was
+    /// read selectively (the text is checked first, so that a skipped field is checked too).
+    fn bad_json(bytes: &[u8]) -> (String, String) {
+        let message = match serde_json::from_slice::<Json>(bytes) {
+            Err(e) => format!("value is not JSON: {e}"),
+            Ok(_) => "value is not JSON: it is not UTF-8".to_owned(),
+        };
+        ("bad-json".to_owned(), message)
     }
 
     struct KafkaColumns;

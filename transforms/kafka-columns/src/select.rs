@@ -1,0 +1,380 @@
+//! Reads only the parts of a JSON value that a stage's column paths name, in one pass over the
+//! text: a record's other fields (a long free-text note, a nested blob nobody asked for) are
+//! checked for syntax and skipped, never built into `serde_json::Value`s. The result is what
+//! `path::get` returns on the fully parsed value, path for path (the unit tests and the
+//! `json_select` fuzz target hold the two to that), including the last of duplicate keys winning.
+//! Text that is not JSON is refused as before, with one difference: a field no column reads is
+//! checked for syntax only, so a number beyond `f64` (`1e999`) or a lone UTF-16 surrogate escape
+//! (`"\ud800"`) in it no longer makes the record a dead letter (in a field a column reads, it
+//! still does). The caller checks the bytes are UTF-8 first (`read` takes `&str`).
+//!
+//! Why: parsing the whole value cost most of this stage's time on records with a few wanted
+//! fields among many (docs/bench/README.md, "Where the CPU goes").
+
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_json::Value as Json;
+
+use crate::path::Step;
+
+/// The paths a stage reads, as a tree of the keys and indexes they go through.
+#[derive(Debug, Clone, Default)]
+pub struct Selection {
+    root: Node,
+    paths: usize,
+}
+
+#[derive(Debug, Clone, Default)]
+struct Node {
+    /// Paths that end here, with the steps they still take inside this node's value when a
+    /// shorter path ends here too (then the whole value is built and they are looked up in it).
+    ends: Vec<usize>,
+    /// Every path at or below this node: cleared when a duplicate key enters it again.
+    below: Vec<usize>,
+    keys: Vec<(String, Node)>,
+    indexes: Vec<(usize, Node)>,
+    /// Set when some path ends at or above a descendant: see `ends`.
+    tails: Vec<(usize, Vec<Step>)>,
+}
+
+impl Selection {
+    /// The tree of `paths`; `read` answers in the same order.
+    pub fn new(paths: &[&[Step]]) -> Self {
+        let mut root = Node::default();
+        for (id, steps) in paths.iter().enumerate() {
+            let mut node = &mut root;
+            node.below.push(id);
+            for step in *steps {
+                node = match step {
+                    Step::Key(k) => child(&mut node.keys, k.clone(), |(n, _)| n == k),
+                    Step::Index(i) => child(&mut node.indexes, *i, |(n, _)| n == i),
+                };
+                node.below.push(id);
+            }
+            node.ends.push(id);
+        }
+        root.settle(paths, 0);
+        Selection {
+            root,
+            paths: paths.len(),
+        }
+    }
+
+    /// Parses `text` and returns the value at each path (`None` where a step is missing), or
+    /// serde_json's error for text that is not one JSON value.
+    pub fn read(&self, text: &str) -> Result<Vec<Option<Json>>, serde_json::Error> {
+        let mut out = vec![None; self.paths];
+        let mut de = serde_json::Deserializer::from_str(text);
+        Seed {
+            node: &self.root,
+            out: &mut out,
+        }
+        .deserialize(&mut de)?;
+        de.end()?;
+        Ok(out)
+    }
+
+    /// The value at each path of an already parsed value (a key or value decoded from another
+    /// serializer's bytes).
+    pub fn get(&self, value: &Json) -> Vec<Option<Json>> {
+        let mut out = vec![None; self.paths];
+        self.root.resolve(value, &mut out);
+        out
+    }
+}
+
+fn child<K>(list: &mut Vec<(K, Node)>, key: K, same: impl Fn(&(K, Node)) -> bool) -> &mut Node {
+    let at = match list.iter().position(same) {
+        Some(at) => at,
+        None => {
+            list.push((key, Node::default()));
+            list.len() - 1
+        }
+    };
+    &mut list[at].1
+}
+
+impl Node {
+    /// Where a path ends at a node that has children, the node's whole value is built; the
+    /// paths below it become tails looked up in that value.
+    fn settle(&mut self, paths: &[&[Step]], depth: usize) {
+        if !self.ends.is_empty() {
+            self.tails = self
+                .below
+                .iter()
+                .map(|&id| (id, paths[id][depth..].to_vec()))
+                .collect();
+            self.keys.clear();
+            self.indexes.clear();
+            return;
+        }
+        let keys = self.keys.iter_mut().map(|(_, node)| node);
+        for node in keys.chain(self.indexes.iter_mut().map(|(_, node)| node)) {
+            node.settle(paths, depth + 1);
+        }
+    }
+
+    fn resolve(&self, value: &Json, out: &mut [Option<Json>]) {
+        if !self.tails.is_empty() {
+            for (id, tail) in &self.tails {
+                out[*id] = crate::path::get(value, tail).cloned();
+            }
+            return;
+        }
+        for (key, node) in &self.keys {
+            if let Some(v) = value.get(key.as_str()) {
+                node.resolve(v, out);
+            }
+        }
+        for (index, node) in &self.indexes {
+            if let Some(v) = value.get(*index) {
+                node.resolve(v, out);
+            }
+        }
+    }
+
+    /// Stores a value built whole at this node.
+    fn take(&self, value: Json, out: &mut [Option<Json>]) {
+        match self.tails.as_slice() {
+            [(id, tail)] if tail.is_empty() => out[*id] = Some(value),
+            tails => {
+                for (id, tail) in tails {
+                    out[*id] = crate::path::get(&value, tail).cloned();
+                }
+            }
+        }
+    }
+}
+
+/// Reads one value for `node`: built whole where a path ends, walked where paths go deeper,
+/// skipped everywhere else.
+struct Seed<'a> {
+    node: &'a Node,
+    out: &'a mut [Option<Json>],
+}
+
+impl<'de> DeserializeSeed<'de> for Seed<'_> {
+    type Value = ();
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
+        for &id in &self.node.below {
+            self.out[id] = None;
+        }
+        if self.node.tails.is_empty() {
+            de.deserialize_any(self)
+        } else {
+            let value = <Json as serde::Deserialize>::deserialize(de)?;
+            self.node.take(value, self.out);
+            Ok(())
+        }
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(at) = map.next_key_seed(KeySeed(&self.node.keys))? {
+            match at {
+                Some(at) => map.next_value_seed(Seed {
+                    node: &self.node.keys[at].1,
+                    out: self.out,
+                })?,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
+        let mut index = 0;
+        loop {
+            let found = match self.node.indexes.iter().position(|(i, _)| *i == index) {
+                Some(at) => seq
+                    .next_element_seed(Seed {
+                        node: &self.node.indexes[at].1,
+                        out: self.out,
+                    })?
+                    .is_some(),
+                None => seq.next_element::<IgnoredAny>()?.is_some(),
+            };
+            if !found {
+                return Ok(());
+            }
+            index += 1;
+        }
+    }
+
+    // A scalar where a path wanted an object or an array: the path finds nothing.
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Ok(())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Ok(())
+    }
+}
+
+/// Reads an object key without allocating it and answers which child it names, if any.
+struct KeySeed<'a>(&'a [(String, Node)]);
+
+impl<'de> DeserializeSeed<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<Option<usize>, D::Error> {
+        de.deserialize_str(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeySeed<'_> {
+    type Value = Option<usize>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object key")
+    }
+
+    fn visit_str<E: de::Error>(self, key: &str) -> Result<Option<usize>, E> {
+        Ok(self.0.iter().position(|(k, _)| k == key))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::path::{get, parse};
+
+    /// `read` agrees with parsing the whole value and following each path.
+    fn agrees(paths: &[&str], text: &str) {
+        let steps: Vec<Vec<Step>> = paths.iter().map(|p| parse(p).unwrap()).collect();
+        let refs: Vec<&[Step]> = steps.iter().map(Vec::as_slice).collect();
+        let selection = Selection::new(&refs);
+        let whole = serde_json::from_str::<Json>(text);
+        match (selection.read(text), whole) {
+            (Ok(got), Ok(value)) => {
+                let want: Vec<Option<Json>> =
+                    steps.iter().map(|s| get(&value, s).cloned()).collect();
+                assert_eq!(got, want, "paths {paths:?} in {text}");
+                assert_eq!(
+                    selection.get(&value),
+                    want,
+                    "get: paths {paths:?} in {text}"
+                );
+            }
+            (Err(_), Err(_)) => {}
+            (got, want) => panic!("paths {paths:?} in {text}: read {got:?}, whole {want:?}"),
+        }
+    }
+
+    #[test]
+    fn reads_what_the_whole_value_would_give() {
+        let text = r#"{"a": {"a1": "hello", "n": [1, {"x": 2}]}, "b": "world", "c": ["x", "y"],
+            "d": [{"AA": "this"}, {"AA": "that"}], "a.b": "dots", "note": "long text \u00e9\n",
+            "esc\"aped": 7}"#;
+        for paths in [
+            &[
+                "a.a1",
+                "b",
+                "c[1]",
+                "d[0].AA",
+                "a.b",
+                "a\\.b",
+                "[\"a.b\"]",
+                "c[5]",
+            ][..],
+            &["a", "a.a1", "a.n[1].x"],
+            &["a.n[1].x", "a"],
+            &["a.n[1]", "a.n[1].x", "a.n[0]", "a.n[0].y"],
+            &[
+                "[\"esc\\\"aped\"]",
+                "note",
+                "b.x",
+                "c.x",
+                "d[1].AA",
+                "d[2].AA",
+            ],
+            &["b", "b"],
+        ] {
+            agrees(paths, text);
+        }
+    }
+
+    #[test]
+    fn the_last_of_duplicate_keys_wins_as_in_a_parsed_value() {
+        agrees(
+            &["a.x", "a.y", "b"],
+            r#"{"a": {"x": 1}, "b": 1, "a": {"y": 2}, "b": 2}"#,
+        );
+        agrees(&["a", "a.x"], r#"{"a": {"x": 1}, "a": [3]}"#);
+    }
+
+    #[test]
+    fn scalars_and_arrays_where_objects_were_wanted_find_nothing() {
+        for text in [
+            "7",
+            "\"s\"",
+            "null",
+            "true",
+            "[1, 2]",
+            "[{\"a\": 1}]",
+            "{\"a\": 3.5}",
+        ] {
+            agrees(&["a", "a.b", "[0]", "[0].a", "[1]"], text);
+        }
+    }
+
+    #[test]
+    fn a_field_no_column_reads_is_checked_for_syntax_only() {
+        let selection = Selection::new(&[&[Step::Key("a".into())]]);
+        for skipped in ["1e999", "\"\\ud800\""] {
+            let text = format!("{{\"skip\": {skipped}, \"a\": 1}}");
+            assert!(serde_json::from_str::<Json>(&text).is_err(), "{text}");
+            assert_eq!(
+                selection.read(&text).unwrap(),
+                vec![Some(1.into())],
+                "{text}"
+            );
+            let read = format!("{{\"a\": {skipped}}}");
+            assert!(selection.read(&read).is_err(), "{read}");
+        }
+    }
+
+    #[test]
+    fn bad_json_anywhere_is_an_error() {
+        for text in [
+            "",
+            "{",
+            "{\"a\": 1,}",
+            "{\"skip\": [1, 2,], \"a\": 1}",
+            "{\"skip\": tru, \"a\": 1}",
+            "{\"a\": 1} x",
+            "{\"skip\": \"\\q\"}",
+            "{\"skip\": 01}",
+        ] {
+            agrees(&["a"], text);
+            assert!(
+                Selection::new(&[&[Step::Key("a".into())]])
+                    .read(text)
+                    .is_err(),
+                "{text}"
+            );
+        }
+    }
+}
