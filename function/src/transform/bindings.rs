@@ -39,6 +39,19 @@ pub mod row {
     });
 }
 
+/// The `projected-row-stage` world (WIT 1.2): a row stage that also exports `projection`. Only
+/// the shared types and the host import are the parser world's.
+pub mod projected_row {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "projected-row-stage",
+        with: {
+            "kafka2mc:transform/types": super::parser::kafka2mc::transform::types,
+            "kafka2mc:transform/host": super::parser::kafka2mc::transform::host,
+        },
+    });
+}
+
 pub use parser::kafka2mc::transform::host::Level;
 pub use parser::kafka2mc::transform::types::{
     BatchOutput, Cell, Column, ColumnType, DecimalType, ErrorKind, Header, Instant, KafkaRecord,

@@ -13,11 +13,13 @@ use wasmtime::{Config, Engine, Store};
 
 use super::artifact::{self, Origin};
 use super::bindings::parser::{ParserStage, ParserStagePre};
+use super::bindings::projected_row::{ProjectedRowStage, ProjectedRowStagePre};
 use super::bindings::registry_parser::kafka2mc::transform::registry as registry_interface;
 use super::bindings::row::{RowStage, RowStagePre};
-use super::bindings::{Column, StageInfo};
+use super::bindings::{BatchOutput, Column, Row, StageInfo};
 use super::error::TransformError;
 use super::pool::ParallelRun;
+use super::projection::Projection;
 use super::registry::Registry;
 use super::run::ChainRun;
 use super::sandbox::{Grants, Limits, StageState};
@@ -128,20 +130,29 @@ impl TransformHost {
                 let pre = row_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&spec.name, &e))?;
-                Pre::Row(RowStagePre::new(pre).map_err(|e| not_world(&spec, "row-stage", &e))?)
+                if exports_projection(&self.engine, &component) {
+                    Pre::ProjectedRow(
+                        ProjectedRowStagePre::new(pre)
+                            .map_err(|e| not_world(&spec, "projected-row-stage", &e))?,
+                    )
+                } else {
+                    Pre::Row(RowStagePre::new(pre).map_err(|e| not_world(&spec, "row-stage", &e))?)
+                }
             };
             let mut stage = LoadedStage {
                 spec,
                 pre,
                 input: columns.clone(),
                 info: None,
+                projection: None,
                 origin,
                 sha256,
             };
             // Configure once now, so that bad configuration fails at load time.
-            let live = stage.instantiate(&self.engine)?;
-            columns = live.1.output.clone();
-            stage.info = Some(live.1);
+            let (mut live, info) = stage.instantiate(&self.engine)?;
+            stage.projection = stage.projection(&mut live, &info)?;
+            columns = info.output.clone();
+            stage.info = Some(info);
             stages.push(stage);
         }
         if stages.is_empty() {
@@ -188,6 +199,14 @@ fn check_registry_grant(
     })
 }
 
+/// Whether a row stage declares the columns it reads (WIT 1.2, `projection`).
+fn exports_projection(engine: &Engine, component: &wasmtime::component::Component) -> bool {
+    component
+        .component_type()
+        .exports(engine)
+        .any(|(name, _)| name.starts_with("kafka2mc:transform/projection@"))
+}
+
 fn link_error(stage: &str, e: &wasmtime::Error) -> TransformError {
     TransformError::Link {
         stage: stage.to_owned(),
@@ -209,11 +228,52 @@ fn not_world(spec: &StageSpec, world: &str, e: &wasmtime::Error) -> TransformErr
 pub(super) enum Pre {
     Parser(ParserStagePre<StageState>),
     Row(RowStagePre<StageState>),
+    ProjectedRow(ProjectedRowStagePre<StageState>),
 }
 
 pub(super) enum Bound {
     Parser(ParserStage),
     Row(RowStage),
+    ProjectedRow(ProjectedRowStage),
+}
+
+impl Bound {
+    /// A row stage's `row-transform.transform`, whichever row world it was built for; `None`
+    /// for a parser.
+    pub(super) fn transform(
+        &self,
+        store: &mut Store<StageState>,
+        rows: &[Row],
+    ) -> Option<wasmtime::Result<BatchOutput>> {
+        match self {
+            Bound::Parser(_) => None,
+            Bound::Row(b) => Some(
+                b.kafka2mc_transform_row_transform()
+                    .call_transform(store, rows),
+            ),
+            Bound::ProjectedRow(b) => Some(
+                b.kafka2mc_transform_row_transform()
+                    .call_transform(store, rows),
+            ),
+        }
+    }
+
+    fn configure_row(
+        &self,
+        store: &mut Store<StageState>,
+        config: &[(String, String)],
+        input: &[Column],
+    ) -> wasmtime::Result<Result<StageInfo, String>> {
+        match self {
+            Bound::Parser(_) => Err(wasmtime::Error::msg("a parser stage bound as a row stage")),
+            Bound::Row(b) => b
+                .kafka2mc_transform_row_transform()
+                .call_configure(store, config, input),
+            Bound::ProjectedRow(b) => b
+                .kafka2mc_transform_row_transform()
+                .call_configure(store, config, input),
+        }
+    }
 }
 
 #[derive(Clone)]
@@ -222,6 +282,8 @@ pub(super) struct LoadedStage {
     pre: Pre,
     input: Vec<Column>,
     pub(super) info: Option<StageInfo>,
+    /// The columns a row stage reads, when it declares them (WIT 1.2).
+    pub(super) projection: Option<Projection>,
     origin: Origin,
     sha256: String,
 }
@@ -263,12 +325,18 @@ impl LoadedStage {
                 (Bound::Parser(b), info)
             }
             Pre::Row(pre) => {
-                let b = pre.instantiate(&mut store).map_err(trap)?;
+                let b = Bound::Row(pre.instantiate(&mut store).map_err(trap)?);
                 let info = b
-                    .kafka2mc_transform_row_transform()
-                    .call_configure(&mut store, &spec.config, &self.input)
+                    .configure_row(&mut store, &spec.config, &self.input)
                     .map_err(trap)?;
-                (Bound::Row(b), info)
+                (b, info)
+            }
+            Pre::ProjectedRow(pre) => {
+                let b = Bound::ProjectedRow(pre.instantiate(&mut store).map_err(trap)?);
+                let info = b
+                    .configure_row(&mut store, &spec.config, &self.input)
+                    .map_err(trap)?;
+                (b, info)
             }
         };
         let info = info.map_err(|message| TransformError::Configure {
@@ -282,6 +350,33 @@ impl LoadedStage {
             });
         }
         Ok((Live { store, bound }, info))
+    }
+}
+
+impl LoadedStage {
+    /// Asks a stage that declares the columns it reads which they are, and checks the answer
+    /// against its columns (once, at load time).
+    fn projection(
+        &self,
+        live: &mut Live,
+        info: &StageInfo,
+    ) -> Result<Option<Projection>, TransformError> {
+        let Bound::ProjectedRow(b) = &live.bound else {
+            return Ok(None);
+        };
+        let read = b
+            .kafka2mc_transform_projection()
+            .call_columns_read(&mut live.store)
+            .map_err(|e| TransformError::Trap {
+                stage: self.spec.name.clone(),
+                reason: format!("{e:#}"),
+            })?;
+        Projection::new(&read, &self.input, &info.output)
+            .map(Some)
+            .map_err(|reason| TransformError::Columns {
+                stage: self.spec.name.clone(),
+                reason,
+            })
     }
 }
 

@@ -10,6 +10,7 @@ mod chain;
 mod error;
 mod output;
 mod pool;
+mod projection;
 mod registry;
 mod run;
 mod sandbox;

@@ -171,10 +171,12 @@ impl<'c> ChainRun<'c> {
             };
             self.isolate(stage, items, 0, &mut out)?;
             let name = &self.chain.stages[stage].spec.name;
-            let width = self.chain.stages[stage]
-                .info
-                .as_ref()
-                .map_or(0, |i| i.output.len());
+            let loaded = &self.chain.stages[stage];
+            // A stage that declares the columns it reads returns only the cells it writes.
+            let width = match &loaded.projection {
+                Some(p) => p.width(),
+                None => loaded.info.as_ref().map_or(0, |i| i.output.len()),
+            };
             let mut produced = vec![false; n];
             for row in &out.rows {
                 let Some(seen) = produced.get_mut(row.source as usize) else {
@@ -224,8 +226,11 @@ impl<'c> ChainRun<'c> {
             m.time += started.elapsed();
             let next_origin: Vec<u32> =
                 out.rows.iter().map(|r| origin[r.source as usize]).collect();
-            items_rows = out
-                .rows
+            let rows = match &self.chain.stages[stage].projection {
+                Some(p) => p.widen(&mut items_rows, out.rows),
+                None => out.rows,
+            };
+            items_rows = rows
                 .into_iter()
                 .enumerate()
                 .map(|(i, r)| Row {
@@ -304,33 +309,31 @@ impl<'c> ChainRun<'c> {
         if self.live[stage].is_none() {
             self.live[stage] = Some(loaded.instantiate(&self.chain.engine)?.0);
         }
-        let Some(live) = self.live[stage].as_mut() else {
+        let Some(Live { store, bound }) = self.live[stage].as_mut() else {
             unreachable!()
         };
-        live.store.data_mut().start_call();
-        live.store
-            .set_epoch_deadline(deadline_ticks(loaded.spec.limits.call_deadline));
+        store.data_mut().start_call();
+        store.set_epoch_deadline(deadline_ticks(loaded.spec.limits.call_deadline));
         // The whole input goes as it is; only a bisected half is copied (and renumbered, since
         // sources are indices into the batch as the call sees it).
-        let result = match (&live.bound, *items) {
+        let result = match (&*bound, *items) {
             (Bound::Parser(p), Items::Records { batch, start, end }) => {
                 if start == 0 && end == batch.records.len() {
-                    p.kafka2mc_transform_parser()
-                        .call_parse(&mut live.store, batch)
+                    p.kafka2mc_transform_parser().call_parse(&mut *store, batch)
                 } else {
                     let half = RecordBatch {
                         topic: batch.topic.clone(),
                         partition: batch.partition,
                         records: batch.records[start..end].to_vec(),
                     };
-                    p.kafka2mc_transform_parser()
-                        .call_parse(&mut live.store, &half)
+                    p.kafka2mc_transform_parser().call_parse(&mut *store, &half)
                 }
             }
-            (Bound::Row(r), Items::Rows { rows, start, end }) => {
-                if start == 0 && end == rows.len() {
-                    r.kafka2mc_transform_row_transform()
-                        .call_transform(&mut live.store, rows)
+            (Bound::Row(_) | Bound::ProjectedRow(_), Items::Rows { rows, start, end }) => {
+                let called = if let Some(p) = &loaded.projection {
+                    bound.transform(store, &p.narrow(&rows[start..end]))
+                } else if start == 0 && end == rows.len() {
+                    bound.transform(store, rows)
                 } else {
                     let half: Vec<Row> = rows[start..end]
                         .iter()
@@ -340,8 +343,16 @@ impl<'c> ChainRun<'c> {
                             cells: row.cells.clone(),
                         })
                         .collect();
-                    r.kafka2mc_transform_row_transform()
-                        .call_transform(&mut live.store, &half)
+                    bound.transform(store, &half)
+                };
+                match called {
+                    Some(result) => result,
+                    None => {
+                        return Err(contract(
+                            &loaded.spec.name,
+                            "stage kind does not match its input".into(),
+                        ));
+                    }
                 }
             }
             _ => {

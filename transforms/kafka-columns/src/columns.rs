@@ -1,7 +1,10 @@
 //! The configuration of `kafka-columns` and the per-record extraction, free of WIT types so that
 //! it is unit-tested natively and reused by the native benchmark baseline.
 
+use std::sync::LazyLock;
+
 use base64::Engine as _;
+use chrono::format::{self, Item, Parsed, StrftimeItems};
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde_json::Value as Json;
 
@@ -227,8 +230,9 @@ pub fn coerce(kind: &Kind, value: &Json) -> Result<Out, String> {
         Kind::Json | Kind::Complex(_) => Out::Json(value.to_string()),
         Kind::Date => {
             let t = text.ok_or_else(|| expected("a date YYYY-MM-DD"))?;
-            let d = NaiveDate::parse_from_str(t.trim(), "%Y-%m-%d")
-                .map_err(|_| expected("a date YYYY-MM-DD"))?;
+            let d = layout(t.trim(), Layout::Date)
+                .and_then(|p| p.to_naive_date().ok())
+                .ok_or_else(|| expected("a date YYYY-MM-DD"))?;
             Out::Date(d.signed_duration_since(NaiveDate::default()).num_days() as i32)
         }
         Kind::Datetime | Kind::Timestamp => {
@@ -256,10 +260,37 @@ fn parse_instant(text: &str) -> Option<(i64, u32)> {
     let dt = DateTime::parse_from_rfc3339(t)
         .map(|d| d.naive_utc())
         .ok()
-        .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%d %H:%M:%S%.f").ok())
-        .or_else(|| NaiveDateTime::parse_from_str(t, "%Y-%m-%dT%H:%M:%S%.f").ok())?;
+        .or_else(|| naive_datetime(t, Layout::SpaceDateTime))
+        .or_else(|| naive_datetime(t, Layout::TDateTime))?;
     let utc = dt.and_utc();
     Some((utc.timestamp(), utc.timestamp_subsec_nanos()))
+}
+
+/// The text layouts of DATE and DATETIME values, besides RFC 3339.
+#[derive(Clone, Copy)]
+enum Layout {
+    Date = 0,
+    SpaceDateTime = 1,
+    TDateTime = 2,
+}
+
+/// The layouts' format strings read once: `parse_from_str` reads its format string again for
+/// every value, a few per cent of the function's CPU in the benchmark's profile
+/// (docs/bench/README.md). The strings are literals chrono accepts; the unit tests hold that.
+static LAYOUTS: LazyLock<[Vec<Item<'static>>; 3]> = LazyLock::new(|| {
+    ["%Y-%m-%d", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
+        .map(|f| StrftimeItems::new(f).parse().unwrap_or_default())
+});
+
+/// `text` read in `layout`, as `parse_from_str` reads it.
+fn layout(text: &str, layout: Layout) -> Option<Parsed> {
+    let mut parsed = Parsed::new();
+    format::parse(&mut parsed, text, LAYOUTS[layout as usize].iter()).ok()?;
+    Some(parsed)
+}
+
+fn naive_datetime(text: &str, l: Layout) -> Option<NaiveDateTime> {
+    layout(text, l)?.to_naive_datetime_with_offset(0).ok()
 }
 
 fn plain_decimal_fits(t: &str, precision: u8, scale: u8) -> bool {
@@ -277,6 +308,44 @@ fn plain_decimal_fits(t: &str, precision: u8, scale: u8) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn layouts_read_as_parse_from_str() {
+        let texts = [
+            "2024-01-01",
+            "2024-02-30",
+            "1969-12-31",
+            " 2024-01-01",
+            "2024-1-1",
+            "2024-01-01 00:00:01",
+            "2024-01-01 00:00:01.5",
+            "2024-01-01T23:59:60.123456789",
+            "2024-01-01 24:00:00",
+            "2024-01-01T00:00:01Z",
+            "2024-01-01 00:00",
+            "",
+            "not a date",
+        ];
+        for t in texts {
+            assert_eq!(
+                layout(t, Layout::Date).and_then(|p| p.to_naive_date().ok()),
+                NaiveDate::parse_from_str(t, "%Y-%m-%d").ok(),
+                "{t:?}"
+            );
+            for (l, f) in [
+                (Layout::SpaceDateTime, "%Y-%m-%d %H:%M:%S%.f"),
+                (Layout::TDateTime, "%Y-%m-%dT%H:%M:%S%.f"),
+            ] {
+                assert_eq!(
+                    naive_datetime(t, l),
+                    NaiveDateTime::parse_from_str(t, f).ok(),
+                    "{t:?} {f}"
+                );
+            }
+        }
+        assert!(naive_datetime("2024-01-01T00:00:01", Layout::TDateTime).is_some());
+        assert!(layout("2024-01-01", Layout::Date).is_some());
+    }
 
     #[test]
     fn coerces_with_errors_naming_the_value() {

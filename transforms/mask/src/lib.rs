@@ -23,11 +23,12 @@ pub mod rules;
 mod component {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "row-stage",
+        world: "projected-row-stage",
     });
 
     use std::sync::Mutex;
 
+    use exports::kafka2mc::transform::projection::Guest as Projection;
     use exports::kafka2mc::transform::row_transform::Guest;
     use kafka2mc::transform::types::{BatchOutput, Cell, Column, ColumnType, Row, StageInfo};
 
@@ -94,21 +95,20 @@ mod component {
             if plan.debug {
                 println!("mask: {} rows", rows.len());
             }
+            // The host passes only the columns `columns_read` names, in its order, and puts
+            // the others back itself (WIT 1.2 `projection`): cell k is input column read[k].
+            let read = plan.columns_read();
             let rows = rows
                 .into_iter()
                 .map(|row| {
                     let cells = row
                         .cells
                         .into_iter()
-                        .zip(&plan.rules)
-                        .filter_map(|(cell, rule)| match (rule, cell) {
-                            (None, cell) => Some(cell),
-                            (Some(Rule::Drop), _) => None,
-                            (Some(Rule::Null), _) => Some(Cell::Null),
-                            (Some(rule), Cell::String(s)) => {
-                                Some(Cell::String(plan.apply(*rule, &s)))
-                            }
-                            (Some(_), other) => Some(other),
+                        .zip(&read)
+                        .map(|(cell, &i)| match (plan.rules[i as usize], cell) {
+                            (Some(Rule::Null), _) => Cell::Null,
+                            (Some(rule), Cell::String(s)) => Cell::String(plan.apply(rule, &s)),
+                            (_, other) => other,
                         })
                         .collect();
                     Row {
@@ -121,6 +121,16 @@ mod component {
                 rows,
                 errors: Vec::new(),
             }
+        }
+    }
+
+    impl Projection for Mask {
+        fn columns_read() -> Vec<u32> {
+            PLAN.lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .map(Plan::columns_read)
+                .unwrap_or_default()
         }
     }
 

@@ -88,19 +88,31 @@ impl Plan {
         })
     }
 
+    /// The input columns a rule reads or rewrites, ascending: the columns the stage declares
+    /// to the host (WIT 1.2 `projection`); the others pass through the host untouched, and a
+    /// dropped column is not read at all.
+    pub fn columns_read(&self) -> Vec<u32> {
+        self.rules
+            .iter()
+            .enumerate()
+            .filter(|(_, r)| !matches!(r, None | Some(Rule::Drop)))
+            .map(|(i, _)| i as u32)
+            .collect()
+    }
+
     /// Applies a value-rewriting rule to a string.
     pub fn apply(&self, rule: Rule, value: &str) -> String {
         match rule {
             Rule::Phone => keep_ends(value, 3, 4),
             Rule::IdNumber => keep_ends(value, 6, 4),
             Rule::Email => email(value),
-            Rule::Sha256 => hex(&Sha256::digest(value.as_bytes())),
+            Rule::Sha256 => hex::encode(Sha256::digest(value.as_bytes())),
             Rule::HmacSha256 => {
                 // HMAC takes keys of any length.
                 let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.hmac_key)
                     .unwrap_or_else(|_| unreachable!());
                 mac.update(value.as_bytes());
-                hex(&mac.finalize().into_bytes())
+                hex::encode(mac.finalize().into_bytes())
             }
             Rule::Drop | Rule::Null => String::new(),
         }
@@ -130,10 +142,6 @@ pub fn email(value: &str) -> String {
         }
         None => "*".repeat(value.chars().count()),
     }
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 #[cfg(test)]
@@ -169,6 +177,23 @@ mod tests {
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
         assert_eq!(p.apply(Rule::HmacSha256, "abc").len(), 64);
+        let fox = plan(&[("column.phone", "hmac-sha256"), ("hmac-key", "key")]).unwrap();
+        assert_eq!(
+            fox.apply(
+                Rule::HmacSha256,
+                "The quick brown fox jumps over the lazy dog"
+            ),
+            "f7bc83f430538424b13298e6aa6fb143ef4d59a14946175997479dbc2d1a3cd8"
+        );
+    }
+
+    #[test]
+    fn reads_only_the_columns_with_a_rule_that_keeps_them() {
+        let p = plan(&[("column.mail", "email"), ("column.n", "null")]).unwrap();
+        assert_eq!(p.columns_read(), vec![1, 2]);
+        let p = plan(&[("column.phone", "drop"), ("column.mail", "sha256")]).unwrap();
+        assert_eq!(p.columns_read(), vec![1]);
+        assert!(plan(&[]).unwrap().columns_read().is_empty());
     }
 
     #[test]
