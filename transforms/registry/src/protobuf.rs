@@ -14,7 +14,7 @@ use prost_reflect::{
 use protox::file::{ChainFileResolver, File, FileResolver, GoogleFileResolver};
 use serde_json::{Map, Value as Json};
 
-use crate::model::{Field, Out, Ty, instant};
+use crate::model::{Field, Out, Ty};
 
 /// The main file's name when its text does not say (protox needs one).
 const MAIN: &str = "registry-schema.proto";
@@ -320,7 +320,18 @@ fn convert(v: &Value, ty: &Ty, f: Option<&FieldDescriptor>) -> Result<Out, Strin
                     Some(Value::I32(n)) => i64::from(n),
                     _ => 0,
                 };
-                return Ok(instant(seconds * 1_000_000_000 + nanos, 1_000_000_000));
+                // Seconds and nanos stay apart: as nanoseconds in an i64, a timestamp after
+                // 2262 (valid up to 9999) would overflow (found by the fuzz target registry_decode).
+                let carry = nanos.div_euclid(1_000_000_000);
+                let Some(seconds) = seconds.checked_add(carry) else {
+                    return Err(format!(
+                        "timestamp {seconds} s and {nanos} ns is out of range"
+                    ));
+                };
+                return Ok(Out::Timestamp(
+                    seconds,
+                    nanos.rem_euclid(1_000_000_000) as u32,
+                ));
             }
             let inner = m
                 .get_field_by_name("value")
@@ -498,6 +509,30 @@ message Order {
             (vec![1, 0], &[7u8][..])
         );
         assert!(message_indexes(&[]).is_err());
+    }
+
+    #[test]
+    fn timestamps_keep_seconds_and_nanos_apart() {
+        let s = parse(PROTO, &[], None).unwrap();
+        let Some(Kind::Message(ts)) = s.message.get_field_by_name("at").map(|f| f.kind()) else {
+            panic!("at is a message field");
+        };
+        let at = |seconds: i64, nanos: i32| {
+            let mut t = DynamicMessage::new(ts.clone());
+            t.set_field_by_name("seconds", Value::I64(seconds));
+            t.set_field_by_name("nanos", Value::I32(nanos));
+            let mut m = DynamicMessage::new(s.message.clone());
+            m.set_field_by_name("at", Value::Message(t));
+            extract(&m, &["at".into()], &Ty::Timestamp)
+        };
+        // 9999-12-31T23:59:59.000000005Z: beyond what i64 nanoseconds hold.
+        assert_eq!(
+            at(253_402_300_799, 5),
+            Ok(Out::Timestamp(253_402_300_799, 5))
+        );
+        assert_eq!(at(-1, 999_999_999), Ok(Out::Timestamp(-1, 999_999_999)));
+        assert_eq!(at(0, -1), Ok(Out::Timestamp(-1, 999_999_999)));
+        assert!(at(i64::MAX, 1_500_000_000).is_err());
     }
 
     #[test]
