@@ -13,16 +13,18 @@ pub mod predicate;
 mod component {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "row-stage",
+        world: "projected-row-stage",
     });
 
     use std::sync::Mutex;
 
     use crate::predicate::{Expr, Val};
+    use exports::kafka2mc::transform::projection::Guest as Projection;
     use exports::kafka2mc::transform::row_transform::Guest;
     use kafka2mc::transform::types::{BatchOutput, Cell, Column, Row, StageInfo};
 
-    static PREDICATE: Mutex<Option<Expr>> = Mutex::new(None);
+    /// The predicate over the columns it reads, and those columns (ascending input indexes).
+    static PREDICATE: Mutex<Option<(Expr, Vec<u32>)>> = Mutex::new(None);
 
     fn to_val(cell: &Cell) -> Val {
         match cell {
@@ -66,9 +68,14 @@ mod component {
             let names: Vec<String> = input.iter().map(|c| c.name.clone()).collect();
             let expr = crate::predicate::parse(&text, &names)
                 .map_err(|e| format!("predicate '{text}': {e}"))?;
+            // The host passes only the columns the predicate reads and puts the others back
+            // itself (WIT 1.2 `projection`), so the predicate is rewritten over those.
+            let read = expr.columns();
+            let expr = expr.project(&read);
+            let read = read.into_iter().map(|i| i as u32).collect();
             *PREDICATE
                 .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(expr);
+                .unwrap_or_else(std::sync::PoisonError::into_inner) = Some((expr, read));
             Ok(StageInfo {
                 name: "filter".into(),
                 version: env!("CARGO_PKG_VERSION").into(),
@@ -81,7 +88,7 @@ mod component {
                 .lock()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             let rows = match guard.as_ref() {
-                Some(expr) => rows
+                Some((expr, _)) => rows
                     .into_iter()
                     .filter(|row| {
                         let vals: Vec<Val> = row.cells.iter().map(to_val).collect();
@@ -94,6 +101,17 @@ mod component {
                 rows,
                 errors: Vec::new(),
             }
+        }
+    }
+
+    impl Projection for Filter {
+        fn columns_read() -> Vec<u32> {
+            PREDICATE
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .as_ref()
+                .map(|(_, read)| read.clone())
+                .unwrap_or_default()
         }
     }
 

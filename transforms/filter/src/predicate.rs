@@ -379,6 +379,54 @@ impl Expr {
     }
 }
 
+impl Expr {
+    /// The input columns the predicate reads, ascending without repeats: what the stage
+    /// declares to the host (WIT 1.2 `projection`), so only these cells cross into it.
+    pub fn columns(&self) -> Vec<usize> {
+        let mut read = Vec::new();
+        // Once per configure: a copy keeps one walk over the tree for both uses.
+        self.clone().each_operand(&mut |o| {
+            if let Operand::Column(i) = o {
+                read.push(*i);
+            }
+        });
+        read.sort_unstable();
+        read.dedup();
+        read
+    }
+
+    /// The same predicate over rows holding only the columns `read` names, in its order: each
+    /// column reference becomes its position in `read` (a column not in `read` reads NULL).
+    pub fn project(mut self, read: &[usize]) -> Expr {
+        self.each_operand(&mut |o| {
+            if let Operand::Column(i) = o {
+                *i = read.binary_search(i).unwrap_or(usize::MAX);
+            }
+        });
+        self
+    }
+
+    fn each_operand(&mut self, f: &mut impl FnMut(&mut Operand)) {
+        match self {
+            Expr::Or(parts) | Expr::And(parts) => {
+                for p in parts {
+                    p.each_operand(f);
+                }
+            }
+            Expr::Not(e) => e.each_operand(f),
+            Expr::Cmp(a, _, b) => {
+                f(a);
+                f(b);
+            }
+            Expr::IsNull(o, _) | Expr::Truthy(o) => f(o),
+            Expr::In(o, list, _) => {
+                f(o);
+                list.iter_mut().for_each(&mut *f);
+            }
+        }
+    }
+}
+
 /// Orders two values of the same kind; NULL or mixed kinds are unknown.
 fn compare(a: &Val, b: &Val) -> Option<Ordering> {
     match (a, b) {
@@ -455,5 +503,45 @@ mod tests {
         assert!(err.contains("nest deeper than 64"), "{err}");
         assert!(parse(&"!".repeat(60_000), &cols).is_err());
         assert!(parse(&format!("{}a", "(".repeat(60_000)), &cols).is_err());
+    }
+
+    /// The stage passes only the columns a predicate reads (WIT 1.2 `projection`): the projected
+    /// predicate over the projected row decides every row as the whole predicate over the
+    /// whole row.
+    #[test]
+    fn a_projected_predicate_decides_as_the_whole_one() {
+        let values = [
+            Val::Null,
+            Val::Num(80.0),
+            Val::Num(95.0),
+            Val::Num(250_000.0),
+            Val::Str("BYD".into()),
+            Val::Str("NIO".into()),
+            Val::Bool(true),
+        ];
+        let preds = [
+            ("average_speed <= 90 && total_miles <= 200000", vec![0, 1]),
+            ("note is null || brand in ('NIO', 'BYD')", vec![2, 3]),
+            ("!(total_miles > average_speed) && note", vec![0, 1, 3]),
+            ("brand not in ('x', note) || brand == brand", vec![2, 3]),
+            ("total_miles != 3", vec![1]),
+        ];
+        for (text, read) in preds {
+            let whole = parse(text, &cols()).unwrap();
+            assert_eq!(whole.columns(), read, "{text}");
+            let projected = whole.clone().project(&read);
+            // Every row over the values above, four columns wide.
+            for n in 0..values.len().pow(4) {
+                let row: Vec<Val> = (0..4)
+                    .map(|c| values[n / values.len().pow(c) % values.len()].clone())
+                    .collect();
+                let cells: Vec<Val> = read.iter().map(|&i| row[i].clone()).collect();
+                assert_eq!(
+                    projected.eval(&cells),
+                    whole.eval(&row),
+                    "{text} on {row:?}"
+                );
+            }
+        }
     }
 }
