@@ -3,41 +3,28 @@
 //! [`Chain`] holds the loaded, configured stages; a [`ChainRun`] (in `run.rs`) per partition
 //! range holds fresh instances and runs batches through them.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use wasmtime::component::{HasSelf, Linker};
-use wasmtime::{Config, Engine, Store};
+use wasmtime::{Config, Engine};
 
 use super::artifact::{self, Origin};
+use super::bindings::Column;
 use super::bindings::parser::{ParserStage, ParserStagePre};
-use super::bindings::projected_row::{ProjectedRowStage, ProjectedRowStagePre};
+use super::bindings::projected_row::ProjectedRowStagePre;
 use super::bindings::registry_parser::kafka2mc::transform::registry as registry_interface;
 use super::bindings::row::{RowStage, RowStagePre};
-use super::bindings::{BatchOutput, Column, Row, StageInfo};
 use super::error::TransformError;
 use super::pool::ParallelRun;
-use super::projection::Projection;
-use super::registry::Registry;
 use super::run::ChainRun;
-use super::sandbox::{Grants, Limits, StageState};
+use super::sandbox::StageState;
+use super::stage::{LoadedStage, Pre, StageSpec};
 
 /// How often the epoch advances; deadlines are whole ticks.
-const EPOCH_TICK: Duration = Duration::from_millis(10);
-
-/// One stage of a chain as configured by the user.
-#[derive(Debug, Clone)]
-pub struct StageSpec {
-    pub name: String,
-    pub wasm: PathBuf,
-    pub config: Vec<(String, String)>,
-    pub grants: Grants,
-    pub limits: Limits,
-    /// The registry a stage granted `registry` reads schemas from.
-    pub registry: Option<Registry>,
-}
+pub(super) const EPOCH_TICK: Duration = Duration::from_millis(10);
 
 /// The process-wide wasmtime engine and its epoch ticker.
 #[derive(Debug)]
@@ -139,20 +126,9 @@ impl TransformHost {
                     Pre::Row(RowStagePre::new(pre).map_err(|e| not_world(&spec, "row-stage", &e))?)
                 }
             };
-            let mut stage = LoadedStage {
-                spec,
-                pre,
-                input: columns.clone(),
-                info: None,
-                projection: None,
-                origin,
-                sha256,
-            };
+            let mut stage = LoadedStage::new(spec, pre, columns, origin, sha256);
             // Configure once now, so that bad configuration fails at load time.
-            let (mut live, info) = stage.instantiate(&self.engine)?;
-            stage.projection = stage.projection(&mut live, &info)?;
-            columns = info.output.clone();
-            stage.info = Some(info);
+            columns = stage.configure(&self.engine)?;
             stages.push(stage);
         }
         if stages.is_empty() {
@@ -224,166 +200,6 @@ fn not_world(spec: &StageSpec, world: &str, e: &wasmtime::Error) -> TransformErr
     }
 }
 
-#[derive(Clone)]
-pub(super) enum Pre {
-    Parser(ParserStagePre<StageState>),
-    Row(RowStagePre<StageState>),
-    ProjectedRow(ProjectedRowStagePre<StageState>),
-}
-
-pub(super) enum Bound {
-    Parser(ParserStage),
-    Row(RowStage),
-    ProjectedRow(ProjectedRowStage),
-}
-
-impl Bound {
-    /// A row stage's `row-transform.transform`, whichever row world it was built for; `None`
-    /// for a parser.
-    pub(super) fn transform(
-        &self,
-        store: &mut Store<StageState>,
-        rows: &[Row],
-    ) -> Option<wasmtime::Result<BatchOutput>> {
-        match self {
-            Bound::Parser(_) => None,
-            Bound::Row(b) => Some(
-                b.kafka2mc_transform_row_transform()
-                    .call_transform(store, rows),
-            ),
-            Bound::ProjectedRow(b) => Some(
-                b.kafka2mc_transform_row_transform()
-                    .call_transform(store, rows),
-            ),
-        }
-    }
-
-    fn configure_row(
-        &self,
-        store: &mut Store<StageState>,
-        config: &[(String, String)],
-        input: &[Column],
-    ) -> wasmtime::Result<Result<StageInfo, String>> {
-        match self {
-            Bound::Parser(_) => Err(wasmtime::Error::msg("a parser stage bound as a row stage")),
-            Bound::Row(b) => b
-                .kafka2mc_transform_row_transform()
-                .call_configure(store, config, input),
-            Bound::ProjectedRow(b) => b
-                .kafka2mc_transform_row_transform()
-                .call_configure(store, config, input),
-        }
-    }
-}
-
-#[derive(Clone)]
-pub(super) struct LoadedStage {
-    pub(super) spec: StageSpec,
-    pre: Pre,
-    input: Vec<Column>,
-    pub(super) info: Option<StageInfo>,
-    /// The columns a row stage reads, when it declares them (WIT 1.2).
-    pub(super) projection: Option<Projection>,
-    origin: Origin,
-    sha256: String,
-}
-
-/// A live instance of a stage.
-pub(super) struct Live {
-    pub(super) store: Store<StageState>,
-    pub(super) bound: Bound,
-}
-
-impl LoadedStage {
-    /// The version the component declares (empty before it was configured).
-    fn version(&self) -> String {
-        self.info
-            .as_ref()
-            .map(|i| i.version.clone())
-            .unwrap_or_default()
-    }
-
-    pub(super) fn instantiate(&self, engine: &Engine) -> Result<(Live, StageInfo), TransformError> {
-        let spec = &self.spec;
-        let mut store = Store::new(
-            engine,
-            StageState::new(&spec.name, spec.grants, spec.limits, spec.registry.clone()),
-        );
-        store.limiter(|s| s.limiter());
-        store.set_epoch_deadline(deadline_ticks(spec.limits.call_deadline));
-        let trap = |e: wasmtime::Error| TransformError::Trap {
-            stage: spec.name.clone(),
-            reason: format!("{e:#}"),
-        };
-        let (bound, info) = match &self.pre {
-            Pre::Parser(pre) => {
-                let b = pre.instantiate(&mut store).map_err(trap)?;
-                let info = b
-                    .kafka2mc_transform_parser()
-                    .call_configure(&mut store, &spec.config)
-                    .map_err(trap)?;
-                (Bound::Parser(b), info)
-            }
-            Pre::Row(pre) => {
-                let b = Bound::Row(pre.instantiate(&mut store).map_err(trap)?);
-                let info = b
-                    .configure_row(&mut store, &spec.config, &self.input)
-                    .map_err(trap)?;
-                (b, info)
-            }
-            Pre::ProjectedRow(pre) => {
-                let b = Bound::ProjectedRow(pre.instantiate(&mut store).map_err(trap)?);
-                let info = b
-                    .configure_row(&mut store, &spec.config, &self.input)
-                    .map_err(trap)?;
-                (b, info)
-            }
-        };
-        let info = info.map_err(|message| TransformError::Configure {
-            stage: spec.name.clone(),
-            message,
-        })?;
-        if info.output.is_empty() {
-            return Err(TransformError::Columns {
-                stage: spec.name.clone(),
-                reason: "it declares no output columns".into(),
-            });
-        }
-        Ok((Live { store, bound }, info))
-    }
-}
-
-impl LoadedStage {
-    /// Asks a stage that declares the columns it reads which they are, and checks the answer
-    /// against its columns (once, at load time).
-    fn projection(
-        &self,
-        live: &mut Live,
-        info: &StageInfo,
-    ) -> Result<Option<Projection>, TransformError> {
-        let Bound::ProjectedRow(b) = &live.bound else {
-            return Ok(None);
-        };
-        let read = b
-            .kafka2mc_transform_projection()
-            .call_columns_read(&mut live.store)
-            .map_err(|e| TransformError::Trap {
-                stage: self.spec.name.clone(),
-                reason: format!("{e:#}"),
-            })?;
-        Projection::new(&read, &self.input, &info.output)
-            .map(Some)
-            .map_err(|reason| TransformError::Columns {
-                stage: self.spec.name.clone(),
-                reason,
-            })
-    }
-}
-
-pub(super) fn deadline_ticks(deadline: Duration) -> u64 {
-    (deadline.as_millis() / EPOCH_TICK.as_millis()).max(1) as u64
-}
-
 /// A loaded chain: shared by every range an invocation runs. Cloning it is cheap (the engine and
 /// the compiled components are shared): each transform worker thread runs its own clone.
 #[derive(Clone)]
@@ -417,7 +233,7 @@ impl Chain {
     pub fn describe(&self) -> Vec<(String, String, Origin)> {
         self.stages
             .iter()
-            .map(|s| (s.spec.name.clone(), s.version(), s.origin))
+            .map(|s| (s.spec.name.clone(), s.version(), s.origin()))
             .collect()
     }
 
@@ -426,7 +242,7 @@ impl Chain {
     pub fn modules(&self) -> Vec<(String, String, String)> {
         self.stages
             .iter()
-            .map(|s| (s.spec.name.clone(), s.version(), s.sha256.clone()))
+            .map(|s| (s.spec.name.clone(), s.version(), s.sha256().to_owned()))
             .collect()
     }
 

@@ -1,5 +1,5 @@
 //! The transform stage: user-supplied WebAssembly components (WIT contract `wit/transform.wit`)
-//! run in a sandbox under wasmtime. `chain` loads the stages, `run` runs batches through them and
+//! run in a sandbox under wasmtime. `chain` loads the stages (each a `stage`), `run` runs batches through them and
 //! isolates poison records; `sandbox` decides what an instance may touch and `output` where
 //! its stdout and stderr go; `artifact` loads precompiled `.cwasm`
 //! files; `bindings` is generated from the WIT.
@@ -14,14 +14,16 @@ mod projection;
 mod registry;
 mod run;
 mod sandbox;
+mod stage;
 
 pub use artifact::{Manifest, Origin, WASMTIME_VERSION, expected_manifest, precompile};
-pub use chain::{Chain, StageSpec, TransformHost};
+pub use chain::{Chain, TransformHost};
 pub use error::TransformError;
 pub use pool::{ParallelRun, Transformed};
 pub use registry::Registry;
 pub use run::{ChainOutput, ChainRun, DeadLetter, StageMetrics};
 pub use sandbox::{DEFAULT_CALL_DEADLINE, DEFAULT_MEMORY_LIMIT, Grants, Limits};
+pub use stage::StageSpec;
 
 /// Where compiled transforms are cached when no precompiled artifact matches: Lambda's /tmp
 /// (`K2MC_ARTIFACT_CACHE` overrides it).

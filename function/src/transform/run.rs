@@ -8,8 +8,9 @@
 use std::time::{Duration, Instant};
 
 use super::bindings::{BatchOutput, ErrorKind, RecordBatch, RecordError, Row};
-use super::chain::{Bound, Chain, Live, deadline_ticks};
+use super::chain::Chain;
 use super::error::TransformError;
+use super::stage::{Bound, Live, deadline_ticks};
 
 /// Counters of one stage over a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
