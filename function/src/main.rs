@@ -6,6 +6,12 @@ mod cmd;
 
 use clap::Parser;
 
+/// mimalloc instead of the C library's allocator: the pipeline allocates per record and per cell
+/// on several threads, where glibc's malloc and (in the static musl `bootstrap`) musl's cost
+/// measurably more CPU (docs/bench/README.md, "mimalloc as the process allocator").
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
     let in_lambda = std::env::var_os("AWS_LAMBDA_RUNTIME_API").is_some();
