@@ -17,6 +17,8 @@ pub struct Staging {
     bucket: String,
     prefix: String,
     provider: StorageProvider,
+    /// Whether object bodies are covered by the request signature (`staging.payload_signing`).
+    sign_payload: bool,
 }
 
 /// An object read back, with the entity tag a conditional update needs.
@@ -99,6 +101,7 @@ impl Staging {
             bucket: config.bucket.clone(),
             prefix: config.prefix.trim_matches('/').to_owned(),
             provider: config.provider,
+            sign_payload: config.signs_payload(),
         }
     }
 
@@ -133,11 +136,19 @@ impl Staging {
     /// Writes (or overwrites) an object.
     pub async fn put(&self, relative: &str, data: Bytes) -> Result<(), StagingError> {
         let key = self.key(relative);
-        self.client
+        let request = self
+            .client
             .put_object()
             .bucket(&self.bucket)
             .key(&key)
             .body(ByteStream::from(data))
+            .customize();
+        let request = if self.sign_payload {
+            request
+        } else {
+            request.disable_payload_signing()
+        };
+        request
             .send()
             .await
             .map_err(|e| self.fail("put", &key, &e))?;
@@ -169,11 +180,12 @@ impl Staging {
         if self.provider == StorageProvider::S3 {
             request = request.if_none_match("*");
         }
+        let request = request.customize();
         let result = match self.provider {
-            StorageProvider::S3 => request.send().await,
+            StorageProvider::S3 if self.sign_payload => request.send().await,
+            StorageProvider::S3 => request.disable_payload_signing().send().await,
             StorageProvider::Oss => {
                 request
-                    .customize()
                     .mutate_request(|req| {
                         req.headers_mut().insert("x-oss-forbid-overwrite", "true");
                     })

@@ -12,7 +12,8 @@
 //!
 //! It is also the reliability tests' fault proxy: [`FrontHandle::set`] arms faults on object
 //! requests (an error status without forwarding, latency, a connection dropped with or without the
-//! request having reached s3s-fs), and [`FrontHandle::fired`] counts what fired.
+//! request having reached s3s-fs, a PUT body with one byte flipped on its way), and
+//! [`FrontHandle::fired`] counts what fired.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,6 +47,9 @@ pub struct S3Faults {
     pub drop_puts: u32,
     /// Whether a dropped PUT reaches s3s-fs first (the write happened, the client cannot know).
     pub drop_after_write: bool,
+    /// Flip one byte of the body of the next N object PUTs and forward them: corruption in
+    /// transit, which the bucket must refuse (by the payload signature or the body's checksum).
+    pub corrupt_puts: u32,
 }
 
 /// What the front saw and injected since it started.
@@ -54,6 +58,7 @@ pub struct S3Fired {
     pub requests: u64,
     pub failed: u64,
     pub dropped: u64,
+    pub corrupted: u64,
 }
 
 /// A running front: its port and its fault knobs.
@@ -82,6 +87,7 @@ enum Fate {
     Forward,
     Fail(StatusCode),
     Drop { forward: bool },
+    Corrupt,
 }
 
 #[derive(Clone)]
@@ -120,6 +126,10 @@ impl Front {
             Fate::Drop {
                 forward: armed.drop_after_write,
             }
+        } else if armed.corrupt_puts > 0 && method == Method::PUT {
+            armed.corrupt_puts -= 1;
+            fired.corrupted += 1;
+            Fate::Corrupt
         } else {
             Fate::Forward
         };
@@ -232,7 +242,15 @@ pub fn start_with_faults(upstream_port: u16) -> anyhow::Result<FrontHandle> {
                                 let forward = match fate {
                                     Fate::Fail(status) => return s3_error(status),
                                     Fate::Drop { forward } => forward,
-                                    Fate::Forward => true,
+                                    Fate::Forward | Fate::Corrupt => true,
+                                };
+                                let body = if matches!(fate, Fate::Corrupt) && !body.is_empty() {
+                                    let mut flipped = body.to_vec();
+                                    let middle = flipped.len() / 2;
+                                    flipped[middle] ^= 0x20;
+                                    Bytes::from(flipped)
+                                } else {
+                                    body
                                 };
                                 // Its own task: a client killed mid-request must not cancel the
                                 // request upstream halfway (s3s-fs would keep the new body under

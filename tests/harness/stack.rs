@@ -316,6 +316,7 @@ pub async fn staging_client(stack: &Stack, prefix: &str) -> k2mc::staging::Stagi
             endpoint: Some(stack.s3_endpoint()),
             region: Some("us-east-1".into()),
             provider: k2mc::config::StorageProvider::S3,
+            payload_signing: k2mc::config::PayloadSigning::Auto,
         },
     )
 }

@@ -1,5 +1,5 @@
-//! Reliability under injected faults: the staging bucket failing, slow or dropping connections
-//! (the S3 front's faults), the MaxCompute emulator's knobs, a broker killed and restarted, and
+//! Reliability under injected faults: the staging bucket failing, slow, dropping connections or
+//! corrupting bodies in transit (the S3 front's faults), the MaxCompute emulator's knobs, a broker killed and restarted, and
 //! racing invocations while records keep arriving. Every scenario ends with each produced record
 //! in MaxCompute exactly once (pyodps reads it) and the commit log chained to the high watermark;
 //! each prints a `fault report` line: what fired, the invocations needed, the time to recover.
@@ -109,6 +109,15 @@ fn staging_errors_slowness_and_dropped_connections_lose_and_duplicate_nothing() 
                 ..S3Faults::default()
             },
         ),
+        (
+            // The bodies go unsigned to this loopback bucket (`staging.payload_signing` = auto):
+            // the CRC-32 the SDK sends with each body is what makes the bucket refuse these.
+            "S3 PUT body corrupted in transit, 3 times",
+            S3Faults {
+                corrupt_puts: 3,
+                ..S3Faults::default()
+            },
+        ),
     ];
     let mut produced = 0;
     for (name, faults) in scenarios {
@@ -119,11 +128,22 @@ fn staging_errors_slowness_and_dropped_connections_lose_and_duplicate_nothing() 
         let (invocations, took, errors) = run_until_caught_up(&case, &env, 8);
         front.set(S3Faults::default());
         let after = front.fired();
-        let fired = (after.failed - before.failed) + (after.dropped - before.dropped);
+        let fired = (after.failed - before.failed)
+            + (after.dropped - before.dropped)
+            + (after.corrupted - before.corrupted);
         assert!(
             fired > 0 || name.contains("late"),
             "{name}: no fault fired (errors: {errors:?})"
         );
+        if name.contains("corrupted") {
+            // The bucket refused the bodies (the invocation that wrote them failed and the next
+            // one wrote them again), rather than storing them for a later load to trip over.
+            assert!(
+                !errors.is_empty(),
+                "{name}: every invocation succeeded, so the bucket stored corrupted bodies"
+            );
+            eprintln!("{name}: refused as {errors:?}");
+        }
         case.assert_exactly_once(produced as usize);
         case.assert_log_chains(0);
         report(name, fired, invocations, took, produced as usize);

@@ -189,6 +189,44 @@ pub struct StagingConfig {
     /// How create-only writes are expressed.
     #[serde(default)]
     pub provider: StorageProvider,
+    /// Whether the bodies of the objects written are signed; see [`StagingConfig::signs_payload`].
+    #[serde(default)]
+    pub payload_signing: PayloadSigning,
+}
+
+/// `[staging] payload_signing`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PayloadSigning {
+    /// Unsigned where the signature adds nothing; see [`StagingConfig::signs_payload`].
+    #[default]
+    Auto,
+    /// Every body signed (a SHA-256 over every byte written).
+    Always,
+}
+
+impl StagingConfig {
+    /// Whether a PUT's body is covered by its SigV4 signature: a SHA-256 over every staged byte,
+    /// a few per cent of the function's CPU (docs/bench/README.md, "The bucket's payload
+    /// signature"). Over TLS the channel already protects the body against tampering, and the
+    /// SDK sends a CRC-32 of it that S3 checks against corruption, so `auto` leaves it unsigned
+    /// (`UNSIGNED-PAYLOAD`, as AWS's own SDKs send over HTTPS); likewise on loopback, where no
+    /// network lies between. Over plain HTTP to another host the signature is the body's only
+    /// protection and stays, and OSS's S3 API requires the body's hash on PUT, so OSS signs.
+    pub fn signs_payload(&self) -> bool {
+        if self.payload_signing == PayloadSigning::Always || self.provider == StorageProvider::Oss {
+            return true;
+        }
+        let Some(endpoint) = &self.endpoint else {
+            // AWS S3's own endpoints: HTTPS.
+            return false;
+        };
+        match url::Url::parse(endpoint) {
+            Ok(url) if url.scheme() == "https" => false,
+            Ok(url) => !url.host_str().is_some_and(is_loopback_host),
+            Err(_) => true,
+        }
+    }
 }
 
 /// The object store dialect of conditional writes.

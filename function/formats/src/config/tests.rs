@@ -218,3 +218,41 @@ fn compression_is_lz4_where_bytes_are_free_and_deflate_where_they_are_billed() {
         );
     }
 }
+
+#[test]
+fn payloads_go_unsigned_only_to_s3_over_tls_or_loopback() {
+    let signs = |staging: &str| {
+        let text = MINIMAL.replace("[staging]\n", &format!("[staging]\n{staging}\n"));
+        Config::parse(&text, []).unwrap().staging.signs_payload()
+    };
+    assert!(!signs(""), "AWS S3's own endpoint is HTTPS");
+    assert!(!signs(r#"endpoint = "https://minio.example.com:9000""#));
+    assert!(!signs(r#"endpoint = "http://127.0.0.1:9000""#));
+    assert!(!signs(r#"endpoint = "http://[::1]:9000""#));
+    assert!(!signs(r#"endpoint = "http://localhost:9000""#));
+    // Plain HTTP across a network: the signature is the body's only integrity check.
+    assert!(signs(r#"endpoint = "http://minio.internal:9000""#));
+    assert!(signs(r#"endpoint = "http://10.0.0.5:9000""#));
+    // OSS's S3 API requires the body's SHA-256 on PUT, over TLS too.
+    assert!(signs(
+        "endpoint = \"https://oss-cn-hangzhou.aliyuncs.com\"\nprovider = \"oss\""
+    ));
+    assert!(signs(
+        "endpoint = \"http://127.0.0.1:9000\"\nprovider = \"oss\""
+    ));
+    // `always` signs everywhere.
+    assert!(signs("payload_signing = \"always\""));
+    assert!(signs(
+        "endpoint = \"http://127.0.0.1:9000\"\npayload_signing = \"always\""
+    ));
+    let err = Config::parse(
+        &MINIMAL.replace("[staging]\n", "[staging]\npayload_signing = \"never\"\n"),
+        [],
+    )
+    .unwrap_err()
+    .to_string();
+    assert!(
+        err.contains("never") || err.contains("payload_signing"),
+        "{err}"
+    );
+}
