@@ -82,6 +82,10 @@ fn main() -> anyhow::Result<()> {
     std::fs::create_dir_all(out.join("logs"))?;
     let dir = tempfile::tempdir()?;
     let k2mc = workspace_bin("k2mc")?;
+    // The raw-read baseline runs this program in its `--read-range` mode. The build above may
+    // have replaced this very executable (a source edit since it was built), so the path comes
+    // from the build, not from `current_exe`, which then names a deleted file.
+    let raw_reader = workspace_bin("bench-pipeline")?;
     let emulator = Emulator::start(&dir.path().join("maxcompute"))?;
     let stack = Stack::start(dir.path())?;
     let mc = harness::client(&emulator)?;
@@ -145,7 +149,7 @@ fn main() -> anyhow::Result<()> {
             );
             let raw = with_stack_cpu(&servers, || {
                 let m = measure::run(
-                    Command::new(std::env::current_exe()?).args([
+                    Command::new(&raw_reader).args([
                         "--read-range",
                         &stack.bootstrap(),
                         &set.topic(),
