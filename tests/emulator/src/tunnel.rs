@@ -1,35 +1,27 @@
 //! The batch Tunnel on `/projects/{p}/tables/{t}` (`docs/maxcompute-protocol.md` §2): upload sessions, block PUTs (chunked,
 //! optionally zlib `deflate` or an LZ4 frame (`x-lz4-frame`), every CRC verified before the block is kept), commits that make
-//! rows visible atomically, and download sessions for pyodps `read_table`.
+//! rows visible atomically, and download sessions for pyodps `read_table` (`tunnel/download.rs`).
 
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use axum::body::Bytes;
 use axum::http::{HeaderMap, Method, StatusCode, Uri};
 use axum::response::{IntoResponse, Response};
 use k2mc::maxcompute::{
-    ColumnType, Compression, MAX_BLOCKS, PartitionSpec, RecordReader, RecordWriter, TableSchema,
-    Value, decompress,
+    ColumnType, Compression, MAX_BLOCKS, PartitionSpec, RecordReader, Value, decompress,
 };
 
 use crate::error::ApiError;
 use crate::quota;
-use crate::store::{Store, TableMeta, UploadMeta, now_ms};
+use crate::store::{TableMeta, UploadMeta, now_ms};
 use crate::{AppState, lock, path_segments, query_params};
+
+mod download;
+pub use download::Download;
 
 /// MaxCompute's default largest STRING/BINARY cell.
 const MAX_FIELD_SIZE: usize = 8 * 1024 * 1024;
-
-/// A download session: the committed files it reads, fixed when it opened.
-#[derive(Debug, Clone)]
-pub struct Download {
-    files: Vec<PathBuf>,
-    count: u64,
-    schema: TableSchema,
-}
-
 pub async fn handle(
     state: &AppState,
     method: &Method,
@@ -80,16 +72,9 @@ pub async fn handle(
             put_block(state, &params, headers, &body).await
         }
         Method::POST if has("uploadid") => commit(state, &params).await,
-        Method::POST if has("downloads") => create_download(state, &project, &table, &params),
-        Method::GET if has("downloadid") && has("data") => read_data(state, &params),
-        Method::GET if has("downloadid") => {
-            let id = &params["downloadid"];
-            let dl = lock(&state.downloads)
-                .get(id)
-                .cloned()
-                .ok_or_else(|| no_such_download(id))?;
-            Ok(download_json(id, &dl))
-        }
+        Method::POST if has("downloads") => download::create(state, &project, &table, &params),
+        Method::GET if has("downloadid") && has("data") => download::read(state, &params),
+        Method::GET if has("downloadid") => download::session(state, &params),
         _ => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "InvalidArgument",
@@ -406,103 +391,4 @@ fn count_rows(types: &[ColumnType], bytes: &[u8]) -> Result<u64, ApiError> {
         n += 1;
     }
     Ok(n)
-}
-
-fn no_such_download(id: &str) -> ApiError {
-    ApiError::new(
-        StatusCode::NOT_FOUND,
-        "NoSuchDownload",
-        format!("download session {id} does not exist"),
-    )
-}
-
-fn create_download(
-    state: &AppState,
-    project: &str,
-    table: &str,
-    params: &HashMap<String, String>,
-) -> Result<Response, ApiError> {
-    let (meta, spec) = table_and_partition(state, project, table, params, false)?;
-    let keep = |p: Option<&PartitionSpec>| spec.is_none() || p == spec.as_ref();
-    let sets = state.store.data_sets(project, &meta, &keep)?;
-    let download = Download {
-        files: sets.iter().flat_map(Store::data_files).collect(),
-        count: sets.iter().map(|s| s.rows).sum(),
-        schema: TableSchema {
-            columns: meta.schema.columns.clone(),
-            partition_keys: meta.schema.partition_keys.clone(),
-        },
-    };
-    let id = format!(
-        "{}{:016x}",
-        chrono::Utc::now().format("%Y%m%d%H%M%S"),
-        rand::random::<u64>()
-    );
-    let resp = download_json(&id, &download);
-    lock(&state.downloads).insert(id, download);
-    Ok((StatusCode::CREATED, resp).into_response())
-}
-
-fn download_json(id: &str, dl: &Download) -> Response {
-    let body = serde_json::json!({"DownloadID": id, "Status": "NORMAL", "RecordCount": dl.count, "Schema": dl.schema, "QuotaName": ""});
-    ([("Content-Type", "application/json")], body.to_string()).into_response()
-}
-
-fn read_data(state: &AppState, params: &HashMap<String, String>) -> Result<Response, ApiError> {
-    let id = &params["downloadid"];
-    let dl = lock(&state.downloads)
-        .get(id)
-        .cloned()
-        .ok_or_else(|| no_such_download(id))?;
-    let range = params.get("rowrange").map(String::as_str).unwrap_or("");
-    let (start, count) = range
-        .trim_matches(|c| c == '(' || c == ')')
-        .split_once(',')
-        .and_then(|(s, c)| Some((s.trim().parse::<u64>().ok()?, c.trim().parse::<u64>().ok()?)))
-        .filter(|(s, c)| s + c <= dl.count)
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "InvalidRowRange",
-                format!("row range '{range}' is not within 0..{}", dl.count),
-            )
-        })?;
-    let all_types = dl.schema.column_types();
-    let picks: Vec<usize> = match params.get("columns").filter(|c| !c.is_empty()) {
-        None => (0..all_types.len()).collect(),
-        Some(cols) => cols
-            .split(',')
-            .map(|c| {
-                dl.schema
-                    .column_index(c.trim())
-                    .ok_or_else(|| ApiError::invalid(format!("no column '{c}'")))
-            })
-            .collect::<Result<_, _>>()?,
-    };
-    let out_types: Vec<ColumnType> = picks.iter().map(|&i| all_types[i].clone()).collect();
-    let mut writer = RecordWriter::new(&out_types, Vec::new());
-    let (mut seen, end) = (0u64, start + count);
-    'files: for file in &dl.files {
-        let bytes = std::fs::read(file).map_err(ApiError::io)?;
-        let mut reader = RecordReader::new(&all_types, &bytes);
-        while let Some(row) = reader
-            .next_row()
-            .map_err(|e| ApiError::internal(e.to_string()))?
-        {
-            if seen >= end {
-                break 'files;
-            }
-            if seen >= start {
-                let projected: Vec<Value> = picks.iter().map(|&i| row[i].clone()).collect();
-                writer
-                    .write(&projected)
-                    .map_err(|e| ApiError::internal(e.to_string()))?;
-            }
-            seen += 1;
-        }
-    }
-    let body = writer
-        .finish()
-        .map_err(|e| ApiError::internal(e.to_string()))?;
-    Ok(([("Content-Type", "application/octet-stream")], body).into_response())
 }
