@@ -26,12 +26,21 @@ pub(super) fn session(
     state: &AppState,
     params: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let id = &params["downloadid"];
+    let (id, dl) = find(state, params)?;
+    Ok(json(id, &dl))
+}
+
+/// The session `downloadid` names (a copy: the lock is not held while its files are read).
+fn find<'p>(
+    state: &AppState,
+    params: &'p HashMap<String, String>,
+) -> Result<(&'p str, Download), ApiError> {
+    let id = params["downloadid"].as_str();
     let dl = lock(&state.downloads)
         .get(id)
         .cloned()
         .ok_or_else(|| no_such_download(id))?;
-    Ok(json(id, &dl))
+    Ok((id, dl))
 }
 
 fn no_such_download(id: &str) -> ApiError {
@@ -78,11 +87,7 @@ pub(super) fn read(
     state: &AppState,
     params: &HashMap<String, String>,
 ) -> Result<Response, ApiError> {
-    let id = &params["downloadid"];
-    let dl = lock(&state.downloads)
-        .get(id)
-        .cloned()
-        .ok_or_else(|| no_such_download(id))?;
+    let (_, dl) = find(state, params)?;
     let range = params.get("rowrange").map(String::as_str).unwrap_or("");
     let (start, count) = range
         .trim_matches(|c| c == '(' || c == ')')
