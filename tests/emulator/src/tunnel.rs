@@ -22,6 +22,7 @@ pub use download::Download;
 
 /// MaxCompute's default largest STRING/BINARY cell.
 const MAX_FIELD_SIZE: usize = 8 * 1024 * 1024;
+
 pub async fn handle(
     state: &AppState,
     method: &Method,

@@ -51,6 +51,7 @@ fn no_such_download(id: &str) -> ApiError {
     )
 }
 
+/// Opens a download session over the table's (or one partition's) committed files.
 pub(super) fn create(
     state: &AppState,
     project: &str,
@@ -83,6 +84,7 @@ fn json(id: &str, dl: &Download) -> Response {
     ([("Content-Type", "application/json")], body.to_string()).into_response()
 }
 
+/// The rows of `rowrange`, in the `columns` asked for, as one record stream.
 pub(super) fn read(
     state: &AppState,
     params: &HashMap<String, String>,
