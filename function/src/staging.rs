@@ -48,8 +48,8 @@ pub enum StagingError {
         key: String,
         message: String,
     },
-    /// A background put ended without an answer (it panicked or was cancelled).
-    #[error("staging bucket {bucket}: a staging upload task ended abnormally: {message}")]
+    /// A background request ended without an answer (it panicked or was cancelled).
+    #[error("staging bucket {bucket}: a staging task ended abnormally: {message}")]
     Task { bucket: String, message: String },
 }
 
@@ -197,6 +197,15 @@ impl Staging {
             Ok(_) => Ok(Conditional::Written),
             Err(e) if is_conflict(&e) => Ok(Conditional::Conflict),
             Err(e) => Err(self.fail("create", &key, &e)),
+        }
+    }
+
+    /// The error for a request of this bucket's that ran as a task and ended without an answer
+    /// (it panicked or was aborted).
+    pub(crate) fn task_failed(&self, message: String) -> StagingError {
+        StagingError::Task {
+            bucket: self.bucket.clone(),
+            message,
         }
     }
 

@@ -544,6 +544,56 @@ fn log_objects_deleted_under_the_log_are_corruption_not_a_restart() {
 }
 
 #[test]
+fn a_staged_piece_gone_mid_load_is_named_and_the_load_finishes_once_it_is_back() {
+    // A joined block is read from the bucket while it is sent (docs/architecture.md, "Joining
+    // staged pieces into large blocks"): a piece that is gone stops the PUT part way, is named
+    // (not retried as a network error), and the session it had commits nothing until the load
+    // can send every piece.
+    let case = Case::new("piece_gone", 1, "[limits]\nbatch_records = 5\n");
+    case.produce(0, 0..20, 1);
+    let (ok, _, stderr) = case.k2mc(&["run"], &[("K2MC_FAULT_POINT", "after-session-open")]);
+    assert!(!ok && stderr.contains("after-session-open"), "{stderr}");
+    recorded_session(&case, "piece_gone");
+    let stack = shared_stack().unwrap();
+    let staging = rt().block_on(harness::stack::staging_client(stack, "k2mc"));
+    let record_key = {
+        let prefix = format!("loads/piece_gone/{}/{}/", harness::PROJECT, case.table);
+        let mut keys = list_keys(&prefix);
+        keys.sort();
+        keys.pop().unwrap()
+    };
+    let record: serde_json::Value = serde_json::from_slice(
+        &rt().block_on(staging.get(&record_key)).unwrap().unwrap().data,
+    )
+    .unwrap();
+    let pieces: Vec<String> = record["destinations"][0]["blocks"][0]["pieces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["key"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(pieces.len() >= 3, "one joined block of the four batches: {record}");
+    let gone = &pieces[pieces.len() / 2];
+    let saved = rt().block_on(staging.get(gone)).unwrap().unwrap();
+    rt().block_on(staging.delete(gone)).unwrap();
+    let (ok, _, stderr) = case.k2mc(&["run"], &[]);
+    assert!(
+        !ok && stderr.contains("a staged block of a load in flight is missing")
+            && stderr.contains(gone.as_str()),
+        "{stderr}"
+    );
+    assert!(
+        !stderr.contains("retrying"),
+        "a missing piece is not a network error: {stderr}"
+    );
+    case.assert_exactly_once(0);
+    rt().block_on(staging.put(gone, saved.data)).unwrap();
+    let (ok, _, stderr) = case.k2mc(&["run"], &[]);
+    assert!(ok, "{stderr}");
+    case.assert_exactly_once(20);
+}
+
+#[test]
 fn an_event_batch_not_finished_in_one_invocation_is_reported_failed_from_where_it_stopped() {
     // Audit F10e: an event partition stopped by the batch cap (or time, or a racing
     // invocation) was reported as success, so the mapping moved on and the rest waited for a

@@ -41,6 +41,9 @@ pub enum MaxComputeError {
         elapsed: Duration,
         last: String,
     },
+    /// A block body's source failed while the block was sent; its owner holds the reason.
+    #[error("{operation}: the block body could not be read")]
+    BodyUnreadable { operation: String },
     #[error("{operation}: unexpected response: {reason}")]
     Protocol { operation: String, reason: String },
     #[error("endpoint '{endpoint}' is not usable: {reason}")]

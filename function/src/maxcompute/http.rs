@@ -4,6 +4,7 @@
 //! times, other 4xx never.
 
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -12,6 +13,7 @@ use reqwest::{Method, StatusCode};
 use serde::Deserialize;
 use url::Url;
 
+use super::body::BodySource;
 use super::error::MaxComputeError;
 use super::sign::{self, CanonicalRequest, Credentials, SignatureVersion};
 
@@ -66,10 +68,10 @@ pub(crate) enum Payload {
         data: Bytes,
         content_type: &'static str,
     },
-    /// A block streamed with `Transfer-Encoding: chunked`, as both SDKs send blocks: its
-    /// parts one after another.
+    /// A block streamed with `Transfer-Encoding: chunked`, as both SDKs send blocks: read from
+    /// its source again for every attempt.
     Chunked {
-        data: Vec<Bytes>,
+        body: Arc<dyn BodySource>,
         content_encoding: Option<&'static str>,
     },
 }
@@ -144,7 +146,18 @@ impl Transport {
         let started = Instant::now();
         let (mut server_retries, mut throttle_retries) = (0u32, 0u32);
         loop {
-            let outcome = self.send_once(call).await;
+            let outcome = match self.send_once(call).await {
+                // The body's source failed, not the service or the network: sending again
+                // would read the same source again (its owner knows why; `body.rs`).
+                Err(MaxComputeError::Transport { .. })
+                    if matches!(&call.payload, Payload::Chunked { body, .. } if body.failed()) =>
+                {
+                    return Err(MaxComputeError::BodyUnreadable {
+                        operation: call.operation.clone(),
+                    });
+                }
+                outcome => outcome,
+            };
             let (retry_kind, err) = match outcome {
                 Ok(resp) => return Ok(resp),
                 Err(err) => match &err {
@@ -240,20 +253,12 @@ impl Transport {
                 req.header("Content-Type", *content_type).body(data.clone())
             }
             Payload::Chunked {
-                data,
+                body,
                 content_encoding,
             } => {
-                let chunks: Vec<Result<Bytes, std::io::Error>> = data
-                    .iter()
-                    .flat_map(|part| {
-                        (0..part.len())
-                            .step_by(64 * 1024)
-                            .map(|at| Ok(part.slice(at..(at + 64 * 1024).min(part.len()))))
-                    })
-                    .collect();
-                let mut req = req.header("Content-Type", "application/octet-stream").body(
-                    reqwest::Body::wrap_stream(futures_util::stream::iter(chunks)),
-                );
+                let mut req = req
+                    .header("Content-Type", "application/octet-stream")
+                    .body(reqwest::Body::wrap_stream(body.open()));
                 if let Some(enc) = content_encoding {
                     req = req.header("Content-Encoding", *enc);
                 }

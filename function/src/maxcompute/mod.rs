@@ -1,10 +1,11 @@
 //! The MaxCompute client: the load stage's only way into MaxCompute. It signs requests
 //! (`sign`), speaks the REST API for SQL and metadata (`sql`) and the Tunnel for batch upload and
 //! download (`tunnel`), and encodes rows in the Tunnel record stream (`k2mc_formats::tunnel`, re-exported here) and
-//! compressed blocks (`block`). The emulator under
+//! compressed blocks (`block`), sent from a body source (`body`). The emulator under
 //! `tests/emulator` reuses the codec and the signer to play the server side.
 
 mod block;
+mod body;
 mod client;
 mod error;
 mod http;
@@ -16,6 +17,10 @@ mod sql;
 mod tunnel;
 
 pub use block::{Block, decode_block, decompress, encode_block, lz4_frame};
+pub use body::{BodySource, BodyStream, BodyUnreadable, Parts};
+pub(crate) use body::slices;
+#[cfg(test)]
+pub(crate) use body::SEND_SLICE;
 pub use client::{ClientConfig, DEFAULT_REQUEST_TIMEOUT, MaxComputeClient};
 pub use error::MaxComputeError;
 pub use http::{DEFAULT_MAX_RETRY_DELAY, DEFAULT_MAX_SERVER_RETRIES, RetryPolicy};

@@ -3,10 +3,13 @@
 //! commit, and commits whose ambiguous failures are settled by reloading the session (`CLOSED`
 //! means committed). Downloads exist so that tests and the `status` command can read rows back.
 
+use std::sync::Arc;
+
 use reqwest::Method;
 use serde::Deserialize;
 
 use super::block::{Block, decode_block};
+use super::body::{BodySource, Parts};
 use super::client::MaxComputeClient;
 use super::error::MaxComputeError;
 use super::http::{Call, Payload};
@@ -118,6 +121,21 @@ impl MaxComputeClient {
         block_id: u32,
         block: &Block,
     ) -> Result<(), MaxComputeError> {
+        let body = Arc::new(Parts(block.data.clone()));
+        self.upload_body(session, block_id, body, block.compression)
+            .await
+    }
+
+    /// PUTs one block read from `body` as it is sent (from the start again on a retry); writing
+    /// the same block id again replaces it. A failure of the source itself is
+    /// [`MaxComputeError::BodyUnreadable`], never retried here.
+    pub async fn upload_body(
+        &self,
+        session: &UploadSession,
+        block_id: u32,
+        body: Arc<dyn BodySource>,
+        compression: Compression,
+    ) -> Result<(), MaxComputeError> {
         if block_id >= MAX_BLOCKS {
             return Err(MaxComputeError::BlockId { block_id });
         }
@@ -133,8 +151,8 @@ impl MaxComputeClient {
         call.params.push(("uploadid".into(), session.id.clone()));
         call.params.push(("blockid".into(), block_id.to_string()));
         call.payload = Payload::Chunked {
-            data: block.data.clone(),
-            content_encoding: block.compression.content_encoding(),
+            body,
+            content_encoding: compression.content_encoding(),
         };
         self.transport.execute(&call).await.map(|_| ())
     }

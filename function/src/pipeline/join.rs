@@ -32,7 +32,6 @@ pub struct JoinError {
 pub(crate) struct Piece<'a> {
     pub(crate) key: &'a str,
     pub(crate) data: Bytes,
-    pub(crate) rows: u64,
     pub(crate) join: Join,
 }
 
@@ -62,63 +61,137 @@ impl Piece<'_> {
     }
 }
 
-/// Joins `pieces` (at least one, all staged in `compression`) into one Tunnel block: its parts,
-/// to be sent one after another (the bodies are the pieces' own buffers, not copies).
+/// Joins `pieces` (at least one, all staged in `compression`, holding `rows` rows each) into one
+/// Tunnel block in memory:
+/// [`head`], every [`body`], [`tail`] — what the load's body source sends part by part
+/// (`pipeline/loader/body.rs`).
+#[cfg(test)]
 pub(crate) fn join(
     pieces: &[Piece<'_>],
+    rows: &[u64],
     compression: Compression,
 ) -> Result<Vec<Bytes>, JoinError> {
-    let (rows, checksum) = pieces.iter().fold((0u64, None), |(rows, crc), p| {
-        let crc = match crc {
-            None => p.join.checksum,
-            Some(c) => crc32c::crc32c_combine(c, p.join.checksum, 4 * p.rows as usize),
-        };
-        (rows + p.rows, Some(crc))
-    });
-    let footer = crate::maxcompute::footer(rows, checksum.unwrap_or(0));
+    let Some(first) = pieces.first() else {
+        return Ok(Vec::new());
+    };
+    let head = head(first, compression)?;
+    let mut out = vec![head.clone()];
+    for piece in pieces {
+        out.push(body(piece, compression, &head)?);
+    }
+    let joins = pieces.iter().zip(rows).map(|(p, &n)| (n, p.join));
+    out.push(tail(joins, compression)?);
+    Ok(out)
+}
+
+/// The start of a joined block: the zlib header (deflate) or the first piece's LZ4 frame header,
+/// which every other piece must share.
+pub(crate) fn head(first: &Piece<'_>, compression: Compression) -> Result<Bytes, JoinError> {
     match compression {
-        Compression::Deflate => join_deflate(pieces, &footer),
-        Compression::Lz4 => join_lz4(pieces, &footer),
-        Compression::None => Err(JoinError {
-            key: pieces.first().map(|p| p.key.to_owned()).unwrap_or_default(),
-            reason: "uncompressed blocks are never staged".into(),
-        }),
+        // CMF 0x78 (deflate, 32 KiB window), FLG 0x01 (fastest level, header checksum ok).
+        Compression::Deflate => Ok(Bytes::from_static(&[0x78, 0x01])),
+        Compression::Lz4 => first
+            .data
+            .get(..LZ4_HEADER)
+            .filter(|h| h[..4] == LZ4_MAGIC && h[4] == LZ4_FLG)
+            .map(Bytes::copy_from_slice)
+            .ok_or_else(|| {
+                first.fail("it is not an LZ4 frame of independent blocks without checksums")
+            }),
+        Compression::None => Err(first.fail("uncompressed blocks are never staged")),
     }
 }
 
-fn join_deflate(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<Bytes>, JoinError> {
-    let mut out = Vec::with_capacity(pieces.len() + 2);
-    // CMF 0x78 (deflate, 32 KiB window), FLG 0x01 (fastest level, header checksum ok).
-    out.push(Bytes::from_static(&[0x78, 0x01]));
-    let mut adler: Option<u32> = None;
-    for piece in pieces {
-        let body = piece.body(ZLIB_HEADER as usize)?;
-        // A sync flush ends with an empty stored block: 00 00 FF FF.
-        if !body.ends_with(&[0x00, 0x00, 0xff, 0xff]) {
-            return Err(piece.fail("its body does not end with a sync flush"));
+/// A piece's part of a joined block: its body (sharing its buffer), checked to end where the
+/// compressed stream can be cut and, for LZ4, to sit in a frame with the header `head`.
+pub(crate) fn body(
+    piece: &Piece<'_>,
+    compression: Compression,
+    head: &[u8],
+) -> Result<Bytes, JoinError> {
+    match compression {
+        Compression::Deflate => {
+            let body = piece.body(ZLIB_HEADER as usize)?;
+            // A sync flush ends with an empty stored block: 00 00 FF FF.
+            if !body.ends_with(&[0x00, 0x00, 0xff, 0xff]) {
+                return Err(piece.fail("its body does not end with a sync flush"));
+            }
+            Ok(body)
         }
-        out.push(body);
-        adler = Some(match adler {
-            None => piece.join.adler32,
-            Some(a) => zlib_rs::adler32::adler32_combine(a, piece.join.adler32, piece.join.raw),
-        });
+        Compression::Lz4 => {
+            if piece.data.get(..LZ4_HEADER) != Some(head) {
+                return Err(piece.fail("its LZ4 frame header differs from the first piece's"));
+            }
+            let body = piece.body(LZ4_HEADER)?;
+            // Walk the block sizes: the body must be whole blocks, without the end mark.
+            let mut at = 0usize;
+            while at < body.len() {
+                let size = body
+                    .get(at..at + 4)
+                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+                    .filter(|&s| s != 0)
+                    .ok_or_else(|| piece.fail("its body does not end on an LZ4 block"))?;
+                at += 4 + (size & !LZ4_STORED) as usize;
+            }
+            if at != body.len() {
+                return Err(piece.fail("its body does not end on an LZ4 block"));
+            }
+            Ok(body)
+        }
+        Compression::None => Err(piece.fail("uncompressed blocks are never staged")),
     }
-    let mut encoder = DeflateEncoder::new(Vec::with_capacity(32), Level::fast());
-    let mut tail = encoder
-        .write_all(footer)
-        .and_then(|()| encoder.finish())
-        .map_err(|e| JoinError {
+}
+
+/// The end of a joined block, from the pieces' rows and join records alone (no bytes): the
+/// footer (the counts summed, the CRCs of CRCs combined), for deflate as one fresh final block
+/// followed by the Adler-32 of everything combined, for LZ4 as one stored block and the end mark.
+pub(crate) fn tail(
+    pieces: impl IntoIterator<Item = (u64, Join)>,
+    compression: Compression,
+) -> Result<Bytes, JoinError> {
+    let (mut rows, mut checksum, mut adler) = (0u64, None, None);
+    for (n, join) in pieces {
+        checksum = Some(match checksum {
+            None => join.checksum,
+            Some(c) => crc32c::crc32c_combine(c, join.checksum, 4 * n as usize),
+        });
+        adler = Some(match adler {
+            None => join.adler32,
+            Some(a) => zlib_rs::adler32::adler32_combine(a, join.adler32, join.raw),
+        });
+        rows += n;
+    }
+    let footer = crate::maxcompute::footer(rows, checksum.unwrap_or(0));
+    match compression {
+        Compression::Deflate => {
+            let mut encoder = DeflateEncoder::new(Vec::with_capacity(32), Level::fast());
+            let mut tail = encoder
+                .write_all(&footer)
+                .and_then(|()| encoder.finish())
+                .map_err(|e| JoinError {
+                    key: String::new(),
+                    reason: e.to_string(),
+                })?;
+            let footer_adler = zlib_rs::adler32::adler32(1, &footer);
+            let total = match adler {
+                None => footer_adler,
+                Some(a) => zlib_rs::adler32::adler32_combine(a, footer_adler, footer.len() as u64),
+            };
+            tail.extend_from_slice(&total.to_be_bytes());
+            Ok(tail.into())
+        }
+        Compression::Lz4 => {
+            let mut tail = Vec::with_capacity(footer.len() + 8);
+            tail.extend_from_slice(&(footer.len() as u32 | LZ4_STORED).to_le_bytes());
+            tail.extend_from_slice(&footer);
+            tail.extend_from_slice(&0u32.to_le_bytes());
+            Ok(tail.into())
+        }
+        Compression::None => Err(JoinError {
             key: String::new(),
-            reason: e.to_string(),
-        })?;
-    let footer_adler = zlib_rs::adler32::adler32(1, footer);
-    let total = match adler {
-        None => footer_adler,
-        Some(a) => zlib_rs::adler32::adler32_combine(a, footer_adler, footer.len() as u64),
-    };
-    tail.extend_from_slice(&total.to_be_bytes());
-    out.push(tail.into());
-    Ok(out)
+            reason: "uncompressed blocks are never staged".into(),
+        }),
+    }
 }
 
 /// The LZ4 frame magic number as it is on the wire (0x184D2204, little-endian).
@@ -131,56 +204,15 @@ const LZ4_FLG: u8 = 0x60;
 /// A block's size word: the high bit set means its bytes are stored uncompressed.
 const LZ4_STORED: u32 = 0x8000_0000;
 
-fn join_lz4(pieces: &[Piece<'_>], footer: &[u8]) -> Result<Vec<Bytes>, JoinError> {
-    let Some(first) = pieces.first() else {
-        return Ok(Vec::new());
-    };
-    let header = first
-        .data
-        .get(..LZ4_HEADER)
-        .filter(|h| h[..4] == LZ4_MAGIC && h[4] == LZ4_FLG)
-        .ok_or_else(|| {
-            first.fail("it is not an LZ4 frame of independent blocks without checksums")
-        })?;
-    let mut out = Vec::with_capacity(pieces.len() + 2);
-    out.push(Bytes::copy_from_slice(header));
-    for piece in pieces {
-        if piece.data.get(..LZ4_HEADER) != Some(header) {
-            return Err(piece.fail("its LZ4 frame header differs from the first piece's"));
-        }
-        let body = piece.body(LZ4_HEADER)?;
-        // Walk the block sizes: the body must be whole blocks, without the end mark.
-        let mut at = 0usize;
-        while at < body.len() {
-            let size = body
-                .get(at..at + 4)
-                .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
-                .filter(|&s| s != 0)
-                .ok_or_else(|| piece.fail("its body does not end on an LZ4 block"))?;
-            at += 4 + (size & !LZ4_STORED) as usize;
-        }
-        if at != body.len() {
-            return Err(piece.fail("its body does not end on an LZ4 block"));
-        }
-        out.push(body);
-    }
-    let mut tail = Vec::with_capacity(footer.len() + 8);
-    tail.extend_from_slice(&(footer.len() as u32 | LZ4_STORED).to_le_bytes());
-    tail.extend_from_slice(footer);
-    tail.extend_from_slice(&0u32.to_le_bytes());
-    out.push(tail.into());
-    Ok(out)
-}
-
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use std::io::Write as _;
 
     use super::*;
     use crate::maxcompute::{ColumnType, RecordReader, RecordWriter, Value, decompress, lz4_frame};
 
     /// Encodes rows as the encode stage stages a block: header, body, flush, footer.
-    fn staged(
+    pub(crate) fn staged(
         types: &[ColumnType],
         rows: &[Vec<Value>],
         compression: Compression,
@@ -229,7 +261,7 @@ mod tests {
         (data.into(), join)
     }
 
-    fn rows(from: i64, n: i64) -> Vec<Vec<Value>> {
+    pub(crate) fn rows(from: i64, n: i64) -> Vec<Vec<Value>> {
         (from..from + n)
             .map(|i| {
                 vec![
@@ -241,16 +273,19 @@ mod tests {
     }
 
     fn pieces<'a>(staged: &'a [(Bytes, Join)], parts: &[Vec<Vec<Value>>]) -> Vec<Piece<'a>> {
+        assert_eq!(staged.len(), parts.len());
         staged
             .iter()
-            .zip(parts)
-            .map(|((data, join), r)| Piece {
+            .map(|(data, join)| Piece {
                 key: "k",
                 data: data.clone(),
-                rows: r.len() as u64,
                 join: *join,
             })
             .collect()
+    }
+
+    fn counts(parts: &[Vec<Vec<Value>>]) -> Vec<u64> {
+        parts.iter().map(|p| p.len() as u64).collect()
     }
 
     #[test]
@@ -268,7 +303,7 @@ mod tests {
                 let raw = decompress(data, compression).unwrap();
                 assert_eq!(&RecordReader::new(&types, &raw).read_all().unwrap(), want);
             }
-            let joined = join(&pieces(&staged, &parts), compression)
+            let joined = join(&pieces(&staged, &parts), &counts(&parts), compression)
                 .unwrap()
                 .concat();
             // The decoder checks the frame (and zlib's combined Adler-32); the reader checks
@@ -293,9 +328,9 @@ mod tests {
                 &[Piece {
                     key: "staged/x.blk",
                     data,
-                    rows: 2,
                     join: j,
                 }],
+                &[2],
                 compression,
             )
             .unwrap_err();
@@ -315,10 +350,10 @@ mod tests {
         let mut bytes = staged[1].0.to_vec();
         bytes[4] |= 0x04;
         staged[1].0 = bytes.into();
-        let err = join(&pieces(&staged, &parts), Compression::Lz4).unwrap_err();
+        let err = join(&pieces(&staged, &parts), &counts(&parts), Compression::Lz4).unwrap_err();
         assert!(err.to_string().contains("header differs"), "{err}");
         staged.swap(0, 1);
-        let err = join(&pieces(&staged, &parts), Compression::Lz4).unwrap_err();
+        let err = join(&pieces(&staged, &parts), &counts(&parts), Compression::Lz4).unwrap_err();
         assert!(err.to_string().contains("not an LZ4 frame"), "{err}");
     }
 }

@@ -4,17 +4,20 @@
 //! intent of a batch that a release before loads had already opened a session for
 //! ([`BatchLoad`], L4). A retry resumes the recorded session: a `CLOSED` session is already
 //! committed, a `NORMAL` one gets its blocks again (a re-PUT replaces a block) and is committed;
-//! only a session whose status proves it holds no rows is replaced. Blocks are read (and joined)
-//! one ahead of the upload, so memory stays at two blocks.
+//! only a session whose status proves it holds no rows is replaced. A block is read from the
+//! bucket while it is sent (`loader/body.rs`), so memory stays at about two staged pieces.
 
 use std::future::Future;
+use std::sync::Arc;
 
 use crate::error::{CommitUnknown, PipelineError};
 use crate::fault;
 use crate::maxcompute::{
-    Block, MaxComputeClient, MaxComputeError, PartitionSpec, SessionState, UploadSession,
+    MaxComputeClient, MaxComputeError, PartitionSpec, SessionState, UploadSession,
 };
 use crate::pipeline::commit::{CommitLog, Intent, SessionRecord};
+use crate::pipeline::loader::{BodyFailure, StagedBody, StagedPiece};
+use crate::staging::Staging;
 
 /// What loading did.
 #[derive(Debug, Clone, Default)]
@@ -36,12 +39,10 @@ pub(crate) trait Loading: Sized + Send + Sync {
     fn session_mut(&mut self, d: usize) -> &mut SessionRecord;
     /// The Tunnel block ids of destination `d`, in upload order.
     fn block_ids(&self, d: usize) -> Vec<u32>;
-    /// Block `i` of destination `d`, ready to upload.
-    fn block(
-        &self,
-        d: usize,
-        i: usize,
-    ) -> impl Future<Output = Result<Block, PipelineError>> + Send;
+    /// Block `i` of destination `d`: its body, read from the bucket as it is sent.
+    fn body(&self, d: usize, i: usize) -> Result<StagedBody<Staging>, PipelineError>;
+    /// The error for a body that stopped part way.
+    fn unreadable(&self, failure: BodyFailure) -> impl Future<Output = PipelineError> + Send;
     /// Records the change made to the sessions as the next version. `None`: ours is in force;
     /// otherwise another invocation changed it first, and this is theirs as stored.
     fn record(&mut self) -> impl Future<Output = Result<Option<Self>, PipelineError>> + Send;
@@ -145,23 +146,16 @@ pub(crate) async fn load<L: Loading>(
         };
         let ids = work.block_ids(d);
         let mut sent = Vec::with_capacity(ids.len());
-        // Each block is read (and joined) while the one before it uploads.
-        let mut next = match ids.first() {
-            Some(_) => Some(work.block(d, 0).await?),
-            None => None,
-        };
         for (i, &id) in ids.iter().enumerate() {
-            let Some(block) = next.take() else { break };
-            let ahead = async {
-                if i + 1 < ids.len() {
-                    work.block(d, i + 1).await.map(Some)
-                } else {
-                    Ok(None)
-                }
-            };
-            let (uploaded, read_ahead) =
-                tokio::join!(client.upload_block(&session, id, &block), ahead);
+            let body = Arc::new(work.body(d, i)?);
+            let compression = body.compression();
+            let uploaded = client
+                .upload_body(&session, id, body.clone(), compression)
+                .await;
             if let Err(err) = uploaded {
+                if let Some(failure) = body.failure() {
+                    return Err(work.unreadable(failure).await);
+                }
                 // A racing invocation may have committed this recorded session meanwhile.
                 let now = client
                     .reload_upload_session(table, partition.as_ref(), &session.id)
@@ -172,7 +166,6 @@ pub(crate) async fn load<L: Loading>(
                 }
                 return Err(err.into());
             }
-            next = read_ahead?;
             report.blocks_uploaded += 1;
             sent.push(id);
             fault::point("after-block");
@@ -252,13 +245,26 @@ impl Loading for BatchLoad<'_> {
             .collect()
     }
 
-    async fn block(&self, d: usize, i: usize) -> Result<Block, PipelineError> {
+    fn body(&self, d: usize, i: usize) -> Result<StagedBody<Staging>, PipelineError> {
         let staged = &self.intent.destinations[d].blocks[i];
-        Ok(Block {
-            data: vec![staged_block(self.log.staging(), &staged.key).await?],
-            compression: staged.compression,
+        let piece = StagedPiece {
+            key: staged.key.clone(),
             rows: staged.rows,
-        })
+            join: staged.join,
+        };
+        Ok(StagedBody::new(
+            self.log.staging().clone(),
+            staged.compression,
+            vec![piece],
+        )?)
+    }
+
+    async fn unreadable(&self, failure: BodyFailure) -> PipelineError {
+        match failure {
+            BodyFailure::Missing { key } => missing_block(key),
+            BodyFailure::Staging(e) => e.into(),
+            BodyFailure::Join(e) => e.into(),
+        }
     }
 
     async fn record(&mut self) -> Result<Option<Self>, PipelineError> {
@@ -320,17 +326,11 @@ impl Loading for BatchLoad<'_> {
     }
 }
 
-/// A staged block's bytes; missing is corruption (the bucket lost what an intent names).
-pub(crate) async fn staged_block(
-    staging: &crate::staging::Staging,
-    key: &str,
-) -> Result<bytes::Bytes, PipelineError> {
-    let obj = staging
-        .get(key)
-        .await?
-        .ok_or_else(|| PipelineError::Corrupt {
-            key: key.to_owned(),
-            reason: "a staged block of an intent is missing; a lifecycle rule on staged/ may be shorter than the longest a batch waits for its load".into(),
-        })?;
-    Ok(obj.data)
+/// A staged block of an intent is gone: corruption (the bucket lost what an intent names).
+fn missing_block(key: String) -> PipelineError {
+    PipelineError::Corrupt {
+        key,
+        reason: "a staged block of an intent is missing; a lifecycle rule on staged/ may be shorter than the longest a batch waits for its load".into(),
+    }
 }
+

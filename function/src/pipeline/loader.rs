@@ -17,9 +17,11 @@ use crate::staging::{Conditional, Staging};
 use k2mc_formats::config::LoadConfig;
 
 mod blocks;
+mod body;
 
 use blocks::TableLoad;
 pub(crate) use blocks::plan_blocks;
+pub(crate) use body::{BodyFailure, StagedBody, StagedPiece};
 
 /// Most batches one load takes: bounds the claims a load makes before its first session, and
 /// the record's size. What is left waits for the next load.

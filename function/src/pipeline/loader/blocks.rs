@@ -1,21 +1,16 @@
 //! What a load writes (`docs/architecture.md`, "Staging and loading"): the plan that joins a
 //! table's staged blocks into Tunnel blocks of at least `[load] block_bytes`, and the load as
-//! `load.rs`'s session logic sees it — its destinations, its blocks read back from the bucket and
-//! joined without recompressing (`join.rs`), and its record written as the next version.
-
-use bytes::Bytes;
+//! `load.rs`'s session logic sees it — its destinations, its blocks' bodies (read back from the
+//! bucket as they are sent and joined without recompressing, `body.rs`), and its record written
+//! as the next version.
 
 use super::super::commit::{
     Intent, LoadBlock, LoadDestination, LoadRecord, SessionRecord, TableQueue,
 };
-use super::super::join::{Piece, join};
 use super::super::load::Loading;
+use super::body::{BodyFailure, StagedBody, StagedPiece};
 use crate::error::{LoadCommitUnknown, PipelineError};
-use crate::maxcompute::Block;
-use crate::staging::Conditional;
-
-/// Staged blocks read at once while a joined block is put together.
-const PIECE_READS: usize = 8;
+use crate::staging::{Conditional, Staging};
 
 /// Per destination partition (in first-seen order), the staged blocks of `intents` joined into
 /// blocks of at least `block_bytes` uncompressed bytes: a block closes once it reaches the size,
@@ -126,7 +121,7 @@ impl Loading for TableLoad<'_> {
             .collect()
     }
 
-    async fn block(&self, d: usize, i: usize) -> Result<Block, PipelineError> {
+    fn body(&self, d: usize, i: usize) -> Result<StagedBody<Staging>, PipelineError> {
         let block = &self.record.destinations[d].blocks[i];
         // The plan joins pieces of one compression only.
         let compression = block
@@ -134,50 +129,28 @@ impl Loading for TableLoad<'_> {
             .first()
             .map(|p| p.compression)
             .unwrap_or_default();
-        let staging = self.queue.staging();
-        let mut datas: Vec<Bytes> = Vec::with_capacity(block.pieces.len());
-        for chunk in block.pieces.chunks(PIECE_READS) {
-            let mut reads = Vec::with_capacity(chunk.len());
-            for p in chunk {
-                reads.push(staging.get(&p.key));
-            }
-            for (p, data) in chunk
-                .iter()
-                .zip(futures_util::future::join_all(reads).await)
-            {
-                match data? {
-                    Some(obj) => datas.push(obj.data),
-                    None => return Err(self.missing(&p.key).await),
-                }
-            }
-        }
-        let data = match (block.pieces.as_slice(), datas.as_slice()) {
-            ([_], [only]) => vec![only.clone()],
-            _ => {
-                let mut pieces = Vec::with_capacity(datas.len());
-                for (p, data) in block.pieces.iter().zip(datas) {
-                    let Some(join) = p.join else {
-                        return Err(PipelineError::Corrupt {
-                            key: p.key.clone(),
-                            reason: "a block without join data was planned into a joined block"
-                                .into(),
-                        });
-                    };
-                    pieces.push(Piece {
-                        key: &p.key,
-                        data,
-                        rows: p.rows,
-                        join,
-                    });
-                }
-                join(&pieces, compression)?
-            }
-        };
-        Ok(Block {
-            data,
+        let pieces = block
+            .pieces
+            .iter()
+            .map(|p| StagedPiece {
+                key: p.key.clone(),
+                rows: p.rows,
+                join: p.join,
+            })
+            .collect();
+        Ok(StagedBody::new(
+            self.queue.staging().clone(),
             compression,
-            rows: block.rows,
-        })
+            pieces,
+        )?)
+    }
+
+    async fn unreadable(&self, failure: BodyFailure) -> PipelineError {
+        match failure {
+            BodyFailure::Missing { key } => self.missing(&key).await,
+            BodyFailure::Staging(e) => e.into(),
+            BodyFailure::Join(e) => e.into(),
+        }
     }
 
     async fn record(&mut self) -> Result<Option<Self>, PipelineError> {
