@@ -563,7 +563,11 @@ fn a_staged_piece_gone_mid_load_is_named_and_the_load_finishes_once_it_is_back()
         keys.pop().unwrap()
     };
     let record: serde_json::Value = serde_json::from_slice(
-        &rt().block_on(staging.get(&record_key)).unwrap().unwrap().data,
+        &rt()
+            .block_on(staging.get(&record_key))
+            .unwrap()
+            .unwrap()
+            .data,
     )
     .unwrap();
     let pieces: Vec<String> = record["destinations"][0]["blocks"][0]["pieces"]
@@ -572,7 +576,10 @@ fn a_staged_piece_gone_mid_load_is_named_and_the_load_finishes_once_it_is_back()
         .iter()
         .map(|p| p["key"].as_str().unwrap().to_owned())
         .collect();
-    assert!(pieces.len() >= 3, "one joined block of the four batches: {record}");
+    assert!(
+        pieces.len() >= 3,
+        "one joined block of the four batches: {record}"
+    );
     let gone = &pieces[pieces.len() / 2];
     let saved = rt().block_on(staging.get(gone)).unwrap().unwrap();
     rt().block_on(staging.delete(gone)).unwrap();

@@ -91,6 +91,13 @@ pub(crate) struct Call {
     pub payload: Payload,
 }
 
+impl Call {
+    /// True when the body's own source failed while this call was sent.
+    fn body_failed(&self) -> bool {
+        matches!(&self.payload, Payload::Chunked { body, .. } if body.failed())
+    }
+}
+
 /// A successful response.
 #[derive(Debug)]
 pub(crate) struct Response {
@@ -149,9 +156,7 @@ impl Transport {
             let outcome = match self.send_once(call).await {
                 // The body's source failed, not the service or the network: sending again
                 // would read the same source again (its owner knows why; `body.rs`).
-                Err(MaxComputeError::Transport { .. })
-                    if matches!(&call.payload, Payload::Chunked { body, .. } if body.failed()) =>
-                {
+                Err(MaxComputeError::Transport { .. }) if call.body_failed() => {
                     return Err(MaxComputeError::BodyUnreadable {
                         operation: call.operation.clone(),
                     });

@@ -17,10 +17,10 @@ mod sql;
 mod tunnel;
 
 pub use block::{Block, decode_block, decompress, encode_block, lz4_frame};
-pub use body::{BodySource, BodyStream, BodyUnreadable, Parts};
-pub(crate) use body::slices;
 #[cfg(test)]
 pub(crate) use body::SEND_SLICE;
+pub(crate) use body::slices;
+pub use body::{BodySource, BodyStream, BodyUnreadable, Parts};
 pub use client::{ClientConfig, DEFAULT_REQUEST_TIMEOUT, MaxComputeClient};
 pub use error::MaxComputeError;
 pub use http::{DEFAULT_MAX_RETRY_DELAY, DEFAULT_MAX_SERVER_RETRIES, RetryPolicy};

@@ -333,4 +333,3 @@ fn missing_block(key: String) -> PipelineError {
         reason: "a staged block of an intent is missing; a lifecycle rule on staged/ may be shorter than the longest a batch waits for its load".into(),
     }
 }
-

@@ -21,7 +21,9 @@ use crate::maxcompute::{BodySource, BodyStream, BodyUnreadable, Compression, sli
 use crate::staging::{Staging, StagingError};
 
 /// Where a body's pieces are read from: the staging bucket, or memory in the tests.
-pub(crate) trait PieceStore: Clone + Unpin + Send + Sync + std::fmt::Debug + 'static {
+pub(crate) trait PieceStore:
+    Clone + Unpin + Send + Sync + std::fmt::Debug + 'static
+{
     /// A staged piece's bytes; `None` when it is gone.
     fn read(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, StagingError>> + Send;
     /// The error for a read that ended without an answer (its task panicked or was aborted).

@@ -39,7 +39,11 @@ fn body_of(
     for (i, r) in parts.iter().enumerate() {
         let (data, join) = staged(&TYPES, r, compression);
         let key = format!("p{i}");
-        store.objects.lock().unwrap().insert(key.clone(), data.clone());
+        store
+            .objects
+            .lock()
+            .unwrap()
+            .insert(key.clone(), data.clone());
         pieces.push(StagedPiece {
             key,
             rows: r.len() as u64,
@@ -72,8 +76,13 @@ async fn a_joined_body_streams_the_joined_block_and_again_from_the_start_on_ever
         let counts: Vec<u64> = parts.iter().map(|p| p.len() as u64).collect();
         let whole = join::join(&pieces, &counts, compression).unwrap().concat();
         for attempt in 1..=2 {
-            let parts_sent: Vec<Bytes> = sent(&body).await.into_iter().map(Result::unwrap).collect();
-            assert!(parts_sent.iter().all(|p| p.len() <= crate::maxcompute::SEND_SLICE));
+            let parts_sent: Vec<Bytes> =
+                sent(&body).await.into_iter().map(Result::unwrap).collect();
+            assert!(
+                parts_sent
+                    .iter()
+                    .all(|p| p.len() <= crate::maxcompute::SEND_SLICE)
+            );
             let bytes = parts_sent.concat();
             assert_eq!(bytes, whole, "{compression}, attempt {attempt}");
             let raw = decompress(&bytes, compression).unwrap();
