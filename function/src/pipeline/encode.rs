@@ -48,10 +48,16 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(compression: Compression) -> Result<Sink, EncodeError> {
+    /// A sink for a block closed at `block_bytes` uncompressed bytes.
+    fn new(compression: Compression, block_bytes: usize) -> Result<Sink, EncodeError> {
+        // Room for the whole block from the start: growing the buffer by doubling copied every
+        // block's compressed bytes again and faulted in fresh pages for each copy (about 3 % of
+        // the CPU, `docs/bench/README.md`, "The encode's block buffer sized once"). Pages the
+        // block never writes are never touched, so the reservation costs no memory.
+        let out = || Vec::with_capacity(compressed_bound(block_bytes));
         let codec = match compression {
-            Compression::Deflate => Codec::Deflate(ZlibEncoder::new(Vec::new(), Level::fast()), 1),
-            Compression::Lz4 => Codec::Lz4(lz4_frame(Vec::new()).map_err(wire)?),
+            Compression::Deflate => Codec::Deflate(ZlibEncoder::new(out(), Level::fast()), 1),
+            Compression::Lz4 => Codec::Lz4(lz4_frame(out()).map_err(wire)?),
             Compression::None => return Err(wire("staged blocks are compressed")),
         };
         let mut sink = Sink {
@@ -111,6 +117,15 @@ impl Write for Sink {
             Codec::Lz4(l) => l.flush(),
         }
     }
+}
+
+/// At least the compressed size of a block of `block_bytes` uncompressed bytes that does not
+/// compress: LZ4 adds 4 bytes per 64 KiB block, stored deflate blocks 5 per 64 KiB, plus the
+/// headers, the footer and the record that passes the size.
+fn compressed_bound(block_bytes: usize) -> usize {
+    block_bytes
+        .saturating_add(block_bytes / 8192)
+        .saturating_add(64 * 1024)
 }
 
 type BlockWriter<'s> = RecordWriter<'s, Sink>;
@@ -293,7 +308,7 @@ impl<'s> Encoder<'s> {
         let opened = dest.open.is_none();
         if opened {
             dest.open = Some(Open {
-                writer: RecordWriter::new(types, Sink::new(self.compression)?),
+                writer: RecordWriter::new(types, Sink::new(self.compression, self.block_bytes)?),
                 used,
             });
         }
