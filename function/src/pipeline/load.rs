@@ -16,7 +16,7 @@ use crate::maxcompute::{
     MaxComputeClient, MaxComputeError, PartitionSpec, SessionState, UploadSession,
 };
 use crate::pipeline::commit::{CommitLog, Intent, SessionRecord};
-use crate::pipeline::loader::{BodyFailure, StagedBody, StagedPiece};
+use crate::pipeline::loader::{BodyFailure, StagedBody};
 use crate::staging::Staging;
 
 /// What loading did.
@@ -41,8 +41,8 @@ pub(crate) trait Loading: Sized + Send + Sync {
     fn block_ids(&self, d: usize) -> Vec<u32>;
     /// Block `i` of destination `d`: its body, read from the bucket as it is sent.
     fn body(&self, d: usize, i: usize) -> Result<StagedBody<Staging>, PipelineError>;
-    /// The error for a body that stopped part way.
-    fn unreadable(&self, failure: BodyFailure) -> impl Future<Output = PipelineError> + Send;
+    /// The error for a staged block of this work that is gone from the bucket.
+    fn missing(&self, key: String) -> impl Future<Output = PipelineError> + Send;
     /// Records the change made to the sessions as the next version. `None`: ours is in force;
     /// otherwise another invocation changed it first, and this is theirs as stored.
     fn record(&mut self) -> impl Future<Output = Result<Option<Self>, PipelineError>> + Send;
@@ -153,8 +153,12 @@ pub(crate) async fn load<L: Loading>(
                 .upload_body(&session, id, body.clone(), compression)
                 .await;
             if let Err(err) = uploaded {
-                if let Some(failure) = body.failure() {
-                    return Err(work.unreadable(failure).await);
+                // The body's own failure, not the Tunnel's (`loader/body.rs`).
+                match body.failure() {
+                    Some(BodyFailure::Missing { key }) => return Err(work.missing(key).await),
+                    Some(BodyFailure::Staging(e)) => return Err(e.into()),
+                    Some(BodyFailure::Join(e)) => return Err(e.into()),
+                    None => {}
                 }
                 // A racing invocation may have committed this recorded session meanwhile.
                 let now = client
@@ -246,24 +250,15 @@ impl Loading for BatchLoad<'_> {
     }
 
     fn body(&self, d: usize, i: usize) -> Result<StagedBody<Staging>, PipelineError> {
-        let staged = &self.intent.destinations[d].blocks[i];
-        let piece = StagedPiece {
-            key: staged.key.clone(),
-            rows: staged.rows,
-            join: staged.join,
-        };
-        Ok(StagedBody::new(
-            self.log.staging().clone(),
-            staged.compression,
-            vec![piece],
-        )?)
+        let staged = self.intent.destinations[d].blocks[i].clone();
+        Ok(StagedBody::new(self.log.staging().clone(), vec![staged])?)
     }
 
-    async fn unreadable(&self, failure: BodyFailure) -> PipelineError {
-        match failure {
-            BodyFailure::Missing { key } => missing_block(key),
-            BodyFailure::Staging(e) => e.into(),
-            BodyFailure::Join(e) => e.into(),
+    async fn missing(&self, key: String) -> PipelineError {
+        // Corruption: the bucket lost what an intent names.
+        PipelineError::Corrupt {
+            key,
+            reason: "a staged block of an intent is missing; a lifecycle rule on staged/ may be shorter than the longest a batch waits for its load".into(),
         }
     }
 
@@ -323,13 +318,5 @@ impl Loading for BatchLoad<'_> {
             table: table.to_owned(),
             destination: self.intent.destinations[d].partition.clone(),
         }))
-    }
-}
-
-/// A staged block of an intent is gone: corruption (the bucket lost what an intent names).
-fn missing_block(key: String) -> PipelineError {
-    PipelineError::Corrupt {
-        key,
-        reason: "a staged block of an intent is missing; a lifecycle rule on staged/ may be shorter than the longest a batch waits for its load".into(),
     }
 }

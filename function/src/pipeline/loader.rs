@@ -21,7 +21,7 @@ mod body;
 
 use blocks::TableLoad;
 pub(crate) use blocks::plan_blocks;
-pub(crate) use body::{BodyFailure, StagedBody, StagedPiece};
+pub(crate) use body::{BodyFailure, StagedBody};
 
 /// Most batches one load takes: bounds the claims a load makes before its first session, and
 /// the record's size. What is left waits for the next load.

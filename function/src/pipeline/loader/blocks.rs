@@ -8,7 +8,7 @@ use super::super::commit::{
     Intent, LoadBlock, LoadDestination, LoadRecord, SessionRecord, TableQueue,
 };
 use super::super::load::Loading;
-use super::body::{BodyFailure, StagedBody, StagedPiece};
+use super::body::StagedBody;
 use crate::error::{LoadCommitUnknown, PipelineError};
 use crate::staging::{Conditional, Staging};
 
@@ -78,24 +78,6 @@ pub(super) struct TableLoad<'a> {
     pub(super) version: u32,
 }
 
-impl TableLoad<'_> {
-    /// The error for a staged block of this load that is gone: another loader finished the load
-    /// and cleaned up while this one was still reading (a lost race, nothing to report), or
-    /// something deleted staged objects (corrupt).
-    async fn missing(&self, key: &str) -> PipelineError {
-        match self.queue.load_record(&self.record.id).await {
-            Ok(Some((theirs, _))) if !theirs.done => PipelineError::Corrupt {
-                key: key.to_owned(),
-                reason: "a staged block of a load in flight is missing; a lifecycle rule on staged/ may be shorter than the longest a batch waits for its load".into(),
-            },
-            Ok(_) => PipelineError::LoadRaced {
-                load: self.record.id.clone(),
-            },
-            Err(e) => e,
-        }
-    }
-}
-
 impl Loading for TableLoad<'_> {
     fn destinations(&self) -> usize {
         self.record.destinations.len()
@@ -123,33 +105,22 @@ impl Loading for TableLoad<'_> {
 
     fn body(&self, d: usize, i: usize) -> Result<StagedBody<Staging>, PipelineError> {
         let block = &self.record.destinations[d].blocks[i];
-        // The plan joins pieces of one compression only.
-        let compression = block
-            .pieces
-            .first()
-            .map(|p| p.compression)
-            .unwrap_or_default();
-        let pieces = block
-            .pieces
-            .iter()
-            .map(|p| StagedPiece {
-                key: p.key.clone(),
-                rows: p.rows,
-                join: p.join,
-            })
-            .collect();
-        Ok(StagedBody::new(
-            self.queue.staging().clone(),
-            compression,
-            pieces,
-        )?)
+        let staging = self.queue.staging().clone();
+        Ok(StagedBody::new(staging, block.pieces.clone())?)
     }
 
-    async fn unreadable(&self, failure: BodyFailure) -> PipelineError {
-        match failure {
-            BodyFailure::Missing { key } => self.missing(&key).await,
-            BodyFailure::Staging(e) => e.into(),
-            BodyFailure::Join(e) => e.into(),
+    async fn missing(&self, key: String) -> PipelineError {
+        // Another loader finished the load and cleaned up while this one was still reading (a
+        // lost race, nothing to report), or something deleted staged objects (corrupt).
+        match self.queue.load_record(&self.record.id).await {
+            Ok(Some((theirs, _))) if !theirs.done => PipelineError::Corrupt {
+                key,
+                reason: "a staged block of a load in flight is missing; a lifecycle rule on staged/ may be shorter than the longest a batch waits for its load".into(),
+            },
+            Ok(_) => PipelineError::LoadRaced {
+                load: self.record.id.clone(),
+            },
+            Err(e) => e,
         }
     }
 

@@ -15,7 +15,7 @@ use bytes::Bytes;
 use futures_util::StreamExt as _;
 use futures_util::stream::{self, BoxStream};
 
-use super::super::commit::Join;
+use super::super::commit::StagedBlock;
 use super::super::join::{self, JoinError, Piece};
 use crate::maxcompute::{BodySource, BodyStream, BodyUnreadable, Compression, slices};
 use crate::staging::{Staging, StagingError};
@@ -51,33 +51,22 @@ pub(crate) enum BodyFailure {
     Join(JoinError),
 }
 
-/// One staged piece of a block, as the load record names it.
-#[derive(Debug, Clone)]
-pub(crate) struct StagedPiece {
-    pub(crate) key: String,
-    pub(crate) rows: u64,
-    /// `None`: staged before join data was recorded; such a piece is always a block alone.
-    pub(crate) join: Option<Join>,
-}
-
 /// A block's body read from the bucket as it is sent.
 #[derive(Debug)]
 pub(crate) struct StagedBody<S> {
     store: S,
     compression: Compression,
-    pieces: Arc<[StagedPiece]>,
+    pieces: Arc<[StagedBlock]>,
     /// The joined block's end; `None` for a block of one piece, sent as staged.
     tail: Option<Bytes>,
     failure: Arc<Mutex<Option<BodyFailure>>>,
 }
 
 impl<S: PieceStore> StagedBody<S> {
-    /// The body of a block of `pieces` (at least one) staged in `compression`.
-    pub(crate) fn new(
-        store: S,
-        compression: Compression,
-        pieces: Vec<StagedPiece>,
-    ) -> Result<Self, JoinError> {
+    /// The body of a block of `pieces` (at least one, all in one compression: the plan joins
+    /// no others).
+    pub(crate) fn new(store: S, pieces: Vec<StagedBlock>) -> Result<Self, JoinError> {
+        let compression = pieces.first().map(|p| p.compression).unwrap_or_default();
         let tail = match pieces.as_slice() {
             [_] => None,
             _ => {
@@ -168,7 +157,7 @@ impl<S: PieceStore> BodySource for StagedBody<S> {
 /// One pass over a body: the parts of the next piece per step, then the tail.
 struct Walk {
     reads: BoxStream<'static, Result<Option<Bytes>, StagingError>>,
-    pieces: Arc<[StagedPiece]>,
+    pieces: Arc<[StagedBlock]>,
     compression: Compression,
     tail: Option<Bytes>,
     /// Whether the pieces are joined (more than one), not sent as staged.

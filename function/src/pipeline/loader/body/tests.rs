@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use super::*;
 use crate::maxcompute::{ColumnType, RecordReader, Value, decompress};
+use crate::pipeline::commit::Join;
 use crate::pipeline::join::tests::{rows, staged};
 
 /// Staged pieces in memory, counting the reads started.
@@ -44,14 +45,16 @@ fn body_of(
             .lock()
             .unwrap()
             .insert(key.clone(), data.clone());
-        pieces.push(StagedPiece {
+        pieces.push(StagedBlock {
+            id: i as u32,
             key,
             rows: r.len() as u64,
+            compression,
             join: Some(join),
         });
         staged_all.push((data, join));
     }
-    let body = StagedBody::new(store.clone(), compression, pieces).unwrap();
+    let body = StagedBody::new(store.clone(), pieces).unwrap();
     (store, body, staged_all)
 }
 
@@ -155,26 +158,22 @@ async fn a_piece_that_does_not_match_its_join_record_stops_the_body() {
 
 #[test]
 fn a_joined_block_of_a_piece_without_join_data_is_refused_before_anything_is_sent() {
+    let piece = |key: &str, join| StagedBlock {
+        id: 0,
+        key: key.into(),
+        rows: 1,
+        compression: Compression::Lz4,
+        join,
+    };
+    let join = Join {
+        body: 1,
+        raw: 1,
+        adler32: 0,
+        checksum: 0,
+    };
     let err = StagedBody::new(
         Memory::default(),
-        Compression::Lz4,
-        vec![
-            StagedPiece {
-                key: "a".into(),
-                rows: 1,
-                join: Some(Join {
-                    body: 1,
-                    raw: 1,
-                    adler32: 0,
-                    checksum: 0,
-                }),
-            },
-            StagedPiece {
-                key: "b".into(),
-                rows: 1,
-                join: None,
-            },
-        ],
+        vec![piece("a", Some(join)), piece("b", None)],
     )
     .map(|_| ())
     .unwrap_err();
