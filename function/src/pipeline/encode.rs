@@ -51,9 +51,10 @@ impl Sink {
     /// A sink for a block closed at `block_bytes` uncompressed bytes.
     fn new(compression: Compression, block_bytes: usize) -> Result<Sink, EncodeError> {
         // Room for the whole block from the start: growing the buffer by doubling copied every
-        // block's compressed bytes again and faulted in fresh pages for each copy (about 3 % of
-        // the CPU, `docs/bench/README.md`, "The encode's block buffer sized once"). Pages the
-        // block never writes are never touched, so the reservation costs no memory.
+        // block's compressed bytes again and held the old and the new buffer at once (50 MB of
+        // peak RSS at 10 KB records; the CPU it saved was within the spread, `docs/bench/
+        // README.md`, "The encode's block buffer sized once"). Pages the block never writes are
+        // never touched, so the reservation costs no memory.
         let out = || Vec::with_capacity(compressed_bound(block_bytes));
         let codec = match compression {
             Compression::Deflate => Codec::Deflate(ZlibEncoder::new(out(), Level::fast()), 1),
