@@ -2,6 +2,9 @@
 //! picks a row's partition from one of its columns (event time, so late records land where they
 //! belong), and `ds=${yyyymmdd}` (DataWorks' tokens, or `${bizdate}`) from the trigger time. Pure.
 
+use std::sync::LazyLock;
+
+use chrono::format::{Item, StrftimeItems};
 use chrono::{DateTime, Duration, Utc};
 
 use super::encode::RowError;
@@ -15,9 +18,29 @@ enum Piece {
     Column {
         index: usize,
         name: String,
-        format: Option<String>,
+        format: Option<TimeFormat>,
     },
 }
+
+/// A strftime format, read once when the template is parsed: reading the format text again for
+/// every row was about 1 % of the function's CPU (`docs/bench/README.md`, "Partition formats
+/// read once"), and a format that cannot be read is a configuration error, not a dead letter
+/// per row.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct TimeFormat(Vec<Item<'static>>);
+
+impl TimeFormat {
+    fn parse(text: &str) -> Option<TimeFormat> {
+        StrftimeItems::new(text)
+            .parse_to_owned()
+            .ok()
+            .map(TimeFormat)
+    }
+}
+
+/// A time column's value without a format: the day (`20240501`).
+static DAY: LazyLock<TimeFormat> =
+    LazyLock::new(|| TimeFormat::parse("%Y%m%d").unwrap_or(TimeFormat(Vec::new())));
 
 /// A parsed template: partition keys and how each value is made.
 #[derive(Debug, Clone, Default)]
@@ -105,7 +128,14 @@ impl Router {
                         .ok_or_else(|| err(format!("unclosed {{ in {part:?}")))?;
                     let inner = &after[..end];
                     let (name, format) = match inner.split_once(':') {
-                        Some((n, f)) => (n.trim(), Some(f.to_owned())),
+                        Some((n, f)) => {
+                            let format = TimeFormat::parse(f).ok_or_else(|| {
+                                err(format!(
+                                    "{{{inner}}} in maxcompute.partition: {f:?} is not a strftime format; use specifiers such as %Y%m%d or %H"
+                                ))
+                            })?;
+                            (n.trim(), Some(format))
+                        }
                         None => (inner.trim(), None),
                     };
                     let index = columns
@@ -188,7 +218,7 @@ impl Router {
                         format,
                     } => {
                         let cell = cells.get(*index).unwrap_or(&Cell::Null);
-                        render(cell, format.as_deref(), &mut out).map_err(|why| {
+                        render(cell, format.as_ref(), &mut out).map_err(|why| {
                             RowError::new(
                                 "bad-partition",
                                 format!("partition column {name}: {why}"),
@@ -209,7 +239,7 @@ impl Router {
     }
 }
 
-fn render(cell: &Cell, format: Option<&str>, out: &mut String) -> Result<(), String> {
+fn render(cell: &Cell, format: Option<&TimeFormat>, out: &mut String) -> Result<(), String> {
     use std::fmt::Write as _;
     let time = match cell {
         Cell::Datetime(ms) => DateTime::from_timestamp_millis(*ms),
@@ -236,8 +266,9 @@ fn render(cell: &Cell, format: Option<&str>, out: &mut String) -> Result<(), Str
         }
     };
     let time = time.ok_or("is out of the time range")?;
-    let format = format.unwrap_or("%Y%m%d");
-    write!(out, "{}", time.format(format)).map_err(|_| format!("bad time format {format:?}"))
+    let TimeFormat(items) = format.unwrap_or(&DAY);
+    write!(out, "{}", time.format_with_items(items.iter()))
+        .map_err(|_| "cannot be written in the partition's time format".into())
 }
 
 #[cfg(test)]
@@ -276,6 +307,39 @@ mod tests {
                 .message
                 .contains("ts")
         );
+    }
+
+    #[test]
+    fn formats_are_read_once_and_write_what_chrono_writes() {
+        let ms = 1_714_547_289_123_i64;
+        for f in ["%Y%m%d", "%Y-%m-%d", "%H", "%Y%m%d%H%M%S", "%j", "x%%y", ""] {
+            let r = Router::new(
+                &format!("ds={{ts:{f}}}x"),
+                &["ds".into()],
+                &["ts".into()],
+                t(),
+            )
+            .unwrap();
+            let want = DateTime::from_timestamp_millis(ms).unwrap().format(f);
+            let got = r.route(&[Cell::Datetime(ms)]);
+            if f.is_empty() {
+                // Nothing but the text after it: still a value.
+                assert_eq!(got.unwrap(), "ds=x");
+            } else {
+                assert_eq!(got.unwrap(), format!("ds={want}x"), "{f}");
+            }
+        }
+        // A time column without a format is its day.
+        let r = Router::new("ds={ts}", &["ds".into()], &["ts".into()], t()).unwrap();
+        assert_eq!(r.route(&[Cell::Datetime(ms)]).unwrap(), "ds=20240501");
+    }
+
+    #[test]
+    fn a_format_that_cannot_be_read_is_refused_with_the_template() {
+        let e = Router::new("ds={ts:%Q}", &["ds".into()], &["ts".into()], t())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("{ts:%Q}") && e.contains("strftime"), "{e}");
     }
 
     #[test]

@@ -207,7 +207,7 @@ mod component {
     ) -> Result<Vec<Cell>, (String, String)> {
         let mut picked = match (&record.value, &plan.selection) {
             (Some(bytes), Some(selection)) => match plan.value_type {
-                BytesType::String => std::str::from_utf8(bytes)
+                BytesType::String => simdutf8::basic::from_utf8(bytes)
                     .map_err(|_| bad_json(bytes))
                     .and_then(|text| {
                         selection
