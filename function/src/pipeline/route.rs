@@ -23,8 +23,8 @@ enum Piece {
 }
 
 /// A strftime format, read once when the template is parsed: reading the format text again for
-/// every row was about 1 % of the function's CPU (`docs/bench/README.md`, "Partition formats
-/// read once"), and a format that cannot be read is a configuration error, not a dead letter
+/// every row was about 1 % of the function's CPU (`docs/bench/README.md`, "Per-record
+/// leftovers of the profile"), and a format that cannot be read is a configuration error, not a dead letter
 /// per row.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct TimeFormat(Vec<Item<'static>>);

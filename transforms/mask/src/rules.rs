@@ -121,7 +121,7 @@ impl Plan {
 
 /// A SHA-256 digest as lower-case hex, written into one buffer of its final size (`hex::encode`
 /// pushes one `char` at a time into a growing `String`: a measurable share of `mask`'s time,
-/// `docs/bench/README.md`, "Masking without per-character work").
+/// `docs/bench/README.md`, "Per-record leftovers of the profile").
 fn hex_digest(digest: [u8; 32]) -> String {
     let mut text = [0u8; 64];
     // 64 bytes always hold 32 bytes as hex, and hex digits are ASCII: neither step can fail.
