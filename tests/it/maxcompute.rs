@@ -352,3 +352,74 @@ fn joined_lz4_blocks_as_sent_are_read_by_pyodps() -> anyhow::Result<()> {
     assert_eq!(case.landed().len(), n as usize);
     Ok(())
 }
+
+/// A load sends up to `load.parallel_blocks` blocks of a session at once (`docs/architecture.md`,
+/// the load protocol): one at a time when set to 1; several at once by default, through dropped
+/// block uploads and a crash between blocks, with every record landing once (pyodps reads).
+#[test]
+fn blocks_of_one_session_go_at_once_and_land_once_through_drops_and_a_crash() -> anyhow::Result<()>
+{
+    let data = tempfile::tempdir()?;
+    let bodies = tempfile::tempdir()?;
+    let emulator = Emulator::start_with(
+        data.path(),
+        &["--keep-bodies", bodies.path().to_str().unwrap_or_default()],
+    )?;
+    // 64 KiB staged pieces joined two by two: each load's session has several blocks.
+    let case = Case::on(
+        "parallel_blocks",
+        1,
+        "[limits]\nblock_bytes = 65536\n\n[load]\nblock_bytes = 131072\n",
+        "ds=x",
+        &emulator,
+        &shared_stack()?.bootstrap(),
+    );
+    let in_flight = || -> anyhow::Result<u64> {
+        Ok(emulator.faults()?["blocks_in_flight_max"]
+            .as_u64()
+            .unwrap_or_default())
+    };
+    let n = 4000;
+    case.produce(0, 0..n, 1);
+    let (ok, out, err) = case.k2mc(&["run"], &[("K2MC__LOAD__PARALLEL_BLOCKS", "1")]);
+    assert!(ok, "{err}\n{out}");
+    case.assert_exactly_once(n as usize);
+    assert_eq!(
+        in_flight()?,
+        1,
+        "parallel_blocks = 1 sends one block at a time"
+    );
+    let mut per_session = std::collections::BTreeMap::<String, usize>::new();
+    for entry in std::fs::read_dir(bodies.path())? {
+        let name = entry?.file_name().to_string_lossy().into_owned();
+        let session = name.split('.').next().unwrap_or_default().to_owned();
+        *per_session.entry(session).or_default() += 1;
+    }
+    assert!(
+        per_session.values().any(|b| *b >= 2),
+        "a session of several blocks: {per_session:?}"
+    );
+
+    // The default: dropped uploads are retried beside the blocks still going. The emulator
+    // answers a block once its body has arrived; the latency keeps each one in flight there.
+    case.produce(0, n..2 * n, 1);
+    emulator.set_faults(&serde_json::json!({"fail_blocks": 2, "latency_ms": 150}))?;
+    let (ok, out, err) = case.k2mc(&["run"], &[]);
+    emulator.set_faults(&serde_json::json!({}))?;
+    assert!(ok, "{err}\n{out}");
+    assert_eq!(emulator.faults()?["fired"]["fail_blocks"], 2);
+    assert!(in_flight()? >= 2, "blocks went one at a time");
+    case.assert_exactly_once(2 * n as usize);
+
+    // A crash once the second block is in: some blocks of the session were sent, others were in
+    // flight; the next run resumes the recorded session and sends every block again.
+    case.produce(0, 2 * n..3 * n, 1);
+    let (ok, _, err) = case.k2mc(&["run"], &[("K2MC_FAULT_POINT", "after-block:2")]);
+    assert!(!ok && err.contains("after-block"), "{err}");
+    case.assert_exactly_once(2 * n as usize);
+    let (ok, out, err) = case.k2mc(&["run"], &[]);
+    assert!(ok, "{err}\n{out}");
+    case.assert_exactly_once(3 * n as usize);
+    case.assert_log_chains(0);
+    Ok(())
+}

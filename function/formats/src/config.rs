@@ -27,6 +27,10 @@ pub const DEFAULT_MEMORY_LIMIT: usize = 128 * 1024 * 1024;
 /// Default wall-time budget per transform call (`[[transforms]] deadline_ms`).
 pub const DEFAULT_CALL_DEADLINE: Duration = Duration::from_secs(2);
 
+/// The most blocks of one session a load sends at once (`load.parallel_blocks`): each holds
+/// about two staged pieces in memory.
+pub const MAX_PARALLEL_BLOCKS: usize = 16;
+
 /// The whole configuration.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -596,6 +600,12 @@ impl Config {
             return fail(
                 "load.block_bytes",
                 "use at least limits.block_bytes (a load joins staged blocks, it never splits one)",
+            );
+        }
+        if !(1..=MAX_PARALLEL_BLOCKS).contains(&self.load.parallel_blocks) {
+            return fail(
+                "load.parallel_blocks",
+                &format!("use 1 to {MAX_PARALLEL_BLOCKS} (blocks of one session sent at once)"),
             );
         }
         if self.limits.concurrency == 0 || self.limits.transform_records == 0 {

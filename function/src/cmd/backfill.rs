@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::Context;
 use k2mc::app::App;
 use k2mc::metrics::StageTimes;
-use k2mc::pipeline::commit::{LogScope, ScopeKind};
+use k2mc::pipeline::commit::{LogScope, ScopeKind, TopicPartition};
 use k2mc::pipeline::plan::{OffsetSpec, Target};
 use k2mc::report::InvocationReport;
 
@@ -80,14 +80,14 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     };
     let app = App::start(config).await?.in_scope(scope.clone());
     let work = app.backfill_work(&topics, from, to).await?;
-    let ranges: Vec<(i64, i64)> = work
+    let ranges: Vec<Range> = work
         .iter()
         .map(|w| match (w.start, w.target) {
-            (OffsetSpec::Offset(s), Target::Offset(e)) => (s, e),
-            _ => (0, 0),
+            (OffsetSpec::Offset(s), Target::Offset(e)) => (w.tp.clone(), s, e),
+            _ => (w.tp.clone(), 0, 0),
         })
         .collect();
-    let total: i64 = ranges.iter().map(|(s, e)| e - s).sum();
+    let total: i64 = ranges.iter().map(|(_, s, e)| e - s).sum();
     let bar = indicatif::ProgressBar::new(total.max(0) as u64);
     bar.set_style(
         indicatif::ProgressStyle::with_template(
@@ -102,19 +102,20 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     let last = loop {
         let report = app.run_work(work.clone(), deadline, &invocation).await;
         let progressed = totals.add(&report);
-        let done: i64 = report
-            .partitions
-            .iter()
-            .zip(&ranges)
-            .map(|(p, (s, e))| (p.next.unwrap_or(*s).min(*e) - s).max(0))
-            .sum();
+        let done = done(&ranges, &report);
         bar.set_position(done as u64);
         bar.set_message(format!(
             "{} records, {:.1} MB",
             totals.records,
             totals.bytes as f64 / 1e6
         ));
-        if !progressed || !report.failures().is_empty() || Instant::now() >= deadline {
+        // A finished range stops here: another pass would only read the log and the broker to
+        // find nothing left.
+        if done >= total
+            || !progressed
+            || !report.failures().is_empty()
+            || Instant::now() >= deadline
+        {
             break report;
         }
     };
@@ -131,6 +132,26 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
         write_stats(path, &name, &totals, started)?;
     }
     print_report(&last)
+}
+
+/// A partition's range: `[start, end)`.
+type Range = (TopicPartition, i64, i64);
+
+/// Offsets of `ranges` done after a pass. Outcomes are matched by partition, not by position: a
+/// report lists partitions sorted, the work lists them in the order of `--topic` or the config.
+fn done(ranges: &[Range], report: &InvocationReport) -> i64 {
+    ranges
+        .iter()
+        .map(|(tp, s, e)| {
+            let next = report
+                .partitions
+                .iter()
+                .find(|p| &p.tp == tp)
+                .and_then(|p| p.next)
+                .unwrap_or(*s);
+            (next.min(*e) - s).max(0)
+        })
+        .sum()
 }
 
 fn write_stats(
@@ -155,4 +176,32 @@ fn write_stats(
     });
     std::fs::write(path, format!("{stats:#}\n"))
         .with_context(|| format!("writing --stats {}", path.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use k2mc::report::PartitionOutcome;
+
+    fn outcome(partition: i32, next: Option<i64>) -> PartitionOutcome {
+        let mut o = PartitionOutcome::new(TopicPartition::new("t", partition));
+        o.next = next;
+        o
+    }
+
+    #[test]
+    fn progress_matches_outcomes_by_partition_not_by_position() {
+        let tp = |p| TopicPartition::new("t", p);
+        // The work in another order than the report's (topics "b", "a" in the config).
+        let ranges = vec![(tp(1), 50, 60), (tp(0), 0, 100)];
+        // Partition 1 done; partition 0 half done.
+        let report = InvocationReport::new(vec![outcome(1, Some(60)), outcome(0, Some(50))]);
+        assert_eq!(done(&ranges, &report), 60);
+        // Both done: the whole range, so the backfill stops without another pass.
+        let report = InvocationReport::new(vec![outcome(1, Some(60)), outcome(0, Some(100))]);
+        assert_eq!(done(&ranges, &report), 110);
+        // A partition that failed before its first batch counts nothing.
+        let report = InvocationReport::new(vec![outcome(0, None)]);
+        assert_eq!(done(&ranges, &report), 0);
+    }
 }

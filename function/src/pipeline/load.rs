@@ -10,6 +10,8 @@
 use std::future::Future;
 use std::sync::Arc;
 
+use futures_util::StreamExt as _;
+
 use crate::error::{CommitUnknown, PipelineError};
 use crate::fault;
 use crate::maxcompute::{
@@ -68,6 +70,7 @@ pub(crate) async fn load<L: Loading>(
     client: &MaxComputeClient,
     table: &str,
     create_partitions: bool,
+    parallel_blocks: usize,
     mut work: L,
 ) -> Result<(L, LoadReport), PipelineError> {
     let mut report = LoadReport::default();
@@ -133,54 +136,39 @@ pub(crate) async fn load<L: Loading>(
                     // expires uncommitted). Continue with theirs.
                     tracing::info!(abandoned = %s.id, "a racing invocation recorded its session first");
                     let opened = report.sessions_opened;
-                    return Box::pin(load(client, table, create_partitions, theirs))
-                        .await
-                        .map(|(w, mut r)| {
-                            r.sessions_opened += opened;
-                            (w, r)
-                        });
+                    return Box::pin(load(
+                        client,
+                        table,
+                        create_partitions,
+                        parallel_blocks,
+                        theirs,
+                    ))
+                    .await
+                    .map(|(w, mut r)| {
+                        r.sessions_opened += opened;
+                        (w, r)
+                    });
                 }
                 fault::point("after-session-open");
                 s
             }
         };
-        let ids = work.block_ids(d);
-        let mut sent = Vec::with_capacity(ids.len());
-        for (i, &id) in ids.iter().enumerate() {
-            let body = Arc::new(work.body(d, i)?);
-            let compression = body.compression();
-            let uploaded = client
-                .upload_body(&session, id, body.clone(), compression)
-                .await;
-            if let Err(err) = uploaded {
-                // The body's own failure, not the Tunnel's (`loader/body.rs`).
-                match body.failure() {
-                    Some(BodyFailure::Missing { key }) => return Err(work.missing(key).await),
-                    Some(BodyFailure::Staging(e)) => return Err(e.into()),
-                    Some(BodyFailure::Join(e)) => return Err(e.into()),
-                    None => {}
-                }
-                // A racing invocation may have committed this recorded session meanwhile.
-                let now = client
-                    .reload_upload_session(table, partition.as_ref(), &session.id)
-                    .await?;
-                if now.is_committed() {
-                    tracing::info!(upload_id = %session.id, "session committed by another invocation");
-                    break;
-                }
-                return Err(err.into());
-            }
-            report.blocks_uploaded += 1;
-            sent.push(id);
-            fault::point("after-block");
-        }
+        let sent = send_blocks(client, &session, &work, d, parallel_blocks).await?;
+        report.blocks_uploaded += sent.len() as u32;
         if !work.session(d).commit_requested {
             // Recorded before the first commit request: from here on an unknown status cannot
             // be taken for "never committed".
             work.session_mut(d).commit_requested = true;
             if let Some(theirs) = work.record().await? {
                 tracing::info!("a racing invocation changed the record; resuming from it");
-                return Box::pin(load(client, table, create_partitions, theirs)).await;
+                return Box::pin(load(
+                    client,
+                    table,
+                    create_partitions,
+                    parallel_blocks,
+                    theirs,
+                ))
+                .await;
             }
         }
         fault::point("before-maxcompute-commit");
@@ -189,6 +177,58 @@ pub(crate) async fn load<L: Loading>(
         fault::point("after-maxcompute-commit");
     }
     Ok((work, report))
+}
+
+/// Sends every block of destination `d` into `session`, up to `parallel` at once (the Tunnel
+/// writes one block at about 10 MB/s: `docs/maxcompute-protocol.md` §5), and returns their ids
+/// in block order; when a block failed because a racing invocation committed the session
+/// meanwhile, the ids sent before it (the commit then finds the session committed). A block
+/// failing for its body (a staged piece gone or unreadable) fails as what it is; the blocks
+/// still in flight are dropped with it (the session commits only once every block went whole,
+/// and a block sent again replaces what the Tunnel kept of it).
+async fn send_blocks<L: Loading>(
+    client: &MaxComputeClient,
+    session: &UploadSession,
+    work: &L,
+    d: usize,
+    parallel: usize,
+) -> Result<Vec<u32>, PipelineError> {
+    let ids = work.block_ids(d);
+    let mut uploads = futures_util::stream::iter(ids.iter().enumerate())
+        .map(|(i, &id)| async move {
+            // The body reads its staged pieces only once it is sent.
+            let body = Arc::new(work.body(d, i)?);
+            let compression = body.compression();
+            let uploaded = client
+                .upload_body(session, id, body.clone(), compression)
+                .await;
+            Ok::<_, PipelineError>((id, body, uploaded))
+        })
+        .buffered(parallel.max(1));
+    let mut sent = Vec::with_capacity(ids.len());
+    while let Some(next) = uploads.next().await {
+        let (id, body, uploaded) = next?;
+        if let Err(err) = uploaded {
+            // The body's own failure, not the Tunnel's (`loader/body.rs`).
+            match body.failure() {
+                Some(BodyFailure::Missing { key }) => return Err(work.missing(key).await),
+                Some(BodyFailure::Staging(e)) => return Err(e.into()),
+                Some(BodyFailure::Join(e)) => return Err(e.into()),
+                None => {}
+            }
+            let now = client
+                .reload_upload_session(&session.table, session.partition.as_ref(), &session.id)
+                .await?;
+            if now.is_committed() {
+                tracing::info!(upload_id = %session.id, "session committed by another invocation");
+                return Ok(sent);
+            }
+            return Err(err.into());
+        }
+        sent.push(id);
+        fault::point("after-block");
+    }
+    Ok(sent)
 }
 
 /// The table `intent` loads into: the one its blocks were encoded for (a rolling deploy may

@@ -290,8 +290,14 @@ impl Loader<'_> {
     ) -> Result<(), PipelineError> {
         tracing::info!(batch = ?pending.batch, "loading a batch with a session of its own");
         let work = BatchLoad { log, intent, tag };
-        let (work, _) =
-            load::load(self.maxcompute, queue.table(), self.create_partitions, work).await?;
+        let (work, _) = load::load(
+            self.maxcompute,
+            queue.table(),
+            self.create_partitions,
+            self.settings.parallel_blocks,
+            work,
+        )
+        .await?;
         let tp = pending.batch.tp();
         log.delete_intent(&tp, pending.batch.start).await;
         for key in work
@@ -336,8 +342,14 @@ impl Loader<'_> {
                 record,
                 version,
             };
-            let (work, report) =
-                load::load(self.maxcompute, queue.table(), self.create_partitions, work).await?;
+            let (work, report) = load::load(
+                self.maxcompute,
+                queue.table(),
+                self.create_partitions,
+                self.settings.parallel_blocks,
+                work,
+            )
+            .await?;
             (record, version) = (work.record, work.version);
             outcome.sessions += report.sessions_opened;
             outcome.blocks += report.blocks_uploaded;

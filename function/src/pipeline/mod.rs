@@ -298,8 +298,14 @@ pub(crate) async fn run_batch(
                 intent,
                 tag: etag,
             };
-            let (work, report) =
-                load::load(ctx.maxcompute, &table, mc.create_partitions, work).await?;
+            let (work, report) = load::load(
+                ctx.maxcompute,
+                &table,
+                mc.create_partitions,
+                ctx.config.load.parallel_blocks,
+                work,
+            )
+            .await?;
             tracing::debug!(?report, "loaded on its own");
             (work.intent, false)
         } else {

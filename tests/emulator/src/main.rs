@@ -85,6 +85,27 @@ pub struct AppState {
     pub quotas: Mutex<quota::Quotas>,
     /// `--keep-bodies`.
     pub keep_bodies: Option<PathBuf>,
+    /// Tunnel block PUTs being answered now, and the most at once (`GET /_emulator/faults`,
+    /// `blocks_in_flight_max`): a test reads whether a load sent a session's blocks at once.
+    pub blocks_in_flight: Mutex<(usize, usize)>,
+}
+
+/// A block PUT counted in [`AppState::blocks_in_flight`] until it is dropped.
+struct InFlight<'a>(&'a Mutex<(usize, usize)>);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a Mutex<(usize, usize)>) -> Self {
+        let mut g = lock(gauge);
+        g.0 += 1;
+        g.1 = g.1.max(g.0);
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        lock(self.0).0 -= 1;
+    }
 }
 
 #[tokio::main]
@@ -119,6 +140,7 @@ async fn main() -> anyhow::Result<()> {
         downloads: Mutex::new(HashMap::new()),
         quotas: Mutex::new(quota::Quotas::new(args.quotas)),
         keep_bodies: args.keep_bodies,
+        blocks_in_flight: Mutex::new((0, 0)),
     });
     println!("{addr}");
     // Tunnel blocks are streamed bodies of any size (axum's default 2 MB limit answered a
@@ -157,6 +179,9 @@ async fn dispatch(
     } else {
         Api::Tunnel
     };
+    // The Tunnel's only PUT is a block's.
+    let _block = (api == Api::Tunnel && method == Method::PUT)
+        .then(|| InFlight::enter(&state.blocks_in_flight));
     let latency = lock(&state.faults).armed.latency_ms;
     if latency > 0 {
         tokio::time::sleep(Duration::from_millis(latency)).await;
@@ -195,7 +220,9 @@ fn admin(state: &AppState, method: &Method, path: &str, body: &[u8]) -> Result<R
     match (method, parts.as_slice()) {
         (&Method::GET, ["faults"]) => {
             let f = lock(&state.faults);
-            let body = serde_json::json!({"armed": f.armed, "fired": f.fired}).to_string();
+            let max = lock(&state.blocks_in_flight).1;
+            let body = serde_json::json!({"armed": f.armed, "fired": f.fired, "blocks_in_flight_max": max})
+                .to_string();
             Ok(([("Content-Type", "application/json")], body).into_response())
         }
         (&Method::POST, ["faults"]) => {

@@ -27,6 +27,11 @@ pub struct LoadConfig {
     /// (MaxCompute recommends files of 64 MB or more).
     #[serde(default = "default_block_bytes", deserialize_with = "size")]
     pub block_bytes: u64,
+    /// Blocks of one session sent at once. The Tunnel takes one block at about 10 MB/s
+    /// (`docs/maxcompute-protocol.md` §5), so one block at a time caps a load there;
+    /// each block in flight holds about two staged pieces in memory.
+    #[serde(default = "default_parallel_blocks")]
+    pub parallel_blocks: usize,
 }
 
 impl Default for LoadConfig {
@@ -36,6 +41,7 @@ impl Default for LoadConfig {
             min_bytes: 0,
             min_records: 0,
             block_bytes: default_block_bytes(),
+            parallel_blocks: default_parallel_blocks(),
         }
     }
 }
@@ -77,6 +83,10 @@ fn size<'de, D: Deserializer<'de>>(de: D) -> Result<u64, D::Error> {
     }
 }
 
+fn default_parallel_blocks() -> usize {
+    2
+}
+
 fn duration<'de, D: Deserializer<'de>>(de: D) -> Result<Duration, D::Error> {
     let text = String::deserialize(de)?;
     humantime::parse_duration(text.trim()).map_err(|e| {
@@ -98,6 +108,7 @@ mod tests {
         assert_eq!(c.interval, Duration::from_secs(90));
         assert_eq!(c.min_bytes, 256 * 1024 * 1024);
         assert_eq!(c.block_bytes, 1024 * 1024);
+        assert_eq!(c.parallel_blocks, 2);
         let err = toml::from_str::<LoadConfig>("min_bytes = \"lots\"").unwrap_err();
         assert!(err.to_string().contains("256MiB"), "{err}");
         let err = toml::from_str::<LoadConfig>("interval = \"soon\"").unwrap_err();

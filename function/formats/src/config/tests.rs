@@ -256,3 +256,25 @@ fn payloads_go_unsigned_only_to_s3_over_tls_or_loopback() {
         "{err}"
     );
 }
+
+#[test]
+fn parallel_blocks_default_to_two_and_a_bad_count_names_the_key_and_the_range() {
+    assert_eq!(Config::parse(MINIMAL, []).unwrap().load.parallel_blocks, 2);
+    let with = |n: &str| {
+        MINIMAL.replace(
+            "[staging]",
+            &format!("[load]\nparallel_blocks = {n}\n[staging]"),
+        )
+    };
+    assert_eq!(
+        Config::parse(&with("1"), []).unwrap().load.parallel_blocks,
+        1
+    );
+    for bad in ["0", "17"] {
+        let err = Config::parse(&with(bad), []).unwrap_err().to_string();
+        assert!(
+            err.contains("load.parallel_blocks") && err.contains("1 to 16"),
+            "{err}"
+        );
+    }
+}
