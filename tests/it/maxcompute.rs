@@ -285,12 +285,7 @@ async fn errors_carry_maxcompute_codes() -> anyhow::Result<()> {
 /// read by pyodps's own LZ4 stream (one frame: pyodps stops after the first).
 #[test]
 fn joined_lz4_blocks_as_sent_are_read_by_pyodps() -> anyhow::Result<()> {
-    let data = tempfile::tempdir()?;
-    let bodies = tempfile::tempdir()?;
-    let emulator = Emulator::start_with(
-        data.path(),
-        &["--keep-bodies", bodies.path().to_str().unwrap_or_default()],
-    )?;
+    let (_data, bodies, emulator) = emulator_keeping_bodies()?;
     // 64 KiB staged blocks, one load of up to 64 MiB: the load joins every piece.
     let case = Case::on(
         "joined_lz4",
@@ -359,12 +354,7 @@ fn joined_lz4_blocks_as_sent_are_read_by_pyodps() -> anyhow::Result<()> {
 #[test]
 fn blocks_of_one_session_go_at_once_and_land_once_through_drops_and_a_crash() -> anyhow::Result<()>
 {
-    let data = tempfile::tempdir()?;
-    let bodies = tempfile::tempdir()?;
-    let emulator = Emulator::start_with(
-        data.path(),
-        &["--keep-bodies", bodies.path().to_str().unwrap_or_default()],
-    )?;
+    let (_data, bodies, emulator) = emulator_keeping_bodies()?;
     // 64 KiB staged pieces joined two by two: each load's session has several blocks.
     let case = Case::on(
         "parallel_blocks",
@@ -422,4 +412,16 @@ fn blocks_of_one_session_go_at_once_and_land_once_through_drops_and_a_crash() ->
     case.assert_exactly_once(3 * n as usize);
     case.assert_log_chains(0);
     Ok(())
+}
+
+/// An emulator of its own that keeps every Tunnel block body it accepts in the second directory
+/// (`{session}.{block}.{compression}`); the first holds its data.
+fn emulator_keeping_bodies() -> anyhow::Result<(tempfile::TempDir, tempfile::TempDir, Emulator)> {
+    let data = tempfile::tempdir()?;
+    let bodies = tempfile::tempdir()?;
+    let emulator = Emulator::start_with(
+        data.path(),
+        &["--keep-bodies", bodies.path().to_str().unwrap_or_default()],
+    )?;
+    Ok((data, bodies, emulator))
 }

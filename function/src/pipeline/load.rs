@@ -64,15 +64,29 @@ fn spec(partition: &str) -> Result<Option<PartitionSpec>, PipelineError> {
     }
 }
 
-/// Loads every destination of `work` into `table` and leaves it committed in MaxCompute.
+/// Where a load goes and how it sends.
+#[derive(Clone, Copy)]
+pub(crate) struct LoadTo<'a> {
+    pub(crate) client: &'a MaxComputeClient,
+    pub(crate) table: &'a str,
+    /// Create a destination partition that does not exist yet.
+    pub(crate) create_partitions: bool,
+    /// `load.parallel_blocks`: blocks of one session sent at once.
+    pub(crate) parallel_blocks: usize,
+}
+
+/// Loads every destination of `work` into `to.table` and leaves it committed in MaxCompute.
 /// Returns the work as finally recorded.
 pub(crate) async fn load<L: Loading>(
-    client: &MaxComputeClient,
-    table: &str,
-    create_partitions: bool,
-    parallel_blocks: usize,
+    to: LoadTo<'_>,
     mut work: L,
 ) -> Result<(L, LoadReport), PipelineError> {
+    let LoadTo {
+        client,
+        table,
+        create_partitions,
+        parallel_blocks,
+    } = to;
     let mut report = LoadReport::default();
     for d in 0..work.destinations() {
         let partition = spec(work.partition(d))?;
@@ -136,15 +150,7 @@ pub(crate) async fn load<L: Loading>(
                     // expires uncommitted). Continue with theirs.
                     tracing::info!(abandoned = %s.id, "a racing invocation recorded its session first");
                     let opened = report.sessions_opened;
-                    return Box::pin(load(
-                        client,
-                        table,
-                        create_partitions,
-                        parallel_blocks,
-                        theirs,
-                    ))
-                    .await
-                    .map(|(w, mut r)| {
+                    return Box::pin(load(to, theirs)).await.map(|(w, mut r)| {
                         r.sessions_opened += opened;
                         (w, r)
                     });
@@ -161,14 +167,7 @@ pub(crate) async fn load<L: Loading>(
             work.session_mut(d).commit_requested = true;
             if let Some(theirs) = work.record().await? {
                 tracing::info!("a racing invocation changed the record; resuming from it");
-                return Box::pin(load(
-                    client,
-                    table,
-                    create_partitions,
-                    parallel_blocks,
-                    theirs,
-                ))
-                .await;
+                return Box::pin(load(to, theirs)).await;
             }
         }
         fault::point("before-maxcompute-commit");

@@ -298,14 +298,13 @@ pub(crate) async fn run_batch(
                 intent,
                 tag: etag,
             };
-            let (work, report) = load::load(
-                ctx.maxcompute,
-                &table,
-                mc.create_partitions,
-                ctx.config.load.parallel_blocks,
-                work,
-            )
-            .await?;
+            let to = load::LoadTo {
+                client: ctx.maxcompute,
+                table: &table,
+                create_partitions: mc.create_partitions,
+                parallel_blocks: ctx.config.load.parallel_blocks,
+            };
+            let (work, report) = load::load(to, work).await?;
             tracing::debug!(?report, "loaded on its own");
             (work.intent, false)
         } else {
