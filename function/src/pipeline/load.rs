@@ -17,8 +17,8 @@ use crate::fault;
 use crate::maxcompute::{
     MaxComputeClient, MaxComputeError, PartitionSpec, SessionState, UploadSession,
 };
-use crate::pipeline::commit::{CommitLog, Intent, SessionRecord};
-use crate::pipeline::loader::{BodyFailure, StagedBody};
+use crate::pipeline::commit::{CommitLog, Intent, SessionRecord, TableQueue};
+use crate::pipeline::loader::{BodyFailure, Loader, StagedBody};
 use crate::staging::Staging;
 
 /// What loading did.
@@ -73,6 +73,18 @@ pub(crate) struct LoadTo<'a> {
     pub(crate) create_partitions: bool,
     /// `load.parallel_blocks`: blocks of one session sent at once.
     pub(crate) parallel_blocks: usize,
+}
+
+impl<'a> LoadTo<'a> {
+    /// Where the load of `queue`'s table goes, with `loader`'s settings.
+    pub(crate) fn of(loader: &'a Loader<'_>, queue: &'a TableQueue) -> Self {
+        LoadTo {
+            client: loader.maxcompute,
+            table: queue.table(),
+            create_partitions: loader.create_partitions,
+            parallel_blocks: loader.settings.parallel_blocks,
+        }
+    }
 }
 
 /// Loads every destination of `work` into `to.table` and leaves it committed in MaxCompute.

@@ -83,16 +83,6 @@ pub(crate) struct Loader<'a> {
 }
 
 impl Loader<'_> {
-    /// Where the load of `queue`'s table goes, with this loader's settings.
-    fn to<'b>(&'b self, queue: &'b TableQueue) -> load::LoadTo<'b> {
-        load::LoadTo {
-            client: self.maxcompute,
-            table: queue.table(),
-            create_partitions: self.create_partitions,
-            parallel_blocks: self.settings.parallel_blocks,
-        }
-    }
-
     /// Loads `table` if its load is due (always when `force`), after finishing its loads in
     /// flight.
     pub(crate) async fn table(&self, table: &str, mode: LoadMode) -> LoadOutcome {
@@ -300,7 +290,7 @@ impl Loader<'_> {
     ) -> Result<(), PipelineError> {
         tracing::info!(batch = ?pending.batch, "loading a batch with a session of its own");
         let work = BatchLoad { log, intent, tag };
-        let (work, _) = load::load(self.to(queue), work).await?;
+        let (work, _) = load::load(load::LoadTo::of(self, queue), work).await?;
         let tp = pending.batch.tp();
         log.delete_intent(&tp, pending.batch.start).await;
         for key in work
@@ -345,7 +335,7 @@ impl Loader<'_> {
                 record,
                 version,
             };
-            let (work, report) = load::load(self.to(queue), work).await?;
+            let (work, report) = load::load(load::LoadTo::of(self, queue), work).await?;
             (record, version) = (work.record, work.version);
             outcome.sessions += report.sessions_opened;
             outcome.blocks += report.blocks_uploaded;
