@@ -434,6 +434,51 @@ fn backfill_loads_a_bounded_range_once_and_resumes_by_name() {
     assert!(!ok && stderr.contains("offset:9"), "{stderr}");
 }
 
+/// `k2mc backfill --stats` counts in its load stage the table loads that run after each pass's
+/// batches, not only the batches' pending records: with every MaxCompute request 200 ms slow, the
+/// load stage takes at least the Tunnel's three requests (open a session, send a block, commit).
+#[test]
+fn backfill_stats_count_the_table_loads() -> anyhow::Result<()> {
+    let data = tempfile::tempdir()?;
+    let emulator = harness::Emulator::start(data.path())?;
+    let case = Case::on(
+        "backfill_stats",
+        1,
+        "",
+        "ds=x",
+        &emulator,
+        &shared_stack()?.bootstrap(),
+    );
+    case.produce(0, 0..20, 1);
+    let out = tempfile::tempdir()?;
+    let stats = out.path().join("stats.json");
+    emulator.set_faults(&serde_json::json!({"latency_ms": 200}))?;
+    let (ok, _, stderr) = case.k2mc(
+        &[
+            "backfill",
+            "--from",
+            "offset:0",
+            "--to",
+            "offset:20",
+            "--stats",
+            stats.to_str().unwrap_or_default(),
+        ],
+        &[],
+    );
+    emulator.set_faults(&serde_json::json!({}))?;
+    assert!(ok, "{stderr}");
+    case.assert_exactly_once(20);
+    let stats: serde_json::Value = serde_json::from_slice(&std::fs::read(&stats)?)?;
+    assert_eq!(stats["records"], 20, "{stats}");
+    let load = stats["stage_seconds"]["load"].as_f64().unwrap_or_default();
+    let wall = stats["seconds"].as_f64().unwrap_or_default();
+    assert!(
+        load >= 0.6 && load <= wall,
+        "load {load} s of {wall} s: {stats}"
+    );
+    Ok(())
+}
+
 #[test]
 fn dead_letters_replay_once_after_the_data_is_fixed() {
     let case = Case::new("replay", 1, "[limits]\nerror_limit = 5\n");

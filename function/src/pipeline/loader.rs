@@ -50,6 +50,9 @@ pub struct LoadOutcome {
     /// How long the new load took, from its record to done: the part of `oldest_loaded` that is
     /// the load's own work rather than waiting for it.
     pub load_time: Option<Duration>,
+    /// How long this table's loader ran in all: loads in flight finished, the decision and the
+    /// new load (what `k2mc backfill --stats` reports as the load stage).
+    pub time: Duration,
     pub error: Option<PipelineError>,
 }
 
@@ -92,11 +95,13 @@ impl Loader<'_> {
             ..LoadOutcome::default()
         };
         let queue = TableQueue::new(self.staging.clone(), self.cluster, self.project, table);
+        let started = std::time::Instant::now();
         let result = tracing::Instrument::instrument(
             self.load_table(&queue, mode, &mut outcome),
             span.clone(),
         )
         .await;
+        outcome.time = started.elapsed();
         match result {
             Ok(()) => {}
             // Another loader finished the load first: nothing to report.

@@ -344,7 +344,8 @@ pub fn markdown(result: &Value) -> String {
     }
     out.push_str(
         "\nk2mc time per stage (seconds, median run; summed over batches; transform is summed over \
-         its worker threads, which run beside fetch and encode):\n\n| data set | build |",
+         its worker threads, which run beside fetch and encode; load includes the table loads after \
+         the batches):\n\n| data set | build |",
     );
     for s in STAGES {
         out.push_str(&format!(" {s} |"));
