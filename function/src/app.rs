@@ -297,24 +297,22 @@ impl App {
         Ok(out)
     }
 
-    /// Runs planned work (a backfill's ranges) in the invocation span.
-    pub async fn run_work(
+    /// Stages planned work (a backfill's ranges) in the invocation span: every partition's
+    /// batches, committed and pending for their table's load. The report has no loads: the
+    /// caller runs [`App::load`], which a backfill runs beside its next pass
+    /// (`docs/architecture.md`, "Staging and loading").
+    pub async fn stage_work(
         &self,
         work: Vec<Work>,
         deadline: Instant,
         invocation: &str,
     ) -> InvocationReport {
         let span = tracing::info_span!("invocation", invocation, trigger = "backfill");
-        async {
-            let outcomes = self
-                .sync_all(work, chrono::Utc::now(), deadline, invocation)
-                .await;
-            let mut report = InvocationReport::new(outcomes);
-            report.loads = self.load(LoadMode::Due).await;
-            report
-        }
-        .instrument(span)
-        .await
+        let outcomes = self
+            .sync_all(work, chrono::Utc::now(), deadline, invocation)
+            .instrument(span)
+            .await;
+        InvocationReport::new(outcomes)
     }
 
     /// Syncs every partition of `work`, `limits.concurrency` at once.

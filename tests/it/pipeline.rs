@@ -434,17 +434,19 @@ fn backfill_loads_a_bounded_range_once_and_resumes_by_name() {
     assert!(!ok && stderr.contains("offset:9"), "{stderr}");
 }
 
-/// `k2mc backfill --stats` counts in its load stage the table loads that run after each pass's
-/// batches, not only the batches' pending records: with every MaxCompute request 200 ms slow, the
-/// load stage takes at least the Tunnel's three requests (open a session, send a block, commit).
+/// A backfill loads each pass's batches while it stages the next pass, and `--stats` counts those
+/// table loads in its load stage, not only the batches' pending records. With every MaxCompute
+/// request 200 ms slow, the first load (at least the Tunnel's three requests: open a session, send
+/// a block, commit) is still running when the second batch is committed.
 #[test]
-fn backfill_stats_count_the_table_loads() -> anyhow::Result<()> {
+fn backfill_loads_a_pass_while_it_stages_the_next_and_its_stats_count_the_loads()
+-> anyhow::Result<()> {
     let data = tempfile::tempdir()?;
     let emulator = harness::Emulator::start(data.path())?;
     let case = Case::on(
         "backfill_stats",
         1,
-        "",
+        "[limits]\nbatch_records = 10\n",
         "ds=x",
         &emulator,
         &shared_stack()?.bootstrap(),
@@ -463,7 +465,7 @@ fn backfill_stats_count_the_table_loads() -> anyhow::Result<()> {
             "--stats",
             stats.to_str().unwrap_or_default(),
         ],
-        &[],
+        &[("RUST_LOG", "info")],
     );
     emulator.set_faults(&serde_json::json!({}))?;
     assert!(ok, "{stderr}");
@@ -476,7 +478,33 @@ fn backfill_stats_count_the_table_loads() -> anyhow::Result<()> {
         load >= 0.6 && load <= wall,
         "load {load} s of {wall} s: {stats}"
     );
+    // The log is colored when the subscriber decides so: read it without the escapes.
+    let log = plain(&stderr);
+    let second_staged = log.find("batch{start=10");
+    let first_loaded = log.find("load committed");
+    assert!(
+        second_staged.is_some() && first_loaded.is_some() && second_staged < first_loaded,
+        "the second batch is staged while the first load runs:\n{log}"
+    );
     Ok(())
+}
+
+/// `text` without ANSI color sequences (`ESC [ ... m`).
+fn plain(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 #[test]

@@ -2,6 +2,7 @@
 //! with a progress bar; running the same backfill again resumes it.
 
 use std::path::PathBuf;
+use std::pin::Pin;
 use std::time::Instant;
 
 use anyhow::Context;
@@ -9,7 +10,9 @@ use k2mc::app::App;
 use k2mc::metrics::StageTimes;
 use k2mc::pipeline::commit::{LogScope, ScopeKind, TopicPartition};
 use k2mc::pipeline::plan::{OffsetSpec, Target};
+use k2mc::pipeline::{LoadMode, LoadOutcome};
 use k2mc::report::InvocationReport;
+use tracing::Instrument as _;
 
 use super::{RunArgs, invocation_id, print_report};
 
@@ -58,13 +61,17 @@ impl Totals {
             self.times.add(&b.times);
             progressed = true;
         }
-        // A batch's own load time is only its pending record; the sessions and blocks run in
-        // the table loads after the pass's batches (`docs/architecture.md`, "Staging and
-        // loading"), so the load stage is both.
-        for l in &report.loads {
+        self.add_loads(&report.loads);
+        progressed
+    }
+
+    /// Adds table loads' time to the load stage. A batch's own load time is only its pending
+    /// record; the sessions and blocks run in the table loads (`docs/architecture.md`,
+    /// "Staging and loading"), so the load stage is both.
+    fn add_loads(&mut self, loads: &[LoadOutcome]) {
+        for l in loads {
             self.times.load += l.time;
         }
-        progressed
     }
 }
 
@@ -106,8 +113,22 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     let invocation = invocation_id();
     let started = Instant::now();
     let mut totals = Totals::default();
-    let last = loop {
-        let report = app.run_work(work.clone(), deadline, &invocation).await;
+    // Each pass's table loads run beside the next pass's staging: the Tunnel takes a block at
+    // about 10 MB/s (`docs/maxcompute-protocol.md` §5), so a load waited for before staging on
+    // would leave the function idle for most of it. Loads still run one after another, each
+    // taking what the passes before it staged (`docs/architecture.md`, "Staging and loading").
+    let mut loading: Option<Loading<'_>> = None;
+    let mut last = loop {
+        let stage = app.stage_work(work.clone(), deadline, &invocation);
+        let report = match loading.take() {
+            Some(previous) => {
+                let (mut report, loads) = tokio::join!(stage, previous);
+                report.loads = loads;
+                report
+            }
+            None => stage.await,
+        };
+        loading = Some(Box::pin(load(&app, &invocation)));
         let progressed = totals.add(&report);
         let done = done(&ranges, &report);
         bar.set_position(done as u64);
@@ -126,6 +147,12 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
             break report;
         }
     };
+    // The last pass's load: what it staged is visible once this returns.
+    if let Some(load) = loading.take() {
+        let loads = load.await;
+        totals.add_loads(&loads);
+        last.loads.extend(loads);
+    }
     bar.finish();
     let name = match scope.kind() {
         ScopeKind::Backfill { name } => name.clone(),
@@ -139,6 +166,15 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
         write_stats(path, &name, &totals, started)?;
     }
     print_report(&last)
+}
+
+/// A pass's table loads, polled beside the next pass's staging.
+type Loading<'a> = Pin<Box<dyn Future<Output = Vec<LoadOutcome>> + 'a>>;
+
+/// The table loads of what the passes so far staged, in an invocation span of their own.
+async fn load(app: &App, invocation: &str) -> Vec<LoadOutcome> {
+    let span = tracing::info_span!("invocation", invocation, trigger = "backfill");
+    app.load(LoadMode::Due).instrument(span).await
 }
 
 /// A partition's range: `[start, end)`.
@@ -190,7 +226,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use k2mc::pipeline::LoadOutcome;
     use k2mc::pipeline::commit::{BatchId, Counts};
     use k2mc::report::{BatchReport, PartitionOutcome};
 
