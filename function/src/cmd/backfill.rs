@@ -116,7 +116,8 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
     // Each pass's table loads run beside the next pass's staging: the Tunnel takes a block at
     // about 10 MB/s (`docs/maxcompute-protocol.md` §5), so a load waited for before staging on
     // would leave the function idle for most of it. Loads still run one after another, each
-    // taking what the passes before it staged (`docs/architecture.md`, "Staging and loading").
+    // taking what the passes before it staged (`docs/architecture.md`, "Staging and loading");
+    // beside a pass, a load sends one block at a time to stay under the memory bound.
     let mut loading: Option<Loading<'_>> = None;
     let mut last = loop {
         let stage = app.stage_work(work.clone(), deadline, &invocation);
@@ -128,7 +129,6 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
             }
             None => stage.await,
         };
-        loading = Some(Box::pin(load(&app, &invocation)));
         let progressed = totals.add(&report);
         let done = done(&ranges, &report);
         bar.set_position(done as u64);
@@ -146,13 +146,12 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
         {
             break report;
         }
+        loading = Some(Box::pin(load(&app, &invocation, Beside::Staging)));
     };
-    // The last pass's load: what it staged is visible once this returns.
-    if let Some(load) = loading.take() {
-        let loads = load.await;
-        totals.add_loads(&loads);
-        last.loads.extend(loads);
-    }
+    // The last pass's load, alone: what the backfill staged is visible once this returns.
+    let loads = load(&app, &invocation, Beside::Nothing).await;
+    totals.add_loads(&loads);
+    last.loads.extend(loads);
     bar.finish();
     let name = match scope.kind() {
         ScopeKind::Backfill { name } => name.clone(),
@@ -171,10 +170,27 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
 /// A pass's table loads, polled beside the next pass's staging.
 type Loading<'a> = Pin<Box<dyn Future<Output = Vec<LoadOutcome>> + 'a>>;
 
+/// What a backfill's load runs beside.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Beside {
+    /// The next pass's staging: one block at a time, so the two together stay under the memory
+    /// bound ([`App::load_beside_staging`]).
+    Staging,
+    /// Nothing (the last pass's load): `load.parallel_blocks` at once.
+    Nothing,
+}
+
 /// The table loads of what the passes so far staged, in an invocation span of their own.
-async fn load(app: &App, invocation: &str) -> Vec<LoadOutcome> {
+async fn load(app: &App, invocation: &str, beside: Beside) -> Vec<LoadOutcome> {
     let span = tracing::info_span!("invocation", invocation, trigger = "backfill");
-    app.load(LoadMode::Due).instrument(span).await
+    match beside {
+        Beside::Staging => {
+            app.load_beside_staging(LoadMode::Due)
+                .instrument(span)
+                .await
+        }
+        Beside::Nothing => app.load(LoadMode::Due).instrument(span).await,
+    }
 }
 
 /// A partition's range: `[start, end)`.

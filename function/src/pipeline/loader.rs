@@ -2,14 +2,15 @@
 //! become visible in MaxCompute. [`Loader::run`] finishes the loads in flight, then looks at the
 //! table's staged batches and, when a load is due, claims them into a new load: one session per
 //! destination partition, the staged blocks joined into large blocks, exactly once even when
-//! loaders race or crash (invariants L1–L4). The sessions themselves are `load.rs`'s.
+//! loaders race or crash (invariants L1–L4). Which batches a load may claim is in
+//! `loader/candidates.rs`; the sessions themselves are `load.rs`'s.
 
 use std::time::Duration;
 
 use futures_util::StreamExt as _;
 
 use super::commit::{BatchId, CommitLog, Intent, LoadRecord, LogScope, Pending, TableQueue};
-use super::load::{self, BatchLoad};
+use super::load;
 use crate::error::PipelineError;
 use crate::fault;
 use crate::maxcompute::MaxComputeClient;
@@ -18,6 +19,7 @@ use k2mc_formats::config::LoadConfig;
 
 mod blocks;
 mod body;
+mod candidates;
 
 use blocks::TableLoad;
 pub(crate) use blocks::plan_blocks;
@@ -206,106 +208,6 @@ impl Loader<'_> {
         outcome.oldest_loaded = Some(oldest + took);
         outcome.load_time = Some(took);
         Ok(())
-    }
-
-    /// The table's staged batches free to claim, with their intents. Batches loaded but not
-    /// cleaned up, or claimed by a load fixed without them, are settled on the way (L1, L2);
-    /// a batch a release before loads opened a session for is loaded on its own (L4).
-    async fn candidates(
-        &self,
-        queue: &TableQueue,
-        pending: Vec<Pending>,
-    ) -> Result<Vec<(Pending, (Intent, String))>, PipelineError> {
-        let checked = futures_util::stream::iter(pending)
-            .map(|p| self.candidate(queue, p))
-            .buffer_unordered(BUCKET_CONCURRENCY)
-            .collect::<Vec<_>>()
-            .await;
-        let mut out = Vec::with_capacity(checked.len());
-        for c in checked {
-            if let Some(c) = c? {
-                out.push(c);
-            }
-        }
-        Ok(out)
-    }
-
-    /// One staged batch's part of [`Loader::candidates`]: `Some` when it is free to claim.
-    async fn candidate(
-        &self,
-        queue: &TableQueue,
-        p: Pending,
-    ) -> Result<Option<(Pending, (Intent, String))>, PipelineError> {
-        let log = CommitLog::new(queue.staging().clone(), LogScope::parse(&p.batch.cluster));
-        let tp = p.batch.tp();
-        match log.entry(&tp, p.batch.start).await? {
-            // Still being staged: its entry comes, or a later run resumes its intent.
-            None => return Ok(None),
-            Some(e) if !e.staged => {
-                queue.remove(&p.batch).await?;
-                return Ok(None);
-            }
-            Some(_) => {}
-        }
-        let Some((mut intent, mut tag)) = log.intent(&tp, p.batch.start).await? else {
-            // Loaded; the cleanup after its load was cut short.
-            queue.remove(&p.batch).await?;
-            return Ok(None);
-        };
-        if let Some(id) = intent.load.clone() {
-            match queue.load_record(&id).await? {
-                Some((r, _)) if r.fixed && !r.batches.contains(&p.batch) => {
-                    // Claimed by a load fixed without it: free it (L2).
-                    intent.load = None;
-                    match log.update_intent(&intent, &tag).await? {
-                        Some(t) => tag = t,
-                        None => return Ok(None),
-                    }
-                }
-                Some((r, _)) if r.done => {
-                    cleanup(queue, &log, &p.batch, &r).await;
-                    return Ok(None);
-                }
-                // In flight in another loader (created after this one listed the loads).
-                Some(_) => return Ok(None),
-                None => {
-                    // Its load is done and its record deleted (records go last).
-                    log.delete_intent(&tp, p.batch.start).await;
-                    queue.remove(&p.batch).await?;
-                    return Ok(None);
-                }
-            }
-        }
-        if intent.has_own_session() {
-            self.load_alone(queue, &log, &p, intent, tag).await?;
-            return Ok(None);
-        }
-        Ok(Some((p, (intent, tag))))
-    }
-
-    /// Finishes a batch whose intent records a session of its own (L4): its sessions, then the
-    /// same cleanup a load does.
-    async fn load_alone(
-        &self,
-        queue: &TableQueue,
-        log: &CommitLog,
-        pending: &Pending,
-        intent: Intent,
-        tag: String,
-    ) -> Result<(), PipelineError> {
-        tracing::info!(batch = ?pending.batch, "loading a batch with a session of its own");
-        let work = BatchLoad { log, intent, tag };
-        let (work, _) = load::load(load::LoadTo::of(self, queue), work).await?;
-        let tp = pending.batch.tp();
-        log.delete_intent(&tp, pending.batch.start).await;
-        for key in work
-            .intent
-            .staged_keys()
-            .filter(|k| k.starts_with("staged/"))
-        {
-            let _ = queue.staging().delete(key).await;
-        }
-        queue.remove(&pending.batch).await
     }
 
     /// Fixes load `id` if it is not, runs its sessions, marks it done and cleans up.
