@@ -344,6 +344,14 @@ impl Emulator {
         Ok(serde_json::from_str(body)?)
     }
 
+    /// The most Tunnel block PUTs the emulator has answered at once since it started: whether
+    /// a load sent a session's blocks one at a time.
+    pub fn blocks_in_flight_max(&self) -> anyhow::Result<u64> {
+        Ok(self.faults()?["blocks_in_flight_max"]
+            .as_u64()
+            .unwrap_or_default())
+    }
+
     /// What the Tunnel quotas accepted and refused (`GET /_emulator/quotas`).
     pub fn quotas(&self) -> anyhow::Result<serde_json::Value> {
         let resp = http_request(&self.addr, "GET", "/_emulator/quotas", "")?;

@@ -364,11 +364,7 @@ fn blocks_of_one_session_go_at_once_and_land_once_through_drops_and_a_crash() ->
         &emulator,
         &shared_stack()?.bootstrap(),
     );
-    let in_flight = || -> anyhow::Result<u64> {
-        Ok(emulator.faults()?["blocks_in_flight_max"]
-            .as_u64()
-            .unwrap_or_default())
-    };
+    let in_flight = || emulator.blocks_in_flight_max();
     let n = 4000;
     case.produce(0, 0..n, 1);
     let (ok, out, err) = case.k2mc(&["run"], &[("K2MC__LOAD__PARALLEL_BLOCKS", "1")]);

@@ -506,11 +506,7 @@ fn a_backfill_load_beside_staging_sends_one_block_at_a_time_and_the_last_load_se
         &emulator,
         &shared_stack()?.bootstrap(),
     );
-    let in_flight = || -> anyhow::Result<u64> {
-        Ok(emulator.faults()?["blocks_in_flight_max"]
-            .as_u64()
-            .unwrap_or_default())
-    };
+    let in_flight = || emulator.blocks_in_flight_max();
     let backfill = |from: u32, to: u32| {
         let (from, to) = (format!("offset:{from}"), format!("offset:{to}"));
         case.k2mc(&["backfill", "--from", &from, "--to", &to], &[])
