@@ -285,6 +285,10 @@ pub struct LimitsConfig {
     /// Records handed to the transform chain per call.
     #[serde(default = "default_transform_records")]
     pub transform_records: usize,
+    /// Key, value and header bytes after which a call into the transform chain closes, whatever
+    /// its record count: each component's linear memory grows to the largest call it sees.
+    #[serde(default = "default_transform_bytes")]
+    pub transform_bytes: usize,
     /// Threads transforming a batch's chunks while it is fetched and encoded; 0 (the default)
     /// means one per CPU the function has.
     #[serde(default)]
@@ -314,6 +318,7 @@ impl Default for LimitsConfig {
             batch_bytes: default_batch_bytes(),
             block_bytes: default_block_bytes(),
             transform_records: default_transform_records(),
+            transform_bytes: default_transform_bytes(),
             transform_workers: 0,
             compression: CompressionSetting::Auto,
             concurrency: default_concurrency(),
@@ -444,6 +449,9 @@ fn default_block_bytes() -> usize {
 }
 fn default_transform_records() -> usize {
     1000
+}
+fn default_transform_bytes() -> usize {
+    1024 * 1024
 }
 fn default_concurrency() -> usize {
     4
@@ -608,8 +616,17 @@ impl Config {
                 &format!("use 1 to {MAX_PARALLEL_BLOCKS} (blocks of one session sent at once)"),
             );
         }
-        if self.limits.concurrency == 0 || self.limits.transform_records == 0 {
+        if self.limits.concurrency == 0 {
             return fail("limits.concurrency", "use a positive number");
+        }
+        if self.limits.transform_records == 0 {
+            return fail("limits.transform_records", "use a positive number");
+        }
+        if self.limits.transform_bytes == 0 {
+            return fail(
+                "limits.transform_bytes",
+                "use a positive number (a call still takes one record larger than it)",
+            );
         }
         if self.kafka.cluster.contains('/') || self.kafka.cluster.is_empty() {
             return fail("kafka.cluster", "use a non-empty name without '/'");

@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use super::commit::{BatchId, Counts, Intent, ModuleVersion, RecordMark};
 use super::encode::{Encoder, Rejected};
-use super::fetch::{PartitionReader, RangeReader};
+use super::fetch::{ChunkBound, PartitionReader, RangeReader};
 use super::{BatchContext, plan};
 use crate::error::PipelineError;
 use crate::fault;
@@ -171,6 +171,10 @@ pub(crate) async fn stage_batch(
     // Chunks in flight: each worker has one to transform and one waiting, while this task
     // fetches, encodes and stages (docs/architecture.md, "Using every core").
     let ahead = 2 * pool.workers();
+    let bound = ChunkBound {
+        records: limits.transform_records,
+        bytes: limits.transform_bytes,
+    };
     let mut encoder = Encoder::new(
         ctx.layout,
         ctx.router,
@@ -185,7 +189,7 @@ pub(crate) async fn stage_batch(
     loop {
         while fetching && pool.in_flight() < ahead {
             let t = Instant::now();
-            let Some(mut records) = range.next_chunk(limits.transform_records).await? else {
+            let Some(mut records) = range.next_chunk(bound).await? else {
                 fetching = false;
                 break;
             };

@@ -43,7 +43,7 @@ use crate::transform::bindings::KafkaRecord;
 use crate::transform::headers_from_pairs;
 use k2mc_formats::event::TopicPartition;
 
-pub use range::RangeReader;
+pub use range::{ChunkBound, RangeReader};
 
 /// Why reading a partition failed.
 #[derive(Debug, Error)]

@@ -6,6 +6,36 @@ use std::collections::VecDeque;
 use super::{CheckedFetch, FetchClient, FetchError};
 use crate::transform::bindings::KafkaRecord;
 
+/// How much one chunk (one call into the transform chain) may hold: it closes at `records`
+/// records or after the record that brings its key, value and header bytes to `bytes`, whichever
+/// comes first, and always holds at least one record. The byte bound keeps wide records from
+/// growing every component's linear memory (which never shrinks) to `records` times their size
+/// (docs/bench/README.md, "Transform chunks bounded in bytes").
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ChunkBound {
+    /// Most records in a chunk.
+    pub records: usize,
+    /// Bytes after which a chunk closes.
+    pub bytes: usize,
+}
+
+impl ChunkBound {
+    /// Whether a chunk of `len` records and `bytes` bytes is full (never an empty one).
+    fn full(&self, len: usize, bytes: usize) -> bool {
+        len > 0 && (len >= self.records || bytes >= self.bytes)
+    }
+}
+
+/// The bytes of a record a chunk's byte bound counts: key, value and every header.
+pub(crate) fn record_bytes(r: &KafkaRecord) -> usize {
+    let headers: usize = r
+        .headers
+        .iter()
+        .map(|h| h.key.len() + h.value.as_ref().map_or(0, Vec::len))
+        .sum();
+    r.key.as_ref().map_or(0, Vec::len) + r.value.as_ref().map_or(0, Vec::len) + headers
+}
+
 /// Streams `[start, end)` in chunks: delivered records first where they cover the range, the
 /// broker for the rest.
 pub struct RangeReader<'r, C> {
@@ -57,8 +87,11 @@ impl<'r, C: FetchClient> RangeReader<'r, C> {
         }
     }
 
-    /// The next records of the range, up to about `max` of them; `None` at the end.
-    pub async fn next_chunk(&mut self, max: usize) -> Result<Option<Vec<KafkaRecord>>, FetchError> {
+    /// The next records of the range, as many as `bound` allows; `None` at the end.
+    pub async fn next_chunk(
+        &mut self,
+        bound: ChunkBound,
+    ) -> Result<Option<Vec<KafkaRecord>>, FetchError> {
         if self.next >= self.end {
             return Ok(None);
         }
@@ -70,10 +103,12 @@ impl<'r, C: FetchClient> RangeReader<'r, C> {
             .is_some_and(|r| r.offset == self.next)
         {
             let mut out = Vec::new();
-            while out.len() < max {
+            let mut bytes = 0;
+            while !bound.full(out.len(), bytes) {
                 match self.delivered.pop_front() {
                     Some(r) if r.offset == self.next => {
                         self.next = r.offset + 1;
+                        bytes += record_bytes(&r);
                         out.push(r);
                     }
                     Some(r) => {
@@ -136,7 +171,12 @@ impl<'r, C: FetchClient> RangeReader<'r, C> {
                 });
             }
         }
-        let n = self.fetched.len().min(max.max(1));
+        let mut n = 0;
+        let mut bytes = 0;
+        while n < self.fetched.len() && !bound.full(n, bytes) {
+            bytes += record_bytes(&self.fetched[n]);
+            n += 1;
+        }
         let out: Vec<KafkaRecord> = self.fetched.drain(..n).collect();
         if let Some(last) = out.last() {
             self.next = last.offset + 1;

@@ -7,8 +7,8 @@ use std::sync::Mutex;
 use rskafka::client::error::Error as KafkaError;
 use rskafka::client::partition::OffsetAt;
 
-use super::{CheckedFetch, FetchClient, FetchError, RangeReader};
-use crate::transform::bindings::KafkaRecord;
+use super::{CheckedFetch, ChunkBound, FetchClient, FetchError, RangeReader};
+use crate::transform::bindings::{Header, KafkaRecord};
 use k2mc_formats::event::TopicPartition;
 
 /// One record batch: offsets `base..=last`, of which `records` hold a record (none: a control
@@ -151,16 +151,84 @@ impl FetchClient for FakeBroker {
     }
 }
 
+/// A bound of `records` records a chunk and no byte bound to speak of.
+fn records(records: usize) -> ChunkBound {
+    ChunkBound {
+        records,
+        bytes: usize::MAX,
+    }
+}
+
 /// Every offset a range reader yields, chunk by chunk, `max` records a chunk.
 async fn read_all(
     range: &mut RangeReader<'_, FakeBroker>,
     max: usize,
 ) -> Result<Vec<i64>, FetchError> {
+    Ok(read_chunks(range, records(max)).await?.concat())
+}
+
+/// The offsets of every chunk a range reader yields under `bound`.
+async fn read_chunks(
+    range: &mut RangeReader<'_, FakeBroker>,
+    bound: ChunkBound,
+) -> Result<Vec<Vec<i64>>, FetchError> {
     let mut out = Vec::new();
-    while let Some(chunk) = range.next_chunk(max).await? {
-        out.extend(chunk.iter().map(|r| r.offset));
+    while let Some(chunk) = range.next_chunk(bound).await? {
+        out.push(offsets(&chunk));
     }
     Ok(out)
+}
+
+#[tokio::test]
+async fn a_chunk_closes_at_its_byte_bound_and_one_record_over_it_travels_alone() {
+    // Fetched values are `f<offset>`: two bytes below 10, three from 10.
+    let reader = FakeBroker::even(14, 20).reader();
+    let mut range = RangeReader::new(Some(&reader), 0, 14, &[]);
+    let bound = ChunkBound {
+        records: 100,
+        bytes: 6,
+    };
+    assert_eq!(
+        read_chunks(&mut range, bound).await.expect("range"),
+        [
+            vec![0, 1, 2],
+            vec![3, 4, 5],
+            vec![6, 7, 8],
+            vec![9, 10, 11],
+            vec![12, 13]
+        ]
+    );
+    // Delivered records: the header bytes count too, and a record larger than the bound is a
+    // chunk of its own (never an empty one, which would stall the batch).
+    let mut wide = record(0, &"w".repeat(50));
+    wide.headers.push(Header {
+        key: "trace".into(),
+        value: Some(b"abc".to_vec()),
+    });
+    let mut headed = record(2, "d");
+    headed.headers.push(Header {
+        key: "key".into(),
+        value: None,
+    });
+    let delivered = [wide, record(1, "d"), headed, record(3, "d"), record(4, "d")];
+    let mut range = RangeReader::new(Some(&reader), 0, 5, &delivered);
+    assert_eq!(
+        read_chunks(&mut range, bound).await.expect("range"),
+        [vec![0], vec![1, 2], vec![3, 4]]
+    );
+    // The record count still bounds a chunk of small records.
+    let mut range = RangeReader::new(Some(&reader), 0, 14, &[]);
+    let bound = ChunkBound {
+        records: 4,
+        bytes: 1 << 20,
+    };
+    let sizes: Vec<usize> = read_chunks(&mut range, bound)
+        .await
+        .expect("range")
+        .iter()
+        .map(Vec::len)
+        .collect();
+    assert_eq!(sizes, [4, 4, 4, 2]);
 }
 
 fn offsets(records: &[KafkaRecord]) -> Vec<i64> {
@@ -331,7 +399,7 @@ async fn delivered_records_are_used_and_only_their_holes_are_fetched() {
         .collect();
     let mut range = RangeReader::new(Some(&reader), 0, 8, &delivered);
     let mut got = Vec::new();
-    while let Some(chunk) = range.next_chunk(100).await.expect("chunk") {
+    while let Some(chunk) = range.next_chunk(records(100)).await.expect("chunk") {
         got.extend(
             chunk
                 .into_iter()
