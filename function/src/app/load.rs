@@ -8,30 +8,12 @@ use super::App;
 use crate::metrics;
 use crate::pipeline::commit::TableQueue;
 use crate::pipeline::loader::{LoadMode, LoadOutcome, Loader};
-use k2mc_formats::config::LoadConfig;
 
 impl App {
     /// Loads the staged batches of each table of the project whose load is due (every table
     /// with staged batches when forced), after finishing the loads in flight
     /// (`docs/architecture.md`, "Staging and loading"); see [`LoadMode`].
     pub async fn load(&self, mode: LoadMode) -> Vec<LoadOutcome> {
-        self.load_with(mode, &self.config.load).await
-    }
-
-    /// [`App::load`] beside staging that holds memory of its own (a backfill's next pass): one
-    /// block of a session at a time, whatever `load.parallel_blocks` says. Each block in flight
-    /// holds about two staged pieces (`pipeline/loader/body.rs`); beside a pass of 10 KB records,
-    /// two blocks at once took the benchmark's peak RSS over 256 MB (`docs/bench/README.md`, "A
-    /// backfill's loads beside its next pass's staging").
-    pub async fn load_beside_staging(&self, mode: LoadMode) -> Vec<LoadOutcome> {
-        let settings = LoadConfig {
-            parallel_blocks: 1,
-            ..self.config.load.clone()
-        };
-        self.load_with(mode, &settings).await
-    }
-
-    async fn load_with(&self, mode: LoadMode, settings: &LoadConfig) -> Vec<LoadOutcome> {
         if mode == LoadMode::Passing {
             let spacing = self.config.load.interval / 2;
             let Ok(mut last) = self.passing_check.lock() else {
@@ -50,7 +32,7 @@ impl App {
             cluster,
             project,
             maxcompute: &self.maxcompute,
-            settings,
+            settings: &self.config.load,
             create_partitions: self.config.maxcompute.create_partitions,
         };
         let tables = match TableQueue::tables(staging, cluster, project).await {

@@ -146,10 +146,10 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
         {
             break report;
         }
-        loading = Some(Box::pin(load(&app, &invocation, Beside::Staging)));
+        loading = Some(Box::pin(load(&app, &invocation)));
     };
     // The last pass's load, alone: what the backfill staged is visible once this returns.
-    let loads = load(&app, &invocation, Beside::Nothing).await;
+    let loads = load(&app, &invocation).await;
     totals.add_loads(&loads);
     last.loads.extend(loads);
     bar.finish();
@@ -170,27 +170,10 @@ pub(crate) async fn run(args: BackfillArgs) -> anyhow::Result<()> {
 /// A pass's table loads, polled beside the next pass's staging.
 type Loading<'a> = Pin<Box<dyn Future<Output = Vec<LoadOutcome>> + 'a>>;
 
-/// What a backfill's load runs beside.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Beside {
-    /// The next pass's staging: one block at a time, so the two together stay under the memory
-    /// bound ([`App::load_beside_staging`]).
-    Staging,
-    /// Nothing (the last pass's load): `load.parallel_blocks` at once.
-    Nothing,
-}
-
 /// The table loads of what the passes so far staged, in an invocation span of their own.
-async fn load(app: &App, invocation: &str, beside: Beside) -> Vec<LoadOutcome> {
+async fn load(app: &App, invocation: &str) -> Vec<LoadOutcome> {
     let span = tracing::info_span!("invocation", invocation, trigger = "backfill");
-    match beside {
-        Beside::Staging => {
-            app.load_beside_staging(LoadMode::Due)
-                .instrument(span)
-                .await
-        }
-        Beside::Nothing => app.load(LoadMode::Due).instrument(span).await,
-    }
+    app.load(LoadMode::Due).instrument(span).await
 }
 
 /// A partition's range: `[start, end)`.

@@ -282,7 +282,10 @@ fn parallel_blocks_default_to_two_and_a_bad_count_names_the_key_and_the_range() 
 #[test]
 fn transform_calls_default_to_a_mebibyte_and_a_zero_bound_names_the_key() {
     let limits = Config::parse(MINIMAL, []).unwrap().limits;
-    assert_eq!((limits.transform_records, limits.transform_bytes), (1000, 1 << 20));
+    assert_eq!(
+        (limits.transform_records, limits.transform_bytes),
+        (1000, 1 << 20)
+    );
     let with = |line: &str| MINIMAL.replace("[staging]", &format!("[limits]\n{line}\n[staging]"));
     assert_eq!(
         Config::parse(&with("transform_bytes = 65536"), [])

@@ -10,7 +10,7 @@ use crate::transform::bindings::KafkaRecord;
 /// records or after the record that brings its key, value and header bytes to `bytes`, whichever
 /// comes first, and always holds at least one record. The byte bound keeps wide records from
 /// growing every component's linear memory (which never shrinks) to `records` times their size
-/// (docs/bench/README.md, "Transform chunks bounded in bytes").
+/// (docs/bench/README.md, "Transform calls bounded in bytes").
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ChunkBound {
     /// Most records in a chunk.
