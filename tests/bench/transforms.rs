@@ -18,6 +18,12 @@ use kafka_columns::select::Selection;
 use mask::rules::{Plan, Rule};
 use serde_json::json;
 
+/// The allocator the `k2mc` binary ships with (function/src/main.rs): the host's side of the
+/// crossing (lifting rows, building cells) and the native baseline allocate per cell, so measuring
+/// them on the C library's allocator would measure an allocator k2mc does not run on.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const COLUMNS: &str = r#"[
   {"name":"vehicle_id","type":"string","source":"vehicle.id"},
   {"name":"average_speed","type":"double"},
