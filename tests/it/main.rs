@@ -14,6 +14,7 @@ mod hostile;
 mod kafka_tls;
 mod maxcompute;
 mod msk_iam;
+mod packed;
 mod pipeline;
 mod quotas;
 mod registry;

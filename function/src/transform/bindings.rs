@@ -27,6 +27,20 @@ pub mod registry_parser {
     });
 }
 
+/// The `packed-parser-stage` world (WIT 1.3): a parser that also exports `packed-parser`. Only
+/// the `packed-parser` interface is taken from it; the rest is the parser world's.
+pub mod packed_parser {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "packed-parser-stage",
+        with: {
+            "kafka2mc:transform/types": super::parser::kafka2mc::transform::types,
+            "kafka2mc:transform/host": super::parser::kafka2mc::transform::host,
+            "kafka2mc:transform/parser": super::parser::exports::kafka2mc::transform::parser,
+        },
+    });
+}
+
 /// The `row-stage` world (rows → rows).
 pub mod row {
     wasmtime::component::bindgen!({

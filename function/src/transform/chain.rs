@@ -13,6 +13,7 @@ use wasmtime::{Config, Engine};
 
 use super::artifact::{self, Origin};
 use super::bindings::Column;
+use super::bindings::packed_parser::PackedParserStagePre;
 use super::bindings::parser::{ParserStage, ParserStagePre};
 use super::bindings::projected_row::ProjectedRowStagePre;
 use super::bindings::registry_parser::kafka2mc::transform::registry as registry_interface;
@@ -110,14 +111,22 @@ impl TransformHost {
                 let pre = parser_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&spec.name, &e))?;
-                Pre::Parser(
-                    ParserStagePre::new(pre).map_err(|e| not_world(&spec, "parser-stage", &e))?,
-                )
+                if exports(&self.engine, &component, "packed-parser") {
+                    Pre::PackedParser(
+                        PackedParserStagePre::new(pre)
+                            .map_err(|e| not_world(&spec, "packed-parser-stage", &e))?,
+                    )
+                } else {
+                    Pre::Parser(
+                        ParserStagePre::new(pre)
+                            .map_err(|e| not_world(&spec, "parser-stage", &e))?,
+                    )
+                }
             } else {
                 let pre = row_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&spec.name, &e))?;
-                if exports_projection(&self.engine, &component) {
+                if exports(&self.engine, &component, "projection") {
                     Pre::ProjectedRow(
                         ProjectedRowStagePre::new(pre)
                             .map_err(|e| not_world(&spec, "projected-row-stage", &e))?,
@@ -175,12 +184,15 @@ fn check_registry_grant(
     })
 }
 
-/// Whether a row stage declares the columns it reads (WIT 1.2, `projection`).
-fn exports_projection(engine: &Engine, component: &wasmtime::component::Component) -> bool {
+/// Whether a component exports an optional interface of the contract: `projection` (a row stage
+/// that declares the columns it reads, WIT 1.2) or `packed-parser` (a parser that returns its
+/// rows packed, WIT 1.3).
+fn exports(engine: &Engine, component: &wasmtime::component::Component, interface: &str) -> bool {
+    let prefix = format!("kafka2mc:transform/{interface}@");
     component
         .component_type()
         .exports(engine)
-        .any(|(name, _)| name.starts_with("kafka2mc:transform/projection@"))
+        .any(|(name, _)| name.starts_with(&prefix))
 }
 
 fn link_error(stage: &str, e: &wasmtime::Error) -> TransformError {
@@ -263,6 +275,15 @@ impl Chain {
                 format!("{declared}#{}", n + 1)
             };
         }
+    }
+
+    /// Runs the parser through `parse` even when it also exports `packed-parser` (WIT 1.3). Both
+    /// must give the same rows: this is how a test of a packed parser compares the two. Returns
+    /// whether the parser was a packed one.
+    pub fn without_packed_rows(&mut self) -> bool {
+        self.stages
+            .first_mut()
+            .is_some_and(LoadedStage::link_unpacked)
     }
 
     /// Fresh instances for one partition range.

@@ -5,11 +5,13 @@
 //! the batch is bisected in fresh instances until the poison record is alone; only it becomes a
 //! dead letter with code `trap`.
 
+use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use super::bindings::{BatchOutput, ErrorKind, RecordBatch, RecordError, Row};
 use super::chain::Chain;
 use super::error::TransformError;
+use super::packed;
 use super::stage::{Bound, Live, deadline_ticks};
 
 /// Counters of one stage over a run.
@@ -316,18 +318,24 @@ impl<'c> ChainRun<'c> {
         store.data_mut().start_call();
         store.set_epoch_deadline(deadline_ticks(loaded.spec.limits.call_deadline));
         // The whole input goes as it is; only a bisected half is copied (and renumbered, since
-        // sources are indices into the batch as the call sees it).
+        // sources are indices into the batch as the call sees it; `window`).
         let result = match (&*bound, *items) {
-            (Bound::Parser(p), Items::Records { batch, start, end }) => {
-                if start == 0 && end == batch.records.len() {
-                    p.kafka2mc_transform_parser().call_parse(&mut *store, batch)
-                } else {
-                    let half = RecordBatch {
-                        topic: batch.topic.clone(),
-                        partition: batch.partition,
-                        records: batch.records[start..end].to_vec(),
-                    };
-                    p.kafka2mc_transform_parser().call_parse(&mut *store, &half)
+            (Bound::Parser(p), Items::Records { batch, start, end }) => p
+                .kafka2mc_transform_parser()
+                .call_parse(&mut *store, &window(batch, start, end)),
+            // A packed parser's rows are read back here (WIT 1.3); bytes that break the layout
+            // are the stage's fault, not a trap.
+            (Bound::PackedParser(p), Items::Records { batch, start, end }) => {
+                match p
+                    .kafka2mc_transform_packed_parser()
+                    .call_parse_packed(&mut *store, &window(batch, start, end))
+                {
+                    Ok(out) => {
+                        let width = loaded.info.as_ref().map_or(0, |i| i.output.len());
+                        Ok(packed::unpack(out, width)
+                            .map_err(|reason| contract(&loaded.spec.name, reason))?)
+                    }
+                    Err(e) => Err(e),
                 }
             }
             (Bound::Row(_) | Bound::ProjectedRow(_), Items::Rows { rows, start, end }) => {
@@ -364,6 +372,20 @@ impl<'c> ChainRun<'c> {
             }
         };
         Ok(result.map_err(|e| describe_trap(&e, loaded.spec.limits.call_deadline)))
+    }
+}
+
+/// Records `start..end` of a batch: the batch itself when that is all of it, a copy of the window
+/// when a trap is being isolated.
+fn window(batch: &RecordBatch, start: usize, end: usize) -> Cow<'_, RecordBatch> {
+    if start == 0 && end == batch.records.len() {
+        Cow::Borrowed(batch)
+    } else {
+        Cow::Owned(RecordBatch {
+            topic: batch.topic.clone(),
+            partition: batch.partition,
+            records: batch.records[start..end].to_vec(),
+        })
     }
 }
 

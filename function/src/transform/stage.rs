@@ -1,6 +1,6 @@
 //! One stage of a transform chain (`chain.rs` loads them in order): what the user configured
-//! ([`StageSpec`]), the component linked against its world ([`Pre`]: parser, row, or projected
-//! row, WIT 1.2), and a live instance of it ([`Live`], [`Bound`]) that `run.rs` calls. A stage is
+//! ([`StageSpec`]), the component linked against its world ([`Pre`]: parser, packed parser (WIT
+//! 1.3), row, or projected row (WIT 1.2)), and a live instance of it ([`Live`], [`Bound`]) that `run.rs` calls. A stage is
 //! configured once at load time, so bad configuration or a broken projection fails before any
 //! record is read.
 
@@ -10,6 +10,7 @@ use std::time::Duration;
 use wasmtime::{Engine, Store};
 
 use super::artifact::Origin;
+use super::bindings::packed_parser::{PackedParserStage, PackedParserStagePre};
 use super::bindings::parser::{ParserStage, ParserStagePre};
 use super::bindings::projected_row::{ProjectedRowStage, ProjectedRowStagePre};
 use super::bindings::row::{RowStage, RowStagePre};
@@ -36,6 +37,7 @@ pub struct StageSpec {
 #[derive(Clone)]
 pub(super) enum Pre {
     Parser(ParserStagePre<StageState>),
+    PackedParser(PackedParserStagePre<StageState>),
     Row(RowStagePre<StageState>),
     ProjectedRow(ProjectedRowStagePre<StageState>),
 }
@@ -43,6 +45,7 @@ pub(super) enum Pre {
 /// An instance's exports, by the world it was built for.
 pub(super) enum Bound {
     Parser(ParserStage),
+    PackedParser(PackedParserStage),
     Row(RowStage),
     ProjectedRow(ProjectedRowStage),
 }
@@ -56,7 +59,7 @@ impl Bound {
         rows: &[Row],
     ) -> Option<wasmtime::Result<BatchOutput>> {
         match self {
-            Bound::Parser(_) => None,
+            Bound::Parser(_) | Bound::PackedParser(_) => None,
             Bound::Row(b) => Some(
                 b.kafka2mc_transform_row_transform()
                     .call_transform(store, rows),
@@ -75,7 +78,9 @@ impl Bound {
         input: &[Column],
     ) -> wasmtime::Result<Result<StageInfo, String>> {
         match self {
-            Bound::Parser(_) => Err(wasmtime::Error::msg("a parser stage bound as a row stage")),
+            Bound::Parser(_) | Bound::PackedParser(_) => {
+                Err(wasmtime::Error::msg("a parser stage bound as a row stage"))
+            }
             Bound::Row(b) => b
                 .kafka2mc_transform_row_transform()
                 .call_configure(store, config, input),
@@ -134,6 +139,21 @@ impl LoadedStage {
         Ok(output)
     }
 
+    /// Links a packed parser (WIT 1.3) as a plain one, so that runs call `parse`; other stages
+    /// stay as they are. Whether it could be is returned.
+    pub(super) fn link_unpacked(&mut self) -> bool {
+        let Pre::PackedParser(pre) = &self.pre else {
+            return false;
+        };
+        match ParserStagePre::new(pre.instance_pre().clone()) {
+            Ok(plain) => {
+                self.pre = Pre::Parser(plain);
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
     /// Whether the component was precompiled.
     pub(super) fn origin(&self) -> Origin {
         self.origin
@@ -172,6 +192,14 @@ impl LoadedStage {
                     .call_configure(&mut store, &spec.config)
                     .map_err(trap)?;
                 (Bound::Parser(b), info)
+            }
+            Pre::PackedParser(pre) => {
+                let b = pre.instantiate(&mut store).map_err(trap)?;
+                let info = b
+                    .kafka2mc_transform_parser()
+                    .call_configure(&mut store, &spec.config)
+                    .map_err(trap)?;
+                (Bound::PackedParser(b), info)
             }
             Pre::Row(pre) => {
                 let b = Bound::Row(pre.instantiate(&mut store).map_err(trap)?);

@@ -13,6 +13,7 @@
 //! column (`type-mismatch`, naming the column and the value), makes the record a dead letter.
 
 pub mod columns;
+pub mod packed;
 pub mod path;
 pub mod select;
 
@@ -22,13 +23,15 @@ pub mod select;
 mod component {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "parser-stage",
+        // Also exports `packed-parser` (WIT 1.3): the host then takes the rows packed.
+        world: "packed-parser-stage",
     });
 
     use std::sync::Mutex;
 
     use crate::columns::{BytesType, Kind, Out, Source};
     use crate::select::Selection;
+    use exports::kafka2mc::transform::packed_parser::{Guest as PackedGuest, PackedOutput};
     use exports::kafka2mc::transform::parser::Guest;
     use kafka2mc::transform::types::{
         BatchOutput, Cell, Column, ColumnType, DecimalType, ErrorKind, Instant, KafkaRecord,
@@ -199,12 +202,15 @@ mod component {
         ))
     }
 
+    /// A record's cells, into `cells` (emptied first, so that one buffer serves a batch).
     fn extract(
         plan: &Plan,
         topic: &str,
         partition: i32,
         record: &KafkaRecord,
-    ) -> Result<Vec<Cell>, (String, String)> {
+        cells: &mut Vec<Out>,
+    ) -> Result<(), (String, String)> {
+        cells.clear();
         let mut picked = match (&record.value, &plan.selection) {
             (Some(bytes), Some(selection)) => match plan.value_type {
                 BytesType::String => simdutf8::basic::from_utf8(bytes)
@@ -227,7 +233,6 @@ mod component {
                 ty.decode(b).map_err(|e| ("bad-encoding".to_owned(), e))
             })
         };
-        let mut cells = Vec::with_capacity(plan.columns.len());
         for spec in &plan.columns {
             let raw = match (&spec.source, &spec.kind) {
                 (Source::Key, Kind::Binary) => record.key.clone().map(Out::Binary),
@@ -275,21 +280,25 @@ mod component {
                     ),
                 ));
             }
-            cells.push(match out {
-                Out::Null => Cell::Null,
-                Out::Bool(b) => Cell::Boolean(b),
-                Out::Int(n) => Cell::Int(n),
-                Out::Double(x) => Cell::Double(x),
-                Out::Decimal(d) => Cell::Decimal(d),
-                Out::Text(s) => Cell::String(s),
-                Out::Binary(b) => Cell::Binary(b),
-                Out::Date(d) => Cell::Date(d),
-                Out::Datetime(ms) => Cell::Datetime(ms),
-                Out::Timestamp(seconds, nanos) => Cell::Timestamp(Instant { seconds, nanos }),
-                Out::Json(j) => Cell::Json(j),
-            });
+            cells.push(out);
         }
-        Ok(cells)
+        Ok(())
+    }
+
+    fn cell(out: Out) -> Cell {
+        match out {
+            Out::Null => Cell::Null,
+            Out::Bool(b) => Cell::Boolean(b),
+            Out::Int(n) => Cell::Int(n),
+            Out::Double(x) => Cell::Double(x),
+            Out::Decimal(d) => Cell::Decimal(d),
+            Out::Text(s) => Cell::String(s),
+            Out::Binary(b) => Cell::Binary(b),
+            Out::Date(d) => Cell::Date(d),
+            Out::Datetime(ms) => Cell::Datetime(ms),
+            Out::Timestamp(seconds, nanos) => Cell::Timestamp(Instant { seconds, nanos }),
+            Out::Json(j) => Cell::Json(j),
+        }
     }
 
     /// The error serde_json gives for a value that is not UTF-8, as it gave before the value was
@@ -318,37 +327,67 @@ mod component {
         }
 
         fn parse(batch: RecordBatch) -> BatchOutput {
-            let guard = PLAN
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            let Some(plan) = guard.as_ref() else {
-                let errors = vec![RecordError {
-                    source: 0,
-                    kind: ErrorKind::Fatal,
-                    code: "not-configured".into(),
-                    message: "parse was called before configure".into(),
-                }];
-                return BatchOutput {
-                    rows: Vec::new(),
-                    errors,
-                };
-            };
             let (mut rows, mut errors) = (Vec::with_capacity(batch.records.len()), Vec::new());
-            for (i, record) in batch.records.iter().enumerate() {
-                match extract(plan, &batch.topic, batch.partition, record) {
-                    Ok(cells) => rows.push(Row {
-                        source: i as u32,
-                        cells,
-                    }),
-                    Err((code, message)) => errors.push(RecordError {
-                        source: i as u32,
-                        kind: ErrorKind::InvalidInput,
-                        code,
-                        message,
-                    }),
-                }
-            }
+            let mut cells = Vec::new();
+            each_record(&batch, &mut cells, &mut errors, |source, cells| {
+                rows.push(Row {
+                    source,
+                    cells: cells.drain(..).map(cell).collect(),
+                })
+            });
             BatchOutput { rows, errors }
+        }
+    }
+
+    impl PackedGuest for KafkaColumns {
+        fn parse_packed(batch: RecordBatch) -> PackedOutput {
+            let (mut packed, mut sources, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+            let mut cells = Vec::new();
+            each_record(&batch, &mut cells, &mut errors, |source, cells| {
+                for out in cells.iter() {
+                    crate::packed::put(&mut packed, out);
+                }
+                sources.push(source);
+            });
+            PackedOutput {
+                cells: packed,
+                sources,
+                errors,
+            }
+        }
+    }
+
+    /// Extracts every record of the batch (`parse` and `parse-packed` alike), giving each row's
+    /// cells to `row` and each failed record's error to `errors`; one `fatal` error when the
+    /// stage was never configured.
+    fn each_record(
+        batch: &RecordBatch,
+        cells: &mut Vec<Out>,
+        errors: &mut Vec<RecordError>,
+        mut row: impl FnMut(u32, &mut Vec<Out>),
+    ) {
+        let guard = PLAN
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let Some(plan) = guard.as_ref() else {
+            errors.push(RecordError {
+                source: 0,
+                kind: ErrorKind::Fatal,
+                code: "not-configured".into(),
+                message: "parse was called before configure".into(),
+            });
+            return;
+        };
+        for (i, record) in batch.records.iter().enumerate() {
+            match extract(plan, &batch.topic, batch.partition, record, cells) {
+                Ok(()) => row(i as u32, cells),
+                Err((code, message)) => errors.push(RecordError {
+                    source: i as u32,
+                    kind: ErrorKind::InvalidInput,
+                    code,
+                    message,
+                }),
+            }
         }
     }
 

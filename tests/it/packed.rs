@@ -1,0 +1,133 @@
+//! Packed rows (WIT 1.3, `packed-parser`): `kafka-columns` exports `parse-packed`, and the host
+//! reads its rows from the packed bytes. Both of the stage's answers must give the same rows and
+//! dead letters, for every cell case it writes, alone and with a row stage after it.
+
+use harness::transform_wasm;
+use k2mc::transform::bindings::{Cell, Header, KafkaRecord, RecordBatch};
+use k2mc::transform::{ChainOutput, StageSpec, TransformHost};
+
+/// A column of every type `kafka-columns` writes, from the value, the key and the record.
+const EVERY_TYPE: &str = r#"[
+  {"name": "b", "type": "boolean"},
+  {"name": "t", "type": "tinyint"},
+  {"name": "n", "type": "bigint"},
+  {"name": "f", "type": "float"},
+  {"name": "d", "type": "double"},
+  {"name": "dec", "type": "decimal(10,3)"},
+  {"name": "s", "type": "string"},
+  {"name": "v", "type": "varchar(4)"},
+  {"name": "bin", "type": "binary", "source": "__key__"},
+  {"name": "j", "type": "json"},
+  {"name": "arr", "type": "array<bigint>"},
+  {"name": "day", "type": "date"},
+  {"name": "dt", "type": "datetime"},
+  {"name": "ts", "type": "timestamp"},
+  {"name": "ntz", "type": "timestamp_ntz", "source": "ts"},
+  {"name": "off", "type": "bigint", "source": "__offset__"},
+  {"name": "hdr", "type": "string", "source": "__headers__"},
+  {"name": "missing", "type": "string"}
+]"#;
+
+fn parser() -> StageSpec {
+    let wasm = transform_wasm("kafka-columns").unwrap();
+    harness::stage_spec(
+        "kafka-columns",
+        &wasm,
+        &[("columns", EVERY_TYPE), ("key-type", "BYTEARRAY")],
+    )
+}
+
+fn records() -> Vec<KafkaRecord> {
+    let values = [
+        r#"{"b":true,"t":-128,"n":9007199254740993,"f":1.5,"d":-0.1,"dec":"12.345","s":"北京 😀","v":"abcd","j":{"a":[1,null]},"arr":[1,2],"day":"1969-12-31","dt":"2024-01-01 08:00:00.123","ts":"2024-02-29T23:59:59.999999999Z"}"#,
+        // Bad input between good rows: a dead letter, and the rows around it keep their sources.
+        r#"{"t":300}"#,
+        r#"{"b":"false","s":"","v":"","dt":1704067200001,"ts":"1900-01-01 00:00:00"}"#,
+        "not json",
+        r#"{}"#,
+    ];
+    values
+        .iter()
+        .enumerate()
+        .map(|(i, v)| KafkaRecord {
+            offset: 100 + i as i64,
+            timestamp_ms: 1_704_067_200_000,
+            key: (i != 4).then(|| vec![0, 0xff, i as u8]),
+            value: Some(v.as_bytes().to_vec()),
+            headers: vec![Header {
+                key: "h".into(),
+                value: Some(b"x".to_vec()),
+            }],
+        })
+        .collect()
+}
+
+/// The chain's output, with the parser's rows taken packed or, after `without_packed_rows`, as
+/// a `list<row>`.
+fn run(specs: Vec<StageSpec>, packed: bool) -> anyhow::Result<ChainOutput> {
+    let host = TransformHost::new()?;
+    let cache = tempfile::tempdir()?;
+    let mut chain = host.load_chain(specs, cache.path())?;
+    if !packed {
+        assert!(
+            chain.without_packed_rows(),
+            "kafka-columns exports packed-parser"
+        );
+    }
+    let batch = RecordBatch {
+        topic: "t".into(),
+        partition: 1,
+        records: records(),
+    };
+    Ok(chain.start_run().run(&batch)?)
+}
+
+#[test]
+fn packed_and_listed_rows_are_the_same_for_every_cell_case() -> anyhow::Result<()> {
+    let packed = run(vec![parser()], true)?;
+    let listed = run(vec![parser()], false)?;
+    assert_eq!(packed.rows, listed.rows);
+    assert_eq!(packed.dead_letters, listed.dead_letters);
+    let sources: Vec<u32> = packed.rows.iter().map(|r| r.source).collect();
+    assert_eq!(sources, [0, 2, 4]);
+    let dead: Vec<(u32, &str)> = packed
+        .dead_letters
+        .iter()
+        .map(|d| (d.source, d.code.as_str()))
+        .collect();
+    assert_eq!(dead, [(1, "type-mismatch"), (3, "bad-json")]);
+    // Every case the stage writes is in the first row, as the listed path gives it.
+    let cells = &packed.rows[0].cells;
+    assert_eq!(cells[0], Cell::Boolean(true));
+    assert_eq!(cells[2], Cell::Int(9_007_199_254_740_993));
+    assert_eq!(cells[5], Cell::Decimal("12.345".into()));
+    assert_eq!(cells[6], Cell::String("北京 😀".into()));
+    assert_eq!(cells[8], Cell::Binary(vec![0, 0xff, 0]));
+    assert_eq!(cells[11], Cell::Date(-1));
+    assert_eq!(cells[12], Cell::Datetime(1_704_096_000_123));
+    assert!(matches!(&cells[13], Cell::Timestamp(t) if t.nanos == 999_999_999));
+    assert!(matches!(&cells[9], Cell::Json(j) if j.contains("null")));
+    assert_eq!(cells[17], Cell::Null);
+    // The record without a key gives NULL in its binary column.
+    assert_eq!(packed.rows[2].cells[8], Cell::Null);
+    Ok(())
+}
+
+#[test]
+fn a_row_stage_after_a_packed_parser_sees_the_same_rows() -> anyhow::Result<()> {
+    let mask = || {
+        let wasm = transform_wasm("mask").unwrap();
+        harness::stage_spec(
+            "mask",
+            &wasm,
+            &[("column.s", "sha256"), ("column.v", "phone")],
+        )
+    };
+    let packed = run(vec![parser(), mask()], true)?;
+    let listed = run(vec![parser(), mask()], false)?;
+    assert_eq!(packed.rows, listed.rows);
+    assert_eq!(packed.dead_letters, listed.dead_letters);
+    assert_eq!(packed.rows.len(), 3);
+    assert_eq!(packed.rows[0].cells[7], Cell::String("****".into()));
+    Ok(())
+}
