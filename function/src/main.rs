@@ -53,8 +53,8 @@ async fn main() -> std::process::ExitCode {
 /// memory it gave back and touches again then faults in a whole 2 MiB page, cleared first: 12-16 %
 /// of the function's CPU in the profiles at 10 KB and 1 KB records; without them 1.18-1.27x the
 /// records per CPU-second at 10 KB and less peak memory, the same CPU at 1 KB (docs/bench/README.md,
-/// "Transparent huge pages off"). The flag holds
-/// for memory already mapped, so setting it here, after mimalloc's start, is enough.
+/// "Transparent huge pages off"). The flag holds for memory already mapped, so setting it here,
+/// after mimalloc's start, is enough.
 fn no_huge_pages() {
     #[cfg(target_os = "linux")]
     if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
