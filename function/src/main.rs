@@ -48,16 +48,16 @@ async fn main() -> std::process::ExitCode {
     }
 }
 
-/// Turns transparent huge pages off for this process, unless `MIMALLOC_ALLOW_THP` is set (then
-/// mimalloc does what it says). mimalloc asks the kernel for huge pages on the memory it maps, and
-/// memory it gave back and touches again then faults in a whole 2 MiB page, cleared first: 12-16 %
+/// Turns transparent huge pages off for this process, unless `K2MC_HUGE_PAGES=1` (then mimalloc
+/// does what it says). mimalloc asks the kernel for huge pages on the memory it maps, and a fresh
+/// or purged buffer touched then faults in a whole 2 MiB page, cleared first: 12-16 %
 /// of the function's CPU in the profiles at 10 KB and 1 KB records; without them 1.18-1.27x the
 /// records per CPU-second at 10 KB and less peak memory, the same CPU at 1 KB (docs/bench/README.md,
 /// "Transparent huge pages off"). The flag holds for memory already mapped, so setting it here,
 /// after mimalloc's start, is enough.
 fn no_huge_pages() {
     #[cfg(target_os = "linux")]
-    if std::env::var_os("MIMALLOC_ALLOW_THP").is_none() {
+    if std::env::var_os("K2MC_HUGE_PAGES").is_none_or(|v| v != "1") {
         // A kernel without the call (before Linux 3.15) keeps huge pages: slower, not wrong.
         let _ = rustix::thread::disable_transparent_huge_pages(true);
     }
@@ -78,10 +78,8 @@ mod tests {
     /// memory region mimalloc marked for huge pages on small ones.
     #[test]
     fn huge_pages_are_off_after_start_up() {
-        if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
-            panic!(
-                "MIMALLOC_ALLOW_THP is set in the test's environment; unset it to run this test"
-            );
+        if std::env::var_os("K2MC_HUGE_PAGES").is_some_and(|v| v == "1") {
+            panic!("K2MC_HUGE_PAGES=1 is set in the test's environment; unset it to run this test");
         }
         super::no_huge_pages();
         assert!(rustix::thread::transparent_huge_pages_are_disabled().unwrap());
