@@ -90,7 +90,11 @@ fn main() -> anyhow::Result<()> {
     let stack = Stack::start(dir.path())?;
     let mc = harness::client(&emulator)?;
     // The stack's own processes, whose CPU is reported beside each run's (not counted in it).
-    let servers = [stack.kafka.pid(), stack.s3.pid(), emulator.pid()];
+    let servers = [
+        ("tansu", stack.kafka.pid()),
+        ("s3s-fs", stack.s3.pid()),
+        ("emulator", emulator.pid()),
+    ];
     let sql = |q: String| rt.block_on(mc.run_sql(&q, &[])).with_context(|| q.clone());
     let mut report = Report::new(args.reps);
 
@@ -290,13 +294,21 @@ fn main() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one measured system and adds the CPU the stack's `servers` spent meanwhile.
+/// Runs one measured system and adds the CPU each of the stack's `servers` spent meanwhile.
 fn with_stack_cpu(
-    servers: &[u32],
+    servers: &[(&'static str, u32)],
     run: impl FnOnce() -> anyhow::Result<Run>,
 ) -> anyhow::Result<Run> {
-    let before = measure::tree_cpu_s(servers);
+    let cpu = || {
+        servers
+            .iter()
+            .map(|&(name, pid)| (name, measure::tree_cpu_s(&[pid])))
+            .collect::<Vec<_>>()
+    };
+    let before = cpu();
     let mut r = run()?;
-    r.stack_cpu_s = measure::tree_cpu_s(servers) - before;
+    for ((name, after), (_, before)) in cpu().into_iter().zip(before) {
+        r.stack_cpu.insert(name, after - before);
+    }
     Ok(r)
 }

@@ -1,5 +1,5 @@
 //! Measuring one process: wall time, CPU seconds (user + system, its waited-for children
-//! included) and peak resident memory, all from the kernel's own accounting of that process
+//! included), peak resident memory and minor page faults, all from the kernel's own accounting of that process
 //! (`wait4`), so nothing the harness itself does is counted; and the cold start of the function
 //! until it first polls the Lambda Runtime API.
 
@@ -17,6 +17,9 @@ pub struct Measured {
     pub wall_s: f64,
     pub cpu_s: f64,
     pub max_rss_mb: f64,
+    /// Page faults served without I/O (`ru_minflt`): each first touch of a fresh page, the
+    /// kernel clearing it first, so a count of the memory the process kept asking for anew.
+    pub minor_faults: u64,
     pub stdout: String,
 }
 
@@ -52,6 +55,7 @@ pub fn run(cmd: &mut Command, log: &Path) -> anyhow::Result<Measured> {
         cpu_s: seconds(usage.ru_utime) + seconds(usage.ru_stime),
         // Linux reports ru_maxrss in KiB.
         max_rss_mb: usage.ru_maxrss as f64 / 1024.0,
+        minor_faults: u64::try_from(usage.ru_minflt).unwrap_or(0),
         stdout,
     })
 }

@@ -20,8 +20,19 @@ pub struct Run {
     pub bytes: u64,
     pub m: Measured,
     pub stage_seconds: BTreeMap<String, f64>,
-    /// CPU seconds the stack's servers (tansu, s3s-fs, the emulator) spent during the run.
-    pub stack_cpu_s: f64,
+    /// CPU seconds each of the stack's servers (tansu, s3s-fs, the emulator) spent during the
+    /// run, by server name.
+    pub stack_cpu: BTreeMap<&'static str, f64>,
+}
+
+/// The stack's servers, in the order the tables show them.
+const SERVERS: [&str; 3] = ["tansu", "s3s-fs", "emulator"];
+
+impl Run {
+    /// CPU seconds the stack's servers spent during the run, together.
+    fn stack_cpu_s(&self) -> f64 {
+        self.stack_cpu.values().sum()
+    }
 }
 
 impl Run {
@@ -35,7 +46,7 @@ impl Run {
             bytes: v["bytes"].as_u64().context("bytes")?,
             m: m.clone(),
             stage_seconds: BTreeMap::new(),
-            stack_cpu_s: 0.0,
+            stack_cpu: BTreeMap::new(),
         })
     }
 
@@ -55,7 +66,7 @@ impl Run {
                     )
                 })
                 .collect(),
-            stack_cpu_s: 0.0,
+            stack_cpu: BTreeMap::new(),
         })
     }
 }
@@ -69,6 +80,13 @@ pub struct Report {
     /// Per data set, the uncompressed size of every block k2mc's loads committed, per run.
     blocks: Vec<(String, Vec<u64>)>,
     cold: Vec<Duration>,
+}
+
+/// The lowest and the highest of `xs`.
+fn spread(xs: impl Iterator<Item = f64>) -> [f64; 2] {
+    xs.fold([f64::INFINITY, f64::NEG_INFINITY], |[lo, hi], x| {
+        [lo.min(x), hi.max(x)]
+    })
 }
 
 fn median(mut xs: Vec<f64>) -> f64 {
@@ -137,11 +155,20 @@ impl Report {
                     "wall_s": med(&|r| r.m.wall_s),
                     "cpu_s": med(&|r| r.m.cpu_s),
                     "cpu_us_per_record": med(&|r| r.m.cpu_s * 1e6 / r.records.max(1) as f64),
-                    "stack_cpu_s": med(&|r| r.stack_cpu_s),
+                    // The spread over the runs: on this machine kind a lever's effect is only told
+                    // apart from noise when the two builds' ranges separate.
+                    "cpu_us_per_record_range": spread(mine.iter().map(|r| r.m.cpu_s * 1e6 / r.records.max(1) as f64)),
+                    "stack_cpu_s": med(&|r| r.stack_cpu_s()),
+                    "stack_cpu_s_by_server": SERVERS
+                        .iter()
+                        .map(|s| ((*s).to_owned(), json!(med(&|r| r.stack_cpu.get(s).copied().unwrap_or(0.0)))))
+                        .collect::<serde_json::Map<String, Value>>(),
                     "max_rss_mb": med(&|r| r.m.max_rss_mb),
+                    "minor_faults": med(&|r| r.m.minor_faults as f64),
                     "runs": mine.iter().map(|r| json!({
                         "records": r.records, "bytes": r.bytes, "wall_s": r.m.wall_s,
-                        "cpu_s": r.m.cpu_s, "max_rss_mb": r.m.max_rss_mb, "stack_cpu_s": r.stack_cpu_s,
+                        "cpu_s": r.m.cpu_s, "max_rss_mb": r.m.max_rss_mb, "minor_faults": r.m.minor_faults, "stack_cpu_s": r.stack_cpu_s(),
+                        "stack_cpu_s_by_server": r.stack_cpu,
                         "stage_seconds": r.stage_seconds,
                     })).collect::<Vec<_>>(),
                 });
@@ -324,12 +351,12 @@ pub fn markdown(result: &Value) -> String {
         result["machine"].as_str().unwrap_or(""),
         result["reps"]
     );
-    out.push_str("| data set | system | records/s | MB/s | wall s | CPU s | CPU µs/record | stack CPU s | peak RSS MB |\n|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
+    out.push_str("| data set | system | records/s | MB/s | wall s | CPU s | CPU µs/record (runs' range) | stack CPU s | peak RSS MB | page faults k |\n|---|---|---:|---:|---:|---:|---:|---:|---:|---:|\n");
     let empty = Vec::new();
     for d in result["datasets"].as_array().unwrap_or(&empty) {
         for (system, e) in d["systems"].as_object().into_iter().flatten() {
             out.push_str(&format!(
-                "| {} × {} | {system} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1} | {:.2} | {:.0} |\n",
+                "| {} × {} | {system} | {:.0} | {:.1} | {:.2} | {:.2} | {:.1} ({:.1}–{:.1}) | {:.2} | {:.0} | {:.1} |\n",
                 d["name"].as_str().unwrap_or(""),
                 d["records"],
                 e["records_per_s"].as_f64().unwrap_or(0.0),
@@ -337,9 +364,35 @@ pub fn markdown(result: &Value) -> String {
                 e["wall_s"].as_f64().unwrap_or(0.0),
                 e["cpu_s"].as_f64().unwrap_or(0.0),
                 e["cpu_us_per_record"].as_f64().unwrap_or(0.0),
+                e["cpu_us_per_record_range"][0].as_f64().unwrap_or(0.0),
+                e["cpu_us_per_record_range"][1].as_f64().unwrap_or(0.0),
                 e["stack_cpu_s"].as_f64().unwrap_or(0.0),
                 e["max_rss_mb"].as_f64().unwrap_or(0.0),
+                e["minor_faults"].as_f64().unwrap_or(0.0) / 1e3,
             ));
+        }
+    }
+    out.push_str(
+        "\nThe stack's CPU per server (seconds, medians; what the local Kafka, bucket and MaxCompute \
+         stand-ins spent while each system ran, not counted in its own CPU):\n\n| data set | system |",
+    );
+    for s in SERVERS {
+        out.push_str(&format!(" {s} |"));
+    }
+    out.push_str("\n|---|---|");
+    out.push_str(&"---:|".repeat(SERVERS.len()));
+    out.push('\n');
+    for d in result["datasets"].as_array().unwrap_or(&empty) {
+        for (system, e) in d["systems"].as_object().into_iter().flatten() {
+            out.push_str(&format!(
+                "| {} | {system} |",
+                d["name"].as_str().unwrap_or("")
+            ));
+            for s in SERVERS {
+                let cpu = e["stack_cpu_s_by_server"][s].as_f64().unwrap_or(0.0);
+                out.push_str(&format!(" {cpu:.2} |"));
+            }
+            out.push('\n');
         }
     }
     out.push_str(
