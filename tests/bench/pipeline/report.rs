@@ -344,6 +344,16 @@ fn machine() -> String {
     )
 }
 
+/// Ends a table's header row (its two text columns already written) with `columns`, right-aligned.
+fn numeric_columns(out: &mut String, columns: &[&str]) {
+    for c in columns {
+        out.push_str(&format!(" {c} |"));
+    }
+    out.push_str("\n|---|---|");
+    out.push_str(&"---:|".repeat(columns.len()));
+    out.push('\n');
+}
+
 /// The Markdown tables of a result document.
 pub fn markdown(result: &Value) -> String {
     let mut out = format!(
@@ -376,12 +386,7 @@ pub fn markdown(result: &Value) -> String {
         "\nThe stack's CPU per server (seconds, medians; what the local Kafka, bucket and MaxCompute \
          stand-ins spent while each system ran, not counted in its own CPU):\n\n| data set | system |",
     );
-    for s in SERVERS {
-        out.push_str(&format!(" {s} |"));
-    }
-    out.push_str("\n|---|---|");
-    out.push_str(&"---:|".repeat(SERVERS.len()));
-    out.push('\n');
+    numeric_columns(&mut out, &SERVERS);
     for d in result["datasets"].as_array().unwrap_or(&empty) {
         for (system, e) in d["systems"].as_object().into_iter().flatten() {
             out.push_str(&format!(
@@ -400,12 +405,7 @@ pub fn markdown(result: &Value) -> String {
          its worker threads, which run beside fetch and encode; load includes the table loads after \
          the batches):\n\n| data set | build |",
     );
-    for s in STAGES {
-        out.push_str(&format!(" {s} |"));
-    }
-    out.push_str("\n|---|---|");
-    out.push_str(&"---:|".repeat(STAGES.len()));
-    out.push('\n');
+    numeric_columns(&mut out, &STAGES);
     for d in result["datasets"].as_array().unwrap_or(&empty) {
         for build in ["k2mc", "k2mc before"] {
             let stages = &d["systems"][build]["stage_seconds"];
