@@ -1,7 +1,7 @@
 //! Measuring one process: wall time, CPU seconds (user + system, its waited-for children
-//! included), peak resident memory and minor page faults, all from the kernel's own accounting of that process
-//! (`wait4`), so nothing the harness itself does is counted; and the cold start of the function
-//! until it first polls the Lambda Runtime API.
+//! included), peak resident memory and minor page faults, all from the kernel's own accounting of
+//! that process (`wait4`), so nothing the harness itself does is counted; and the cold start of
+//! the function until it first polls the Lambda Runtime API.
 
 use std::io::Read;
 use std::path::Path;

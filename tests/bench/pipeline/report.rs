@@ -33,9 +33,12 @@ impl Run {
     fn stack_cpu_s(&self) -> f64 {
         self.stack_cpu.values().sum()
     }
-}
 
-impl Run {
+    /// CPU microseconds of the system's own process per record.
+    fn cpu_us_per_record(&self) -> f64 {
+        self.m.cpu_s * 1e6 / self.records.max(1) as f64
+    }
+
     /// A run whose stdout is `{"records": N, "bytes": B}`.
     pub fn from_json(system: &'static str, m: &Measured) -> anyhow::Result<Run> {
         let v: Value = serde_json::from_str(m.stdout.trim())
@@ -154,10 +157,10 @@ impl Report {
                     "mb_per_s": med(&|r| r.bytes as f64 / 1e6 / r.m.wall_s),
                     "wall_s": med(&|r| r.m.wall_s),
                     "cpu_s": med(&|r| r.m.cpu_s),
-                    "cpu_us_per_record": med(&|r| r.m.cpu_s * 1e6 / r.records.max(1) as f64),
+                    "cpu_us_per_record": med(&Run::cpu_us_per_record),
                     // The spread over the runs: on this machine kind a lever's effect is only told
                     // apart from noise when the two builds' ranges separate.
-                    "cpu_us_per_record_range": spread(mine.iter().map(|r| r.m.cpu_s * 1e6 / r.records.max(1) as f64)),
+                    "cpu_us_per_record_range": spread(mine.iter().map(|r| r.cpu_us_per_record())),
                     "stack_cpu_s": med(&|r| r.stack_cpu_s()),
                     "stack_cpu_s_by_server": SERVERS
                         .iter()
