@@ -4,11 +4,14 @@
 //! `x-oss-forbid-overwrite` on OSS): log entries, intents and each version of an intent.
 
 use aws_sdk_s3::error::{DisplayErrorContext, SdkError};
-use aws_sdk_s3::primitives::ByteStream;
+use aws_sdk_s3::primitives::{AggregatedBytes, ByteStream};
 use bytes::Bytes;
 use tracing::Instrument as _;
 
 use crate::config::{StagingConfig, StorageProvider};
+
+mod segments;
+pub use segments::Segments;
 
 /// A handle on the staging bucket under the configured prefix.
 #[derive(Debug, Clone)]
@@ -212,9 +215,28 @@ impl Staging {
     /// Reads an object; `None` when there is none. A body cut off mid-read (an object being
     /// replaced concurrently) is read again.
     pub async fn get(&self, relative: &str) -> Result<Option<Object>, StagingError> {
+        Ok(self.read(relative).await?.map(|(body, etag)| Object {
+            data: body.into_bytes(),
+            etag,
+        }))
+    }
+
+    /// Reads an object's bytes in the chunks they arrived in (a staged piece the load sends in
+    /// ranges: no copy into one buffer); `None` when there is none. Read again as `get` is.
+    pub async fn get_segments(&self, relative: &str) -> Result<Option<Segments>, StagingError> {
+        Ok(self
+            .read(relative)
+            .await?
+            .map(|(body, _)| Segments::new(body.into_segments())))
+    }
+
+    async fn read(
+        &self,
+        relative: &str,
+    ) -> Result<Option<(AggregatedBytes, String)>, StagingError> {
         let mut attempt = 0;
         loop {
-            match self.get_once(relative).await {
+            match self.read_once(relative).await {
                 Err(StagingError::Body { .. }) if attempt < 4 => {
                     attempt += 1;
                     tokio::time::sleep(std::time::Duration::from_millis(20 * attempt)).await;
@@ -224,7 +246,10 @@ impl Staging {
         }
     }
 
-    async fn get_once(&self, relative: &str) -> Result<Option<Object>, StagingError> {
+    async fn read_once(
+        &self,
+        relative: &str,
+    ) -> Result<Option<(AggregatedBytes, String)>, StagingError> {
         let key = self.key(relative);
         let out = match self
             .client
@@ -241,17 +266,12 @@ impl Staging {
             Err(e) => return Err(self.fail("get", &key, &e)),
         };
         let etag = out.e_tag().unwrap_or_default().to_owned();
-        let data = out
-            .body
-            .collect()
-            .await
-            .map_err(|e| StagingError::Body {
-                bucket: self.bucket.clone(),
-                key: key.clone(),
-                message: e.to_string(),
-            })?
-            .into_bytes();
-        Ok(Some(Object { data, etag }))
+        let body = out.body.collect().await.map_err(|e| StagingError::Body {
+            bucket: self.bucket.clone(),
+            key: key.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Some((body, etag)))
     }
 
     /// Keys (relative to the prefix) under `relative_prefix`, in key order, after `start_after`.

@@ -18,6 +18,7 @@ use flate2::write::DeflateEncoder;
 use super::commit::Join;
 use super::encode::ZLIB_HEADER;
 use crate::maxcompute::Compression;
+use crate::staging::Segments;
 
 /// A staged block's bytes did not match what its intent says of them.
 #[derive(Debug, thiserror::Error)]
@@ -27,11 +28,12 @@ pub struct JoinError {
     pub reason: String,
 }
 
-/// One piece of a joined block: a staged block's bytes and its join record.
+/// One piece of a joined block: a staged block's bytes (in the chunks the bucket sent them in)
+/// and its join record.
 #[derive(Debug, Clone)]
 pub(crate) struct Piece<'a> {
     pub(crate) key: &'a str,
-    pub(crate) data: Bytes,
+    pub(crate) data: Segments,
     pub(crate) join: Join,
 }
 
@@ -43,14 +45,12 @@ impl Piece<'_> {
         }
     }
 
-    /// The body: `join.body` bytes after a header of `header` bytes (sharing the piece's
-    /// buffer).
-    fn body(&self, header: usize) -> Result<Bytes, JoinError> {
+    /// The end of the body: `join.body` bytes after a header of `header` bytes.
+    fn body_end(&self, header: usize) -> Result<usize, JoinError> {
         usize::try_from(self.join.body)
             .ok()
             .and_then(|b| header.checked_add(b))
             .filter(|&end| end <= self.data.len())
-            .map(|end| self.data.slice(header..end))
             .ok_or_else(|| {
                 self.fail(format!(
                     "its body of {} bytes is longer than the block's {} bytes",
@@ -77,7 +77,7 @@ pub(crate) fn join(
     let head = head(first, compression)?;
     let mut out = vec![head.clone()];
     for piece in pieces {
-        out.push(body(piece, compression, &head)?);
+        out.extend(body(piece, compression, &head)?);
     }
     let joins = pieces.iter().zip(rows).map(|(p, &n)| (n, p.join));
     out.push(tail(joins, compression)?);
@@ -92,9 +92,9 @@ pub(crate) fn head(first: &Piece<'_>, compression: Compression) -> Result<Bytes,
         Compression::Deflate => Ok(Bytes::from_static(&[0x78, 0x01])),
         Compression::Lz4 => first
             .data
-            .get(..LZ4_HEADER)
+            .array_at::<LZ4_HEADER>(0)
             .filter(|h| h[..4] == LZ4_MAGIC && h[4] == LZ4_FLG)
-            .map(Bytes::copy_from_slice)
+            .map(|h| Bytes::copy_from_slice(&h))
             .ok_or_else(|| {
                 first.fail("it is not an LZ4 frame of independent blocks without checksums")
             }),
@@ -102,44 +102,50 @@ pub(crate) fn head(first: &Piece<'_>, compression: Compression) -> Result<Bytes,
     }
 }
 
-/// A piece's part of a joined block: its body (sharing its buffer), checked to end where the
-/// compressed stream can be cut and, for LZ4, to sit in a frame with the header `head`.
+/// A piece's part of a joined block: its body (slices of its chunks, no copy), checked to end
+/// where the compressed stream can be cut and, for LZ4, to sit in a frame with the header `head`.
 pub(crate) fn body(
     piece: &Piece<'_>,
     compression: Compression,
     head: &[u8],
-) -> Result<Bytes, JoinError> {
-    match compression {
+) -> Result<Vec<Bytes>, JoinError> {
+    let data = &piece.data;
+    let (start, end) = match compression {
         Compression::Deflate => {
-            let body = piece.body(ZLIB_HEADER as usize)?;
+            let (start, end) = (ZLIB_HEADER as usize, piece.body_end(ZLIB_HEADER as usize)?);
             // A sync flush ends with an empty stored block: 00 00 FF FF.
-            if !body.ends_with(&[0x00, 0x00, 0xff, 0xff]) {
+            let flushed =
+                end >= start + 4 && data.array_at::<4>(end - 4) == Some([0x00, 0x00, 0xff, 0xff]);
+            if !flushed {
                 return Err(piece.fail("its body does not end with a sync flush"));
             }
-            Ok(body)
+            (start, end)
         }
         Compression::Lz4 => {
-            if piece.data.get(..LZ4_HEADER) != Some(head) {
+            if data.array_at::<LZ4_HEADER>(0).as_ref().map(|h| &h[..]) != Some(head) {
                 return Err(piece.fail("its LZ4 frame header differs from the first piece's"));
             }
-            let body = piece.body(LZ4_HEADER)?;
+            let end = piece.body_end(LZ4_HEADER)?;
             // Walk the block sizes: the body must be whole blocks, without the end mark.
-            let mut at = 0usize;
-            while at < body.len() {
-                let size = body
-                    .get(at..at + 4)
-                    .map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]]))
+            let mut at = LZ4_HEADER;
+            while at < end {
+                let size = data
+                    .array_at::<4>(at)
+                    .filter(|_| at + 4 <= end)
+                    .map(u32::from_le_bytes)
                     .filter(|&s| s != 0)
                     .ok_or_else(|| piece.fail("its body does not end on an LZ4 block"))?;
                 at += 4 + (size & !LZ4_STORED) as usize;
             }
-            if at != body.len() {
+            if at != end {
                 return Err(piece.fail("its body does not end on an LZ4 block"));
             }
-            Ok(body)
+            (LZ4_HEADER, end)
         }
-        Compression::None => Err(piece.fail("uncompressed blocks are never staged")),
-    }
+        Compression::None => return Err(piece.fail("uncompressed blocks are never staged")),
+    };
+    data.slice(start..end)
+        .ok_or_else(|| piece.fail("its body is out of its bytes"))
 }
 
 /// The end of a joined block, from the pieces' rows and join records alone (no bytes): the
@@ -278,7 +284,7 @@ pub(crate) mod tests {
             .iter()
             .map(|(data, join)| Piece {
                 key: "k",
-                data: data.clone(),
+                data: data.clone().into(),
                 join: *join,
             })
             .collect()
@@ -319,6 +325,35 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn a_piece_in_chunks_of_any_size_gives_the_body_of_the_piece_in_one() {
+        let types = [ColumnType::Bigint, ColumnType::String];
+        // ~125 KB: an LZ4 body of several blocks, whose size words fall across small chunks.
+        let rows = rows(0, 500);
+        for compression in [Compression::Deflate, Compression::Lz4] {
+            let (data, join) = staged(&types, &rows, compression);
+            let whole = Piece {
+                key: "k",
+                data: data.clone().into(),
+                join,
+            };
+            let head = head(&whole, compression).unwrap();
+            let want = body(&whole, compression, &head).unwrap().concat();
+            for chunk in [1, 2, 3, 5, 7, 4096, 65_537] {
+                let cuts = (0..data.len()).step_by(chunk);
+                let piece = Piece {
+                    data: Segments::new(
+                        cuts.map(|at| data.slice(at..(at + chunk).min(data.len()))),
+                    ),
+                    ..whole.clone()
+                };
+                assert_eq!(super::head(&piece, compression).unwrap(), head);
+                let got = body(&piece, compression, &head).unwrap();
+                assert_eq!(got.concat(), want, "{compression}, chunks of {chunk}");
+            }
+        }
+    }
+
+    #[test]
     fn a_body_that_does_not_end_where_its_stream_can_be_cut_is_refused() {
         let types = [ColumnType::Bigint, ColumnType::String];
         for compression in [Compression::Deflate, Compression::Lz4] {
@@ -327,7 +362,7 @@ pub(crate) mod tests {
             let err = join(
                 &[Piece {
                     key: "staged/x.blk",
-                    data,
+                    data: data.into(),
                     join: j,
                 }],
                 &[2],

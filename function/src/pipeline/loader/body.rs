@@ -18,21 +18,24 @@ use futures_util::stream::{self, BoxStream};
 use super::super::commit::StagedBlock;
 use super::super::join::{self, JoinError, Piece};
 use crate::maxcompute::{BodySource, BodyStream, BodyUnreadable, Compression, slices};
-use crate::staging::{Staging, StagingError};
+use crate::staging::{Segments, Staging, StagingError};
 
 /// Where a body's pieces are read from: the staging bucket, or memory in the tests.
 pub(crate) trait PieceStore:
     Clone + Unpin + Send + Sync + std::fmt::Debug + 'static
 {
-    /// A staged piece's bytes; `None` when it is gone.
-    fn read(&self, key: &str) -> impl Future<Output = Result<Option<Bytes>, StagingError>> + Send;
+    /// A staged piece's bytes, in the chunks they were read in; `None` when it is gone.
+    fn read(
+        &self,
+        key: &str,
+    ) -> impl Future<Output = Result<Option<Segments>, StagingError>> + Send;
     /// The error for a read that ended without an answer (its task panicked or was aborted).
     fn aborted(&self, message: String) -> StagingError;
 }
 
 impl PieceStore for Staging {
-    async fn read(&self, key: &str) -> Result<Option<Bytes>, StagingError> {
-        Ok(self.get(key).await?.map(|o| o.data))
+    async fn read(&self, key: &str) -> Result<Option<Segments>, StagingError> {
+        self.get_segments(key).await
     }
 
     fn aborted(&self, message: String) -> StagingError {
@@ -109,7 +112,7 @@ impl<S: PieceStore> BodySource for StagedBody<S> {
         // Reads run as tasks, so the next piece arrives while this one is sent; `buffered(2)`
         // starts a read when the one before it is taken, keeping at most two in flight.
         let store = self.store.clone();
-        let reads: BoxStream<'static, Result<Option<Bytes>, StagingError>> = Box::pin(
+        let reads: BoxStream<'static, Result<Option<Segments>, StagingError>> = Box::pin(
             stream::iter(self.pieces.to_vec())
                 .map(move |p| {
                     let store = store.clone();
@@ -156,7 +159,7 @@ impl<S: PieceStore> BodySource for StagedBody<S> {
 
 /// One pass over a body: the parts of the next piece per step, then the tail.
 struct Walk {
-    reads: BoxStream<'static, Result<Option<Bytes>, StagingError>>,
+    reads: BoxStream<'static, Result<Option<Segments>, StagingError>>,
     pieces: Arc<[StagedBlock]>,
     compression: Compression,
     tail: Option<Bytes>,
@@ -185,7 +188,7 @@ impl Walk {
 
     fn piece(
         &mut self,
-        read: Result<Option<Bytes>, StagingError>,
+        read: Result<Option<Segments>, StagingError>,
     ) -> Result<Vec<Bytes>, BodyFailure> {
         let staged = &self.pieces[self.at];
         let data = read
@@ -196,14 +199,14 @@ impl Walk {
         // A block of one piece is sent as staged; `new` checked that every piece of a joined
         // block has join data.
         let (true, Some(join)) = (self.joined, staged.join) else {
-            return Ok(vec![data]);
+            return Ok(data.into_parts());
         };
         let piece = Piece {
             key: &staged.key,
             data,
             join,
         };
-        let mut parts = Vec::with_capacity(2);
+        let mut parts = Vec::new();
         let head = match &self.head {
             Some(h) => h.clone(),
             None => {
@@ -213,7 +216,7 @@ impl Walk {
                 h
             }
         };
-        parts.push(join::body(&piece, self.compression, &head).map_err(BodyFailure::Join)?);
+        parts.extend(join::body(&piece, self.compression, &head).map_err(BodyFailure::Join)?);
         Ok(parts)
     }
 }
@@ -222,13 +225,13 @@ impl Walk {
 /// that failed part way).
 struct Read<S: PieceStore> {
     store: S,
-    task: tokio::task::JoinHandle<Result<Option<Bytes>, StagingError>>,
+    task: tokio::task::JoinHandle<Result<Option<Segments>, StagingError>>,
 }
 
 impl<S: PieceStore> Read<S> {
     fn spawn(
         store: S,
-        read: impl Future<Output = Result<Option<Bytes>, StagingError>> + Send + 'static,
+        read: impl Future<Output = Result<Option<Segments>, StagingError>> + Send + 'static,
     ) -> Self {
         Read {
             store,
@@ -238,7 +241,7 @@ impl<S: PieceStore> Read<S> {
 }
 
 impl<S: PieceStore> Future for Read<S> {
-    type Output = Result<Option<Bytes>, StagingError>;
+    type Output = Result<Option<Segments>, StagingError>;
 
     fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = &mut *self;
