@@ -188,8 +188,11 @@ impl App {
     pub async fn start(config: Config) -> Result<App, PipelineError> {
         let t = Instant::now();
         let conns = connections(&config).await?;
+        let connected = t.elapsed();
         let chain = load_chain(&config, conns.registry.as_ref())?;
+        let loaded = t.elapsed();
         let kafka = Kafka::connect(&config.kafka, &conns.kafka).await?;
+        let kafka_done = t.elapsed();
         let (table, layout) = evolve::prepare_table(&config, &chain, &conns.maxcompute).await?;
         let modules = chain
             .modules()
@@ -200,8 +203,14 @@ impl App {
                 sha256,
             })
             .collect();
+        // Each phase's share, so a slow start names its cause.
+        let ms = |d: std::time::Duration| d.as_secs_f64() * 1000.0;
         tracing::info!(
             elapsed_ms = t.elapsed().as_millis() as u64,
+            clients_ms = ms(connected),
+            transforms_ms = ms(loaded - connected),
+            kafka_ms = ms(kafka_done - loaded),
+            table_ms = ms(t.elapsed() - kafka_done),
             "cold start done"
         );
         Ok(App {

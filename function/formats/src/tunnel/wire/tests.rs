@@ -252,3 +252,50 @@ fn cells_outside_their_column_type_are_refused_when_read() {
         );
     }
 }
+
+/// A sink that records the size of every write.
+#[derive(Default)]
+struct Writes(Vec<u8>, Vec<usize>);
+
+impl Write for Writes {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.extend_from_slice(buf);
+        self.1.push(buf.len());
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn the_sink_gets_whole_64_kib_units_until_the_body_ends_and_the_same_bytes() {
+    let schema = [ColumnType::Bigint, ColumnType::String];
+    // Records of several sizes, some larger than a unit, so a flush leaves a tail behind.
+    let rows: Vec<Vec<Value>> = (0..400i64)
+        .map(|i| {
+            let len = [10, 1_000, 9_000, 70_000][i as usize % 4] + i as usize;
+            vec![Value::Int(i), Value::String("x".repeat(len))]
+        })
+        .collect();
+    let mut whole = RecordWriter::new(&schema, Vec::new());
+    let mut units = RecordWriter::new(&schema, Writes::default());
+    for r in &rows {
+        whole.write(r).unwrap();
+        units.write(r).unwrap();
+    }
+    let flushes = units.get_ref().1.clone();
+    units.flush_body().unwrap();
+    let Writes(bytes, sizes) = units.finish().unwrap();
+    // After the flushes: the body's end and the footer.
+    let ends = &sizes[flushes.len()..];
+    assert!(flushes.len() > 10);
+    assert!(
+        flushes.iter().all(|n| n % FLUSH_THRESHOLD == 0),
+        "{flushes:?}"
+    );
+    assert!(ends.iter().all(|&n| n < FLUSH_THRESHOLD), "{ends:?}");
+    assert_eq!(bytes, whole.finish().unwrap());
+    let read = RecordReader::new(&schema, &bytes).read_all().unwrap();
+    assert_eq!(read, rows);
+}
