@@ -338,6 +338,11 @@ pub(crate) mod tests {
             };
             let head = head(&whole, compression).unwrap();
             let want = body(&whole, compression, &head).unwrap().concat();
+            let header = match compression {
+                Compression::Deflate => ZLIB_HEADER as usize,
+                _ => LZ4_HEADER,
+            };
+            assert_eq!(want, data[header..header + join.body as usize]);
             for chunk in [1, 2, 3, 5, 7, 4096, 65_537] {
                 let cuts = (0..data.len()).step_by(chunk);
                 let piece = Piece {

@@ -61,11 +61,18 @@ impl Segments {
 
     /// The `N` bytes at `at`, copied, or `None` when they go past the end.
     pub fn array_at<const N: usize>(&self, at: usize) -> Option<[u8; N]> {
+        if at.checked_add(N)? > self.len {
+            return None;
+        }
         let mut out = [0u8; N];
-        let mut filled = 0;
-        for part in self.slice(at..at.checked_add(N)?)? {
-            out[filled..filled + part.len()].copy_from_slice(&part);
-            filled += part.len();
+        let (mut filled, mut i) = (0, self.part_at(at));
+        while filled < N {
+            let part = &self.parts[i];
+            let from = at + filled - self.starts[i];
+            let n = (N - filled).min(part.len() - from);
+            out[filled..filled + n].copy_from_slice(&part[from..from + n]);
+            filled += n;
+            i += 1;
         }
         Some(out)
     }
