@@ -230,8 +230,9 @@ pub fn coerce(kind: &Kind, value: &Json) -> Result<Out, String> {
         Kind::Json | Kind::Complex(_) => Out::Json(value.to_string()),
         Kind::Date => {
             let t = text.ok_or_else(|| expected("a date YYYY-MM-DD"))?;
-            let d = layout(t.trim(), Layout::Date)
-                .and_then(|p| p.to_naive_date().ok())
+            let t = t.trim();
+            let d = fixed_date(t)
+                .or_else(|| layout(t, Layout::Date).and_then(|p| p.to_naive_date().ok()))
                 .ok_or_else(|| expected("a date YYYY-MM-DD"))?;
             Out::Date(d.signed_duration_since(NaiveDate::default()).num_days() as i32)
         }
@@ -257,9 +258,10 @@ pub fn coerce(kind: &Kind, value: &Json) -> Result<Out, String> {
 
 fn parse_instant(text: &str) -> Option<(i64, u32)> {
     let t = text.trim();
-    let dt = DateTime::parse_from_rfc3339(t)
-        .map(|d| d.naive_utc())
-        .ok()
+    // Nineteen bytes hold no RFC 3339 offset, so the fixed layout is the only one that can read
+    // them.
+    let dt = fixed_datetime(t)
+        .or_else(|| DateTime::parse_from_rfc3339(t).map(|d| d.naive_utc()).ok())
         .or_else(|| naive_datetime(t, Layout::SpaceDateTime))
         .or_else(|| naive_datetime(t, Layout::TDateTime))?;
     let utc = dt.and_utc();
@@ -281,6 +283,43 @@ static LAYOUTS: LazyLock<[Vec<Item<'static>>; 3]> = LazyLock::new(|| {
     ["%Y-%m-%d", "%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f"]
         .map(|f| StrftimeItems::new(f).parse().unwrap_or_default())
 });
+
+/// `YYYY-MM-DD`, the layout nearly every producer writes, read without chrono's general parser
+/// (its per-item dispatch was about a tenth of `kafka-columns`' time in the benchmark's profile,
+/// `docs/bench/README.md`, "Talc in the shipped components"). `None` leaves every other text to
+/// [`layout`], which gives the same date for this one.
+fn fixed_date(text: &str) -> Option<NaiveDate> {
+    let b = text.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    NaiveDate::from_ymd_opt(
+        i32::try_from(digits(&b[..4])?).ok()?,
+        digits(&b[5..7])?,
+        digits(&b[8..10])?,
+    )
+}
+
+/// `YYYY-MM-DD HH:MM:SS` (or with `T`), read as [`fixed_date`] reads a date. A leap second
+/// (`:60`), a fraction and every other shape are left to [`layout`].
+fn fixed_datetime(text: &str) -> Option<NaiveDateTime> {
+    let b = text.as_bytes();
+    if b.len() != 19 || !matches!(b[10], b' ' | b'T') || b[13] != b':' || b[16] != b':' {
+        return None;
+    }
+    fixed_date(&text[..10])?.and_hms_opt(
+        digits(&b[11..13])?,
+        digits(&b[14..16])?,
+        digits(&b[17..19])?,
+    )
+}
+
+/// The value of a run of ASCII digits.
+fn digits(b: &[u8]) -> Option<u32> {
+    b.iter().try_fold(0u32, |n, &d| {
+        d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+    })
+}
 
 /// `text` read in `layout`, as `parse_from_str` reads it.
 fn layout(text: &str, layout: Layout) -> Option<Parsed> {
@@ -344,7 +383,48 @@ mod tests {
             }
         }
         assert!(naive_datetime("2024-01-01T00:00:01", Layout::TDateTime).is_some());
+        assert!(fixed_datetime("2024-01-01 00:00:60").is_none());
         assert!(layout("2024-01-01", Layout::Date).is_some());
+    }
+
+    #[test]
+    fn the_fixed_layouts_read_as_parse_from_str_wherever_they_read() {
+        let parts: [&[&str]; 3] = [
+            &["0000", "1969", "2024", "2023", "9999", "20a4", "-202"],
+            &["00", "01", "02", "12", "13", "1-", "+1", "09", "10"],
+            &["00", "01", "28", "29", "30", "31", "32", "0x", " 1"],
+        ];
+        let times = [
+            "00:00:00", "23:59:59", "24:00:00", "12:60:00", "12:00:60", "12:00:61", "1:00:000",
+            "12-00-00", "ab:cd:ef", "07:08:09",
+        ];
+        let mut read = 0;
+        for y in parts[0] {
+            for m in parts[1] {
+                for d in parts[2] {
+                    let date = format!("{y}-{m}-{d}");
+                    let fixed = fixed_date(&date);
+                    if fixed.is_some() {
+                        read += 1;
+                        assert_eq!(fixed, NaiveDate::parse_from_str(&date, "%Y-%m-%d").ok());
+                    }
+                    for (sep, f) in [(' ', "%Y-%m-%d %H:%M:%S%.f"), ('T', "%Y-%m-%dT%H:%M:%S%.f")] {
+                        for t in times {
+                            let text = format!("{date}{sep}{t}");
+                            if let Some(dt) = fixed_datetime(&text) {
+                                assert_eq!(Some(dt), NaiveDateTime::parse_from_str(&text, f).ok());
+                                assert_eq!(
+                                    Some(dt),
+                                    naive_datetime(&text, Layout::SpaceDateTime)
+                                        .or_else(|| naive_datetime(&text, Layout::TDateTime))
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        assert!(read > 100, "the fixed date layout read only {read} dates");
     }
 
     #[test]

@@ -17,6 +17,13 @@ pub mod packed;
 pub mod path;
 pub mod select;
 
+/// Talc instead of the C library's dlmalloc: every row, cell and string crossing into and out of
+/// the stage is one allocation, and dlmalloc's were a fifth of the stage's time
+/// (`docs/bench/README.md`, "Talc in the shipped components").
+#[cfg(target_arch = "wasm32")]
+#[global_allocator]
+static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_allocator();
+
 /// The component glue: WIT bindings and the exported stage. Only built for WebAssembly, so
 /// the pure logic above also compiles natively (unit tests, the benchmark's native baseline).
 #[cfg(target_arch = "wasm32")]
