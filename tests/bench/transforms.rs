@@ -1,7 +1,8 @@
 //! `bench-transforms`: what the WebAssembly sandbox costs. Runs `kafka-columns` + `mask` inside
 //! wasmtime at batch sizes 1, 100 and 1000 and the same logic compiled natively, on the same
-//! ~230-byte JSON records, several repetitions each, and reports medians and the ratio; then the
-//! cold start of loading three precompiled transforms (engine included).
+//! ~230-byte JSON records, several repetitions each, and reports medians and the ratio (and, beside
+//! it, the chain with `mask`'s rows listed instead of packed); then the cold start of loading three
+//! precompiled transforms (engine included).
 //!
 //! `cargo run --release -p k2mc-it --bin bench-transforms -- [--records N] [--reps R] [--out FILE]`
 
@@ -177,7 +178,7 @@ fn main() -> anyhow::Result<()> {
         wasm.push(copy);
     }
     let cache = dir.path().join("cache");
-    let chain = host.load_chain(
+    let specs = || {
         vec![
             stage_spec("kafka-columns", &wasm[0], &[("columns", COLUMNS)]),
             stage_spec(
@@ -188,9 +189,16 @@ fn main() -> anyhow::Result<()> {
                     ("column.owner_email", "email"),
                 ],
             ),
-        ],
-        &cache,
-    )?;
+        ]
+    };
+    let chain = host.load_chain(specs(), &cache)?;
+    // The same chain with `mask` called through `transform` (listed rows, WIT 1.2) instead of
+    // `transform-packed` (WIT 1.4), timed beside it: the crossing's share, A/B in one run.
+    let mut listed = host.load_chain(specs(), &cache)?;
+    anyhow::ensure!(
+        listed.without_packed_row_stages() == 1,
+        "mask is not a packed row stage"
+    );
 
     let native = Native::new()?;
     let native_us = median(
@@ -214,19 +222,27 @@ fn main() -> anyhow::Result<()> {
                 records: chunk.to_vec(),
             })
             .collect();
-        let per_record = median(
-            (0..reps)
-                .map(|_| -> anyhow::Result<f64> {
-                    let mut run = chain.start_run();
-                    let t = Instant::now();
-                    for batch in &batches {
-                        std::hint::black_box(run.run(batch)?);
-                    }
-                    Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
-                })
-                .collect::<anyhow::Result<Vec<_>>>()?,
-        );
-        rows.push((batch_size, per_record, per_record / native_us));
+        let time = |chain: &k2mc::transform::Chain| -> anyhow::Result<f64> {
+            let mut run = chain.start_run();
+            let t = Instant::now();
+            for batch in &batches {
+                std::hint::black_box(run.run(batch)?);
+            }
+            Ok(t.elapsed().as_secs_f64() * 1e6 / n as f64)
+        };
+        // Alternated, so that both see the same machine.
+        let (mut packed, mut as_list) = (Vec::new(), Vec::new());
+        for _ in 0..reps {
+            packed.push(time(&chain)?);
+            as_list.push(time(&listed)?);
+        }
+        let per_record = median(packed);
+        rows.push((
+            batch_size,
+            per_record,
+            per_record / native_us,
+            median(as_list),
+        ));
     }
 
     let cold: Vec<f64> = (0..reps.max(10))
@@ -255,10 +271,12 @@ fn main() -> anyhow::Result<()> {
     let cold_ms = median(cold);
 
     println!("kafka-columns + mask, {n} records of ~{avg_bytes} B JSON, median of {reps} runs");
-    println!("| batch | wasm µs/record | native µs/record | wasm / native |");
-    println!("|---|---|---|---|");
-    for (b, us, ratio) in &rows {
-        println!("| {b} | {us:.3} | {native_us:.3} | {ratio:.2}× |");
+    println!(
+        "| batch | wasm µs/record | native µs/record | wasm / native | wasm, mask's rows listed µs/record |"
+    );
+    println!("|---|---|---|---|---|");
+    for (b, us, ratio, listed) in &rows {
+        println!("| {b} | {us:.3} | {native_us:.3} | {ratio:.2}× | {listed:.3} |");
     }
     println!(
         "cold start (engine + three precompiled transforms loaded and configured): median {cold_ms:.2} ms"
@@ -266,7 +284,7 @@ fn main() -> anyhow::Result<()> {
     if let Some(path) = out {
         let report = json!({
             "records": n, "reps": reps, "avg_value_bytes": avg_bytes, "native_us_per_record": native_us,
-            "wasm": rows.iter().map(|(b, us, r)| json!({"batch": b, "us_per_record": us, "ratio_to_native": r})).collect::<Vec<_>>(),
+            "wasm": rows.iter().map(|(b, us, r, l)| json!({"batch": b, "us_per_record": us, "ratio_to_native": r, "mask_listed_us_per_record": l})).collect::<Vec<_>>(),
             "cold_start_ms": cold_ms,
         });
         std::fs::write(&path, serde_json::to_string_pretty(&report)?)?;

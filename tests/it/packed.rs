@@ -1,6 +1,7 @@
-//! Packed rows (WIT 1.3, `packed-parser`): `kafka-columns` exports `parse-packed`, and the host
-//! reads its rows from the packed bytes. Both of the stage's answers must give the same rows and
-//! dead letters, for every cell case it writes, alone and with a row stage after it.
+//! Packed rows (WIT 1.3, `packed-parser`; WIT 1.4, `packed-row-transform`): `kafka-columns`
+//! exports `parse-packed` and `mask` `transform-packed`, and the host packs and reads rows as
+//! bytes. Both of a stage's answers must give the same rows and dead letters, for every cell case
+//! `kafka-columns` writes, alone and with a row stage after it.
 
 use harness::transform_wasm;
 use k2mc::transform::bindings::{Cell, Header, KafkaRecord, RecordBatch};
@@ -65,15 +66,25 @@ fn records() -> Vec<KafkaRecord> {
 /// The chain's output, with the parser's rows taken packed or, after `without_packed_rows`, as
 /// a `list<row>`.
 fn run(specs: Vec<StageSpec>, packed: bool) -> anyhow::Result<ChainOutput> {
+    run_with(specs, |chain| {
+        if !packed {
+            assert!(
+                chain.without_packed_rows(),
+                "kafka-columns exports packed-parser"
+            );
+        }
+    })
+}
+
+/// The chain's output after `link` chose how each stage is called.
+fn run_with(
+    specs: Vec<StageSpec>,
+    link: impl FnOnce(&mut k2mc::transform::Chain),
+) -> anyhow::Result<ChainOutput> {
     let host = TransformHost::new()?;
     let cache = tempfile::tempdir()?;
     let mut chain = host.load_chain(specs, cache.path())?;
-    if !packed {
-        assert!(
-            chain.without_packed_rows(),
-            "kafka-columns exports packed-parser"
-        );
-    }
+    link(&mut chain);
     let batch = RecordBatch {
         topic: "t".into(),
         partition: 1,
@@ -129,5 +140,60 @@ fn a_row_stage_after_a_packed_parser_sees_the_same_rows() -> anyhow::Result<()> 
     assert_eq!(packed.dead_letters, listed.dead_letters);
     assert_eq!(packed.rows.len(), 3);
     assert_eq!(packed.rows[0].cells[7], Cell::String("****".into()));
+    Ok(())
+}
+
+/// `mask` reads a column of every case `kafka-columns` writes (a `null` rule on each non-text
+/// column, a masking rule on the text ones, one of them NULL in every row), so its packed input
+/// holds every one of them and it must step over each as the listed path would.
+#[test]
+fn a_packed_row_stage_gives_the_rows_of_a_listed_one() -> anyhow::Result<()> {
+    let wasm = transform_wasm("mask")?;
+    let mut rules: Vec<(String, &str)> = [
+        "b", "t", "n", "f", "d", "dec", "bin", "j", "arr", "day", "dt", "ts", "ntz",
+    ]
+    .iter()
+    .map(|c| (format!("column.{c}"), "null"))
+    .collect();
+    rules.extend([
+        ("column.s".to_owned(), "phone"),
+        ("column.v".to_owned(), "email"),
+        ("column.hdr".to_owned(), "sha256"),
+        ("column.missing".to_owned(), "id-number"),
+    ]);
+    let rules: Vec<(&str, &str)> = rules.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+    let mask = || harness::stage_spec("mask", &wasm, &rules);
+    let packed = run_with(vec![parser(), mask()], |_| {})?;
+    let listed = run_with(vec![parser(), mask()], |chain| {
+        assert_eq!(
+            chain.without_packed_row_stages(),
+            1,
+            "mask exports packed-row-transform"
+        );
+    })?;
+    assert_eq!(packed.rows, listed.rows);
+    assert_eq!(packed.dead_letters, listed.dead_letters);
+    assert_eq!(packed.rows.len(), 3);
+    let first = &packed.rows[0].cells;
+    assert_eq!(first[0], Cell::Null, "a null rule on a boolean");
+    assert_eq!(
+        first[6],
+        Cell::String("****".into()),
+        "four characters: too short to keep ends"
+    );
+    assert!(
+        matches!(&first[16], Cell::String(h) if h.len() == 64),
+        "a digest of the headers"
+    );
+    assert_eq!(
+        first[15],
+        Cell::Int(100),
+        "the offset passes through the host"
+    );
+    assert_eq!(
+        first[17],
+        Cell::Null,
+        "a NULL text cell with a rule stays NULL"
+    );
     Ok(())
 }

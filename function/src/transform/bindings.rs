@@ -66,6 +66,19 @@ pub mod projected_row {
     });
 }
 
+/// The `packed-row-stage` world (WIT 1.4): a projected row stage that also exports
+/// `packed-row-transform`. Only the shared types and the host import are the parser world's.
+pub mod packed_row {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "packed-row-stage",
+        with: {
+            "kafka2mc:transform/types": super::parser::kafka2mc::transform::types,
+            "kafka2mc:transform/host": super::parser::kafka2mc::transform::host,
+        },
+    });
+}
+
 pub use parser::kafka2mc::transform::host::Level;
 pub use parser::kafka2mc::transform::types::{
     BatchOutput, Cell, Column, ColumnType, DecimalType, ErrorKind, Header, Instant, KafkaRecord,

@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine};
 use super::artifact::{self, Origin};
 use super::bindings::Column;
 use super::bindings::packed_parser::PackedParserStagePre;
+use super::bindings::packed_row::PackedRowStagePre;
 use super::bindings::parser::{ParserStage, ParserStagePre};
 use super::bindings::projected_row::ProjectedRowStagePre;
 use super::bindings::registry_parser::kafka2mc::transform::registry as registry_interface;
@@ -126,7 +127,12 @@ impl TransformHost {
                 let pre = row_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&spec.name, &e))?;
-                if exports(&self.engine, &component, "projection") {
+                if exports(&self.engine, &component, "packed-row-transform") {
+                    Pre::PackedRow(
+                        PackedRowStagePre::new(pre)
+                            .map_err(|e| not_world(&spec, "packed-row-stage", &e))?,
+                    )
+                } else if exports(&self.engine, &component, "projection") {
                     Pre::ProjectedRow(
                         ProjectedRowStagePre::new(pre)
                             .map_err(|e| not_world(&spec, "projected-row-stage", &e))?,
@@ -185,8 +191,9 @@ fn check_registry_grant(
 }
 
 /// Whether a component exports an optional interface of the contract: `projection` (a row stage
-/// that declares the columns it reads, WIT 1.2) or `packed-parser` (a parser that returns its
-/// rows packed, WIT 1.3).
+/// that declares the columns it reads, WIT 1.2), `packed-parser` (a parser that returns its rows
+/// packed, WIT 1.3) or `packed-row-transform` (a row stage that takes and returns them packed,
+/// WIT 1.4).
 fn exports(engine: &Engine, component: &wasmtime::component::Component, interface: &str) -> bool {
     let prefix = format!("kafka2mc:transform/{interface}@");
     component
@@ -284,6 +291,17 @@ impl Chain {
         self.stages
             .first_mut()
             .is_some_and(LoadedStage::link_unpacked)
+    }
+
+    /// Runs every row stage through `transform` even when it also exports `packed-row-transform`
+    /// (WIT 1.4), as [`Chain::without_packed_rows`] does for the parser. Returns how many were
+    /// packed row stages.
+    pub fn without_packed_row_stages(&mut self) -> usize {
+        self.stages
+            .iter_mut()
+            .skip(1)
+            .filter_map(|s| s.link_unpacked().then_some(()))
+            .count()
     }
 
     /// Fresh instances for one partition range.

@@ -1,6 +1,6 @@
 //! The transform stage: user-supplied WebAssembly components (WIT contract `wit/transform.wit`)
 //! run in a sandbox under wasmtime. `chain` loads the stages (each a `stage`), `run` runs batches through them and
-//! isolates poison records (reading a packed parser's rows with `packed`, a projected stage's with `projection`); `sandbox` decides what an instance may touch and `output` where
+//! isolates poison records (packing and reading packed rows with `packed`, a projected stage's cells with `projection`); `sandbox` decides what an instance may touch and `output` where
 //! its stdout and stderr go; `artifact` loads precompiled `.cwasm`
 //! files; `bindings` is generated from the WIT.
 

@@ -1,18 +1,25 @@
-//! Packed rows (WIT 1.3, interface `packed-parser`): a parser stage that exports `parse-packed`
-//! returns its rows as one byte list instead of a `list<row>`, and the chain run (`run.rs`) reads
-//! them back here into the rows the next stage takes. The layout is in wit/README.md ("1.3:
-//! packed rows").
+//! Packed rows (WIT 1.3, interface `packed-parser`; WIT 1.4, `packed-row-transform`): a parser
+//! stage that exports `parse-packed` returns its rows as one byte list instead of a `list<row>`,
+//! and a row stage that exports `transform-packed` also takes them so; the chain run (`run.rs`)
+//! packs a row stage's input here ([`pack`]) and reads every packed answer back into the rows the
+//! next stage takes ([`unpack`]). The layout is in wit/README.md ("1.3: packed rows").
 //!
 //! Why: a `list<row>` costs the guest an allocation per row and per text cell (freed again after
 //! the call) and the host a generic lift of every cell; the benchmark's profile put that crossing
 //! near half of the chain's time (docs/bench/README.md, "`bench-transforms`").
 
-use super::bindings::packed_parser::exports::kafka2mc::transform::packed_parser::PackedOutput;
-use super::bindings::{BatchOutput, Cell, Instant, Row};
+use super::bindings::{BatchOutput, Cell, Instant, RecordError, Row};
 
-/// The rows of a `packed-output`, each of `width` cells; an error is the way the bytes break the
+/// A stage's packed answer: `packed-output` (a parser) or `packed-rows` (a row stage).
+pub(crate) struct Packed {
+    pub(crate) cells: Vec<u8>,
+    pub(crate) sources: Vec<u32>,
+    pub(crate) errors: Vec<RecordError>,
+}
+
+/// The rows of a packed answer, each of `width` cells; an error is the way the bytes break the
 /// layout, naming the row, the cell and the byte.
-pub(crate) fn unpack(out: PackedOutput, width: usize) -> Result<BatchOutput, String> {
+pub(crate) fn unpack(out: Packed, width: usize) -> Result<BatchOutput, String> {
     let mut reader = Reader {
         bytes: &out.cells,
         at: 0,
@@ -39,6 +46,56 @@ pub(crate) fn unpack(out: PackedOutput, width: usize) -> Result<BatchOutput, Str
         rows,
         errors: out.errors,
     })
+}
+
+/// Packs `rows` for a row stage: cells `read` of each (every cell when `None`), row after row; a
+/// row short of a cell gives NULL for it, as the listed path does (`projection.rs`).
+pub(crate) fn pack(rows: &[Row], read: Option<&[usize]>, out: &mut Vec<u8>) {
+    for row in rows {
+        match read {
+            Some(read) => {
+                for &c in read {
+                    put(row.cells.get(c).unwrap_or(&Cell::Null), out);
+                }
+            }
+            None => row.cells.iter().for_each(|cell| put(cell, out)),
+        }
+    }
+}
+
+/// One cell in the layout: its case's index, then its value.
+fn put(cell: &Cell, out: &mut Vec<u8>) {
+    match cell {
+        Cell::Null => out.push(0),
+        Cell::Boolean(b) => tagged(out, 1, &[u8::from(*b)]),
+        Cell::Int(n) => tagged(out, 2, &n.to_le_bytes()),
+        Cell::Double(d) => tagged(out, 3, &d.to_le_bytes()),
+        Cell::Decimal(s) => text(out, 4, s.as_bytes()),
+        Cell::String(s) => text(out, 5, s.as_bytes()),
+        Cell::Binary(b) => text(out, 6, b),
+        Cell::Date(d) => tagged(out, 7, &d.to_le_bytes()),
+        Cell::Datetime(ms) => tagged(out, 8, &ms.to_le_bytes()),
+        Cell::Timestamp(i) => instant(out, 9, i),
+        Cell::IntervalDayTime(i) => instant(out, 10, i),
+        Cell::IntervalYearMonth(m) => tagged(out, 11, &m.to_le_bytes()),
+        Cell::Json(s) => text(out, 12, s.as_bytes()),
+    }
+}
+
+fn tagged(out: &mut Vec<u8>, tag: u8, value: &[u8]) {
+    out.push(tag);
+    out.extend_from_slice(value);
+}
+
+fn text(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
+    // A cell of 4 GiB or more is never in a call: the host caps a call's bytes far below that.
+    tagged(out, tag, &(bytes.len() as u32).to_le_bytes());
+    out.extend_from_slice(bytes);
+}
+
+fn instant(out: &mut Vec<u8>, tag: u8, at: &Instant) {
+    tagged(out, tag, &at.seconds.to_le_bytes());
+    out.extend_from_slice(&at.nanos.to_le_bytes());
 }
 
 /// A cursor over the packed cells.
@@ -133,7 +190,7 @@ mod tests {
     use crate::transform::bindings::{ErrorKind, RecordError};
 
     /// The layout written out by hand, as a guest in any language would write it.
-    fn pack(cells: &[Cell]) -> Vec<u8> {
+    fn pack_by_hand(cells: &[Cell]) -> Vec<u8> {
         let mut b = Vec::new();
         let text = |b: &mut Vec<u8>, tag: u8, s: &[u8]| {
             b.push(tag);
@@ -209,8 +266,8 @@ mod tests {
         ]
     }
 
-    fn output(cells: Vec<u8>, sources: Vec<u32>) -> PackedOutput {
-        PackedOutput {
+    fn output(cells: Vec<u8>, sources: Vec<u32>) -> Packed {
+        Packed {
             cells,
             sources,
             errors: vec![RecordError {
@@ -225,8 +282,8 @@ mod tests {
     #[test]
     fn every_cell_case_reads_back_as_itself() {
         let row = every_case();
-        let mut bytes = pack(&row);
-        bytes.extend(pack(&row));
+        let mut bytes = pack_by_hand(&row);
+        bytes.extend(pack_by_hand(&row));
         let out = unpack(output(bytes, vec![3, 0]), row.len()).unwrap();
         assert_eq!(
             out.rows,
@@ -246,6 +303,33 @@ mod tests {
     }
 
     #[test]
+    fn the_host_packs_as_the_layout_says_and_only_the_cells_read() {
+        let row = every_case();
+        let rows = vec![
+            Row {
+                source: 0,
+                cells: row.clone(),
+            },
+            Row {
+                source: 1,
+                cells: row.clone(),
+            },
+        ];
+        let mut all = Vec::new();
+        pack(&rows, None, &mut all);
+        assert_eq!(all, [pack_by_hand(&row), pack_by_hand(&row)].concat());
+        let mut some = Vec::new();
+        pack(&rows, Some(&[6, 0, row.len() + 3]), &mut some);
+        let picked = [row[6].clone(), row[0].clone(), Cell::Null];
+        assert_eq!(
+            some,
+            [pack_by_hand(&picked), pack_by_hand(&picked)].concat()
+        );
+        let back = unpack(output(some, vec![0, 1]), 3).unwrap();
+        assert!(back.rows.iter().all(|r| r.cells == picked));
+    }
+
+    #[test]
     fn rows_without_cells_and_no_rows_read() {
         let out = unpack(output(Vec::new(), vec![0, 1, 1]), 0).unwrap();
         assert_eq!(out.rows.len(), 3);
@@ -261,7 +345,7 @@ mod tests {
     #[test]
     fn broken_bytes_are_named_by_row_cell_and_byte() {
         let row = vec![Cell::Int(1), Cell::String("ab".into())];
-        let good = pack(&row);
+        let good = pack_by_hand(&row);
         // Cut inside the string of the second row.
         let mut cut = good.clone();
         cut.extend_from_slice(&good[..good.len() - 1]);

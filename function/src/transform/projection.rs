@@ -66,6 +66,11 @@ impl Projection {
         Ok(Projection { read, fill })
     }
 
+    /// The input columns the stage receives, ascending (a packed row stage's input, `packed.rs`).
+    pub(crate) fn read(&self) -> &[usize] {
+        &self.read
+    }
+
     /// The number of cells in each row the stage returns.
     pub(crate) fn width(&self) -> usize {
         self.fill.iter().filter(|f| **f == Fill::Stage).count()

@@ -1,6 +1,6 @@
 //! One stage of a transform chain (`chain.rs` loads them in order): what the user configured
 //! ([`StageSpec`]), the component linked against its world ([`Pre`]: parser, packed parser (WIT
-//! 1.3), row, or projected row (WIT 1.2)), and a live instance of it ([`Live`], [`Bound`]) that
+//! 1.3), row, projected row (WIT 1.2) or packed row (WIT 1.4)), and a live instance of it ([`Live`], [`Bound`]) that
 //! `run.rs` calls. A stage is configured once at load time, so bad configuration or a broken
 //! projection fails before any record is read.
 
@@ -11,6 +11,7 @@ use wasmtime::{Engine, Store};
 
 use super::artifact::Origin;
 use super::bindings::packed_parser::{PackedParserStage, PackedParserStagePre};
+use super::bindings::packed_row::{PackedRowStage, PackedRowStagePre};
 use super::bindings::parser::{ParserStage, ParserStagePre};
 use super::bindings::projected_row::{ProjectedRowStage, ProjectedRowStagePre};
 use super::bindings::row::{RowStage, RowStagePre};
@@ -40,6 +41,7 @@ pub(super) enum Pre {
     PackedParser(PackedParserStagePre<StageState>),
     Row(RowStagePre<StageState>),
     ProjectedRow(ProjectedRowStagePre<StageState>),
+    PackedRow(PackedRowStagePre<StageState>),
 }
 
 /// An instance's exports, by the world it was built for.
@@ -48,6 +50,7 @@ pub(super) enum Bound {
     PackedParser(PackedParserStage),
     Row(RowStage),
     ProjectedRow(ProjectedRowStage),
+    PackedRow(PackedRowStage),
 }
 
 impl Bound {
@@ -68,6 +71,10 @@ impl Bound {
                 b.kafka2mc_transform_row_transform()
                     .call_transform(store, rows),
             ),
+            Bound::PackedRow(b) => Some(
+                b.kafka2mc_transform_row_transform()
+                    .call_transform(store, rows),
+            ),
         }
     }
 
@@ -85,6 +92,9 @@ impl Bound {
                 .kafka2mc_transform_row_transform()
                 .call_configure(store, config, input),
             Bound::ProjectedRow(b) => b
+                .kafka2mc_transform_row_transform()
+                .call_configure(store, config, input),
+            Bound::PackedRow(b) => b
                 .kafka2mc_transform_row_transform()
                 .call_configure(store, config, input),
         }
@@ -139,15 +149,22 @@ impl LoadedStage {
         Ok(output)
     }
 
-    /// Links a packed parser (WIT 1.3) as a plain one, so that runs call `parse`; other stages
-    /// stay as they are. Whether it could be is returned.
+    /// Links a packed parser (WIT 1.3) as a plain one, so that runs call `parse`, and a packed
+    /// row stage (WIT 1.4) as a projected one, so that runs call `transform`; other stages stay
+    /// as they are. Whether it could be is returned.
     pub(super) fn link_unpacked(&mut self) -> bool {
-        let Pre::PackedParser(pre) = &self.pre else {
-            return false;
+        let unpacked = match &self.pre {
+            Pre::PackedParser(pre) => {
+                ParserStagePre::new(pre.instance_pre().clone()).map(Pre::Parser)
+            }
+            Pre::PackedRow(pre) => {
+                ProjectedRowStagePre::new(pre.instance_pre().clone()).map(Pre::ProjectedRow)
+            }
+            _ => return false,
         };
-        match ParserStagePre::new(pre.instance_pre().clone()) {
+        match unpacked {
             Ok(plain) => {
-                self.pre = Pre::Parser(plain);
+                self.pre = plain;
                 true
             }
             Err(_) => false,
@@ -215,6 +232,13 @@ impl LoadedStage {
                     .map_err(trap)?;
                 (b, info)
             }
+            Pre::PackedRow(pre) => {
+                let b = Bound::PackedRow(pre.instantiate(&mut store).map_err(trap)?);
+                let info = b
+                    .configure_row(&mut store, &spec.config, &self.input)
+                    .map_err(trap)?;
+                (b, info)
+            }
         };
         let info = info.map_err(|message| TransformError::Configure {
             stage: spec.name.clone(),
@@ -238,16 +262,19 @@ impl LoadedStage {
         live: &mut Live,
         info: &StageInfo,
     ) -> Result<Option<Projection>, TransformError> {
-        let Bound::ProjectedRow(b) = &live.bound else {
-            return Ok(None);
+        let read = match &live.bound {
+            Bound::ProjectedRow(b) => b
+                .kafka2mc_transform_projection()
+                .call_columns_read(&mut live.store),
+            Bound::PackedRow(b) => b
+                .kafka2mc_transform_projection()
+                .call_columns_read(&mut live.store),
+            _ => return Ok(None),
         };
-        let read = b
-            .kafka2mc_transform_projection()
-            .call_columns_read(&mut live.store)
-            .map_err(|e| TransformError::Trap {
-                stage: self.spec.name.clone(),
-                reason: format!("{e:#}"),
-            })?;
+        let read = read.map_err(|e| TransformError::Trap {
+            stage: self.spec.name.clone(),
+            reason: format!("{e:#}"),
+        })?;
         Projection::new(&read, &self.input, &info.output)
             .map(Some)
             .map_err(|reason| TransformError::Columns {

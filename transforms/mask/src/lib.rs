@@ -15,6 +15,7 @@
 //!   becomes STRING.
 //! - `drop`: the column is removed; `null`: every value becomes NULL.
 
+pub mod packed;
 pub mod rules;
 
 /// Talc instead of the C library's dlmalloc: every row, cell and string crossing into and out of
@@ -30,14 +31,19 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 mod component {
     wit_bindgen::generate!({
         path: "../../wit",
-        world: "projected-row-stage",
+        world: "packed-row-stage",
     });
 
     use std::sync::Mutex;
 
+    use exports::kafka2mc::transform::packed_row_transform::{
+        Guest as PackedRowTransform, PackedRows,
+    };
     use exports::kafka2mc::transform::projection::Guest as Projection;
     use exports::kafka2mc::transform::row_transform::Guest;
-    use kafka2mc::transform::types::{BatchOutput, Cell, Column, ColumnType, Row, StageInfo};
+    use kafka2mc::transform::types::{
+        BatchOutput, Cell, Column, ColumnType, ErrorKind, RecordError, Row, StageInfo,
+    };
 
     use crate::rules::{Plan, Rule};
 
@@ -138,6 +144,44 @@ mod component {
                 .as_ref()
                 .map(Plan::columns_read)
                 .unwrap_or_default()
+        }
+    }
+
+    impl PackedRowTransform for Mask {
+        /// `transform` on packed rows (WIT 1.4): the same masking, read and written in place
+        /// (`packed.rs`).
+        fn transform_packed(rows: u32, cells: Vec<u8>) -> PackedRows {
+            let guard = PLAN
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            let done = match guard.as_ref() {
+                Some(plan) => {
+                    if plan.debug {
+                        println!("mask: {rows} rows");
+                    }
+                    crate::packed::transform(plan, &plan.columns_read(), rows, &cells)
+                }
+                None => Err("transform-packed was called before configure".into()),
+            };
+            match done {
+                Ok(cells) => PackedRows {
+                    cells,
+                    sources: (0..rows).collect(),
+                    errors: Vec::new(),
+                },
+                // The host packed what it sends: input that breaks the layout is its fault,
+                // and nothing of the batch can be trusted.
+                Err(message) => PackedRows {
+                    cells: Vec::new(),
+                    sources: Vec::new(),
+                    errors: vec![RecordError {
+                        source: 0,
+                        kind: ErrorKind::Fatal,
+                        code: "bad-packed-input".into(),
+                        message,
+                    }],
+                },
+            }
         }
     }
 
