@@ -12,7 +12,7 @@ use super::bindings::{BatchOutput, ErrorKind, RecordBatch, RecordError, Row};
 use super::chain::Chain;
 use super::error::TransformError;
 use super::packed;
-use super::stage::{Bound, Live, deadline_ticks};
+use super::stage::{Bound, Live, LoadedStage, deadline_ticks};
 
 /// Counters of one stage over a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -175,11 +175,7 @@ impl<'c> ChainRun<'c> {
             self.isolate(stage, items, 0, &mut out)?;
             let name = &self.chain.stages[stage].spec.name;
             let loaded = &self.chain.stages[stage];
-            // A stage that declares the columns it reads returns only the cells it writes.
-            let width = match &loaded.projection {
-                Some(p) => p.width(),
-                None => loaded.info.as_ref().map_or(0, |i| i.output.len()),
-            };
+            let width = loaded.width();
             let mut produced = vec![false; n];
             for row in &out.rows {
                 let Some(seen) = produced.get_mut(row.source as usize) else {
@@ -325,47 +321,24 @@ impl<'c> ChainRun<'c> {
                 .call_parse(&mut *store, &window(batch, start, end)),
             // A packed parser's rows are read back here (WIT 1.3); bytes that break the layout
             // are the stage's fault, not a trap.
-            (Bound::PackedParser(p), Items::Records { batch, start, end }) => {
-                match p
-                    .kafka2mc_transform_packed_parser()
-                    .call_parse_packed(&mut *store, &window(batch, start, end))
-                {
-                    Ok(out) => {
-                        let width = loaded.info.as_ref().map_or(0, |i| i.output.len());
-                        let out = packed::Packed {
-                            cells: out.cells,
-                            sources: out.sources,
-                            errors: out.errors,
-                        };
-                        Ok(packed::unpack(out, width)
-                            .map_err(|reason| contract(&loaded.spec.name, reason))?)
-                    }
-                    Err(e) => Err(e),
-                }
-            }
+            (Bound::PackedParser(p), Items::Records { batch, start, end }) => match p
+                .kafka2mc_transform_packed_parser()
+                .call_parse_packed(&mut *store, &window(batch, start, end))
+            {
+                Ok(out) => Ok(unpacked(loaded, out.cells, out.sources, out.errors)?),
+                Err(e) => Err(e),
+            },
             // A packed row stage (WIT 1.4) gets the cells it reads packed straight from the rows
             // (no row is copied, a bisected half neither) and answers packed.
             (Bound::PackedRow(b), Items::Rows { rows, start, end }) => {
-                let read = loaded.projection.as_ref().map(|p| p.read());
                 let mut cells = Vec::new();
+                let read = loaded.projection.as_ref().map(|p| p.read());
                 packed::pack(&rows[start..end], read, &mut cells);
                 match b
                     .kafka2mc_transform_packed_row_transform()
                     .call_transform_packed(&mut *store, (end - start) as u32, &cells)
                 {
-                    Ok(out) => {
-                        let width = match &loaded.projection {
-                            Some(p) => p.width(),
-                            None => loaded.info.as_ref().map_or(0, |i| i.output.len()),
-                        };
-                        let out = packed::Packed {
-                            cells: out.cells,
-                            sources: out.sources,
-                            errors: out.errors,
-                        };
-                        Ok(packed::unpack(out, width)
-                            .map_err(|reason| contract(&loaded.spec.name, reason))?)
-                    }
+                    Ok(out) => Ok(unpacked(loaded, out.cells, out.sources, out.errors)?),
                     Err(e) => Err(e),
                 }
             }
@@ -404,6 +377,21 @@ impl<'c> ChainRun<'c> {
         };
         Ok(result.map_err(|e| describe_trap(&e, loaded.spec.limits.call_deadline)))
     }
+}
+
+/// A stage's packed answer read back into rows; bytes that break the layout break the contract.
+fn unpacked(
+    loaded: &LoadedStage,
+    cells: Vec<u8>,
+    sources: Vec<u32>,
+    errors: Vec<RecordError>,
+) -> Result<BatchOutput, TransformError> {
+    let out = packed::Packed {
+        cells,
+        sources,
+        errors,
+    };
+    packed::unpack(out, loaded.width()).map_err(|reason| contract(&loaded.spec.name, reason))
 }
 
 /// Records `start..end` of a batch: the batch itself when that is all of it, a copy of the window

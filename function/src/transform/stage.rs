@@ -171,6 +171,15 @@ impl LoadedStage {
         }
     }
 
+    /// The cells of each row the stage answers with: a stage that declares the columns it reads
+    /// returns only the cells it writes (WIT 1.2), any other one every output column.
+    pub(super) fn width(&self) -> usize {
+        match &self.projection {
+            Some(p) => p.width(),
+            None => self.info.as_ref().map_or(0, |i| i.output.len()),
+        }
+    }
+
     /// Whether the component was precompiled.
     pub(super) fn origin(&self) -> Origin {
         self.origin
