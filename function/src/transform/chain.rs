@@ -300,7 +300,8 @@ impl Chain {
         self.stages
             .iter_mut()
             .skip(1)
-            .filter_map(|s| s.link_unpacked().then_some(()))
+            .map(LoadedStage::link_unpacked)
+            .filter(|&unpacked| unpacked)
             .count()
     }
 

@@ -1,8 +1,8 @@
 //! One stage of a transform chain (`chain.rs` loads them in order): what the user configured
 //! ([`StageSpec`]), the component linked against its world ([`Pre`]: parser, packed parser (WIT
-//! 1.3), row, projected row (WIT 1.2) or packed row (WIT 1.4)), and a live instance of it ([`Live`], [`Bound`]) that
-//! `run.rs` calls. A stage is configured once at load time, so bad configuration or a broken
-//! projection fails before any record is read.
+//! 1.3), row, projected row (WIT 1.2) or packed row (WIT 1.4)), and a live instance of it
+//! ([`Live`], [`Bound`]) that `run.rs` calls. A stage is configured once at load time, so bad
+//! configuration or a broken projection fails before any record is read.
 
 use std::path::PathBuf;
 use std::time::Duration;
