@@ -497,6 +497,11 @@ def json_records(client, topic):
             json.dumps(value["free"], separators=(",", ":")),
         ]
         out.append((None, data, expect, None))
+    # A producer that does not validate: the first record's framing (its schema id) before a
+    # value whose `address` is an array where the schema has an object. A dead letter
+    # (incompatible-schema); the records around it still land.
+    bad = {"id": 1, "name": "bad", "day": "2024-02-28", "at": "2024-05-01T13:45:30+00:00", "tags": [], "attrs": {}, "address": ["Hangzhou"]}
+    out.append((None, out[0][1][:5] + json.dumps(bad).encode(), None, "incompatible-schema"))
     return out
 
 

@@ -244,29 +244,43 @@ impl AvroSchema {
     /// The canonical JSON of `v` (schema `s`) inside an ARRAY, MAP or STRUCT.
     pub fn json(&self, v: &Value, s: &Schema) -> Json {
         let s = self.deref(s);
+        // Each composite value is walked whatever `s` says, with its parts' schemas where `s`
+        // is of the same kind and none (`Null`) where it is not: `cell` hands every composite
+        // value back here, so a kind that did not match must not fall through to it.
         match (v, s) {
-            (Value::Record(fields), Schema::Record(r)) => Json::Object(
+            (Value::Record(fields), _) => Json::Object(
                 fields
                     .iter()
                     .map(|(name, fv)| {
-                        let fs = r
-                            .lookup
-                            .get(name)
-                            .map_or(&Schema::Null, |i| &r.fields[*i].schema);
+                        let fs = match s {
+                            Schema::Record(r) => r
+                                .lookup
+                                .get(name)
+                                .map_or(&Schema::Null, |i| &r.fields[*i].schema),
+                            _ => &Schema::Null,
+                        };
                         (name.clone(), self.json(fv, fs))
                     })
                     .collect(),
             ),
-            (Value::Array(items), Schema::Array(a)) => {
-                Json::Array(items.iter().map(|i| self.json(i, &a.items)).collect())
+            (Value::Array(items), _) => {
+                let each = match s {
+                    Schema::Array(a) => &*a.items,
+                    _ => &Schema::Null,
+                };
+                Json::Array(items.iter().map(|i| self.json(i, each)).collect())
             }
-            (Value::Map(entries), Schema::Map(m)) => {
+            (Value::Map(entries), _) => {
+                let each = match s {
+                    Schema::Map(m) => &*m.types,
+                    _ => &Schema::Null,
+                };
                 let mut sorted: Vec<_> = entries.iter().collect();
                 sorted.sort_by(|a, b| a.0.cmp(b.0));
                 Json::Object(
                     sorted
                         .into_iter()
-                        .map(|(k, ev)| (k.clone(), self.json(ev, &m.types)))
+                        .map(|(k, ev)| (k.clone(), self.json(ev, each)))
                         .collect::<Map<_, _>>(),
                 )
             }
@@ -461,6 +475,37 @@ impl Decoder {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A composite value under a schema of another kind (here none: a field its record's
+    /// schema does not list) is written as its plain JSON; it used to send `json` and `cell`
+    /// round each other until the stack ran out.
+    #[test]
+    fn a_composite_value_under_another_schema_is_written_plainly() {
+        let s = parse(
+            r#"{"type":"record","name":"R","fields":[{"name":"a","type":"long"}]}"#,
+            &[],
+        )
+        .unwrap();
+        let v = Value::Record(vec![
+            ("a".into(), Value::Long(1)),
+            ("xs".into(), Value::Array(vec![Value::Int(2)])),
+            (
+                "m".into(),
+                Value::Map(HashMap::from([(
+                    "k".into(),
+                    Value::Record(vec![("b".into(), Value::Boolean(true))]),
+                )])),
+            ),
+        ]);
+        assert_eq!(
+            s.json(&v, &Schema::Null),
+            serde_json::json!({"a": 1, "xs": [2], "m": {"k": {"b": true}}})
+        );
+        assert_eq!(
+            s.json(&v, s.root),
+            serde_json::json!({"a": 1, "xs": [2], "m": {"k": {"b": true}}})
+        );
+    }
 
     #[test]
     fn a_named_type_used_twice_decodes() {

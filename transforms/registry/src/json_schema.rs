@@ -257,6 +257,11 @@ fn json(v: &Json, ty: &Ty) -> Result<Json, String> {
                 .map(|(k, ev)| Ok((k.clone(), json(ev, vty)?)))
                 .collect::<Result<_, String>>()?,
         ),
+        // A value of another shape than its ARRAY, MAP or STRUCT type does not fit: answered
+        // here, since `convert` hands every object and array under a complex type back to `json`.
+        (Json::Object(_) | Json::Array(_), t) if t.is_complex() => {
+            return Err(format!("{v} does not fit {}", t.text()));
+        }
         _ => convert(v, ty)?.to_json(),
     })
 }
@@ -276,6 +281,41 @@ pub fn dropped_properties(v: &Json, reader: &Field) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// An object or array of another shape than its ARRAY, MAP or STRUCT column is a mismatch
+    /// (an `incompatible-schema` dead letter), at the top and nested: it used to send `json`
+    /// and `convert` round each other until the stack ran out (found by the fuzz target
+    /// `registry_decode`; tests/fuzz/regressions/registry_decode/complex-shape-mismatch).
+    #[test]
+    fn a_value_of_another_shape_than_its_complex_type_does_not_fit() {
+        let strukt = Ty::Struct(vec![("a".into(), Ty::String)]);
+        let array = Ty::Array(Box::new(Ty::Double));
+        let map = Ty::Map(Box::new(Ty::String), Box::new(Ty::Bigint));
+        let nested = Ty::Struct(vec![("a".into(), array.clone())]);
+        for (v, ty) in [
+            (serde_json::json!({"o": [1]}), &strukt),
+            (serde_json::json!({"o": {"a": 1}}), &array),
+            (serde_json::json!({"o": [1, 2]}), &map),
+            (serde_json::json!({"o": {"a": {"x": 1}}}), &nested),
+            (serde_json::json!({"o": [[1]]}), &array),
+        ] {
+            let e = extract(&v, &["o".into()], ty).unwrap_err();
+            assert!(
+                e.starts_with("property 'o': ") && e.contains("does not fit"),
+                "{v}: {e}"
+            );
+        }
+        // Shapes that fit still convert, and NULL inside stays NULL.
+        assert_eq!(
+            extract(
+                &serde_json::json!({"o": {"a": null}}),
+                &["o".into()],
+                &nested
+            )
+            .unwrap(),
+            Out::Json(r#"{"a":null}"#.into())
+        );
+    }
 
     const SCHEMA: &str = r##"{"type":"object","title":"Order","properties":{
       "id":{"type":"integer"},"price":{"type":"number"},"day":{"type":"string","format":"date"},

@@ -397,8 +397,27 @@ fn json(v: &Value, ty: &Ty, f: Option<&FieldDescriptor>) -> Result<Json, String>
             }
             Json::Object(out)
         }
+        // A value of another shape than its ARRAY, MAP or STRUCT type (a writer schema that
+        // changed a field's kind) does not fit: answered here, since `convert` hands every
+        // message, list and map under a complex type back to `json`.
+        (Value::List(_) | Value::Map(_), t) if t.is_complex() => {
+            return Err(format!("a {} does not fit {}", shape(v), t.text()));
+        }
+        (Value::Message(m), t) if t.is_complex() && wkt(m.descriptor().full_name()).is_none() => {
+            return Err(format!("a {} does not fit {}", shape(v), t.text()));
+        }
         _ => convert(v, ty, f)?.to_json(),
     })
+}
+
+/// What kind of composite value `v` is, for an error.
+fn shape(v: &Value) -> &'static str {
+    match v {
+        Value::Message(_) => "message",
+        Value::List(_) => "repeated field",
+        Value::Map(_) => "map",
+        _ => "value",
+    }
 }
 
 fn key_text(k: &MapKey) -> String {
@@ -425,6 +444,30 @@ pub fn dropped_fields(writer: &MessageDescriptor, reader: &MessageDescriptor) ->
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A repeated field or map read as a complex type of another kind (a writer schema that
+    /// changed the field) is a mismatch; it used to send `json` and `convert` round each other
+    /// until the stack ran out.
+    #[test]
+    fn a_value_of_another_shape_than_its_complex_type_does_not_fit() {
+        let strukt = Ty::Struct(vec![("a".into(), Ty::String)]);
+        let array = Ty::Array(Box::new(Ty::Bigint));
+        let list = Value::List(vec![Value::I64(1)]);
+        let map = Value::Map(std::collections::HashMap::from([(
+            MapKey::String("k".into()),
+            Value::I64(1),
+        )]));
+        for (v, ty) in [
+            (&list, &strukt),
+            (&map, &array),
+            (&list, &Ty::Map(Box::new(Ty::String), Box::new(Ty::Bigint))),
+        ] {
+            let e = json(v, ty, None).unwrap_err();
+            assert!(e.contains("does not fit"), "{e}");
+            assert!(convert(v, ty, None).is_err());
+        }
+        assert_eq!(json(&list, &array, None).unwrap(), serde_json::json!([1]));
+    }
 
     const PROTO: &str = r#"syntax = "proto3";
 package shop;
