@@ -7,21 +7,20 @@
 //! bounded by blocks, not by the range or by how many partitions its rows scatter over.
 
 mod layout;
+mod sink;
 
 use std::collections::HashMap;
-use std::io::Write;
 
 use bytes::Bytes;
-use flate2::Compression as Level;
-use flate2::write::ZlibEncoder;
 use thiserror::Error;
 
-use crate::maxcompute::{Compression, RecordWriter, Value, lz4_frame};
+use crate::maxcompute::{Compression, RecordWriter, Value};
 use crate::pipeline::commit::{Destination, Join, SessionRecord, StagedBlock};
-use crate::pipeline::route::Router;
+use crate::pipeline::route::{DayMemo, Router};
 use crate::transform::bindings::Row;
 
 pub use layout::{Layout, MAX_FIELD_BYTES, RowError, convert_cell, type_text};
+use sink::Sink;
 
 /// Writing a block failed: the record writer or the compressor refused (writing into memory,
 /// so a bug rather than bad data; the batch fails and nothing is staged under its intent).
@@ -29,104 +28,6 @@ pub use layout::{Layout, MAX_FIELD_BYTES, RowError, convert_cell, type_text};
 #[error("encoding a Tunnel block: {reason}")]
 pub struct EncodeError {
     reason: String,
-}
-
-/// A block's compressed bytes so far, in the batch's compression.
-enum Codec {
-    /// With the Adler-32 of what went in (what a joined block's zlib trailer is combined from).
-    Deflate(ZlibEncoder<Vec<u8>>, u32),
-    Lz4(lz4::Encoder<Vec<u8>>),
-}
-
-/// Compresses a block's record stream and counts the bytes written through it (the
-/// uncompressed size of an open block).
-struct Sink {
-    codec: Codec,
-    raw: u64,
-    /// Bytes of the stream's header (zlib's, or the LZ4 frame's) before the body.
-    header: u64,
-}
-
-impl Sink {
-    /// A sink for a block closed at `block_bytes` uncompressed bytes.
-    fn new(compression: Compression, block_bytes: usize) -> Result<Sink, EncodeError> {
-        // Room for the whole block from the start: growing the buffer by doubling copied every
-        // block's compressed bytes again and held the old and the new buffer at once (50 MB of
-        // peak RSS at 10 KB records; the CPU it saved was within the spread, `docs/bench/
-        // README.md`, "The encode's block buffer sized once"). Pages the block never writes are
-        // never touched, so the reservation costs no memory.
-        let out = || Vec::with_capacity(compressed_bound(block_bytes));
-        let codec = match compression {
-            Compression::Deflate => Codec::Deflate(ZlibEncoder::new(out(), Level::fast()), 1),
-            Compression::Lz4 => Codec::Lz4(lz4_frame(out()).map_err(wire)?),
-            Compression::None => return Err(wire("staged blocks are compressed")),
-        };
-        let mut sink = Sink {
-            codec,
-            raw: 0,
-            header: 0,
-        };
-        sink.header = match &sink.codec {
-            Codec::Deflate(..) => ZLIB_HEADER,
-            Codec::Lz4(_) => sink.compressed().len() as u64,
-        };
-        Ok(sink)
-    }
-
-    /// The compressed bytes so far (the zlib header is written with the first data).
-    fn compressed(&self) -> &[u8] {
-        match &self.codec {
-            Codec::Deflate(z, _) => z.get_ref(),
-            Codec::Lz4(l) => l.writer(),
-        }
-    }
-
-    fn adler32(&self) -> u32 {
-        match &self.codec {
-            Codec::Deflate(_, adler) => *adler,
-            Codec::Lz4(_) => 0,
-        }
-    }
-
-    fn finish(self) -> std::io::Result<Vec<u8>> {
-        match self.codec {
-            Codec::Deflate(z, _) => z.finish(),
-            Codec::Lz4(l) => {
-                let (out, end) = l.finish();
-                end.map(|()| out)
-            }
-        }
-    }
-}
-
-impl Write for Sink {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let n = match &mut self.codec {
-            Codec::Deflate(z, adler) => {
-                let n = z.write(buf)?;
-                *adler = zlib_rs::adler32::adler32(*adler, &buf[..n]);
-                n
-            }
-            Codec::Lz4(l) => l.write(buf)?,
-        };
-        self.raw += n as u64;
-        Ok(n)
-    }
-    fn flush(&mut self) -> std::io::Result<()> {
-        match &mut self.codec {
-            Codec::Deflate(z, _) => z.flush(),
-            Codec::Lz4(l) => l.flush(),
-        }
-    }
-}
-
-/// At least the compressed size of a block of `block_bytes` uncompressed bytes that does not
-/// compress: LZ4 adds 4 bytes per 64 KiB block, stored deflate blocks 5 per 64 KiB, plus the
-/// headers, the footer and the record that passes the size.
-fn compressed_bound(block_bytes: usize) -> usize {
-    block_bytes
-        .saturating_add(block_bytes / 8192)
-        .saturating_add(64 * 1024)
 }
 
 type BlockWriter<'s> = RecordWriter<'s, Sink>;
@@ -176,6 +77,12 @@ pub(crate) struct Rejected {
     pub message: String,
 }
 
+/// Where a converted row goes: a destination already in the batch, or a new one.
+enum Target {
+    Known(usize),
+    New(String),
+}
+
 /// Encodes the rows of one batch.
 pub(crate) struct Encoder<'s> {
     layout: &'s Layout,
@@ -184,6 +91,13 @@ pub(crate) struct Encoder<'s> {
     compression: Compression,
     dests: Vec<Dest<'s>>,
     index: HashMap<String, usize>,
+    /// The destination written last, looked at before `index`.
+    last: Option<usize>,
+    /// The partition spec of the row being routed (one buffer for every row).
+    route: String,
+    days: DayMemo,
+    /// The rows of the record being converted, with their destinations (kept for its capacity).
+    converted: Vec<(Target, Vec<Value>)>,
     /// Rows written so far (the clock of [`Open::used`]).
     written: u64,
     open: usize,
@@ -217,6 +131,10 @@ impl<'s> Encoder<'s> {
             compression,
             dests: Vec::new(),
             index: HashMap::new(),
+            last: None,
+            route: String::new(),
+            days: DayMemo::default(),
+            converted: Vec::new(),
             written: 0,
             open: 0,
         }
@@ -238,13 +156,16 @@ impl<'s> Encoder<'s> {
             while j < rows.len() && rows[j].source == source {
                 j += 1;
             }
-            let mut converted = Vec::with_capacity(j - i);
+            let mut converted = std::mem::take(&mut self.converted);
+            converted.clear();
             let mut failure = None;
             for row in &mut rows[i..j] {
                 // Routed first: converting moves the cells' text out.
-                let dest = self.router.route(&row.cells);
+                let dest = self
+                    .router
+                    .route_into(&row.cells, &mut self.route, &mut self.days);
                 match (self.layout.convert(&mut row.cells), dest) {
-                    (Ok(values), Ok(dest)) => converted.push((dest, values)),
+                    (Ok(values), Ok(())) => converted.push((self.target(), values)),
                     (Err(e), _) | (_, Err(e)) => {
                         failure = Some(e);
                         break;
@@ -258,37 +179,56 @@ impl<'s> Encoder<'s> {
                     message: e.message,
                 }),
                 None => {
-                    for (dest, values) in converted {
+                    for (dest, values) in converted.drain(..) {
                         self.write(dest, &values, &mut closed)?;
                     }
                 }
             }
+            self.converted = converted;
             i = j;
         }
         Ok((closed, rejected))
+    }
+
+    /// The destination of the row just routed into `self.route`: the last row's (most rows of a
+    /// batch go where the one before went), else the index's, else a new one named by the spec.
+    fn target(&self) -> Target {
+        if let Some(d) = self.last
+            && self.dests[d].partition == self.route
+        {
+            return Target::Known(d);
+        }
+        match self.index.get(self.route.as_str()) {
+            Some(&d) => Target::Known(d),
+            None => Target::New(self.route.clone()),
+        }
     }
 
     /// Writes one row into its destination's open block (opening one, after closing the least
     /// recently written if [`MAX_OPEN_BLOCKS`] are open); blocks it closes go to `closed`.
     fn write(
         &mut self,
-        partition: String,
+        target: Target,
         values: &[Value],
         closed: &mut Vec<ClosedBlock>,
     ) -> Result<(), EncodeError> {
-        let d = match self.index.get(&partition) {
-            Some(&d) => d,
-            None => {
-                self.dests.push(Dest {
-                    partition: partition.clone(),
-                    open: None,
-                    next_block: 0,
-                    rows: 0,
-                    blocks: Vec::new(),
-                });
-                self.index.insert(partition, self.dests.len() - 1);
-                self.dests.len() - 1
-            }
+        let d = match target {
+            Target::Known(d) => d,
+            Target::New(partition) => match self.index.get(&partition) {
+                // An earlier row of the same record opened it.
+                Some(&d) => d,
+                None => {
+                    self.dests.push(Dest {
+                        partition: partition.clone(),
+                        open: None,
+                        next_block: 0,
+                        rows: 0,
+                        blocks: Vec::new(),
+                    });
+                    self.index.insert(partition, self.dests.len() - 1);
+                    self.dests.len() - 1
+                }
+            },
         };
         if self.dests[d].open.is_none() && self.open >= MAX_OPEN_BLOCKS {
             let oldest = self
@@ -302,6 +242,7 @@ impl<'s> Encoder<'s> {
                 closed.push(self.close(oldest)?);
             }
         }
+        self.last = Some(d);
         let types = &self.layout.types;
         self.written += 1;
         let used = self.written;

@@ -10,6 +10,10 @@ use chrono::{DateTime, Duration, Utc};
 use super::encode::RowError;
 use crate::transform::bindings::Cell;
 
+mod day;
+
+pub(crate) use day::DayMemo;
+
 /// One piece of a partition value.
 #[derive(Debug, Clone, PartialEq, Eq)]
 enum Piece {
@@ -46,6 +50,9 @@ static DAY: LazyLock<TimeFormat> =
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Router {
     keys: Vec<(String, Vec<Piece>)>,
+    /// When every column the template reads has a format no finer than a day: those columns
+    /// (index, whether a format is given), in template order, for the [`DayMemo`].
+    daily: Option<Vec<(usize, bool)>>,
 }
 
 /// The destination-partition template cannot be applied (to the table's keys, the chain's
@@ -184,7 +191,20 @@ impl Router {
                 }
             )));
         }
-        Ok(Router { keys })
+        let daily = keys
+            .iter()
+            .flat_map(|(_, pieces)| pieces)
+            .filter_map(|piece| match piece {
+                Piece::Column { index, format, .. } => Some((*index, format.as_ref())),
+                Piece::Text(_) => None,
+            })
+            .map(|(index, format)| {
+                let TimeFormat(items) = format.unwrap_or(&DAY);
+                day::daily(items).then_some((index, format.is_some()))
+            })
+            .collect::<Option<Vec<_>>>()
+            .filter(|columns| !columns.is_empty());
+        Ok(Router { keys, daily })
     }
 
     /// The row columns the template reads.
@@ -200,8 +220,35 @@ impl Router {
     }
 
     /// The Tunnel-form partition spec of a row (`ds=20240501,hh=07`), or why there is none.
+    #[cfg(test)]
     pub(crate) fn route(&self, cells: &[Cell]) -> Result<String, RowError> {
         let mut out = String::new();
+        self.route_into(cells, &mut out, &mut DayMemo::default())?;
+        Ok(out)
+    }
+
+    /// [`Router::route`] into `out` (cleared first), the encoder keeping one buffer for every row
+    /// rather than a new string each, and one memo of the last row's days.
+    pub(crate) fn route_into(
+        &self,
+        cells: &[Cell],
+        out: &mut String,
+        memo: &mut DayMemo,
+    ) -> Result<(), RowError> {
+        if let Some(columns) = &self.daily
+            && memo.recall(columns, cells, out)
+        {
+            return Ok(());
+        }
+        self.build(cells, out)?;
+        if self.daily.is_some() {
+            memo.remember(out);
+        }
+        Ok(())
+    }
+
+    fn build(&self, cells: &[Cell], out: &mut String) -> Result<(), RowError> {
+        out.clear();
         for (i, (key, pieces)) in self.keys.iter().enumerate() {
             if i > 0 {
                 out.push(',');
@@ -218,7 +265,7 @@ impl Router {
                         format,
                     } => {
                         let cell = cells.get(*index).unwrap_or(&Cell::Null);
-                        render(cell, format.as_ref(), &mut out).map_err(|why| {
+                        render(cell, format.as_ref(), out).map_err(|why| {
                             RowError::new(
                                 "bad-partition",
                                 format!("partition column {name}: {why}"),
@@ -235,7 +282,7 @@ impl Router {
                 ));
             }
         }
-        Ok(out)
+        Ok(())
     }
 }
 
@@ -272,108 +319,4 @@ fn render(cell: &Cell, format: Option<&TimeFormat>, out: &mut String) -> Result<
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::transform::bindings::Instant;
-
-    fn t() -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339("2024-05-01T07:08:09Z")
-            .unwrap()
-            .with_timezone(&Utc)
-    }
-
-    #[test]
-    fn dynamic_from_event_time() {
-        let r = Router::new(
-            "ds={ts:%Y%m%d},hh={ts:%H}",
-            &["ds".into(), "hh".into()],
-            &["id".into(), "ts".into()],
-            t(),
-        )
-        .unwrap();
-        // Dynamic: the route depends on the row (the same template routes an hour later elsewhere).
-        assert_eq!(r.columns(), ["ts", "ts"]);
-        let cells = [
-            Cell::Int(1),
-            Cell::Timestamp(Instant {
-                seconds: 1_700_000_000,
-                nanos: 0,
-            }),
-        ];
-        assert_eq!(r.route(&cells).unwrap(), "ds=20231114,hh=22");
-        assert!(
-            r.route(&[Cell::Int(1), Cell::Null])
-                .unwrap_err()
-                .message
-                .contains("ts")
-        );
-    }
-
-    #[test]
-    fn formats_are_read_once_and_write_what_chrono_writes() {
-        let ms = 1_714_547_289_123_i64;
-        for f in ["%Y%m%d", "%Y-%m-%d", "%H", "%Y%m%d%H%M%S", "%j", "x%%y", ""] {
-            let r = Router::new(
-                &format!("ds={{ts:{f}}}x"),
-                &["ds".into()],
-                &["ts".into()],
-                t(),
-            )
-            .unwrap();
-            let want = DateTime::from_timestamp_millis(ms).unwrap().format(f);
-            let got = r.route(&[Cell::Datetime(ms)]);
-            if f.is_empty() {
-                // Nothing but the text after it: still a value.
-                assert_eq!(got.unwrap(), "ds=x");
-            } else {
-                assert_eq!(got.unwrap(), format!("ds={want}x"), "{f}");
-            }
-        }
-        // A time column without a format is its day.
-        let r = Router::new("ds={ts}", &["ds".into()], &["ts".into()], t()).unwrap();
-        assert_eq!(r.route(&[Cell::Datetime(ms)]).unwrap(), "ds=20240501");
-    }
-
-    #[test]
-    fn a_format_that_cannot_be_read_is_refused_with_the_template() {
-        let e = Router::new("ds={ts:%Q}", &["ds".into()], &["ts".into()], t())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("{ts:%Q}") && e.contains("strftime"), "{e}");
-    }
-
-    #[test]
-    fn static_dataworks_tokens() {
-        let r = Router::new(
-            "ds=${yyyymmdd},hh=${hh24}",
-            &["ds".into(), "hh".into()],
-            &[],
-            t(),
-        )
-        .unwrap();
-        // Static: every row, whatever its cells, goes to the trigger time's partition.
-        assert!(r.columns().is_empty());
-        assert_eq!(r.route(&[]).unwrap(), "ds=20240501,hh=07");
-        assert_eq!(
-            r.route(&[Cell::Null, Cell::Int(5)]).unwrap(),
-            "ds=20240501,hh=07"
-        );
-        let b = Router::new("ds=${bizdate}", &["ds".into()], &[], t()).unwrap();
-        assert_eq!(b.route(&[]).unwrap(), "ds=20240430");
-    }
-
-    #[test]
-    fn keys_must_match_the_table() {
-        let e = Router::new("dt=${yyyymmdd}", &["ds".into()], &[], t())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("[ds]"), "{e}");
-        let none = Router::new("", &[], &[], t()).unwrap();
-        assert!(none.columns().is_empty());
-        assert_eq!(none.route(&[Cell::Int(1)]).unwrap(), "");
-        let e = Router::new("ds={nope}", &["ds".into()], &["a".into()], t())
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("nope"), "{e}");
-    }
-}
+mod tests;

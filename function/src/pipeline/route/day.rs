@@ -1,0 +1,95 @@
+//! The encode stage's memo of the last partition spec built from time columns, for templates
+//! whose time formats name nothing finer than a day (`ds={event_time:%Y%m%d}`, the common one):
+//! a row on the same UTC day as the row before gets the same spec without chrono formatting it
+//! again, which was about 1 % of the function's CPU at 1 KB records (`docs/bench/README.md`,
+//! "The encoder's row path").
+
+use chrono::format::{Fixed, Item, Numeric};
+
+use crate::transform::bindings::Cell;
+
+const DAY_MS: i64 = 86_400_000;
+
+/// Whether a format's output is the same for every instant of one UTC day: only the year, the
+/// month, the day and text. Week numbers and weekdays are left out (they are too, but nobody
+/// partitions by them, and the list stays one a reader can check at a glance).
+pub(super) fn daily(items: &[Item<'_>]) -> bool {
+    items.iter().all(|item| match item {
+        Item::Literal(_) | Item::OwnedLiteral(_) | Item::Space(_) | Item::OwnedSpace(_) => true,
+        Item::Numeric(n, _) => matches!(
+            n,
+            Numeric::Year
+                | Numeric::YearDiv100
+                | Numeric::YearMod100
+                | Numeric::Month
+                | Numeric::Day
+                | Numeric::Ordinal
+        ),
+        Item::Fixed(f) => matches!(f, Fixed::ShortMonthName | Fixed::LongMonthName),
+        Item::Error => false,
+    })
+}
+
+/// The UTC day a time cell falls on, for the cells the router writes as a time; `None` for every
+/// other cell (they take the router's own path, errors included). `formatted`: the template gives
+/// the column a format, which makes an integer milliseconds since the epoch.
+fn day_of(cell: Option<&Cell>, formatted: bool) -> Option<i64> {
+    match cell? {
+        Cell::Datetime(ms) => Some(ms.div_euclid(DAY_MS)),
+        Cell::Int(ms) if formatted => Some(ms.div_euclid(DAY_MS)),
+        Cell::Date(d) => Some(i64::from(*d)),
+        // A leap second's nanoseconds (1e9 and over) are left to chrono, which refuses most.
+        Cell::Timestamp(t) if t.nanos < 1_000_000_000 => Some(t.seconds.div_euclid(86_400)),
+        _ => None,
+    }
+}
+
+/// The days of the last routed row's time columns and the spec they gave.
+#[derive(Debug, Default)]
+pub(crate) struct DayMemo {
+    days: Vec<i64>,
+    /// The days of the row being routed; complete when every time column had one.
+    scratch: Vec<i64>,
+    complete: bool,
+    spec: Option<String>,
+}
+
+impl DayMemo {
+    /// Writes the remembered spec into `out` when the row's time columns (`(index, formatted)`)
+    /// fall on the remembered days.
+    pub(super) fn recall(
+        &mut self,
+        columns: &[(usize, bool)],
+        cells: &[Cell],
+        out: &mut String,
+    ) -> bool {
+        self.scratch.clear();
+        self.complete = false;
+        for &(index, formatted) in columns {
+            match day_of(cells.get(index), formatted) {
+                Some(day) => self.scratch.push(day),
+                None => return false,
+            }
+        }
+        self.complete = true;
+        match &self.spec {
+            Some(spec) if self.scratch == self.days => {
+                out.clear();
+                out.push_str(spec);
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// Remembers the spec the router built for the row [`DayMemo::recall`] last looked at.
+    pub(super) fn remember(&mut self, spec: &str) {
+        if !self.complete {
+            return;
+        }
+        std::mem::swap(&mut self.days, &mut self.scratch);
+        let kept = self.spec.get_or_insert_with(String::new);
+        kept.clear();
+        kept.push_str(spec);
+    }
+}
