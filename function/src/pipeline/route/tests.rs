@@ -119,7 +119,7 @@ fn the_day_memo_routes_every_row_as_routing_it_alone_does() {
     let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     // Instants clustered on a few days, on both sides of midnight and of the epoch.
     let days = [-1_i64, 0, 19_844, 19_845];
-    let mut cell = |rng: &mut rand::rngs::StdRng| {
+    let cell = |rng: &mut rand::rngs::StdRng| {
         let ms = days[rng.random_range(0..days.len())] * 86_400_000
             + rng.random_range(-2_000_i64..2_000)
             + if rng.random_bool(0.5) { 43_200_000 } else { 0 };
