@@ -162,3 +162,46 @@ fn rows_scattered_over_many_partitions_keep_a_bounded_number_of_blocks_open() {
         closed.len()
     );
 }
+
+#[test]
+fn a_record_s_rows_reach_their_partitions_and_a_rejected_record_opens_none() {
+    let layout = Layout::new(&chain(), &table(), &["ts".into()], false).unwrap();
+    let router = Router::new(
+        "ds={ts:%Y%m%d}",
+        &["ds".into()],
+        &chain().iter().map(|c| c.name.clone()).collect::<Vec<_>>(),
+        chrono::Utc::now(),
+    )
+    .unwrap();
+    let mut enc = Encoder::new(&layout, &router, 1 << 20, Compression::Lz4);
+    let (a, b, c) = (0, 86_400 * 2, 86_400 * 5);
+    let mut rows = vec![
+        // One record over two new partitions, the first one twice.
+        row(0, 1, "a", a),
+        row(0, 2, "b", b + 7),
+        row(0, 3, "a", a + 9),
+        // The partition before the last one written.
+        row(1, 4, "b", b),
+        // A bad row after a good one to a new partition: the record is rejected whole.
+        row(2, 5, "c", c),
+        row(2, 6, "toolong", c),
+        row(3, 7, "a", a + 1),
+    ];
+    let (closed, rejected) = enc.add(&mut rows).unwrap();
+    assert!(closed.is_empty());
+    assert_eq!(rejected.len(), 1);
+    assert_eq!(rejected[0].source, 2);
+    let blocks = enc.finish().unwrap();
+    let dests = enc.destinations();
+    let seen: Vec<_> = dests.iter().map(|d| (d.partition.as_str(), d.rows)).collect();
+    assert_eq!(seen, vec![("ds=19700101", 3), ("ds=19700103", 2)]);
+    let ids = |b: &ClosedBlock| {
+        decode_block(&layout.types, &b.data, Compression::Lz4)
+            .unwrap()
+            .iter()
+            .map(|r| r[0].clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&blocks[0]), [1, 3, 7].map(Value::Int));
+    assert_eq!(ids(&blocks[1]), [2, 4].map(Value::Int));
+}
