@@ -193,7 +193,10 @@ fn a_record_s_rows_reach_their_partitions_and_a_rejected_record_opens_none() {
     assert_eq!(rejected[0].source, 2);
     let blocks = enc.finish().unwrap();
     let dests = enc.destinations();
-    let seen: Vec<_> = dests.iter().map(|d| (d.partition.as_str(), d.rows)).collect();
+    let seen: Vec<_> = dests
+        .iter()
+        .map(|d| (d.partition.as_str(), d.rows))
+        .collect();
     assert_eq!(seen, vec![("ds=19700101", 3), ("ds=19700103", 2)]);
     let ids = |b: &ClosedBlock| {
         decode_block(&layout.types, &b.data, Compression::Lz4)
