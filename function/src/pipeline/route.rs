@@ -286,23 +286,33 @@ impl Router {
     }
 }
 
+/// The instant of a cell the router writes as a time (an integer is milliseconds since the epoch
+/// when the template gives its column a format): `None` for a cell written otherwise,
+/// `Some(None)` for a time out of chrono's range. The [`DayMemo`] reads days through it too.
+fn time_of(cell: &Cell, formatted: bool) -> Option<Option<DateTime<Utc>>> {
+    match cell {
+        Cell::Datetime(ms) => Some(DateTime::from_timestamp_millis(*ms)),
+        Cell::Timestamp(t) => Some(DateTime::from_timestamp(t.seconds, t.nanos)),
+        Cell::Date(d) => Some(DateTime::from_timestamp(i64::from(*d) * 86_400, 0)),
+        Cell::Int(n) if formatted => Some(DateTime::from_timestamp_millis(*n)),
+        _ => None,
+    }
+}
+
 fn render(cell: &Cell, format: Option<&TimeFormat>, out: &mut String) -> Result<(), String> {
     use std::fmt::Write as _;
-    let time = match cell {
-        Cell::Datetime(ms) => DateTime::from_timestamp_millis(*ms),
-        Cell::Timestamp(t) => DateTime::from_timestamp(t.seconds, t.nanos),
-        Cell::Date(d) => DateTime::from_timestamp(i64::from(*d) * 86_400, 0),
-        Cell::Int(n) if format.is_some() => DateTime::from_timestamp_millis(*n),
-        Cell::Null => return Err("is null".into()),
-        Cell::String(s) if format.is_none() => {
+    let time = match (time_of(cell, format.is_some()), cell) {
+        (Some(time), _) => time,
+        (None, Cell::Null) => return Err("is null".into()),
+        (None, Cell::String(s)) if format.is_none() => {
             out.push_str(s);
             return Ok(());
         }
-        Cell::Int(n) => {
+        (None, Cell::Int(n)) => {
             let _ = write!(out, "{n}");
             return Ok(());
         }
-        Cell::Boolean(b) => {
+        (None, Cell::Boolean(b)) => {
             let _ = write!(out, "{b}");
             return Ok(());
         }

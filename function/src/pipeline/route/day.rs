@@ -6,9 +6,8 @@
 
 use chrono::format::{Fixed, Item, Numeric};
 
+use super::time_of;
 use crate::transform::bindings::Cell;
-
-const DAY_MS: i64 = 86_400_000;
 
 /// Whether a format's output is the same for every instant of one UTC day: only the year, the
 /// month, the day and text. Week numbers and weekdays are left out (they are too, but nobody
@@ -30,18 +29,12 @@ pub(super) fn daily(items: &[Item<'_>]) -> bool {
     })
 }
 
-/// The UTC day a time cell falls on, for the cells the router writes as a time; `None` for every
-/// other cell (they take the router's own path, errors included). `formatted`: the template gives
-/// the column a format, which makes an integer milliseconds since the epoch.
+/// The UTC day a time cell falls on, for the cells the router writes as a time ([`time_of`]);
+/// `None` for every other cell and for a time chrono cannot hold (they take the router's own path,
+/// errors included).
 fn day_of(cell: Option<&Cell>, formatted: bool) -> Option<i64> {
-    match cell? {
-        Cell::Datetime(ms) => Some(ms.div_euclid(DAY_MS)),
-        Cell::Int(ms) if formatted => Some(ms.div_euclid(DAY_MS)),
-        Cell::Date(d) => Some(i64::from(*d)),
-        // A leap second's nanoseconds (1e9 and over) are left to chrono, which refuses most.
-        Cell::Timestamp(t) if t.nanos < 1_000_000_000 => Some(t.seconds.div_euclid(86_400)),
-        _ => None,
-    }
+    let time = time_of(cell?, formatted)??;
+    Some(time.timestamp().div_euclid(86_400))
 }
 
 /// The days of the last routed row's time columns and the spec they gave.
