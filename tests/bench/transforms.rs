@@ -13,9 +13,9 @@ use anyhow::Context;
 use harness::{stage_spec, transform_wasm};
 use k2mc::transform::bindings::{KafkaRecord, RecordBatch};
 use k2mc::transform::{TransformHost, precompile};
-use kafka_columns::columns::{Kind, Out, Source, coerce, parse_source};
+use kafka_columns::columns::{Kind, Out, Source, coerce_picked, parse_source};
 use kafka_columns::path::Step;
-use kafka_columns::select::Selection;
+use kafka_columns::select::{Picked, Selection};
 use mask::rules::{Plan, Rule};
 use serde_json::json;
 
@@ -117,32 +117,32 @@ impl Native {
     fn run(&self, records: &[KafkaRecord]) -> usize {
         let mut cells = 0;
         for r in records {
-            let Some(picked) = r
+            let Some(mut picked) = r
                 .value
                 .as_ref()
                 .and_then(|v| std::str::from_utf8(v).ok())
-                .and_then(|text| self.selection.read(text).ok())
+                .and_then(|text| self.selection.read_picked(text).ok())
             else {
                 continue;
             };
-            let mut row: Vec<Out> = Vec::with_capacity(self.specs.len());
+            let mut row: Vec<Out<'_>> = Vec::with_capacity(self.specs.len());
             let mut slot = 0;
             for (kind, source) in &self.specs {
-                let json = match source {
+                let value = match source {
                     Source::Path(_) => {
                         slot += 1;
                         picked[slot - 1]
-                            .as_ref()
-                            .map_or(Cow::Owned(serde_json::Value::Null), Cow::Borrowed)
+                            .take()
+                            .unwrap_or(Picked::Value(serde_json::Value::Null))
                     }
-                    Source::Offset => Cow::Owned(json!(r.offset)),
-                    _ => Cow::Owned(serde_json::Value::Null),
+                    Source::Offset => Picked::Value(json!(r.offset)),
+                    _ => Picked::Value(serde_json::Value::Null),
                 };
-                row.push(coerce(kind, &json).unwrap_or(Out::Null));
+                row.push(coerce_picked(kind, value).unwrap_or(Out::Null));
             }
             for (cell, rule) in row.iter_mut().zip(&self.plan.rules) {
                 if let (Some(rule @ (Rule::Phone | Rule::Email)), Out::Text(s)) = (rule, &*cell) {
-                    *cell = Out::Text(self.plan.apply(*rule, s));
+                    *cell = Out::Text(Cow::Owned(self.plan.apply(*rule, s)));
                 }
             }
             cells += std::hint::black_box(row).len();

@@ -1,6 +1,7 @@
 //! The configuration of `kafka-columns` and the per-record extraction, free of WIT types so that
 //! it is unit-tested natively and reused by the native benchmark baseline.
 
+use std::borrow::Cow;
 use std::sync::LazyLock;
 
 use base64::Engine as _;
@@ -9,6 +10,7 @@ use chrono::{DateTime, NaiveDate, NaiveDateTime};
 use serde_json::Value as Json;
 
 use crate::path::{self, Step};
+use crate::select::Picked;
 
 /// A declared output type, reduced to what extraction needs.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -137,15 +139,15 @@ pub fn parse_source(text: &str) -> Result<Source, String> {
     })
 }
 
-/// A cell value before it becomes a WIT cell.
+/// A cell value before it becomes a WIT cell; text may borrow from the record it was read from.
 #[derive(Debug, Clone, PartialEq)]
-pub enum Out {
+pub enum Out<'t> {
     Null,
     Bool(bool),
     Int(i64),
     Double(f64),
     Decimal(String),
-    Text(String),
+    Text(Cow<'t, str>),
     Binary(Vec<u8>),
     Date(i32),
     Datetime(i64),
@@ -155,15 +157,24 @@ pub enum Out {
 
 /// [`coerce`] of a value the caller owns: text is moved into the cell, not copied (a long
 /// free-text field is the largest part of many records).
-pub fn coerce_owned(kind: &Kind, value: Json) -> Result<Out, String> {
+pub fn coerce_owned(kind: &Kind, value: Json) -> Result<Out<'static>, String> {
     match (kind, value) {
-        (Kind::Text { max_chars: None }, Json::String(s)) => Ok(Out::Text(s)),
+        (Kind::Text { max_chars: None }, Json::String(s)) => Ok(Out::Text(Cow::Owned(s))),
         (kind, value) => coerce(kind, &value),
     }
 }
 
+/// [`coerce`] of a value read at a path: a string for a text column without a length bound
+/// goes into the cell as it was read, borrowed from the record where it had no escapes.
+pub fn coerce_picked<'t>(kind: &Kind, value: Picked<'t>) -> Result<Out<'t>, String> {
+    match (kind, value) {
+        (Kind::Text { max_chars: None }, Picked::Text(s)) => Ok(Out::Text(s)),
+        (kind, value) => coerce_owned(kind, value.into_json()),
+    }
+}
+
 /// Converts a JSON value to `kind`; the error says what was expected.
-pub fn coerce(kind: &Kind, value: &Json) -> Result<Out, String> {
+pub fn coerce(kind: &Kind, value: &Json) -> Result<Out<'static>, String> {
     if value.is_null() {
         return Ok(Out::Null);
     }
@@ -221,7 +232,7 @@ pub fn coerce(kind: &Kind, value: &Json) -> Result<Out, String> {
             {
                 return Err(format!("{} is longer than {max} characters", show()));
             }
-            Out::Text(s)
+            Out::Text(Cow::Owned(s))
         }
         Kind::Binary => match text {
             Some(t) => Out::Binary(t.as_bytes().to_vec()),
@@ -347,6 +358,51 @@ fn plain_decimal_fits(t: &str, precision: u8, scale: u8) -> bool {
 mod tests {
     use super::*;
     use serde_json::json;
+
+    #[test]
+    fn a_value_read_at_a_path_coerces_as_its_json_would() {
+        let kinds = [
+            Kind::Text { max_chars: None },
+            Kind::Text { max_chars: Some(3) },
+            Kind::Int {
+                min: i64::MIN,
+                max: i64::MAX,
+            },
+            Kind::Double,
+            Kind::Decimal {
+                precision: 5,
+                scale: 2,
+            },
+            Kind::Boolean,
+            Kind::Binary,
+            Kind::Json,
+            Kind::Date,
+            Kind::Datetime,
+            Kind::Timestamp,
+        ];
+        let values = [
+            Picked::Text("12".into()),
+            Picked::Text(Cow::Owned("2024-01-01 00:00:01".into())),
+            Picked::Text("2024-01-01".into()),
+            Picked::Text("true".into()),
+            Picked::Text("h\u{e9}llo \"q\"".into()),
+            Picked::Text("".into()),
+            Picked::Value(json!(12)),
+            Picked::Value(json!(1.25)),
+            Picked::Value(json!(null)),
+            Picked::Value(json!(false)),
+            Picked::Value(json!({"a": [1, "b"]})),
+        ];
+        for kind in &kinds {
+            for value in &values {
+                assert_eq!(
+                    coerce_picked(kind, value.clone()),
+                    coerce_owned(kind, value.clone().into_json()),
+                    "{kind:?} {value:?}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn layouts_read_as_parse_from_str() {

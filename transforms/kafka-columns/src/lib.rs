@@ -37,7 +37,7 @@ mod component {
     use std::sync::Mutex;
 
     use crate::columns::{BytesType, Kind, Out, Source};
-    use crate::select::Selection;
+    use crate::select::{Picked, Selection};
     use exports::kafka2mc::transform::packed_parser::{Guest as PackedGuest, PackedOutput};
     use exports::kafka2mc::transform::parser::Guest;
     use kafka2mc::transform::types::{
@@ -209,29 +209,34 @@ mod component {
         ))
     }
 
-    /// A record's cells, into `cells` (emptied first, so that one buffer serves a batch).
-    fn extract(
+    /// A record's cells, into `cells` (emptied first, so that one buffer serves a batch). Text
+    /// read at a path borrows from the record where it can (`select::Picked`).
+    fn extract<'r>(
         plan: &Plan,
         topic: &str,
         partition: i32,
-        record: &KafkaRecord,
-        cells: &mut Vec<Out>,
+        record: &'r KafkaRecord,
+        cells: &mut Vec<Out<'r>>,
     ) -> Result<(), (String, String)> {
         cells.clear();
-        let mut picked = match (&record.value, &plan.selection) {
+        let mut picked: Vec<Option<Picked<'r>>> = match (&record.value, &plan.selection) {
             (Some(bytes), Some(selection)) => match plan.value_type {
                 BytesType::String => simdutf8::basic::from_utf8(bytes)
                     .map_err(|_| bad_json(bytes))
                     .and_then(|text| {
                         selection
-                            .read(text)
+                            .read_picked(text)
                             .map_err(|e| ("bad-json".to_owned(), format!("value is not JSON: {e}")))
                     })?,
-                other => selection.get(
-                    &other
-                        .decode(bytes)
-                        .map_err(|e| ("bad-value".to_owned(), e))?,
-                ),
+                other => selection
+                    .get(
+                        &other
+                            .decode(bytes)
+                            .map_err(|e| ("bad-value".to_owned(), e))?,
+                    )
+                    .into_iter()
+                    .map(|v| v.map(Picked::Value))
+                    .collect(),
             },
             _ => Vec::new(),
         };
@@ -249,28 +254,28 @@ mod component {
             let out = match raw {
                 Some(out) => out,
                 None => {
-                    let json = match &spec.source {
-                        Source::Key => decoded(plan.key_type, &record.key)?,
-                        Source::Value => decoded(plan.value_type, &record.value)?,
-                        Source::Partition => Json::from(partition),
-                        Source::Offset => Json::from(record.offset),
-                        Source::Timestamp => Json::from(record.timestamp_ms),
-                        Source::Topic => Json::from(topic),
-                        Source::Headers => Json::Array(
+                    let value = match &spec.source {
+                        Source::Key => Picked::Value(decoded(plan.key_type, &record.key)?),
+                        Source::Value => Picked::Value(decoded(plan.value_type, &record.value)?),
+                        Source::Partition => Picked::Value(Json::from(partition)),
+                        Source::Offset => Picked::Value(Json::from(record.offset)),
+                        Source::Timestamp => Picked::Value(Json::from(record.timestamp_ms)),
+                        Source::Topic => Picked::Value(Json::from(topic)),
+                        Source::Headers => Picked::Value(Json::Array(
                             record
                                 .headers
                                 .iter()
                                 .map(|h| serde_json::json!({"key": h.key, "value": h.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())}))
                                 .collect(),
-                        ),
-                        Source::Constant(c) => Json::from(c.as_str()),
+                        )),
+                        Source::Constant(c) => Picked::Value(Json::from(c.as_str())),
                         // Each path has a slot of its own: its value moves into the cell.
                         Source::Path(_) => picked
                             .get_mut(spec.slot)
                             .and_then(Option::take)
-                            .unwrap_or(Json::Null),
+                            .unwrap_or(Picked::Value(Json::Null)),
                     };
-                    crate::columns::coerce_owned(&spec.kind, json).map_err(|e| {
+                    crate::columns::coerce_picked(&spec.kind, value).map_err(|e| {
                         (
                             "type-mismatch".to_owned(),
                             format!("column {}: {e}", spec.name),
@@ -292,14 +297,14 @@ mod component {
         Ok(())
     }
 
-    fn cell(out: Out) -> Cell {
+    fn cell(out: Out<'_>) -> Cell {
         match out {
             Out::Null => Cell::Null,
             Out::Bool(b) => Cell::Boolean(b),
             Out::Int(n) => Cell::Int(n),
             Out::Double(x) => Cell::Double(x),
             Out::Decimal(d) => Cell::Decimal(d),
-            Out::Text(s) => Cell::String(s),
+            Out::Text(s) => Cell::String(s.into_owned()),
             Out::Binary(b) => Cell::Binary(b),
             Out::Date(d) => Cell::Date(d),
             Out::Datetime(ms) => Cell::Datetime(ms),
@@ -367,11 +372,11 @@ mod component {
     /// Extracts every record of the batch (`parse` and `parse-packed` alike), giving each row's
     /// cells to `row` and each failed record's error to `errors`; one `fatal` error when the
     /// stage was never configured.
-    fn each_record(
-        batch: &RecordBatch,
-        cells: &mut Vec<Out>,
+    fn each_record<'b>(
+        batch: &'b RecordBatch,
+        cells: &mut Vec<Out<'b>>,
         errors: &mut Vec<RecordError>,
-        mut row: impl FnMut(u32, &mut Vec<Out>),
+        mut row: impl FnMut(u32, &mut Vec<Out<'b>>),
     ) {
         let guard = PLAN
             .lock()

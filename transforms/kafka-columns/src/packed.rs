@@ -21,7 +21,7 @@ mod case {
 }
 
 /// Appends one cell to `buf`.
-pub fn put(buf: &mut Vec<u8>, cell: &Out) {
+pub fn put(buf: &mut Vec<u8>, cell: &Out<'_>) {
     match cell {
         Out::Null => buf.push(case::NULL),
         Out::Bool(b) => buf.extend_from_slice(&[case::BOOLEAN, u8::from(*b)]),

@@ -9,10 +9,16 @@
 //! still does). The caller checks the bytes are UTF-8 first (`read` takes `&str`).
 //!
 //! Why: parsing the whole value cost most of this stage's time on records with a few wanted
-//! fields among many (docs/bench/README.md, "Where the CPU goes").
+//! fields among many (docs/bench/README.md, "Where the CPU goes"). A string where a path ends is
+//! borrowed from the text when it has no escapes ([`Picked`]), so the stage copies it once, into
+//! its answer, instead of into a `String` first (docs/bench/README.md, "Strings borrowed from the
+//! record in `kafka-columns`").
 
+use std::borrow::Cow;
 use std::fmt;
 
+use serde::Deserialize as _;
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
 use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_json::Value as Json;
 
@@ -64,6 +70,20 @@ impl Selection {
     /// Parses `text` and returns the value at each path (`None` where a step is missing), or
     /// serde_json's error for text that is not one JSON value.
     pub fn read(&self, text: &str) -> Result<Vec<Option<Json>>, serde_json::Error> {
+        let picked = self.read_picked(text)?;
+        Ok(picked
+            .into_iter()
+            .map(|p| p.map(Picked::into_json))
+            .collect())
+    }
+
+    /// [`Selection::read`] with a string at a path's end borrowed from `text` where it has no
+    /// escapes (copied where it has): the stage writes it into its answer without building a
+    /// `String` first.
+    pub fn read_picked<'t>(
+        &self,
+        text: &'t str,
+    ) -> Result<Vec<Option<Picked<'t>>>, serde_json::Error> {
         let mut out = vec![None; self.paths];
         let mut de = serde_json::Deserializer::from_str(text);
         Seed {
@@ -81,6 +101,25 @@ impl Selection {
         let mut out = vec![None; self.paths];
         self.root.resolve(value, &mut out);
         out
+    }
+}
+
+/// The value at a path as [`Selection::read_picked`] reads it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Picked<'t> {
+    /// A JSON string, unescaped.
+    Text(Cow<'t, str>),
+    /// Any other value, built whole.
+    Value(Json),
+}
+
+impl Picked<'_> {
+    /// The value as `serde_json` would have built it.
+    pub fn into_json(self) -> Json {
+        match self {
+            Picked::Text(s) => Json::String(s.into_owned()),
+            Picked::Value(v) => v,
+        }
     }
 }
 
@@ -134,44 +173,89 @@ impl Node {
         }
     }
 
-    /// Stores a value built whole at this node.
-    fn take(&self, value: Json, out: &mut [Option<Json>]) {
-        match self.tails.as_slice() {
-            [(id, tail)] if tail.is_empty() => out[*id] = Some(value),
-            tails => {
-                for (id, tail) in tails {
-                    out[*id] = crate::path::get(&value, tail).cloned();
-                }
-            }
+    /// Stores a value built whole at this node, where paths also go on inside it.
+    fn take(&self, value: Json, out: &mut [Option<Picked<'_>>]) {
+        for (id, tail) in &self.tails {
+            out[*id] = crate::path::get(&value, tail).cloned().map(Picked::Value);
         }
     }
 }
 
-/// Reads one value for `node`: built whole where a path ends, walked where paths go deeper,
-/// skipped everywhere else.
-struct Seed<'a> {
+/// Reads one value for `node`: read as a leaf where one path ends and goes no further, built
+/// whole where a path ends and others go on inside it, walked where paths go deeper, skipped
+/// everywhere else.
+struct Seed<'a, 'de> {
     node: &'a Node,
-    out: &'a mut [Option<Json>],
+    out: &'a mut [Option<Picked<'de>>],
 }
 
-impl<'de> DeserializeSeed<'de> for Seed<'_> {
+impl<'de> DeserializeSeed<'de> for Seed<'_, 'de> {
     type Value = ();
 
     fn deserialize<D: de::Deserializer<'de>>(self, de: D) -> Result<(), D::Error> {
         for &id in &self.node.below {
             self.out[id] = None;
         }
-        if self.node.tails.is_empty() {
-            de.deserialize_any(self)
-        } else {
-            let value = <Json as serde::Deserialize>::deserialize(de)?;
-            self.node.take(value, self.out);
-            Ok(())
+        match self.node.tails.as_slice() {
+            [] => de.deserialize_any(self),
+            [(id, tail)] if tail.is_empty() => {
+                self.out[*id] = Some(de.deserialize_any(Leaf)?);
+                Ok(())
+            }
+            _ => {
+                let value = Json::deserialize(de)?;
+                self.node.take(value, self.out);
+                Ok(())
+            }
         }
     }
 }
 
-impl<'de> Visitor<'de> for Seed<'_> {
+/// A value where a path ends: a string as it is in the text when it can be borrowed, anything
+/// else built as `serde_json::Value`'s own visitor builds it.
+struct Leaf;
+
+impl<'de> Visitor<'de> for Leaf {
+    type Value = Picked<'de>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_borrowed_str<E: de::Error>(self, s: &'de str) -> Result<Picked<'de>, E> {
+        Ok(Picked::Text(Cow::Borrowed(s)))
+    }
+    fn visit_str<E: de::Error>(self, s: &str) -> Result<Picked<'de>, E> {
+        Ok(Picked::Text(Cow::Owned(s.to_owned())))
+    }
+    fn visit_string<E: de::Error>(self, s: String) -> Result<Picked<'de>, E> {
+        Ok(Picked::Text(Cow::Owned(s)))
+    }
+    fn visit_bool<E: de::Error>(self, b: bool) -> Result<Picked<'de>, E> {
+        Ok(Picked::Value(Json::Bool(b)))
+    }
+    fn visit_i64<E: de::Error>(self, n: i64) -> Result<Picked<'de>, E> {
+        Ok(Picked::Value(Json::from(n)))
+    }
+    fn visit_u64<E: de::Error>(self, n: u64) -> Result<Picked<'de>, E> {
+        Ok(Picked::Value(Json::from(n)))
+    }
+    // As `Value`'s visitor: a float that is not finite becomes null.
+    fn visit_f64<E: de::Error>(self, x: f64) -> Result<Picked<'de>, E> {
+        Ok(Picked::Value(Json::from(x)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Picked<'de>, E> {
+        Ok(Picked::Value(Json::Null))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Picked<'de>, A::Error> {
+        Json::deserialize(MapAccessDeserializer::new(map)).map(Picked::Value)
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Picked<'de>, A::Error> {
+        Json::deserialize(SeqAccessDeserializer::new(seq)).map(Picked::Value)
+    }
+}
+
+impl<'de> Visitor<'de> for Seed<'_, 'de> {
     type Value = ();
 
     fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -314,6 +398,31 @@ mod tests {
         ] {
             agrees(paths, text);
         }
+    }
+
+    #[test]
+    fn a_string_at_a_path_s_end_is_borrowed_unless_it_has_escapes() {
+        let key = |k: &str| vec![Step::Key(k.into())];
+        let steps = [key("a"), key("b"), key("c"), key("d"), key("e")];
+        let refs: Vec<&[Step]> = steps.iter().map(Vec::as_slice).collect();
+        let text =
+            r#"{"a": "plain", "b": "esc\"aped \u00e9", "c": 1.5, "d": null, "e": {"x": ["y"]}}"#;
+        let picked = Selection::new(&refs).read_picked(text).unwrap();
+        assert!(matches!(
+            &picked[0],
+            Some(Picked::Text(Cow::Borrowed("plain")))
+        ));
+        assert!(
+            matches!(&picked[1], Some(Picked::Text(Cow::Owned(s))) if s == "esc\"aped é"),
+            "{:?}",
+            picked[1]
+        );
+        assert_eq!(picked[2], Some(Picked::Value(1.5.into())));
+        assert_eq!(picked[3], Some(Picked::Value(Json::Null)));
+        assert_eq!(
+            picked[4],
+            Some(Picked::Value(serde_json::json!({"x": ["y"]})))
+        );
     }
 
     #[test]
