@@ -4,9 +4,14 @@
 //! `path::get` returns on the fully parsed value, path for path (the unit tests and the
 //! `json_select` fuzz target hold the two to that), including the last of duplicate keys winning.
 //! Text that is not JSON is refused as before, with one difference: a field no column reads is
-//! checked for syntax only, so a number beyond `f64` (`1e999`) or a lone UTF-16 surrogate escape
-//! (`"\ud800"`) in it no longer makes the record a dead letter (in a field a column reads, it
-//! still does). The caller checks the bytes are UTF-8 first (`read` takes `&str`).
+//! checked for syntax only, so a number beyond `f64` (`1e999`), a lone UTF-16 surrogate escape
+//! (`"\ud800"`) or nesting deeper than serde_json's limit of 128 in it no longer makes the record
+//! a dead letter (in a field a column reads, it still does). The caller checks the bytes are
+//! UTF-8 first (`read` takes `&str`).
+//!
+//! A fast scan (`scan`) reads the text first and hands it to serde_json whenever it is not sure;
+//! serde_json's reading here is the reference it is held to, answer for answer and error for
+//! error ([`Selection::read_picked_serde`]).
 //!
 //! Why: parsing the whole value cost most of this stage's time on records with a few wanted
 //! fields among many (docs/bench/README.md, "Where the CPU goes"). A string where a path ends is
@@ -23,6 +28,8 @@ use serde::de::{self, DeserializeSeed, IgnoredAny, MapAccess, SeqAccess, Visitor
 use serde_json::Value as Json;
 
 use crate::path::Step;
+
+mod scan;
 
 /// The paths a stage reads, as a tree of the keys and indexes they go through.
 #[derive(Debug, Clone, Default)]
@@ -79,8 +86,21 @@ impl Selection {
 
     /// [`Selection::read`] with a string at a path's end borrowed from `text` where it has no
     /// escapes (copied where it has): the stage writes it into its answer without building a
-    /// `String` first.
+    /// `String` first. Read by the fast scan (`scan`), or by serde_json where the scan leaves the
+    /// text to it ([`Selection::read_picked_serde`]).
     pub fn read_picked<'t>(
+        &self,
+        text: &'t str,
+    ) -> Result<Vec<Option<Picked<'t>>>, serde_json::Error> {
+        match scan::read(&self.root, self.paths, text) {
+            Some(out) => Ok(out),
+            None => self.read_picked_serde(text),
+        }
+    }
+
+    /// [`Selection::read_picked`] through serde_json alone: what the fast scan falls back to, and
+    /// the reference the tests and the `json_select` fuzz target hold it to.
+    pub fn read_picked_serde<'t>(
         &self,
         text: &'t str,
     ) -> Result<Vec<Option<Picked<'t>>>, serde_json::Error> {
@@ -350,6 +370,7 @@ mod tests {
         let steps: Vec<Vec<Step>> = paths.iter().map(|p| parse(p).unwrap()).collect();
         let refs: Vec<&[Step]> = steps.iter().map(Vec::as_slice).collect();
         let selection = Selection::new(&refs);
+        same_as_serde(&selection, text);
         let whole = serde_json::from_str::<Json>(text);
         match (selection.read(text), whole) {
             (Ok(got), Ok(value)) => {
@@ -364,6 +385,97 @@ mod tests {
             }
             (Err(_), Err(_)) => {}
             (got, want) => panic!("paths {paths:?} in {text}: read {got:?}, whole {want:?}"),
+        }
+    }
+
+    /// The fast scan answers what serde_json alone answers: the same values, and an error
+    /// exactly where serde_json gives one.
+    fn same_as_serde(selection: &Selection, text: &str) {
+        match (
+            selection.read_picked(text),
+            selection.read_picked_serde(text),
+        ) {
+            (Ok(fast), Ok(serde)) => assert_eq!(fast, serde, "{text}"),
+            (Err(fast), Err(serde)) => assert_eq!(fast.to_string(), serde.to_string(), "{text}"),
+            (fast, serde) => panic!("{text}: scan {fast:?}, serde_json {serde:?}"),
+        }
+    }
+
+    #[test]
+    fn the_fast_scan_agrees_with_serde_json_where_strings_numbers_and_nesting_are_hard() {
+        let long = "word ".repeat(40);
+        let nested = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n));
+        let nested_object = |n: usize| format!("{}1{}", r#"{"a":"#.repeat(n), "}".repeat(n));
+        let texts = [
+            // A string's end past several 16-byte chunks, with a control character or an
+            // escape in each place a chunk can put it.
+            format!(r#"{{"a": "{long}", "b": 1}}"#),
+            format!("{{\"a\": \"{long}\u{1}{long}\"}}"),
+            format!("{{\"a\": \"{long}\t\"}}"),
+            format!("{{\"skip\": \"{long}\n{long}\", \"a\": 1}}"),
+            format!(r#"{{"a": "{long}\"{long}\\", "b": "\u00e9\/\b"}}"#),
+            format!(r#"{{"skip": "{long}\u12", "a": 1}}"#),
+            format!(r#"{{"skip": "{long}\uzzzz", "a": 1}}"#),
+            format!(r#"{{"a": "{long}\ud800"}}"#),
+            format!(r#"{{"a": "{long}\ud83d\ude00"}}"#),
+            format!(r#"{{"a": "{long}"#),
+            // Keys with escapes and control characters.
+            r#"{"\u0061": 1, "b": 2}"#.to_owned(),
+            "{\"a\u{1f}\": 1, \"b\": 2}".to_owned(),
+            r#"{"skip": {"k\"ey": 1}, "a": 2}"#.to_owned(),
+            // Numbers: every kind at a path's end and skipped, and the grammar's edges.
+            r#"{"a": -0, "b": 0.5e-3, "c": 18446744073709551616, "d": -9223372036854775809}"#
+                .to_owned(),
+            r#"{"a": 1E+2, "b": -1.0, "c": 12345678901234567890, "skip": 1e300}"#.to_owned(),
+            r#"{"a": [1e999], "b": {"x": 1e999}}"#.to_owned(),
+            r#"{"a": 01}"#.to_owned(),
+            r#"{"a": -}"#.to_owned(),
+            r#"{"a": 1.}"#.to_owned(),
+            r#"{"a": 1e}"#.to_owned(),
+            r#"{"a": .5}"#.to_owned(),
+            r#"{"a": 1.5.5}"#.to_owned(),
+            r#"{"a": +1}"#.to_owned(),
+            // Literals, whitespace, separators.
+            "\r\n\t {\"a\" \n:\t[ true , false,null ] , \"b\":{ } , \"c\" : [ ] }\n ".to_owned(),
+            r#"{"a": nul}"#.to_owned(),
+            r#"{"a": 1 "b": 2}"#.to_owned(),
+            r#"{"a" 1}"#.to_owned(),
+            r#"{"a": [1 2]}"#.to_owned(),
+            r#"{"a": 1}}"#.to_owned(),
+            "{\"a\": 1}\u{a0}".to_owned(),
+            // Nesting around the scan's depth limit and serde_json's.
+            format!(r#"{{"a": {}}}"#, nested(98)),
+            format!(r#"{{"a": {}}}"#, nested(99)),
+            format!(r#"{{"skip": {}, "a": 1}}"#, nested(100)),
+            format!(r#"{{"a": {}}}"#, nested(126)),
+            format!(r#"{{"a": {}}}"#, nested(127)),
+            format!(r#"{{"a": {}}}"#, nested_object(99)),
+            nested_object(127),
+        ];
+        let plain = Selection::new(&[&[Step::Key("a".into())]]);
+        for text in [0, 4, 8, 13, 14, 23].map(|i| &texts[i]) {
+            assert!(
+                scan::read(&plain.root, plain.paths, text).is_some(),
+                "the scan reads {text} itself"
+            );
+        }
+        for text in &texts {
+            for paths in [
+                &["a", "b", "c", "d"][..],
+                &["a[0]", "a[1]", "b.x", "c[0]"],
+                &["a.a.a", "a", "skip"],
+            ] {
+                agrees(paths, text);
+            }
+        }
+        // Deeper than serde_json's limit of 128: refused where a path goes that deep, read
+        // where the deep part is a field no path reads (serde_json skips it without recursion),
+        // by the scan as by serde_json.
+        let deep = format!(r#"{{"skip": {}, "a": 1}}"#, nested_object(130));
+        for paths in [&["a"][..], &["skip.a.a"]] {
+            let steps: Vec<Vec<Step>> = paths.iter().map(|p| parse(p).unwrap()).collect();
+            let refs: Vec<&[Step]> = steps.iter().map(Vec::as_slice).collect();
+            same_as_serde(&Selection::new(&refs), &deep);
         }
     }
 

@@ -1,0 +1,327 @@
+//! The fast path of [`Selection::read_picked`](super::Selection::read_picked): one pass over the
+//! text that finds each string's end sixteen bytes at a time (`memchr`, WebAssembly SIMD in the
+//! component) and walks the selection tree as `Seed` does, but leaves every decision it is not
+//! sure of to serde_json. It answers `None`, and the caller reads the text again with serde_json
+//! (whose answer and error then stand), for text that is not JSON, a key with an escape, and
+//! nesting deeper than [`MAX_DEPTH`]. Values where a path ends that are not plain strings (a
+//! number, a string with escapes, an object) are converted by serde_json from their own slice of
+//! the text, so they are what serde_json would have built.
+//!
+//! Why: serde_json looks for a string's end eight bytes at a time, and in the component that loop
+//! was the largest single share of the stage's instructions (a 900-byte note is most of a 1 KB
+//! record; `docs/bench/README.md`, "A string's end found sixteen bytes at a time").
+
+use std::borrow::Cow;
+
+use serde_json::Value as Json;
+
+use super::{Node, Picked};
+
+/// Containers nested deeper than this are left to serde_json, whose own limit is 128: text the
+/// scan accepts is never text serde_json refuses for its depth.
+const MAX_DEPTH: usize = 100;
+
+/// The values at the paths of `root` (`paths` of them) in `text`, or `None` where serde_json must
+/// read the text instead (see the module's documentation).
+pub(super) fn read<'t>(
+    root: &Node,
+    paths: usize,
+    text: &'t str,
+) -> Option<Vec<Option<Picked<'t>>>> {
+    let mut scan = Scan {
+        text,
+        bytes: text.as_bytes(),
+        at: 0,
+    };
+    let mut out = vec![None; paths];
+    scan.ws();
+    scan.node(root, &mut out, 0)?;
+    scan.ws();
+    (scan.at == scan.bytes.len()).then_some(out)
+}
+
+struct Scan<'t> {
+    text: &'t str,
+    bytes: &'t [u8],
+    at: usize,
+}
+
+impl<'t> Scan<'t> {
+    fn peek(&self) -> Option<u8> {
+        self.bytes.get(self.at).copied()
+    }
+
+    /// JSON's four whitespace bytes, as serde_json skips them.
+    fn ws(&mut self) {
+        while let Some(b' ' | b'\t' | b'\n' | b'\r') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn eat(&mut self, byte: u8) -> Option<()> {
+        (self.peek()? == byte).then(|| self.at += 1)
+    }
+
+    /// A value the paths of `node` go into (what `Seed` does): the paths below are cleared first,
+    /// so the last of duplicate keys wins.
+    fn node(&mut self, node: &Node, out: &mut [Option<Picked<'t>>], depth: usize) -> Option<()> {
+        for &id in &node.below {
+            out[id] = None;
+        }
+        match node.tails.as_slice() {
+            [] => self.walk(node, out, depth),
+            [(id, tail)] if tail.is_empty() => {
+                out[*id] = Some(self.leaf(depth)?);
+                Some(())
+            }
+            _ => {
+                let start = self.at;
+                self.skip(depth)?;
+                let value = serde_json::from_str::<Json>(&self.text[start..self.at]).ok()?;
+                node.take(value, out);
+                Some(())
+            }
+        }
+    }
+
+    /// A value where paths go deeper: an object's keys and an array's indexes are followed; a
+    /// scalar has nothing at those paths.
+    fn walk(&mut self, node: &Node, out: &mut [Option<Picked<'t>>], depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'{' => self.object(depth, |scan, key| {
+                match node.keys.iter().find(|(k, _)| k.as_bytes() == key) {
+                    Some((_, child)) => scan.node(child, out, depth + 1),
+                    None => scan.skip(depth + 1),
+                }
+            }),
+            b'[' => {
+                let mut index = 0;
+                self.array(depth, |scan| {
+                    let found = node.indexes.iter().find(|(i, _)| *i == index);
+                    index += 1;
+                    match found {
+                        Some((_, child)) => scan.node(child, out, depth + 1),
+                        None => scan.skip(depth + 1),
+                    }
+                })
+            }
+            // serde_json reads a scalar here as a value, not as a skipped field: a number is
+            // checked for range and an escape for a valid code point, so both are left to it.
+            b'"' => {
+                self.at += 1;
+                (!self.string_body()?).then_some(())
+            }
+            b'-' | b'0'..=b'9' => {
+                let start = self.at;
+                self.number()?;
+                serde_json::from_str::<Json>(&self.text[start..self.at])
+                    .ok()
+                    .map(drop)
+            }
+            _ => self.skip(depth),
+        }
+    }
+
+    /// A value where a path ends: a string without escapes is borrowed from the text; anything
+    /// else is built by serde_json from its slice.
+    fn leaf(&mut self, depth: usize) -> Option<Picked<'t>> {
+        let start = self.at;
+        if self.peek()? == b'"' {
+            self.at += 1;
+            let escaped = self.string_body()?;
+            let whole: &'t str = self.text;
+            let text = &whole[start..self.at];
+            return Some(Picked::Text(if escaped {
+                Cow::Owned(serde_json::from_str::<String>(text).ok()?)
+            } else {
+                Cow::Borrowed(&text[1..text.len() - 1])
+            }));
+        }
+        self.skip(depth)?;
+        serde_json::from_str::<Json>(&self.text[start..self.at])
+            .ok()
+            .map(Picked::Value)
+    }
+
+    /// Checks one value's syntax and moves past it.
+    fn skip(&mut self, depth: usize) -> Option<()> {
+        match self.peek()? {
+            b'"' => {
+                self.at += 1;
+                self.string_body().map(drop)
+            }
+            b'{' => self.object(depth, |scan, _| scan.skip(depth + 1)),
+            b'[' => self.array(depth, |scan| scan.skip(depth + 1)),
+            b't' => self.literal(b"true"),
+            b'f' => self.literal(b"false"),
+            b'n' => self.literal(b"null"),
+            b'-' | b'0'..=b'9' => self.number(),
+            _ => None,
+        }
+    }
+
+    /// An object: `value` reads each member's value (the scan is at it) given its key.
+    fn object(
+        &mut self,
+        depth: usize,
+        mut value: impl FnMut(&mut Self, &[u8]) -> Option<()>,
+    ) -> Option<()> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        self.at += 1;
+        self.ws();
+        if self.peek()? == b'}' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            let key = self.key()?;
+            self.ws();
+            self.eat(b':')?;
+            self.ws();
+            value(self, key)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.ws();
+                }
+                b'}' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An array: `element` reads each element in turn.
+    fn array(
+        &mut self,
+        depth: usize,
+        mut element: impl FnMut(&mut Self) -> Option<()>,
+    ) -> Option<()> {
+        if depth >= MAX_DEPTH {
+            return None;
+        }
+        self.at += 1;
+        self.ws();
+        if self.peek()? == b']' {
+            self.at += 1;
+            return Some(());
+        }
+        loop {
+            element(self)?;
+            self.ws();
+            match self.peek()? {
+                b',' => {
+                    self.at += 1;
+                    self.ws();
+                }
+                b']' => {
+                    self.at += 1;
+                    return Some(());
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    /// An object key without escapes (one with an escape is left to serde_json, which unescapes
+    /// and checks it).
+    fn key(&mut self) -> Option<&'t [u8]> {
+        self.eat(b'"')?;
+        let bytes: &'t [u8] = self.bytes;
+        let rest = &bytes[self.at..];
+        let stop = memchr::memchr2(b'"', b'\\', rest)?;
+        if rest[stop] != b'"' || has_control(&rest[..stop]) {
+            return None;
+        }
+        self.at += stop + 1;
+        Some(&rest[..stop])
+    }
+
+    /// Moves past a string's closing quote from just after its opening one; true when the string
+    /// has escapes. Checks what serde_json checks of a string it skips: no control characters,
+    /// and escapes of its grammar (`\u` with four hex digits, whatever they name).
+    fn string_body(&mut self) -> Option<bool> {
+        let bytes: &'t [u8] = self.bytes;
+        let mut escaped = false;
+        loop {
+            let rest = &bytes[self.at..];
+            let stop = memchr::memchr2(b'"', b'\\', rest)?;
+            if has_control(&rest[..stop]) {
+                return None;
+            }
+            self.at += stop + 1;
+            if rest[stop] == b'"' {
+                return Some(escaped);
+            }
+            escaped = true;
+            match self.peek()? {
+                b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
+                b'u' => {
+                    let hex = bytes.get(self.at + 1..self.at + 5)?;
+                    if !hex.iter().all(u8::is_ascii_hexdigit) {
+                        return None;
+                    }
+                    self.at += 5;
+                }
+                _ => return None,
+            }
+        }
+    }
+
+    fn literal(&mut self, word: &[u8]) -> Option<()> {
+        let end = self.at + word.len();
+        (self.bytes.get(self.at..end)? == word).then(|| self.at = end)
+    }
+
+    /// JSON's number grammar, as serde_json checks a number it skips (its size is not checked).
+    fn number(&mut self) -> Option<()> {
+        if self.peek() == Some(b'-') {
+            self.at += 1;
+        }
+        match self.peek()? {
+            b'0' => {
+                self.at += 1;
+                if matches!(self.peek(), Some(b'0'..=b'9')) {
+                    return None;
+                }
+            }
+            b'1'..=b'9' => self.digits(),
+            _ => return None,
+        }
+        if self.peek() == Some(b'.') {
+            self.at += 1;
+            self.some_digits()?;
+        }
+        if let Some(b'e' | b'E') = self.peek() {
+            self.at += 1;
+            if let Some(b'+' | b'-') = self.peek() {
+                self.at += 1;
+            }
+            self.some_digits()?;
+        }
+        Some(())
+    }
+
+    fn digits(&mut self) {
+        while let Some(b'0'..=b'9') = self.peek() {
+            self.at += 1;
+        }
+    }
+
+    fn some_digits(&mut self) -> Option<()> {
+        let start = self.at;
+        self.digits();
+        (self.at > start).then_some(())
+    }
+}
+
+/// Whether `bytes` hold a control character (below 0x20), which a JSON string may not: one pass
+/// without an early exit, so it compiles to vector compares.
+fn has_control(bytes: &[u8]) -> bool {
+    bytes.iter().fold(0u8, |seen, &b| seen | u8::from(b < 0x20)) != 0
+}
