@@ -166,60 +166,46 @@ impl<'t> Scan<'t> {
         depth: usize,
         mut value: impl FnMut(&mut Self, &[u8]) -> Option<()>,
     ) -> Option<()> {
-        if depth >= MAX_DEPTH {
-            return None;
-        }
-        self.at += 1;
-        self.ws();
-        if self.peek()? == b'}' {
-            self.at += 1;
-            return Some(());
-        }
-        loop {
-            let key = self.key()?;
-            self.ws();
-            self.eat(b':')?;
-            self.ws();
-            value(self, key)?;
-            self.ws();
-            match self.peek()? {
-                b',' => {
-                    self.at += 1;
-                    self.ws();
-                }
-                b'}' => {
-                    self.at += 1;
-                    return Some(());
-                }
-                _ => return None,
-            }
-        }
+        self.container(depth, b'}', |scan| {
+            let key = scan.key()?;
+            scan.ws();
+            scan.eat(b':')?;
+            scan.ws();
+            value(scan, key)
+        })
     }
 
     /// An array: `element` reads each element in turn.
-    fn array(
+    fn array(&mut self, depth: usize, element: impl FnMut(&mut Self) -> Option<()>) -> Option<()> {
+        self.container(depth, b']', element)
+    }
+
+    /// An object or an array from its opening byte to `close`: `each` reads one member or
+    /// element; commas between them, none after the last.
+    fn container(
         &mut self,
         depth: usize,
-        mut element: impl FnMut(&mut Self) -> Option<()>,
+        close: u8,
+        mut each: impl FnMut(&mut Self) -> Option<()>,
     ) -> Option<()> {
         if depth >= MAX_DEPTH {
             return None;
         }
         self.at += 1;
         self.ws();
-        if self.peek()? == b']' {
+        if self.peek()? == close {
             self.at += 1;
             return Some(());
         }
         loop {
-            element(self)?;
+            each(self)?;
             self.ws();
             match self.peek()? {
                 b',' => {
                     self.at += 1;
                     self.ws();
                 }
-                b']' => {
+                b if b == close => {
                     self.at += 1;
                     return Some(());
                 }
