@@ -218,14 +218,12 @@ impl<'t> Scan<'t> {
     /// and checks it).
     fn key(&mut self) -> Option<&'t [u8]> {
         self.eat(b'"')?;
-        let bytes: &'t [u8] = self.bytes;
-        let rest = &bytes[self.at..];
-        let stop = memchr::memchr2(b'"', b'\\', rest)?;
-        if rest[stop] != b'"' || has_control(&rest[..stop]) {
+        let start = self.at;
+        if self.string_body()? {
             return None;
         }
-        self.at += stop + 1;
-        Some(&rest[..stop])
+        let bytes: &'t [u8] = self.bytes;
+        Some(&bytes[start..self.at - 1])
     }
 
     /// Moves past a string's closing quote from just after its opening one; true when the string
