@@ -479,6 +479,45 @@ mod tests {
         }
     }
 
+    /// The scan finds a string's end sixteen bytes at a time from the string's start, and the
+    /// text's last bytes one at a time: a stop (the closing quote, an escape, a control character)
+    /// at every place of a step and of the tail, beside the bytes that are not stops (0x20, DEL,
+    /// UTF-8 above 0x7f, which a signed compare would take for control characters).
+    #[test]
+    fn the_fast_scan_finds_a_string_end_at_every_place_of_a_vector_step() {
+        let stops = ["\"", "\\n", "\\u00e9", "\\\"", "\u{1}", "\u{1f}", "\t"];
+        let others = [" ", "\u{7f}", "é", "中", "😀", "~"];
+        let paths: &[&[Step]] = &[&[Step::Key("a".into())], &[Step::Key("b".into())]];
+        let selection = Selection::new(paths);
+        let root = Selection::new(&[&[Step::Index(0)]]);
+        for before in 0..40 {
+            let lead = "x".repeat(before);
+            for piece in stops.iter().chain(&others) {
+                let value_forms = [
+                    format!(r#"{{"a": "{lead}{piece}yz", "b": 1}}"#),
+                    format!(r#"{{"b": 1, "a": "{lead}{piece}"}}"#),
+                    format!(r#"{{"skip": "{lead}{piece}", "a": 2}}"#),
+                ];
+                for text in &value_forms {
+                    same_as_serde(&selection, text);
+                    // Text it may read it reads itself, not by handing it to serde_json: a
+                    // stop found a byte off would hand it over and still agree.
+                    if serde_json::from_str::<Json>(text).is_ok() {
+                        assert!(
+                            scan::read(&selection.root, selection.paths, text).is_some(),
+                            "the scan reads {text} itself"
+                        );
+                    }
+                }
+                // A key with an escape is left to serde_json by design.
+                same_as_serde(&selection, &format!(r#"{{"{lead}{piece}": 1, "a": 2}}"#));
+                // The string is the whole text: its end is in the tail unless it is long.
+                same_as_serde(&root, &format!(r#""{lead}{piece}""#));
+                same_as_serde(&root, &format!(r#"["{lead}{piece}"]"#));
+            }
+        }
+    }
+
     #[test]
     fn reads_what_the_whole_value_would_give() {
         let text = r#"{"a": {"a1": "hello", "n": [1, {"x": 2}]}, "b": "world", "c": ["x", "y"],

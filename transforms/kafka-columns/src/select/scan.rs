@@ -1,6 +1,6 @@
 //! The fast path of [`Selection::read_picked`](super::Selection::read_picked): one pass over the
-//! text that finds each string's end sixteen bytes at a time (`memchr`, WebAssembly SIMD in the
-//! component) and walks the selection tree as `Seed` does, but leaves every decision it is not
+//! text that finds each string's end sixteen bytes at a time ([`first_stop`], WebAssembly SIMD in
+//! the component) and walks the selection tree as `Seed` does, but leaves every decision it is not
 //! sure of to serde_json. It answers `None`, and the caller reads the text again with serde_json
 //! (whose answer and error then stand), for text that is not JSON, a key with an escape, and
 //! nesting deeper than [`MAX_DEPTH`]. Values where a path ends that are not plain strings (a
@@ -14,6 +14,7 @@
 use std::borrow::Cow;
 
 use serde_json::Value as Json;
+use wide::u8x16;
 
 use super::{Node, Picked};
 
@@ -233,16 +234,14 @@ impl<'t> Scan<'t> {
         let bytes: &'t [u8] = self.bytes;
         let mut escaped = false;
         loop {
-            let rest = &bytes[self.at..];
-            let stop = memchr::memchr2(b'"', b'\\', rest)?;
-            if has_control(&rest[..stop]) {
-                return None;
+            self.at += first_stop(&bytes[self.at..])?;
+            let stop = bytes[self.at];
+            self.at += 1;
+            match stop {
+                b'"' => return Some(escaped),
+                b'\\' => escaped = true,
+                _ => return None,
             }
-            self.at += stop + 1;
-            if rest[stop] == b'"' {
-                return Some(escaped);
-            }
-            escaped = true;
             match self.peek()? {
                 b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => self.at += 1,
                 b'u' => {
@@ -304,8 +303,23 @@ impl<'t> Scan<'t> {
     }
 }
 
-/// Whether `bytes` hold a control character (below 0x20), which a JSON string may not: one pass
-/// without an early exit, so it compiles to vector compares.
-fn has_control(bytes: &[u8]) -> bool {
-    bytes.iter().fold(0u8, |seen, &b| seen | u8::from(b < 0x20)) != 0
+/// Where in `bytes` the first quote, backslash or control character (below 0x20, which a JSON
+/// string may not hold) is: sixteen bytes at a time, three vector compares and one bitmask each
+/// (WebAssembly SIMD in the component, SSE2 natively), so that a short string costs one step and
+/// a long one a step per sixteen bytes; the last bytes of the text, fewer than sixteen, one at a
+/// time. `None` when there is none (an unterminated string).
+fn first_stop(bytes: &[u8]) -> Option<usize> {
+    let (chunks, tail) = bytes.as_chunks::<16>();
+    let (quote, backslash, space) = (u8x16::splat(b'"'), u8x16::splat(b'\\'), u8x16::splat(0x20));
+    for (i, chunk) in chunks.iter().enumerate() {
+        let v = u8x16::new(*chunk);
+        let stops = v.simd_eq(quote) | v.simd_eq(backslash) | v.simd_lt(space);
+        let mask = stops.to_bitmask();
+        if mask != 0 {
+            return Some(i * 16 + mask.trailing_zeros() as usize);
+        }
+    }
+    tail.iter()
+        .position(|&b| b == b'"' || b == b'\\' || b < 0x20)
+        .map(|at| chunks.len() * 16 + at)
 }
