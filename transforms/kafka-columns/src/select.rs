@@ -46,6 +46,9 @@ struct Node {
     /// Every path at or below this node: cleared when a duplicate key enters it again.
     below: Vec<usize>,
     keys: Vec<(String, Node)>,
+    /// Each key's first sixteen bytes, zero-padded: the fast scan matches a key of up to sixteen
+    /// bytes with one vector compare (`scan::child`).
+    heads: Vec<[u8; 16]>,
     indexes: Vec<(usize, Node)>,
     /// Set when some path ends at or above a descendant: see `ends`.
     tails: Vec<(usize, Vec<Step>)>,
@@ -154,6 +157,14 @@ fn child<K>(list: &mut Vec<(K, Node)>, key: K, same: impl Fn(&(K, Node)) -> bool
     &mut list[at].1
 }
 
+/// A key's first sixteen bytes, the rest zero.
+fn head(key: &str) -> [u8; 16] {
+    let mut head = [0; 16];
+    let n = key.len().min(16);
+    head[..n].copy_from_slice(&key.as_bytes()[..n]);
+    head
+}
+
 impl Node {
     /// Where a path ends at a node that has children, the node's whole value is built; the
     /// paths below it become tails looked up in that value.
@@ -168,6 +179,7 @@ impl Node {
             self.indexes.clear();
             return;
         }
+        self.heads = self.keys.iter().map(|(key, _)| head(key)).collect();
         let keys = self.keys.iter_mut().map(|(_, node)| node);
         for node in keys.chain(self.indexes.iter_mut().map(|(_, node)| node)) {
             node.settle(paths, depth + 1);
@@ -514,6 +526,58 @@ mod tests {
                 // The string is the whole text: its end is in the tail unless it is long.
                 same_as_serde(&root, &format!(r#""{lead}{piece}""#));
                 same_as_serde(&root, &format!(r#"["{lead}{piece}"]"#));
+            }
+        }
+    }
+
+    /// Keys of up to sixteen bytes are matched by one vector compare of the text from the key's
+    /// start (what follows the key in the text must not count), longer ones and keys in the
+    /// text's last sixteen bytes byte for byte: keys around sixteen bytes, sharing a prefix,
+    /// differing only in their last byte or only in length, multi-byte, empty, and last in the
+    /// text.
+    #[test]
+    fn keys_are_matched_whole_around_sixteen_bytes_and_at_the_text_end() {
+        let p16 = "abcdefghijklmnop";
+        let paths = ["", "a", &p16[..15], p16, &format!("{p16}q"), "é中", "k.x"];
+        let quoted = paths.map(|p| format!("[{}]", serde_json::to_string(p).unwrap()));
+        let quoted: Vec<&str> = quoted.iter().map(String::as_str).collect();
+        let near = [
+            "",
+            "a",
+            "ab",
+            "b",
+            &p16[..14],
+            &p16[..15],
+            &format!("{}X", &p16[..15]),
+            p16,
+            &format!("{}X", &p16[..16]),
+            &format!("{p16}q"),
+            &format!("{p16}qr"),
+            "é中",
+            "é",
+            "é中x",
+        ];
+        for (i, key) in near.iter().enumerate() {
+            for text in [
+                format!(r#"{{"{key}": {i}, "pad": "................"}}"#),
+                format!(r#"{{"pad": 0, "{key}": "v{i}"}}"#),
+                format!(r#"{{"k": {{"{key}": {i}, "x": 1}}, "{key}":[{i}]}}"#),
+                format!(r#"{{"{key}":{i}}}"#),
+            ] {
+                agrees(&quoted, &text);
+                let selection = Selection::new(
+                    &quoted
+                        .iter()
+                        .map(|p| parse(p).unwrap())
+                        .collect::<Vec<_>>()
+                        .iter()
+                        .map(Vec::as_slice)
+                        .collect::<Vec<_>>(),
+                );
+                assert!(
+                    scan::read(&selection.root, selection.paths, &text).is_some(),
+                    "the scan reads {text} itself"
+                );
             }
         }
     }

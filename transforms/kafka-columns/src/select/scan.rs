@@ -12,6 +12,7 @@
 //! record; `docs/bench/README.md`, "A string's end found sixteen bytes at a time").
 
 use std::borrow::Cow;
+use std::ops::Range;
 
 use serde_json::Value as Json;
 use wide::u8x16;
@@ -89,11 +90,9 @@ impl<'t> Scan<'t> {
     /// scalar has nothing at those paths.
     fn walk(&mut self, node: &Node, out: &mut [Option<Picked<'t>>], depth: usize) -> Option<()> {
         match self.peek()? {
-            b'{' => self.object(depth, |scan, key| {
-                match node.keys.iter().find(|(k, _)| k.as_bytes() == key) {
-                    Some((_, child)) => scan.node(child, out, depth + 1),
-                    None => scan.skip(depth + 1),
-                }
+            b'{' => self.object(depth, |scan, key| match child(node, scan.bytes, key) {
+                Some(child) => scan.node(child, out, depth + 1),
+                None => scan.skip(depth + 1),
             }),
             b'[' => {
                 let mut index = 0;
@@ -161,11 +160,12 @@ impl<'t> Scan<'t> {
         }
     }
 
-    /// An object: `value` reads each member's value (the scan is at it) given its key.
+    /// An object: `value` reads each member's value (the scan is at it) given where its key is
+    /// in the text.
     fn object(
         &mut self,
         depth: usize,
-        mut value: impl FnMut(&mut Self, &[u8]) -> Option<()>,
+        mut value: impl FnMut(&mut Self, Range<usize>) -> Option<()>,
     ) -> Option<()> {
         self.container(depth, b'}', |scan| {
             let key = scan.key()?;
@@ -215,16 +215,15 @@ impl<'t> Scan<'t> {
         }
     }
 
-    /// An object key without escapes (one with an escape is left to serde_json, which unescapes
-    /// and checks it).
-    fn key(&mut self) -> Option<&'t [u8]> {
+    /// Where an object key without escapes is in the text, quotes left out (a key with an escape
+    /// is left to serde_json, which unescapes and checks it).
+    fn key(&mut self) -> Option<Range<usize>> {
         self.eat(b'"')?;
         let start = self.at;
         if self.string_body()? {
             return None;
         }
-        let bytes: &'t [u8] = self.bytes;
-        Some(&bytes[start..self.at - 1])
+        Some(start..self.at - 1)
     }
 
     /// Moves past a string's closing quote from just after its opening one; true when the string
@@ -300,6 +299,29 @@ impl<'t> Scan<'t> {
         let start = self.at;
         self.digits();
         (self.at > start).then_some(())
+    }
+}
+
+/// The child of `node` at the key `bytes[key]`. A key of up to sixteen bytes with sixteen bytes
+/// of text from its start is matched by one vector compare against each child's zero-padded head,
+/// its length's bits of the mask alone counting; others byte for byte. The component's `memcmp`,
+/// which `==` calls, cost about 150 instructions a key (`docs/bench/README.md`, "Keys matched
+/// in one vector compare").
+fn child<'n>(node: &'n Node, bytes: &[u8], key: Range<usize>) -> Option<&'n Node> {
+    let len = key.len();
+    match bytes[key.start..].first_chunk::<16>() {
+        Some(text) if len <= 16 => {
+            let (text, wanted) = (u8x16::new(*text), (1u32 << len) - 1);
+            let same = |head: &[u8; 16]| text.simd_eq(u8x16::new(*head)).to_bitmask() & wanted;
+            let mut keys = node.keys.iter().zip(&node.heads);
+            keys.find(|((k, _), head)| k.len() == len && same(head) == wanted)
+                .map(|((_, child), _)| child)
+        }
+        _ => node
+            .keys
+            .iter()
+            .find(|(k, _)| k.as_bytes() == &bytes[key.clone()])
+            .map(|(_, child)| child),
     }
 }
 
