@@ -4,7 +4,9 @@
 //! it, the chain with `mask`'s rows listed instead of packed); then the cold start of loading three
 //! precompiled transforms (engine included).
 //!
-//! `cargo run --release -p k2mc-it --bin bench-transforms -- [--records N] [--reps R] [--out FILE]`
+//! `cargo run --release -p k2mc-it --bin bench-transforms -- [--records N] [--reps R]
+//! [--note-bytes B] [--out FILE]`: `--note-bytes` makes each record's free-text note B letters
+//! long (records of about B + 200 bytes), to weigh what a record's size costs the crossing.
 
 use std::borrow::Cow;
 use std::time::Instant;
@@ -36,7 +38,7 @@ const COLUMNS: &str = r#"[
   {"name":"kafka_offset","type":"bigint","source":"__offset__"}
 ]"#;
 
-fn records(n: usize) -> Vec<KafkaRecord> {
+fn records(n: usize, note: &str) -> Vec<KafkaRecord> {
     let brands = ["BYD", "NIO", "Geely", "Roewe", "Li Auto"];
     (0..n)
         .map(|i| {
@@ -47,7 +49,7 @@ fn records(n: usize) -> Vec<KafkaRecord> {
                 "ts": format!("2024-01-01 {:02}:{:02}:{:02}", (i / 3600) % 24, (i / 60) % 60, i % 60),
                 "owner": {"phone": format!("138{:08}", i % 100_000_000), "email": format!("user{i}@example.com")},
                 "brand": brands[i % brands.len()],
-                "note": "routine telemetry",
+                "note": note,
             });
             KafkaRecord {
                 offset: i as i64,
@@ -154,15 +156,26 @@ impl Native {
 fn main() -> anyhow::Result<()> {
     let mut args = std::env::args().skip(1);
     let (mut n, mut reps, mut out) = (20_000usize, 5usize, None);
+    let mut note = "routine telemetry".to_owned();
     while let Some(a) = args.next() {
         match a.as_str() {
             "--records" => n = args.next().context("--records N")?.parse()?,
             "--reps" => reps = args.next().context("--reps R")?.parse()?,
             "--out" => out = Some(args.next().context("--out FILE")?),
-            other => anyhow::bail!("unknown argument {other}; use --records N --reps R --out FILE"),
+            "--note-bytes" => {
+                let bytes: usize = args.next().context("--note-bytes B")?.parse()?;
+                note = "abcdefghijklmnopqrstuvwxyz"
+                    .chars()
+                    .cycle()
+                    .take(bytes)
+                    .collect();
+            }
+            other => anyhow::bail!(
+                "unknown argument {other}; use --records N --reps R --note-bytes B --out FILE"
+            ),
         }
     }
-    let data = records(n);
+    let data = records(n, &note);
     let avg_bytes = data
         .iter()
         .map(|r| r.value.as_ref().map_or(0, Vec::len))

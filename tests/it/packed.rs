@@ -1,11 +1,13 @@
-//! Packed rows (WIT 1.3, `packed-parser`; WIT 1.4, `packed-row-transform`): `kafka-columns`
-//! exports `parse-packed` and `mask` `transform-packed`, and the host packs and reads rows as
-//! bytes. Both of a stage's answers must give the same rows and dead letters, for every cell case
-//! `kafka-columns` writes, alone and with a row stage after it.
+//! Packed rows (WIT 1.3, `packed-parser`; WIT 1.4, `packed-row-transform`) and packed records
+//! (WIT 1.5, `packed-records-parser`): `kafka-columns` exports `parse-packed` and
+//! `parse-records-packed`, `mask` exports `transform-packed`, and the host packs and reads rows
+//! and records as bytes. Every way of calling a stage must give the same rows and dead letters,
+//! for every cell case `kafka-columns` writes and every shape of record, alone and with a row
+//! stage after it.
 
 use harness::transform_wasm;
 use k2mc::transform::bindings::{Cell, Header, KafkaRecord, RecordBatch};
-use k2mc::transform::{ChainOutput, StageSpec, TransformHost};
+use k2mc::transform::{ChainOutput, Limits, StageSpec, TransformHost};
 
 /// A column of every type `kafka-columns` writes, from the value, the key and the record.
 const EVERY_TYPE: &str = r#"[
@@ -194,6 +196,173 @@ fn a_packed_row_stage_gives_the_rows_of_a_listed_one() -> anyhow::Result<()> {
         first[17],
         Cell::Null,
         "a NULL text cell with a rule stays NULL"
+    );
+    Ok(())
+}
+
+/// Columns of every field a record carries besides its value's paths.
+const RECORD_FIELDS: &str = r#"[
+  {"name": "k", "type": "binary", "source": "__key__"},
+  {"name": "ks", "type": "string", "source": "__key__"},
+  {"name": "v", "type": "binary", "source": "__value__"},
+  {"name": "vs", "type": "string", "source": "__value__"},
+  {"name": "p", "type": "bigint", "source": "__partition__"},
+  {"name": "o", "type": "bigint", "source": "__offset__"},
+  {"name": "ts", "type": "bigint", "source": "__timestamp__"},
+  {"name": "topic", "type": "string", "source": "__topic__"},
+  {"name": "h", "type": "string", "source": "__headers__"},
+  {"name": "a", "type": "string"}
+]"#;
+
+/// Records of every shape the packed layout has: keys and values absent, empty and not UTF-8,
+/// headers none, several, with absent and binary values and keys beyond ASCII, extreme offsets.
+fn record_shapes() -> Vec<KafkaRecord> {
+    let header = |key: &str, value: Option<&[u8]>| Header {
+        key: key.into(),
+        value: value.map(<[u8]>::to_vec),
+    };
+    let record = |offset, key: Option<&[u8]>, value: Option<&str>, headers| KafkaRecord {
+        offset,
+        timestamp_ms: offset.wrapping_mul(-3),
+        key: key.map(<[u8]>::to_vec),
+        value: value.map(|v| v.as_bytes().to_vec()),
+        headers,
+    };
+    vec![
+        record(
+            i64::MAX,
+            Some(b"k0"),
+            Some(r#"{"a":"x"}"#),
+            vec![
+                header("h1", Some(b"v")),
+                header("北", None),
+                header("", Some(&[0xff, 0])),
+            ],
+        ),
+        record(0, None, None, Vec::new()),
+        record(2, Some(b""), Some("not json"), Vec::new()),
+        // A key that is not UTF-8 cannot be read as a string column.
+        record(3, Some(&[0xff]), Some(r#"{"a":"y"}"#), Vec::new()),
+        record(
+            i64::MIN,
+            Some(b"k4"),
+            Some(r#"{}"#),
+            vec![header("h", Some(b""))],
+        ),
+    ]
+}
+
+#[test]
+fn packed_and_listed_records_give_the_same_rows_for_every_record_shape() -> anyhow::Result<()> {
+    let wasm = transform_wasm("kafka-columns")?;
+    let spec = || harness::stage_spec("kafka-columns", &wasm, &[("columns", RECORD_FIELDS)]);
+    let batch = RecordBatch {
+        topic: "orders.北".into(),
+        partition: 7,
+        records: record_shapes(),
+    };
+    let run = |link: &dyn Fn(&mut k2mc::transform::Chain)| -> anyhow::Result<ChainOutput> {
+        let host = TransformHost::new()?;
+        let cache = tempfile::tempdir()?;
+        let mut chain = host.load_chain(vec![spec()], cache.path())?;
+        link(&mut chain);
+        Ok(chain.start_run().run(&batch)?)
+    };
+    let packed = run(&|_| {})?;
+    let listed = run(&|chain| {
+        assert!(
+            chain.without_packed_records(),
+            "kafka-columns exports packed-records-parser"
+        );
+    })?;
+    let plain = run(&|chain| assert!(chain.without_packed_rows()))?;
+    assert_eq!(packed.rows, listed.rows);
+    assert_eq!(packed.dead_letters, listed.dead_letters);
+    assert_eq!(packed.rows, plain.rows);
+    assert_eq!(packed.dead_letters, plain.dead_letters);
+    let sources: Vec<u32> = packed.rows.iter().map(|r| r.source).collect();
+    assert_eq!(sources, [0, 1, 4]);
+    let dead: Vec<(u32, &str)> = packed
+        .dead_letters
+        .iter()
+        .map(|d| (d.source, d.code.as_str()))
+        .collect();
+    assert_eq!(dead, [(2, "bad-json"), (3, "bad-encoding")]);
+    let first = &packed.rows[0].cells;
+    assert_eq!(first[0], Cell::Binary(b"k0".to_vec()));
+    assert_eq!(first[3], Cell::String(r#"{"a":"x"}"#.into()));
+    assert_eq!(first[4], Cell::Int(7));
+    assert_eq!(first[5], Cell::Int(i64::MAX));
+    assert_eq!(first[6], Cell::Int(i64::MAX.wrapping_mul(-3)));
+    assert_eq!(first[7], Cell::String("orders.北".into()));
+    assert!(
+        matches!(&first[8], Cell::String(h) if h.contains("\"北\"") && h.contains("null") && h.contains("\"h1\"")),
+        "{:?}",
+        first[8]
+    );
+    assert_eq!(first[9], Cell::String("x".into()));
+    assert!(
+        packed.rows[1]
+            .cells
+            .iter()
+            .take(4)
+            .all(|c| *c == Cell::Null)
+    );
+    assert_eq!(packed.rows[2].cells[5], Cell::Int(i64::MIN));
+    Ok(())
+}
+
+/// A record too big for the stage's memory traps the call; the host bisects the batch and packs
+/// each half's records on its own (a half of small records packed, one holding the large record
+/// as a `list<kafka-record>`), so only that record becomes a dead letter and every other row
+/// keeps its source.
+#[test]
+fn a_trap_in_a_packed_records_parser_dead_letters_only_its_record() -> anyhow::Result<()> {
+    let wasm = transform_wasm("kafka-columns")?;
+    let mut spec = harness::stage_spec("kafka-columns", &wasm, &[("columns", RECORD_FIELDS)]);
+    spec.limits = Limits {
+        memory: 16 << 20,
+        ..spec.limits
+    };
+    let host = TransformHost::new()?;
+    let cache = tempfile::tempdir()?;
+    let chain = host.load_chain(vec![spec], cache.path())?;
+    let big = format!(r#"{{"a":"{}"}}"#, "x".repeat(12 << 20));
+    let records = (0..9)
+        .map(|i| KafkaRecord {
+            offset: i,
+            timestamp_ms: 0,
+            key: None,
+            value: Some(
+                if i == 5 {
+                    big.clone()
+                } else {
+                    format!(r#"{{"a":"{i}"}}"#)
+                }
+                .into_bytes(),
+            ),
+            headers: Vec::new(),
+        })
+        .collect();
+    let out = chain.start_run().run(&RecordBatch {
+        topic: "t".into(),
+        partition: 0,
+        records,
+    })?;
+    let dead: Vec<(u32, &str)> = out
+        .dead_letters
+        .iter()
+        .map(|d| (d.source, d.code.as_str()))
+        .collect();
+    assert_eq!(dead, [(5, "trap")]);
+    let rows: Vec<(u32, &Cell)> = out.rows.iter().map(|r| (r.source, &r.cells[9])).collect();
+    let expected: Vec<(u32, Cell)> = [0, 1, 2, 3, 4, 6, 7, 8]
+        .into_iter()
+        .map(|i| (i, Cell::String(i.to_string())))
+        .collect();
+    assert_eq!(
+        rows,
+        expected.iter().map(|(i, c)| (*i, c)).collect::<Vec<_>>()
     );
     Ok(())
 }

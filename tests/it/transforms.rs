@@ -491,7 +491,7 @@ fn mask_in_rust_javascript_and_python_agree() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// WIT 1.1, 1.2, 1.3 and 1.4 are compatible changes: a component built against `kafka2mc:transform@1.0.0` (the
+/// WIT 1.1 to 1.5 are compatible changes: a component built against `kafka2mc:transform@1.0.0` (the
 /// `filter` of the release before 1.1, kept as `transforms/golden/filter-wit-1.0.0.wasm`) still
 /// links and runs on this host.
 #[test]

@@ -41,6 +41,22 @@ pub mod packed_parser {
     });
 }
 
+/// The `packed-records-parser-stage` world (WIT 1.5): a packed parser that also takes its records
+/// packed. Only the `packed-records-parser` interface is taken from it; the rest is the packed
+/// parser world's.
+pub mod packed_records_parser {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "packed-records-parser-stage",
+        with: {
+            "kafka2mc:transform/types": super::parser::kafka2mc::transform::types,
+            "kafka2mc:transform/host": super::parser::kafka2mc::transform::host,
+            "kafka2mc:transform/parser": super::parser::exports::kafka2mc::transform::parser,
+            "kafka2mc:transform/packed-parser": super::packed_parser::exports::kafka2mc::transform::packed_parser,
+        },
+    });
+}
+
 /// The `row-stage` world (rows → rows).
 pub mod row {
     wasmtime::component::bindgen!({

@@ -14,6 +14,7 @@ use wasmtime::{Config, Engine};
 use super::artifact::{self, Origin};
 use super::bindings::Column;
 use super::bindings::packed_parser::PackedParserStagePre;
+use super::bindings::packed_records_parser::PackedRecordsParserStagePre;
 use super::bindings::packed_row::PackedRowStagePre;
 use super::bindings::parser::{ParserStage, ParserStagePre};
 use super::bindings::projected_row::ProjectedRowStagePre;
@@ -112,7 +113,12 @@ impl TransformHost {
                 let pre = parser_linker
                     .instantiate_pre(&component)
                     .map_err(|e| link_error(&spec.name, &e))?;
-                if exports(&self.engine, &component, "packed-parser") {
+                if exports(&self.engine, &component, "packed-records-parser") {
+                    Pre::PackedRecordsParser(
+                        PackedRecordsParserStagePre::new(pre)
+                            .map_err(|e| not_world(&spec, "packed-records-parser-stage", &e))?,
+                    )
+                } else if exports(&self.engine, &component, "packed-parser") {
                     Pre::PackedParser(
                         PackedParserStagePre::new(pre)
                             .map_err(|e| not_world(&spec, "packed-parser-stage", &e))?,
@@ -192,8 +198,8 @@ fn check_registry_grant(
 
 /// Whether a component exports an optional interface of the contract: `projection` (a row stage
 /// that declares the columns it reads, WIT 1.2), `packed-parser` (a parser that returns its rows
-/// packed, WIT 1.3) or `packed-row-transform` (a row stage that takes and returns them packed,
-/// WIT 1.4).
+/// packed, WIT 1.3), `packed-records-parser` (one that also takes its records packed, WIT 1.5)
+/// or `packed-row-transform` (a row stage that takes and returns them packed, WIT 1.4).
 fn exports(engine: &Engine, component: &wasmtime::component::Component, interface: &str) -> bool {
     let prefix = format!("kafka2mc:transform/{interface}@");
     component
@@ -291,6 +297,15 @@ impl Chain {
         self.stages
             .first_mut()
             .is_some_and(LoadedStage::link_unpacked)
+    }
+
+    /// Gives the parser its records as a `list<kafka-record>` (`parse-packed`, WIT 1.3) even when
+    /// it also exports `packed-records-parser` (WIT 1.5). Both must give the same rows: this is
+    /// how a test compares the two. Returns whether the parser took its records packed.
+    pub fn without_packed_records(&mut self) -> bool {
+        self.stages
+            .first_mut()
+            .is_some_and(LoadedStage::link_listed_records)
     }
 
     /// Runs every row stage through `transform` even when it also exports `packed-row-transform`

@@ -12,6 +12,7 @@ mod output;
 mod packed;
 mod pool;
 mod projection;
+mod records;
 mod registry;
 mod run;
 mod sandbox;

@@ -3,16 +3,17 @@
 //!
 //! A trap (deadline, memory cap, panic) never blocks a partition: the instance is discarded and
 //! the batch is bisected in fresh instances until the poison record is alone; only it becomes a
-//! dead letter with code `trap`.
+//! dead letter with code `trap`. One call of one stage, its input lowered and its answer lifted
+//! as the stage's world says, is in `run/call.rs`.
 
-use std::borrow::Cow;
 use std::time::{Duration, Instant};
 
 use super::bindings::{BatchOutput, ErrorKind, RecordBatch, RecordError, Row};
 use super::chain::Chain;
 use super::error::TransformError;
-use super::packed;
-use super::stage::{Bound, Live, LoadedStage, deadline_ticks};
+use super::stage::Live;
+
+mod call;
 
 /// Counters of one stage over a run.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -61,6 +62,9 @@ pub struct ChainRun<'c> {
     chain: &'c Chain,
     live: Vec<Option<Live>>,
     metrics: Vec<StageMetrics>,
+    /// The records of the last call to a packed-records parser (WIT 1.5), kept for its capacity:
+    /// a batch of a megabyte or more allocated afresh each call is fresh pages each call.
+    packed_records: Vec<u8>,
 }
 
 impl std::fmt::Debug for ChainRun<'_> {
@@ -138,6 +142,7 @@ impl<'c> ChainRun<'c> {
                     ..StageMetrics::default()
                 })
                 .collect(),
+            packed_records: Vec::new(),
         }
     }
 
@@ -296,123 +301,6 @@ impl<'c> ChainRun<'c> {
                 self.isolate(stage, right, offset + mid as u32, out)
             }
         }
-    }
-
-    /// One call; the inner `Err` is a trap's description.
-    fn call(
-        &mut self,
-        stage: usize,
-        items: &Items<'_>,
-    ) -> Result<Result<BatchOutput, String>, TransformError> {
-        let loaded = &self.chain.stages[stage];
-        if self.live[stage].is_none() {
-            self.live[stage] = Some(loaded.instantiate(&self.chain.engine)?.0);
-        }
-        let Some(Live { store, bound }) = self.live[stage].as_mut() else {
-            unreachable!()
-        };
-        store.data_mut().start_call();
-        store.set_epoch_deadline(deadline_ticks(loaded.spec.limits.call_deadline));
-        // The whole input goes as it is; only a bisected half is copied (and renumbered, since
-        // sources are indices into the batch as the call sees it; `window`).
-        let result = match (&*bound, *items) {
-            (Bound::Parser(p), Items::Records { batch, start, end }) => p
-                .kafka2mc_transform_parser()
-                .call_parse(&mut *store, &window(batch, start, end)),
-            // A packed parser's rows are read back here (WIT 1.3); bytes that break the layout
-            // are the stage's fault, not a trap.
-            (Bound::PackedParser(p), Items::Records { batch, start, end }) => match p
-                .kafka2mc_transform_packed_parser()
-                .call_parse_packed(&mut *store, &window(batch, start, end))
-            {
-                Ok(out) => Ok(unpacked(loaded, out.cells, out.sources, out.errors)?),
-                Err(e) => Err(e),
-            },
-            // A packed row stage (WIT 1.4) gets the cells it reads packed straight from the rows
-            // (no row is copied, a bisected half neither) and answers packed.
-            (Bound::PackedRow(b), Items::Rows { rows, start, end }) => {
-                let mut cells = Vec::new();
-                let read = loaded.projection.as_ref().map(|p| p.read());
-                packed::pack(&rows[start..end], read, &mut cells);
-                match b
-                    .kafka2mc_transform_packed_row_transform()
-                    .call_transform_packed(&mut *store, (end - start) as u32, &cells)
-                {
-                    Ok(out) => Ok(unpacked(loaded, out.cells, out.sources, out.errors)?),
-                    Err(e) => Err(e),
-                }
-            }
-            (Bound::Row(_) | Bound::ProjectedRow(_), Items::Rows { rows, start, end }) => {
-                let called = if let Some(p) = &loaded.projection {
-                    bound.transform(store, &p.narrow(&rows[start..end]))
-                } else if start == 0 && end == rows.len() {
-                    bound.transform(store, rows)
-                } else {
-                    let half: Vec<Row> = rows[start..end]
-                        .iter()
-                        .enumerate()
-                        .map(|(i, row)| Row {
-                            source: i as u32,
-                            cells: row.cells.clone(),
-                        })
-                        .collect();
-                    bound.transform(store, &half)
-                };
-                match called {
-                    Some(result) => result,
-                    None => {
-                        return Err(contract(
-                            &loaded.spec.name,
-                            "stage kind does not match its input".into(),
-                        ));
-                    }
-                }
-            }
-            _ => {
-                return Err(contract(
-                    &loaded.spec.name,
-                    "stage kind does not match its input".into(),
-                ));
-            }
-        };
-        Ok(result.map_err(|e| describe_trap(&e, loaded.spec.limits.call_deadline)))
-    }
-}
-
-/// A stage's packed answer read back into rows; bytes that break the layout break the contract.
-fn unpacked(
-    loaded: &LoadedStage,
-    cells: Vec<u8>,
-    sources: Vec<u32>,
-    errors: Vec<RecordError>,
-) -> Result<BatchOutput, TransformError> {
-    let out = packed::Packed {
-        cells,
-        sources,
-        errors,
-    };
-    packed::unpack(out, loaded.width()).map_err(|reason| contract(&loaded.spec.name, reason))
-}
-
-/// Records `start..end` of a batch: the batch itself when that is all of it, a copy of the window
-/// when a trap is being isolated.
-fn window(batch: &RecordBatch, start: usize, end: usize) -> Cow<'_, RecordBatch> {
-    if start == 0 && end == batch.records.len() {
-        Cow::Borrowed(batch)
-    } else {
-        Cow::Owned(RecordBatch {
-            topic: batch.topic.clone(),
-            partition: batch.partition,
-            records: batch.records[start..end].to_vec(),
-        })
-    }
-}
-
-fn describe_trap(e: &wasmtime::Error, deadline: Duration) -> String {
-    match e.downcast_ref::<wasmtime::Trap>() {
-        Some(wasmtime::Trap::Interrupt) => format!("deadline of {deadline:?} per call exceeded"),
-        Some(trap) => format!("{trap}: {}", e.root_cause()),
-        None => format!("{}", e.root_cause()),
     }
 }
 

@@ -1,6 +1,7 @@
 //! One stage of a transform chain (`chain.rs` loads them in order): what the user configured
 //! ([`StageSpec`]), the component linked against its world ([`Pre`]: parser, packed parser (WIT
-//! 1.3), row, projected row (WIT 1.2) or packed row (WIT 1.4)), and a live instance of it
+//! 1.3), packed-records parser (WIT 1.5), row, projected row (WIT 1.2) or packed row (WIT 1.4)),
+//! and a live instance of it
 //! ([`Live`], [`Bound`]) that `run.rs` calls. A stage is configured once at load time, so bad
 //! configuration or a broken projection fails before any record is read.
 
@@ -11,6 +12,9 @@ use wasmtime::{Engine, Store};
 
 use super::artifact::Origin;
 use super::bindings::packed_parser::{PackedParserStage, PackedParserStagePre};
+use super::bindings::packed_records_parser::{
+    PackedRecordsParserStage, PackedRecordsParserStagePre,
+};
 use super::bindings::packed_row::{PackedRowStage, PackedRowStagePre};
 use super::bindings::parser::{ParserStage, ParserStagePre};
 use super::bindings::projected_row::{ProjectedRowStage, ProjectedRowStagePre};
@@ -39,6 +43,7 @@ pub struct StageSpec {
 pub(super) enum Pre {
     Parser(ParserStagePre<StageState>),
     PackedParser(PackedParserStagePre<StageState>),
+    PackedRecordsParser(PackedRecordsParserStagePre<StageState>),
     Row(RowStagePre<StageState>),
     ProjectedRow(ProjectedRowStagePre<StageState>),
     PackedRow(PackedRowStagePre<StageState>),
@@ -48,6 +53,7 @@ pub(super) enum Pre {
 pub(super) enum Bound {
     Parser(ParserStage),
     PackedParser(PackedParserStage),
+    PackedRecordsParser(PackedRecordsParserStage),
     Row(RowStage),
     ProjectedRow(ProjectedRowStage),
     PackedRow(PackedRowStage),
@@ -62,7 +68,7 @@ impl Bound {
         rows: &[Row],
     ) -> Option<wasmtime::Result<BatchOutput>> {
         match self {
-            Bound::Parser(_) | Bound::PackedParser(_) => None,
+            Bound::Parser(_) | Bound::PackedParser(_) | Bound::PackedRecordsParser(_) => None,
             Bound::Row(b) => Some(
                 b.kafka2mc_transform_row_transform()
                     .call_transform(store, rows),
@@ -85,7 +91,7 @@ impl Bound {
         input: &[Column],
     ) -> wasmtime::Result<Result<StageInfo, String>> {
         match self {
-            Bound::Parser(_) | Bound::PackedParser(_) => {
+            Bound::Parser(_) | Bound::PackedParser(_) | Bound::PackedRecordsParser(_) => {
                 Err(wasmtime::Error::msg("a parser stage bound as a row stage"))
             }
             Bound::Row(b) => b
@@ -149,12 +155,15 @@ impl LoadedStage {
         Ok(output)
     }
 
-    /// Links a packed parser (WIT 1.3) as a plain one, so that runs call `parse`, and a packed
-    /// row stage (WIT 1.4) as a projected one, so that runs call `transform`; other stages stay
-    /// as they are. Whether it could be is returned.
+    /// Links a packed parser (WIT 1.3 or 1.5) as a plain one, so that runs call `parse`, and a
+    /// packed row stage (WIT 1.4) as a projected one, so that runs call `transform`; other stages
+    /// stay as they are. Whether it could be is returned.
     pub(super) fn link_unpacked(&mut self) -> bool {
         let unpacked = match &self.pre {
             Pre::PackedParser(pre) => {
+                ParserStagePre::new(pre.instance_pre().clone()).map(Pre::Parser)
+            }
+            Pre::PackedRecordsParser(pre) => {
                 ParserStagePre::new(pre.instance_pre().clone()).map(Pre::Parser)
             }
             Pre::PackedRow(pre) => {
@@ -165,6 +174,21 @@ impl LoadedStage {
         match unpacked {
             Ok(plain) => {
                 self.pre = plain;
+                true
+            }
+            Err(_) => false,
+        }
+    }
+
+    /// Links a parser that takes its records packed (WIT 1.5) as a packed parser of 1.3, so that
+    /// runs call `parse-packed` with a `list<kafka-record>`. Whether it could be is returned.
+    pub(super) fn link_listed_records(&mut self) -> bool {
+        let Pre::PackedRecordsParser(pre) = &self.pre else {
+            return false;
+        };
+        match PackedParserStagePre::new(pre.instance_pre().clone()) {
+            Ok(listed) => {
+                self.pre = Pre::PackedParser(listed);
                 true
             }
             Err(_) => false,
@@ -226,6 +250,14 @@ impl LoadedStage {
                     .call_configure(&mut store, &spec.config)
                     .map_err(trap)?;
                 (Bound::PackedParser(b), info)
+            }
+            Pre::PackedRecordsParser(pre) => {
+                let b = pre.instantiate(&mut store).map_err(trap)?;
+                let info = b
+                    .kafka2mc_transform_parser()
+                    .call_configure(&mut store, &spec.config)
+                    .map_err(trap)?;
+                (Bound::PackedRecordsParser(b), info)
             }
             Pre::Row(pre) => {
                 let b = Bound::Row(pre.instantiate(&mut store).map_err(trap)?);

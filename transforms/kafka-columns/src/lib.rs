@@ -15,6 +15,7 @@
 pub mod columns;
 pub mod packed;
 pub mod path;
+pub mod records;
 pub mod select;
 
 /// Talc instead of the C library's dlmalloc: every row, cell and string crossing into and out of
@@ -30,15 +31,18 @@ static ALLOCATOR: talc::wasm::WasmDynamicTalc = talc::wasm::new_wasm_dynamic_all
 mod component {
     wit_bindgen::generate!({
         path: "../../wit",
-        // Also exports `packed-parser` (WIT 1.3): the host then takes the rows packed.
-        world: "packed-parser-stage",
+        // Also exports `packed-parser` (WIT 1.3), so the host takes the rows packed, and
+        // `packed-records-parser` (WIT 1.5), so it gives the records packed.
+        world: "packed-records-parser-stage",
     });
 
     use std::sync::Mutex;
 
     use crate::columns::{BytesType, Kind, Out, Source};
+    use crate::records::Record;
     use crate::select::{Picked, Selection};
     use exports::kafka2mc::transform::packed_parser::{Guest as PackedGuest, PackedOutput};
+    use exports::kafka2mc::transform::packed_records_parser::Guest as PackedRecordsGuest;
     use exports::kafka2mc::transform::parser::Guest;
     use kafka2mc::transform::types::{
         BatchOutput, Cell, Column, ColumnType, DecimalType, ErrorKind, Instant, KafkaRecord,
@@ -215,11 +219,11 @@ mod component {
         plan: &Plan,
         topic: &str,
         partition: i32,
-        record: &'r KafkaRecord,
+        record: &Record<'r>,
         cells: &mut Vec<Out<'r>>,
     ) -> Result<(), (String, String)> {
         cells.clear();
-        let mut picked: Vec<Option<Picked<'r>>> = match (&record.value, &plan.selection) {
+        let mut picked: Vec<Option<Picked<'r>>> = match (record.value, &plan.selection) {
             (Some(bytes), Some(selection)) => match plan.value_type {
                 BytesType::String => simdutf8::basic::from_utf8(bytes)
                     .map_err(|_| bad_json(bytes))
@@ -240,23 +244,23 @@ mod component {
             },
             _ => Vec::new(),
         };
-        let decoded = |ty: BytesType, bytes: &Option<Vec<u8>>| -> Result<Json, (String, String)> {
-            bytes.as_ref().map_or(Ok(Json::Null), |b| {
+        let decoded = |ty: BytesType, bytes: Option<&[u8]>| -> Result<Json, (String, String)> {
+            bytes.map_or(Ok(Json::Null), |b| {
                 ty.decode(b).map_err(|e| ("bad-encoding".to_owned(), e))
             })
         };
         for spec in &plan.columns {
             let raw = match (&spec.source, &spec.kind) {
-                (Source::Key, Kind::Binary) => record.key.clone().map(Out::Binary),
-                (Source::Value, Kind::Binary) => record.value.clone().map(Out::Binary),
+                (Source::Key, Kind::Binary) => record.key.map(|b| Out::Binary(b.to_vec())),
+                (Source::Value, Kind::Binary) => record.value.map(|b| Out::Binary(b.to_vec())),
                 _ => None,
             };
             let out = match raw {
                 Some(out) => out,
                 None => {
                     let value = match &spec.source {
-                        Source::Key => Picked::Value(decoded(plan.key_type, &record.key)?),
-                        Source::Value => Picked::Value(decoded(plan.value_type, &record.value)?),
+                        Source::Key => Picked::Value(decoded(plan.key_type, record.key)?),
+                        Source::Value => Picked::Value(decoded(plan.value_type, record.value)?),
                         Source::Partition => Picked::Value(Json::from(partition)),
                         Source::Offset => Picked::Value(Json::from(record.offset)),
                         Source::Timestamp => Picked::Value(Json::from(record.timestamp_ms)),
@@ -265,7 +269,7 @@ mod component {
                             record
                                 .headers
                                 .iter()
-                                .map(|h| serde_json::json!({"key": h.key, "value": h.value.as_ref().map(|v| String::from_utf8_lossy(v).into_owned())}))
+                                .map(|(key, value)| serde_json::json!({"key": key, "value": value.map(|v| String::from_utf8_lossy(v).into_owned())}))
                                 .collect(),
                         )),
                         Source::Constant(c) => Picked::Value(Json::from(c.as_str())),
@@ -341,39 +345,104 @@ mod component {
         fn parse(batch: RecordBatch) -> BatchOutput {
             let (mut rows, mut errors) = (Vec::with_capacity(batch.records.len()), Vec::new());
             let mut cells = Vec::new();
-            each_record(&batch, &mut cells, &mut errors, |source, cells| {
-                rows.push(Row {
-                    source,
-                    cells: cells.drain(..).map(cell).collect(),
-                })
-            });
+            let records = listed(&batch.records);
+            let (topic, partition) = (&batch.topic, batch.partition);
+            each_record(
+                topic,
+                partition,
+                &records,
+                &mut cells,
+                &mut errors,
+                |source, cells| {
+                    rows.push(Row {
+                        source,
+                        cells: cells.drain(..).map(cell).collect(),
+                    })
+                },
+            );
             BatchOutput { rows, errors }
         }
     }
 
     impl PackedGuest for KafkaColumns {
         fn parse_packed(batch: RecordBatch) -> PackedOutput {
-            let (mut packed, mut sources, mut errors) = (Vec::new(), Vec::new(), Vec::new());
-            let mut cells = Vec::new();
-            each_record(&batch, &mut cells, &mut errors, |source, cells| {
-                for out in cells.iter() {
-                    crate::packed::put(&mut packed, out);
-                }
-                sources.push(source);
-            });
-            PackedOutput {
-                cells: packed,
-                sources,
-                errors,
+            packed_rows(&batch.topic, batch.partition, &listed(&batch.records))
+        }
+    }
+
+    impl PackedRecordsGuest for KafkaColumns {
+        fn parse_records_packed(
+            topic: String,
+            partition: i32,
+            records: u32,
+            bytes: Vec<u8>,
+        ) -> PackedOutput {
+            match crate::records::read(&bytes, records) {
+                Ok(records) => packed_rows(&topic, partition, &records),
+                // The host wrote the bytes: a layout it broke is its fault, not a record's.
+                Err(message) => PackedOutput {
+                    cells: Vec::new(),
+                    sources: Vec::new(),
+                    errors: vec![RecordError {
+                        source: 0,
+                        kind: ErrorKind::Fatal,
+                        code: "bad-packed-records".into(),
+                        message,
+                    }],
+                },
             }
         }
     }
 
-    /// Extracts every record of the batch (`parse` and `parse-packed` alike), giving each row's
-    /// cells to `row` and each failed record's error to `errors`; one `fatal` error when the
-    /// stage was never configured.
+    /// The records of a `list<kafka-record>`, borrowed as `extract` reads them.
+    fn listed(records: &[KafkaRecord]) -> Vec<Record<'_>> {
+        records
+            .iter()
+            .map(|r| Record {
+                offset: r.offset,
+                timestamp_ms: r.timestamp_ms,
+                key: r.key.as_deref(),
+                value: r.value.as_deref(),
+                headers: r
+                    .headers
+                    .iter()
+                    .map(|h| (h.key.as_str(), h.value.as_deref()))
+                    .collect(),
+            })
+            .collect()
+    }
+
+    /// The rows of `records`, packed (`parse-packed` and `parse-records-packed` alike).
+    fn packed_rows(topic: &str, partition: i32, records: &[Record<'_>]) -> PackedOutput {
+        let (mut packed, mut sources, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        let mut cells = Vec::new();
+        each_record(
+            topic,
+            partition,
+            records,
+            &mut cells,
+            &mut errors,
+            |source, cells| {
+                for out in cells.iter() {
+                    crate::packed::put(&mut packed, out);
+                }
+                sources.push(source);
+            },
+        );
+        PackedOutput {
+            cells: packed,
+            sources,
+            errors,
+        }
+    }
+
+    /// Extracts every record of the batch (`parse`, `parse-packed` and `parse-records-packed`
+    /// alike), giving each row's cells to `row` and each failed record's error to `errors`; one
+    /// `fatal` error when the stage was never configured.
     fn each_record<'b>(
-        batch: &'b RecordBatch,
+        topic: &str,
+        partition: i32,
+        records: &[Record<'b>],
         cells: &mut Vec<Out<'b>>,
         errors: &mut Vec<RecordError>,
         mut row: impl FnMut(u32, &mut Vec<Out<'b>>),
@@ -390,8 +459,8 @@ mod component {
             });
             return;
         };
-        for (i, record) in batch.records.iter().enumerate() {
-            match extract(plan, &batch.topic, batch.partition, record, cells) {
+        for (i, record) in records.iter().enumerate() {
+            match extract(plan, topic, partition, record, cells) {
                 Ok(()) => row(i as u32, cells),
                 Err((code, message)) => errors.push(RecordError {
                     source: i as u32,
