@@ -27,9 +27,10 @@ pub(crate) fn worth_packing(records: &[KafkaRecord]) -> bool {
     bytes <= records.len().saturating_mul(PACK_AT_MOST)
 }
 
-/// Appends `records` to `out`, record after record.
+/// Appends `records` to `out`, record after record. `out` is not reserved first: the caller keeps
+/// it across calls for its capacity, and sizing the records again would be a second pass over
+/// them beside [`worth_packing`]'s.
 pub(crate) fn pack(records: &[KafkaRecord], out: &mut Vec<u8>) {
-    out.reserve(records.iter().map(packed_len).sum());
     for record in records {
         out.extend_from_slice(&record.offset.to_le_bytes());
         out.extend_from_slice(&record.timestamp_ms.to_le_bytes());
@@ -117,7 +118,8 @@ mod tests {
         by_hand.extend([0, 0, 0, 0]);
         by_hand.extend([0xff; 4]);
         by_hand.extend([0, 0, 0, 0]);
-        // Appended after what the buffer already holds, and reserved exactly.
+        // Appended after what the buffer already holds; `packed_len`, which `worth_packing` sums,
+        // counts exactly the bytes written.
         let mut out = vec![9];
         pack(&records, &mut out);
         assert_eq!(out[0], 9);
